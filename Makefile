@@ -1,0 +1,31 @@
+# The two set-up commands: `make demo` and `make test`. Each creates .venv (Python 3.11) when absent and
+# installs the project into it with every version pinned (constraints.txt), then runs.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO   ?= demo-out
+
+.PHONY: demo test bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	rm -rf $(DEMO)
+	$(BIN)/vla-data make-synthetic $(DEMO)/raw --episodes 24 --image-size 120x214 --seed 0
+	$(BIN)/vla-data validate $(DEMO)/raw --json $(DEMO)/validate.json
+	$(BIN)/vla-data make-synthetic $(DEMO)/defective --episodes 4 --image-size 120x214 --seed 1 --defects
+	@echo "--- the same check on a folder with one defective file per finding class (exits 1 by design) ---"
+	$(BIN)/vla-data validate $(DEMO)/defective --deep; test $$? -eq 1
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/validate.py
+
+clean:
+	rm -rf $(VENV) $(DEMO) bench-out

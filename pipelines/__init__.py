@@ -1,0 +1,1 @@
+"""The jobs a user runs, and the `vla-data` command line."""

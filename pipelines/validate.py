@@ -1,0 +1,110 @@
+"""The validate job: run the checks over files and folders, and print the report for a person."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import click
+import pandas as pd
+from tqdm import tqdm
+
+from schemas import Finding, RecorderSettings, Severity, ValidateOptions, ValidationReport
+from vla_data.recorder import IndexCsvError, episode_files
+from vla_data.validation import validate
+
+_STYLE = {Severity.error: "red", Severity.warning: "yellow", Severity.info: "cyan", None: "green"}
+
+
+def run_validate(paths: list[Path], settings: RecorderSettings, options: ValidateOptions) -> ValidationReport:
+    """Validate the episodes under ``paths``; usage problems (nothing to check, bad CSV) are click errors."""
+    files = episode_files(paths)
+    if not files:
+        raise click.UsageError(f"no *.h5 / *.hdf5 files under {', '.join(map(str, paths))}")
+    root = os.path.commonpath([str(p.resolve().parent if p.is_file() else p.resolve()) for p in paths])
+    try:
+        with tqdm(total=len(files), desc="validate", unit="file", disable=None) as bar:
+            return validate(files, settings, options, root=root, progress=bar.update)
+    except IndexCsvError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def _short(path: str, root: str) -> str:
+    try:
+        return os.path.relpath(path, root)
+    except ValueError:
+        return path
+
+
+def _clip(text: str | None, width: int = 48) -> str:
+    if not text:
+        return "-"
+    return text if len(text) <= width else "..." + text[-(width - 3) :]
+
+
+def render_report(report: ValidationReport) -> str:
+    """The report as a person reads it: files, findings grouped by code with hints, dataset summary."""
+    out: list[str] = []
+    root = report.root
+    rows = [
+        {
+            "file": _short(r.path, root),
+            "frames": r.n_frames if r.n_frames is not None else "-",
+            "size": f"{r.frame_size[0]}x{r.frame_size[1]}" if r.frame_size else "-",
+            "instruction": _clip(r.instruction),
+            "from": r.instruction_source.value if r.instruction_source else "-",
+            "status": (r.status.value if r.status else "ok"),
+        }
+        for r in report.files
+    ]
+    out.append(click.style(f"Episodes ({len(report.files)} files)", bold=True))
+    out.append(pd.DataFrame(rows).to_string(index=False))
+
+    grouped: dict[tuple[int, str], list[Finding]] = defaultdict(list)
+    order = {Severity.error: 0, Severity.warning: 1, Severity.info: 2}
+    for f in report.findings:
+        grouped[(order[f.severity], f.code.value)].append(f)
+    if grouped:
+        out.append("")
+        out.append(click.style("Findings by code", bold=True))
+    for (_, code), findings in sorted(grouped.items()):
+        severity = findings[0].severity
+        n_files = len({f.file for f in findings})
+        title = f"{severity.value:<7} {code} ({n_files} file{'s' if n_files != 1 else ''})"
+        out.append(click.style(title, fg=_STYLE[severity], bold=True))
+        last_hint = None
+        for f in findings:
+            where = ("(all episodes)" if f.file == root else _short(f.file, root)) + (f" [{f.key}]" if f.key else "")
+            out.append(f"  {where}: {f.message}")
+            if f.hint != last_hint:
+                out.append(f"    hint: {f.hint}")
+                last_hint = f.hint
+
+    s = report.summary
+    out.append("")
+    out.append(click.style("Dataset (files without errors)", bold=True))
+    out.append(f"  episodes {s.episodes}, frames {s.frames}")
+    for title, counts in (("instructions", s.instructions), ("scenarios", s.scenarios)):
+        out.append(f"  {title}:")
+        out.extend(f"    {n:>5}  {text}" for text, n in counts.items())
+    if s.action_min:
+        out.append("  action range:")
+        out.extend(
+            f"    {name:<10} [{lo:+.3f}, {hi:+.3f}]" for name, lo, hi in zip(s.action_names, s.action_min, s.action_max)
+        )
+    o = report.options
+    out.append(
+        f"  checked with: frames `{report.settings.frames_key}`, actions `{report.settings.actions_key}`, "
+        f"colour {report.settings.color_order.value}, bound {report.settings.action_bound:g}, "
+        f"window {o.window}, chunk {o.chunk}, {'deep' if o.deep else 'default'} pass"
+    )
+    bad = report.n_errors
+    verdict = (
+        click.style(f"{bad} of {len(report.files)} files have errors (exit 1)", fg="red", bold=True)
+        if bad
+        else click.style(f"all {len(report.files)} files usable (exit 0)", fg="green", bold=True)
+    )
+    out.append(verdict)
+    return "\n".join(out)
+

@@ -1,0 +1,78 @@
+"""Findings: what validation says about a recorder episode, with a stable code, a severity and a hint.
+
+The code is the contract other tools key on (CI gates, dashboards, ``--json`` consumers); its severity is
+fixed here, once, and never chosen at the place that raises it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, computed_field
+
+
+class Severity(StrEnum):
+    error = "error"
+    warning = "warning"
+    info = "info"
+
+
+class FindingCode(StrEnum):
+    # errors: the episode cannot be used as it is
+    not_hdf5 = "not_hdf5"
+    corrupt_file = "corrupt_file"
+    dataset_missing = "dataset_missing"
+    wrong_dtype = "wrong_dtype"
+    wrong_rank = "wrong_rank"
+    wrong_channels = "wrong_channels"
+    length_mismatch = "length_mismatch"
+    empty_episode = "empty_episode"
+    nonfinite_action = "nonfinite_action"
+    instruction_missing = "instruction_missing"
+    external_link = "external_link"
+    external_storage = "external_storage"
+    virtual_dataset = "virtual_dataset"
+    # warnings: usable, but probably not what was meant
+    num_frames_mismatch = "num_frames_mismatch"
+    action_out_of_bounds = "action_out_of_bounds"
+    constant_action_channel = "constant_action_channel"
+    short_episode = "short_episode"
+    duplicate_episode = "duplicate_episode"
+    frozen_camera = "frozen_camera"
+    frame_size_varies = "frame_size_varies"
+    # info: worth knowing
+    instruction_fallback = "instruction_fallback"
+
+
+_WARNINGS = {
+    FindingCode.num_frames_mismatch,
+    FindingCode.action_out_of_bounds,
+    FindingCode.constant_action_channel,
+    FindingCode.short_episode,
+    FindingCode.duplicate_episode,
+    FindingCode.frozen_camera,
+    FindingCode.frame_size_varies,
+}
+_INFOS = {FindingCode.instruction_fallback}
+
+SEVERITY: dict[FindingCode, Severity] = {
+    code: Severity.warning if code in _WARNINGS else Severity.info if code in _INFOS else Severity.error
+    for code in FindingCode
+}
+
+
+class Finding(BaseModel):
+    """One thing wrong (or worth knowing) about one file."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: FindingCode
+    file: str
+    key: str | None = None
+    message: str
+    hint: str
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def severity(self) -> Severity:
+        return SEVERITY[self.code]

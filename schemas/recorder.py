@@ -1,0 +1,412 @@
+"""The recorder's HDF5 episode: the settings that describe a recorder, the scenario in a file name, and the
+raw-episode contract that validation builds from what a file holds (see DESIGN.md, "The recorder's HDF5 episode").
+
+Every violation of the contract is raised as a ``PydanticCustomError`` whose type is a ``FindingCode``, so
+``RawEpisode.findings_for`` turns a pydantic ``ValidationError`` into findings one to one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from schemas.findings import Finding, FindingCode
+
+DEFAULT_ACTION_NAMES = ("linear_x", "linear_y", "angular_z")
+# Names other recorders and tools use for the same things; used only to suggest a fix.
+KNOWN_FRAME_KEYS = ("images", "observations/images", "rgb", "image", "frames", "observation/image", "camera")
+KNOWN_ACTION_KEYS = ("actions", "action", "observations/actions", "cmd_vel", "velocity")
+
+
+class ColorOrder(StrEnum):
+    bgr = "bgr"
+    rgb = "rgb"
+
+
+class InstructionSource(StrEnum):
+    file = "file"
+    csv = "csv"
+    file_name = "file_name"
+
+
+class RecorderSettings(BaseModel):
+    """Where a recorder puts things and what it promises. Defaults describe the ROS 2 teleop collector."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    frames_key: str = Field("images", description="HDF5 dataset holding the (T, H, W, 3) uint8 frames.")
+    actions_key: str = Field("actions", description="HDF5 dataset holding the (T, A) float actions.")
+    instruction_key: str = Field("language_instruction", description="HDF5 dataset holding the instruction.")
+    events_key: str = Field("action_event_types", description="HDF5 dataset holding per-frame event types.")
+    color_order: ColorOrder = Field(ColorOrder.bgr, description="Channel order of the stored frames.")
+    action_dim: int = Field(3, ge=1, description="Number of action channels the recorder writes.")
+    action_bound: float = Field(1.5, gt=0, description="Warn when any |action| exceeds this.")
+    index_csv_name: str = Field(
+        "dataset_index.csv", description="File (episode_path, instruction) looked up in the episode's folders."
+    )
+    instruction_template: str = Field(
+        "Navigate around obstacles and reach the front of the beverage bottle on the {side}",
+        description="Instruction made from the file name's target side when file and CSV have none.",
+    )
+
+
+_SCENARIO = re.compile(
+    r"(?:^|_)(?P<layout>[12]box_(?:hori|vert)|v3)_(?P<side>left|right|center|recovery|noise)"
+    r"(?:_(?P<pattern>core|variant))?(?:_(?P<distance>close|medium|far))?(?:_|$)"
+)
+
+
+class Scenario(BaseModel):
+    """What the recorder's file name says about an episode.
+
+    ``episode_20251106_123136_1box_hori_left_core_medium.h5`` -> layout ``1box_hori``, side ``left``,
+    pattern ``core``, distance ``medium``; ``..._v3_center_core_far.h5`` -> layout ``v3``, side ``center``.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    layout: str
+    side: str
+    pattern: str | None = None
+    distance: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The scenario key used for stratifying and reporting, e.g. ``1box_hori_left`` or ``v3_recovery``."""
+        return f"{self.layout}_{self.side}"
+
+    @property
+    def target_side(self) -> str | None:
+        return self.side if self.side in ("left", "right") else None
+
+    @classmethod
+    def from_file_name(cls, name: str) -> Scenario | None:
+        match = _SCENARIO.search(Path(name).stem)
+        return cls(**match.groupdict()) if match else None
+
+
+class ArrayHeader(BaseModel):
+    """What an HDF5 dataset looks like, read without reading its data."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    shape: tuple[int, ...]
+    dtype: str
+
+
+def _fail(code: FindingCode, message: str, hint: str, key: str | None) -> PydanticCustomError:
+    # Messages are pre-formatted: braces in file or key names must not be taken as template fields.
+    return PydanticCustomError(code.value, message.replace("{", "{{").replace("}", "}}"), {"hint": hint, "key": key})
+
+
+def _closest(wanted: str, keys: list[str], known: tuple[str, ...]) -> str | None:
+    """The existing dataset most likely meant by ``wanted``: a known alias first, else the closest name."""
+    for alias in known:
+        if alias in keys:
+            return alias
+    found = difflib.get_close_matches(wanted, keys, n=1, cutoff=0.4)
+    return found[0] if found else None
+
+
+class RawEpisode(BaseModel):
+    """The recorder episode contract. Build it with ``model_validate(facts, context={"settings": ...})``.
+
+    Field validators check each dataset on its own; the model validator checks them against each other,
+    once each is valid. Warnings are not part of validity: see ``warnings``.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    path: str
+    keys: list[str] = Field(description="Every dataset path in the file.")
+    external_links: list[str] = Field(default_factory=list)
+    external_storage: list[str] = Field(default_factory=list)
+    virtual_datasets: list[str] = Field(default_factory=list)
+    frames: ArrayHeader | None = Field(validate_default=True)
+    actions: ArrayHeader | None = Field(validate_default=True)
+    action_values: np.ndarray | None = Field(None, description="The actions as read, when they could be read.")
+    instruction: str | None = Field(None, validate_default=True)
+    instruction_source: InstructionSource | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+    # -- foreign storage: refused, because reading it would open files outside the dataset ------------
+    @field_validator("external_links")
+    @classmethod
+    def _no_external_links(cls, v: list[str]) -> list[str]:
+        if v:
+            raise _fail(
+                FindingCode.external_link,
+                f"external link(s) {', '.join(v)} point into other files",
+                "copy the linked data into this file (h5py: f[k] = src[k][()]) or drop the link; "
+                "linked files are never opened",
+                v[0],
+            )
+        return v
+
+    @field_validator("external_storage")
+    @classmethod
+    def _no_external_storage(cls, v: list[str]) -> list[str]:
+        if v:
+            raise _fail(
+                FindingCode.external_storage,
+                f"dataset(s) {', '.join(v)} keep their data in external raw files",
+                "rewrite the dataset with its data inside the HDF5 file (h5repack, or h5py copy without external=)",
+                v[0],
+            )
+        return v
+
+    @field_validator("virtual_datasets")
+    @classmethod
+    def _no_virtual(cls, v: list[str]) -> list[str]:
+        if v:
+            raise _fail(
+                FindingCode.virtual_dataset,
+                f"virtual dataset(s) {', '.join(v)} map data from other files",
+                "materialise the dataset into this file (h5py: f[k] = vds[()]) before using it",
+                v[0],
+            )
+        return v
+
+    # -- the datasets ----------------------------------------------------------------------------------
+    @staticmethod
+    def _require(header: ArrayHeader | None, info: ValidationInfo, which: str) -> ArrayHeader | None:
+        settings: RecorderSettings = info.context["settings"]
+        wanted = getattr(settings, f"{which}_key")
+        if header is not None or wanted in info.data.get("external_links", []):
+            return header
+        keys: list[str] = info.data.get("keys", [])
+        known = KNOWN_FRAME_KEYS if which == "frames" else KNOWN_ACTION_KEYS
+        near = _closest(wanted, [k for k in keys if k != wanted], known)
+        if near:
+            message = f"no dataset `{wanted}`; found `{near}`; the recorder writes `{wanted}`"
+            hint = f"rename `{near}` to `{wanted}`, or pass --{which}-key {near}"
+        else:
+            have = ", ".join(f"`{k}`" for k in keys) or "no datasets at all"
+            message = f"no dataset `{wanted}` (the file has {have})"
+            hint = f"record the {which} under `{wanted}`, or pass --{which}-key with the name this recorder uses"
+        raise _fail(FindingCode.dataset_missing, message, hint, wanted)
+
+    @field_validator("frames")
+    @classmethod
+    def _frames(cls, v: ArrayHeader | None, info: ValidationInfo) -> ArrayHeader | None:
+        v = cls._require(v, info, "frames")
+        if v is None:
+            return v
+        if len(v.shape) != 4:
+            raise _fail(
+                FindingCode.wrong_rank,
+                f"`{v.key}` has shape {v.shape}; frames must be (T, H, W, 3)",
+                "store one HxWx3 image per frame, stacked along the first axis",
+                v.key,
+            )
+        if v.shape[-1] != 3:
+            raise _fail(
+                FindingCode.wrong_channels,
+                f"`{v.key}` has {v.shape[-1]} channels; frames must have 3 (colour, no alpha)",
+                "drop the alpha channel / convert greyscale to 3 channels when recording",
+                v.key,
+            )
+        if v.dtype != "uint8":
+            raise _fail(
+                FindingCode.wrong_dtype,
+                f"`{v.key}` is {v.dtype}; frames must be uint8",
+                "store frames as 8-bit images (0..255), as cv_bridge's bgr8 gives them",
+                v.key,
+            )
+        return v
+
+    @field_validator("actions")
+    @classmethod
+    def _actions(cls, v: ArrayHeader | None, info: ValidationInfo) -> ArrayHeader | None:
+        v = cls._require(v, info, "actions")
+        if v is None:
+            return v
+        settings: RecorderSettings = info.context["settings"]
+        if len(v.shape) != 2:
+            raise _fail(
+                FindingCode.wrong_rank,
+                f"`{v.key}` has shape {v.shape}; actions must be (T, {settings.action_dim})",
+                "store one row [linear_x, linear_y, angular_z] per frame",
+                v.key,
+            )
+        if v.shape[1] != settings.action_dim:
+            raise _fail(
+                FindingCode.wrong_channels,
+                f"`{v.key}` has {v.shape[1]} channels; this recorder writes {settings.action_dim}",
+                f"pass --action-dim {v.shape[1]} if this recorder really writes {v.shape[1]} channels",
+                v.key,
+            )
+        if np.dtype(v.dtype).kind != "f":
+            raise _fail(
+                FindingCode.wrong_dtype,
+                f"`{v.key}` is {v.dtype}; actions must be floating point (float32)",
+                "store the Twist values as float32",
+                v.key,
+            )
+        return v
+
+    @field_validator("action_values")
+    @classmethod
+    def _finite(cls, v: np.ndarray | None, info: ValidationInfo) -> np.ndarray | None:
+        if v is None or v.dtype.kind != "f" or v.size == 0:
+            return v
+        bad = ~np.isfinite(v)
+        if bad.any():
+            rows = np.flatnonzero(bad.any(axis=tuple(range(1, v.ndim))))
+            key = info.context["settings"].actions_key
+            raise _fail(
+                FindingCode.nonfinite_action,
+                f"`{key}` holds {int(bad.sum())} NaN/Inf value(s), first at row {int(rows[0])}",
+                "re-record the episode or drop it; a NaN target poisons every gradient it touches",
+                key,
+            )
+        return v
+
+    @field_validator("instruction")
+    @classmethod
+    def _instruction(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None or not v.strip():
+            settings: RecorderSettings = info.context["settings"]
+            raise _fail(
+                FindingCode.instruction_missing,
+                f"no instruction: not in `{settings.instruction_key}`, not in {settings.index_csv_name}, "
+                "and the file name names no target side",
+                f"write `{settings.instruction_key}`, or add a row (episode_path, instruction) to "
+                f"{settings.index_csv_name} beside the episodes",
+                settings.instruction_key,
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _lengths(self) -> Self:
+        frames, actions = self.frames, self.actions
+        if frames is None or actions is None:
+            return self
+        if frames.shape[0] != actions.shape[0]:
+            raise _fail(
+                FindingCode.length_mismatch,
+                f"{frames.shape[0]} frames but {actions.shape[0]} action rows",
+                "every frame needs exactly one action row (row 0 is the all-zero episode_start); "
+                "re-export the episode",
+                actions.key,
+            )
+        if frames.shape[0] == 0:
+            raise _fail(
+                FindingCode.empty_episode,
+                "the episode has no frames",
+                "delete the file; the collector never saves episodes of fewer than 2 frames",
+                frames.key,
+            )
+        return self
+
+    # -- turning the contract into findings ------------------------------------------------------------
+    @classmethod
+    def findings_for(cls, facts: dict[str, Any], settings: RecorderSettings) -> tuple[RawEpisode | None, list[Finding]]:
+        """Validate ``facts`` read from a file; return the episode (None if invalid) and its error findings."""
+        try:
+            return cls.model_validate(facts, context={"settings": settings}), []
+        except ValidationError as exc:
+            findings = []
+            for err in exc.errors(include_url=False):
+                ctx = err.get("ctx") or {}
+                try:
+                    code = FindingCode(err["type"])
+                except ValueError:  # a plain type error in the facts themselves: a reader bug, still reported
+                    code, ctx = FindingCode.corrupt_file, {"hint": "report this file to the vla-data maintainers"}
+                findings.append(
+                    Finding(code=code, file=facts["path"], key=ctx.get("key"), message=err["msg"], hint=ctx["hint"])
+                )
+            return None, findings
+
+    @property
+    def n_frames(self) -> int:
+        assert self.frames is not None
+        return self.frames.shape[0]
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        assert self.frames is not None
+        return self.frames.shape[1], self.frames.shape[2]
+
+    def warnings(self, settings: RecorderSettings, window: int, chunk: int, action_offset: int) -> list[Finding]:
+        """Per-file warnings and infos for a valid episode."""
+        out: list[Finding] = []
+        t = self.n_frames
+        declared = self.attributes.get("num_frames")
+        if declared is not None and _as_int(declared) != t:
+            out.append(
+                Finding(
+                    code=FindingCode.num_frames_mismatch,
+                    file=self.path,
+                    key="num_frames",
+                    message=f"attribute num_frames={declared} but the episode holds {t} frames",
+                    hint="the data wins; fix the attribute if other tools read it",
+                )
+            )
+        if self.action_values is not None and self.action_values.size:
+            peak = float(np.abs(self.action_values).max())
+            if peak > settings.action_bound:
+                out.append(
+                    Finding(
+                        code=FindingCode.action_out_of_bounds,
+                        file=self.path,
+                        key=settings.actions_key,
+                        message=f"|action| reaches {peak:.3g}, beyond the bound {settings.action_bound:g}",
+                        hint="check the units (teleop sends +-1.15); raise --action-bound if this speed is real",
+                    )
+                )
+        full = full_windows(t, window, chunk, action_offset)
+        if full == 0:
+            out.append(
+                Finding(
+                    code=FindingCode.short_episode,
+                    file=self.path,
+                    key=settings.frames_key,
+                    message=(
+                        f"{t} frames give {t} samples at window {window} / chunk {chunk}, none of them without "
+                        f"padding (that needs {window + chunk + action_offset - 1} frames)"
+                    ),
+                    hint="fine for training (pad masks cover it); record longer episodes for more full windows",
+                )
+            )
+        if self.instruction_source is not None and self.instruction_source != InstructionSource.file:
+            out.append(
+                Finding(
+                    code=FindingCode.instruction_fallback,
+                    file=self.path,
+                    key=settings.instruction_key,
+                    message=f"instruction taken from the {self.instruction_source.value.replace('_', ' ')}",
+                    hint=f"write `{settings.instruction_key}` into the file to make it self-contained",
+                )
+            )
+        return out
+
+
+def full_windows(n_frames: int, window: int, chunk: int, action_offset: int) -> int:
+    """Anchors of an episode whose window and action chunk need no padding (every frame is an anchor)."""
+    return max(0, n_frames - (window - 1) - (chunk + action_offset - 1))
+
+
+def _as_int(value: Any) -> int | None:
+    try:
+        f = float(np.asarray(value).reshape(-1)[0])
+    except (TypeError, ValueError, IndexError):
+        return None
+    return int(f) if math.isfinite(f) else None

@@ -1,0 +1,25 @@
+"""Settings of the synthetic recorder (``vla-data make-synthetic``)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class SyntheticConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    episodes: int = Field(40, ge=0, description="Clean episodes to write.")
+    height: int = Field(720, ge=16, description="Frame height in pixels.")
+    width: int = Field(1280, ge=16, description="Frame width in pixels.")
+    seed: int = 0
+    defects: bool = Field(False, description="Also write one defective file per validation finding class.")
+    no_instruction_ratio: float = Field(
+        0.3, ge=0, le=1, description="Share of episodes written without language_instruction, as in older files."
+    )
+    noise: int = Field(3, ge=0, le=64, description="Sensor noise amplitude (grey levels); 0 gives identical still frames.")
+
+    @model_validator(mode="after")
+    def _defects_need_company(self) -> SyntheticConfig:
+        if self.defects and self.episodes < 2:
+            raise ValueError("--defects needs --episodes >= 2: duplicates and odd frame sizes are judged against them")
+        return self

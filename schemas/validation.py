@@ -1,0 +1,88 @@
+"""The validation report: what ``vla-data validate --json`` writes and ``build-splits`` reads back."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.findings import Finding, Severity
+from schemas.recorder import InstructionSource, RecorderSettings
+
+
+class ValidateOptions(BaseModel):
+    """How deep to look, and the sample geometry the short-episode warning is judged against."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    deep: bool = Field(False, description="Also read every frame (frozen camera, undecodable chunks).")
+    window: int = Field(8, ge=1, description="Frames per sample window W.")
+    chunk: int = Field(10, ge=1, description="Actions per chunk K.")
+    action_offset: int = Field(1, ge=0, description="Action row a policy chooses after frame t is t + offset.")
+    workers: int = Field(1, ge=1, description="Parallel processes checking files.")
+
+
+class FileReport(BaseModel):
+    """One episode file: what it holds (where readable) and everything found about it."""
+
+    path: str
+    n_frames: int | None = None
+    frame_size: tuple[int, int] | None = None
+    action_min: list[float] | None = None
+    action_max: list[float] | None = None
+    instruction: str | None = None
+    instruction_source: InstructionSource | None = None
+    scenario: str | None = None
+    fingerprint: str | None = Field(
+        None,
+        description="sha256 of the actions, shapes and first stored frame chunk (default pass), or of every "
+        "decoded frame and the actions (deep pass); equal fingerprints mean duplicate episodes.",
+    )
+    findings: list[Finding] = Field(default_factory=list)
+
+    @property
+    def status(self) -> Severity | None:
+        """The worst severity found, or None when the file is clean."""
+        for severity in (Severity.error, Severity.warning, Severity.info):
+            if any(f.severity == severity for f in self.findings):
+                return severity
+        return None
+
+    @property
+    def ok(self) -> bool:
+        return self.status != Severity.error
+
+
+class DatasetSummary(BaseModel):
+    """Totals over the files without errors."""
+
+    episodes: int
+    frames: int
+    instructions: dict[str, int]
+    scenarios: dict[str, int]
+    action_names: list[str]
+    action_min: list[float]
+    action_max: list[float]
+
+
+class ValidationReport(BaseModel):
+    tool_version: str
+    root: str = Field(description="The folder the validated paths share; dataset-wide findings name it as their file.")
+    settings: RecorderSettings
+    options: ValidateOptions
+    files: list[FileReport]
+    dataset_findings: list[Finding] = Field(
+        default_factory=list, description="Findings about the files together (e.g. a constant action channel)."
+    )
+    summary: DatasetSummary
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for r in self.files for f in r.findings] + list(self.dataset_findings)
+
+    @property
+    def n_errors(self) -> int:
+        return sum(1 for r in self.files if not r.ok)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when no file has an error (warnings allowed), 1 otherwise."""
+        return 1 if self.n_errors else 0

@@ -1,0 +1,220 @@
+"""Reading recorder HDF5 episodes without trusting them.
+
+Files are opened read-only with file locking off (the recorder may still hold them), links are listed
+without being followed, and external or virtual storage is reported, never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from schemas import ArrayHeader, InstructionSource, RecorderSettings, Scenario
+
+EPISODE_SUFFIXES = (".h5", ".hdf5")
+# Actions are small (T x 3); anything far larger is a malformed file, and is not read into memory.
+MAX_ACTION_BYTES = 64 * 2**20
+
+
+class IndexCsvError(ValueError):
+    """A dataset_index.csv that cannot be used."""
+
+
+def episode_files(paths: Iterable[Path]) -> list[Path]:
+    """The episode files named by ``paths``: files as given, folders searched recursively, sorted, unique."""
+    found: dict[Path, None] = {}
+    for path in paths:
+        if path.is_dir():
+            for p in sorted(path.rglob("*")):
+                if p.suffix.lower() in EPISODE_SUFFIXES and p.is_file():
+                    found[p] = None
+        else:
+            found[path] = None
+    return list(found)
+
+
+@contextmanager
+def open_episode(path: Path) -> Iterator[h5py.File]:
+    """Open an episode read-only, without taking the HDF5 file lock."""
+    with h5py.File(path, "r", locking=False) as f:
+        yield f
+
+
+@dataclass
+class FileLayout:
+    """Every dataset in a file, and what in it points outside the file."""
+
+    datasets: dict[str, h5py.Dataset] = field(default_factory=dict)
+    external_links: list[str] = field(default_factory=list)
+    external_storage: list[str] = field(default_factory=list)
+    virtual_datasets: list[str] = field(default_factory=list)
+
+    def is_local(self, key: str) -> bool:
+        return key in self.datasets and key not in self.external_storage and key not in self.virtual_datasets
+
+
+def file_layout(f: h5py.File) -> FileLayout:
+    """List links without following external or soft ones; classify every dataset's storage."""
+    layout = FileLayout()
+    names: list[str] = []
+    f.visit_links(names.append)
+    for name in names:
+        link = f.get(name, getlink=True)
+        if isinstance(link, h5py.ExternalLink):
+            layout.external_links.append(name)
+            continue
+        if not isinstance(link, h5py.HardLink):
+            continue  # soft links name something listed under its own hard link
+        obj = f.get(name)
+        if isinstance(obj, h5py.Dataset):
+            layout.datasets[name] = obj
+            if obj.is_virtual:
+                layout.virtual_datasets.append(name)
+            elif obj.external:
+                layout.external_storage.append(name)
+    return layout
+
+
+def header(ds: h5py.Dataset, key: str) -> ArrayHeader:
+    return ArrayHeader(key=key, shape=tuple(int(n) for n in ds.shape), dtype=str(ds.dtype))
+
+
+def decode_text(value: Any) -> str | None:
+    """A recorder string ((1,) S256, vlen str, or scalar) as text, NUL padding removed."""
+    arr = np.asarray(value).reshape(-1)
+    if arr.size == 0:
+        return None
+    item = arr[0]
+    if isinstance(item, bytes):
+        item = item.decode("utf-8", errors="replace")
+    if not isinstance(item, str):
+        return None
+    text = item.rstrip("\x00").strip()
+    return text or None
+
+
+def plain_attributes(f: h5py.File) -> dict[str, Any]:
+    """File attributes as JSON-friendly Python values."""
+    out: dict[str, Any] = {}
+    for name, value in f.attrs.items():
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        elif isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", errors="replace")
+        out[name] = value
+    return out
+
+
+class InstructionIndex:
+    """Instructions from ``dataset_index.csv`` files (columns ``episode_path``, ``instruction``).
+
+    A CSV applies to the episodes in its folder and below. ``episode_path`` may be absolute, relative to
+    the CSV's folder, or a bare file name. Built once in the parent process and handed to workers.
+    """
+
+    def __init__(self) -> None:
+        self.by_path: dict[str, str] = {}
+        self.by_name: dict[tuple[str, str], str] = {}  # (csv folder, file name) -> instruction
+
+    @classmethod
+    def for_files(cls, files: Iterable[Path], csv_name: str) -> InstructionIndex:
+        index = cls()
+        seen: set[Path] = set()
+        for file in files:
+            for folder in file.resolve().parents:
+                if folder in seen:
+                    continue
+                seen.add(folder)
+                csv = folder / csv_name
+                if csv.is_file():
+                    index._load(csv)
+        return index
+
+    def _load(self, csv: Path) -> None:
+        try:
+            table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+        except Exception as exc:  # pandas raises many kinds for a malformed CSV
+            raise IndexCsvError(f"{csv}: cannot be read as CSV ({exc})") from exc
+        missing = {"episode_path", "instruction"} - set(table.columns)
+        if missing:
+            raise IndexCsvError(
+                f"{csv}: missing column(s) {', '.join(sorted(missing))}; expected episode_path, instruction"
+            )
+        for episode_path, instruction in zip(table["episode_path"], table["instruction"], strict=True):
+            if not instruction.strip():
+                continue
+            p = Path(episode_path)
+            self.by_path[str((csv.parent / p).resolve())] = instruction.strip()
+            self.by_name[(str(csv.parent), p.name)] = instruction.strip()
+
+    def lookup(self, path: Path) -> str | None:
+        resolved = path.resolve()
+        if str(resolved) in self.by_path:
+            return self.by_path[str(resolved)]
+        for folder in resolved.parents:
+            hit = self.by_name.get((str(folder), resolved.name))
+            if hit:
+                return hit
+        return None
+
+
+def resolve_instruction(
+    in_file: str | None, path: Path, index: InstructionIndex, settings: RecorderSettings
+) -> tuple[str | None, InstructionSource | None]:
+    """The episode's instruction and where it came from: the file, then the CSV, then the file name."""
+    if in_file:
+        return in_file, InstructionSource.file
+    from_csv = index.lookup(path)
+    if from_csv:
+        return from_csv, InstructionSource.csv
+    scenario = Scenario.from_file_name(path.name)
+    if scenario is not None and scenario.target_side is not None:
+        return settings.instruction_template.format(side=scenario.target_side), InstructionSource.file_name
+    return None, None
+
+
+def read_actions(layout: FileLayout, key: str) -> np.ndarray | None:
+    """The action rows, when they are local and of a sane size; None otherwise (the contract reports why)."""
+    if not layout.is_local(key):
+        return None
+    ds = layout.datasets[key]
+    if ds.dtype.kind not in "fiub" or ds.size * ds.dtype.itemsize > MAX_ACTION_BYTES:
+        return None
+    return np.asarray(ds[()])
+
+
+def first_chunk_bytes(ds: h5py.Dataset) -> bytes:
+    """The stored (still compressed) bytes of the first frame: cheap to read, identical in copied files."""
+    if ds.shape[0] == 0:
+        return b""
+    if ds.chunks is not None:
+        _, raw = ds.id.read_direct_chunk((0,) * ds.ndim)
+        return bytes(raw)
+    return np.ascontiguousarray(ds[0]).tobytes()
+
+
+def fingerprint(actions: np.ndarray | None, frames: ArrayHeader, frame_bytes: Iterable[bytes]) -> str:
+    digest = hashlib.sha256()
+    digest.update(repr((frames.shape, frames.dtype)).encode())
+    if actions is not None:
+        digest.update(np.ascontiguousarray(actions).tobytes())
+    for chunk in frame_bytes:
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def iter_frame_blocks(ds: h5py.Dataset) -> Iterator[tuple[int, np.ndarray]]:
+    """Every frame, decoded one storage chunk at a time: (first frame index, block)."""
+    step = ds.chunks[0] if ds.chunks is not None else 1
+    for start in range(0, ds.shape[0], step):
+        yield start, ds[start : start + step]

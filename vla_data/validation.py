@@ -1,0 +1,289 @@
+"""Checking recorder episodes against the contract in ``schemas.recorder``: per file, then across files.
+
+``check_file`` never raises: whatever a file holds, it comes back as a ``FileReport`` with findings.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from schemas import (
+    DEFAULT_ACTION_NAMES,
+    DatasetSummary,
+    FileReport,
+    Finding,
+    FindingCode,
+    RawEpisode,
+    RecorderSettings,
+    Scenario,
+    ValidateOptions,
+    ValidationReport,
+)
+from vla_data import __version__
+from vla_data.recorder import (
+    FileLayout,
+    InstructionIndex,
+    decode_text,
+    file_layout,
+    fingerprint,
+    first_chunk_bytes,
+    header,
+    iter_frame_blocks,
+    open_episode,
+    plain_attributes,
+    read_actions,
+    resolve_instruction,
+)
+
+
+def _finding(code: FindingCode, path: Path, key: str | None, message: str, hint: str) -> Finding:
+    return Finding(code=code, file=str(path), key=key, message=message, hint=hint)
+
+
+def check_file(
+    path: Path, settings: RecorderSettings, options: ValidateOptions, index: InstructionIndex
+) -> FileReport:
+    """Validate one episode file. Reads headers, attributes and small datasets; every frame with ``deep``."""
+    report = FileReport(path=str(path))
+    scenario = Scenario.from_file_name(path.name)
+    report.scenario = scenario.name if scenario else None
+    try:
+        if not h5py.is_hdf5(path):
+            report.findings.append(
+                _finding(
+                    FindingCode.not_hdf5,
+                    path,
+                    None,
+                    "not an HDF5 file (no HDF5 signature)",
+                    "remove it from the dataset folder, or re-export it from the recorder",
+                )
+            )
+            return report
+        with open_episode(path) as f:
+            _check_open_file(f, path, report, settings, options, index)
+    except Exception as exc:  # a corrupt file can fail anywhere inside libhdf5; it is a finding, not a crash
+        report.findings.append(
+            _finding(
+                FindingCode.corrupt_file,
+                path,
+                None,
+                f"cannot be read: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(),
+                "the file is truncated or damaged (often a copy interrupted mid-way); copy it again from the robot",
+            )
+        )
+    return report
+
+
+def _check_open_file(
+    f: h5py.File,
+    path: Path,
+    report: FileReport,
+    settings: RecorderSettings,
+    options: ValidateOptions,
+    index: InstructionIndex,
+) -> None:
+    layout = file_layout(f)
+    actions = read_actions(layout, settings.actions_key)
+    in_file_instruction = _file_instruction(layout, settings.instruction_key)
+    instruction, source = resolve_instruction(in_file_instruction, path, index, settings)
+    facts = {
+        "path": str(path),
+        "keys": sorted(layout.datasets),
+        "external_links": layout.external_links,
+        "external_storage": layout.external_storage,
+        "virtual_datasets": layout.virtual_datasets,
+        "frames": _header_if_present(layout, settings.frames_key),
+        "actions": _header_if_present(layout, settings.actions_key),
+        "action_values": actions,
+        "instruction": instruction,
+        "instruction_source": source,
+        "attributes": plain_attributes(f),
+    }
+    report.instruction, report.instruction_source = instruction, source
+    episode, errors = RawEpisode.findings_for(facts, settings)
+    report.findings.extend(errors)
+    if episode is None:
+        return
+    report.n_frames, report.frame_size = episode.n_frames, episode.frame_size
+    values = episode.action_values
+    if values is not None and values.size:
+        report.action_min = values.min(axis=0).astype(float).tolist()
+        report.action_max = values.max(axis=0).astype(float).tolist()
+    report.findings.extend(episode.warnings(settings, options.window, options.chunk, options.action_offset))
+    frames = layout.datasets[settings.frames_key]
+    assert episode.frames is not None
+    if options.deep:
+        report.fingerprint = _deep_frames(frames, episode, path, report)
+    else:
+        report.fingerprint = fingerprint(values, episode.frames, [first_chunk_bytes(frames)])
+
+
+def _deep_frames(frames: h5py.Dataset, episode: RawEpisode, path: Path, report: FileReport) -> str | None:
+    """Decode every frame once: content fingerprint, frozen camera, undecodable chunks."""
+    assert episode.frames is not None
+    blocks: list[bytes] = []
+    repeats: list[int] = []
+    previous: np.ndarray | None = None
+    try:
+        for start, block in iter_frame_blocks(frames):
+            for i, frame in enumerate(block):
+                if previous is not None and np.array_equal(frame, previous):
+                    repeats.append(start + i)
+                previous = frame
+            blocks.append(block.tobytes())
+    except OSError as exc:
+        report.findings.append(
+            _finding(
+                FindingCode.corrupt_file,
+                path,
+                episode.frames.key,
+                f"frame data cannot be decoded ({str(exc).splitlines()[0]})",
+                "a compressed chunk is damaged; copy the file again from the robot or drop the episode",
+            )
+        )
+        return None
+    if repeats:
+        report.findings.append(
+            _finding(
+                FindingCode.frozen_camera,
+                path,
+                episode.frames.key,
+                f"{len(repeats)} frame(s) identical to the one before, first at frame {repeats[0]}",
+                "the camera stream stalled while recording; check the camera driver, or drop the episode",
+            )
+        )
+    return fingerprint(episode.action_values, episode.frames, blocks)
+
+
+def _header_if_present(layout: FileLayout, key: str):
+    ds = layout.datasets.get(key)
+    return header(ds, key) if ds is not None else None
+
+
+def _file_instruction(layout: FileLayout, key: str) -> str | None:
+    if not layout.is_local(key):
+        return None
+    ds = layout.datasets[key]
+    if ds.dtype.kind not in "SUO" or ds.size > 16:
+        return None
+    return decode_text(ds[()])
+
+
+# -- across files ------------------------------------------------------------------------------------------
+def dataset_findings(reports: Sequence[FileReport], root: str, settings: RecorderSettings) -> list[Finding]:
+    """Findings that need every file: constant action channels. Per-file cross checks go into the reports."""
+    ok = [r for r in reports if r.ok and r.action_min is not None and r.action_max is not None]
+    if not ok:
+        return []
+    lo = np.min([r.action_min for r in ok], axis=0)
+    hi = np.max([r.action_max for r in ok], axis=0)
+    names = action_names(settings.action_dim)
+    return [
+        _finding(
+            FindingCode.constant_action_channel,
+            Path(root),
+            settings.actions_key,
+            f"action channel {c} ({names[c]}) is {lo[c]:g} in every episode",
+            "build-splits --action-channels auto drops it; if the robot should use it, record episodes that do",
+        )
+        for c in range(len(lo))
+        if lo[c] == hi[c]
+    ]
+
+
+def mark_duplicates(reports: Sequence[FileReport]) -> None:
+    by_print: dict[str, list[FileReport]] = defaultdict(list)
+    for r in reports:
+        if r.ok and r.fingerprint:
+            by_print[r.fingerprint].append(r)
+    for group in by_print.values():
+        for dup in group[1:]:
+            dup.findings.append(
+                _finding(
+                    FindingCode.duplicate_episode,
+                    Path(dup.path),
+                    None,
+                    f"same content as {group[0].path}",
+                    "delete one copy; duplicates weigh an episode twice and can leak between train and val",
+                )
+            )
+
+
+def mark_odd_frame_sizes(reports: Sequence[FileReport], settings: RecorderSettings) -> None:
+    sizes = Counter(r.frame_size for r in reports if r.frame_size is not None)
+    if len(sizes) < 2:
+        return
+    common, _ = sizes.most_common(1)[0]
+    for r in reports:
+        if r.frame_size is not None and r.frame_size != common:
+            r.findings.append(
+                _finding(
+                    FindingCode.frame_size_varies,
+                    Path(r.path),
+                    settings.frames_key,
+                    f"frames are {r.frame_size[0]}x{r.frame_size[1]}; most episodes are {common[0]}x{common[1]}",
+                    "fine for build-splits (every frame is resized once); check the camera settings if unintended",
+                )
+            )
+
+
+def action_names(action_dim: int) -> list[str]:
+    return [DEFAULT_ACTION_NAMES[c] if c < len(DEFAULT_ACTION_NAMES) else f"channel_{c}" for c in range(action_dim)]
+
+
+def summarize(reports: Sequence[FileReport], settings: RecorderSettings) -> DatasetSummary:
+    ok = [r for r in reports if r.ok and r.n_frames is not None]
+    ranged = [r for r in ok if r.action_min is not None and r.action_max is not None]
+    return DatasetSummary(
+        episodes=len(ok),
+        frames=sum(r.n_frames or 0 for r in ok),
+        instructions=dict(Counter(r.instruction for r in ok if r.instruction).most_common()),
+        scenarios=dict(Counter(r.scenario or "unknown" for r in ok).most_common()),
+        action_names=action_names(settings.action_dim),
+        action_min=np.min([r.action_min for r in ranged], axis=0).tolist() if ranged else [],
+        action_max=np.max([r.action_max for r in ranged], axis=0).tolist() if ranged else [],
+    )
+
+
+def validate(
+    files: Sequence[Path],
+    settings: RecorderSettings,
+    options: ValidateOptions,
+    root: str = ".",
+    progress: Callable[[int], None] | None = None,
+) -> ValidationReport:
+    """Check every file (in ``options.workers`` processes), then across files. ``progress(n)`` per file done."""
+    index = InstructionIndex.for_files(files, settings.index_csv_name)
+    check = partial(check_file, settings=settings, options=options, index=index)
+    workers = min(options.workers, len(files), os.cpu_count() or 1)
+    reports: list[FileReport] = []
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for report in pool.map(check, files, chunksize=max(1, len(files) // (8 * workers))):
+                reports.append(report)
+                if progress:
+                    progress(1)
+    else:
+        for file in files:
+            reports.append(check(file))
+            if progress:
+                progress(1)
+    mark_duplicates(reports)
+    mark_odd_frame_sizes(reports, settings)
+    return ValidationReport(
+        tool_version=__version__,
+        root=root,
+        settings=settings,
+        options=options,
+        files=reports,
+        dataset_findings=dataset_findings(reports, root, settings),
+        summary=summarize(reports, settings),
+    )
