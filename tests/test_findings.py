@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import h5py
 import pytest
 
 from schemas import SEVERITY, FindingCode, RecorderSettings, Severity, ValidateOptions, ValidationReport
@@ -115,3 +116,19 @@ def test_clean_folder_has_no_errors(clean_dir: Path) -> None:
         assert report.summary.episodes == 8
         assert not [f for f in report.findings if f.severity == Severity.error]
         assert not [f for f in report.findings if f.code in (FindingCode.frozen_camera, FindingCode.duplicate_episode)]
+
+
+def test_damaged_frame_chunk_is_found_by_the_deep_pass_only(clean_dir: Path, tmp_path: Path) -> None:
+    source = sorted(clean_dir.glob("*.h5"))[0]
+    path = tmp_path / source.name
+    path.write_bytes(source.read_bytes())
+    with h5py.File(path, "r") as f:
+        info = f["images"].id.get_chunk_info(1)  # frame 1's compressed chunk
+    raw = bytearray(path.read_bytes())
+    middle = info.byte_offset + info.size // 2
+    raw[middle : middle + 8] = bytes(255 - b for b in raw[middle : middle + 8])
+    path.write_bytes(bytes(raw))
+    assert _report(tmp_path, deep=False).exit_code == 0
+    deep = _report(tmp_path, deep=True)
+    (finding,) = [f for f in deep.findings if f.severity == Severity.error]
+    assert (finding.code, finding.key, finding.file) == (FindingCode.corrupt_file, "images", str(path))

@@ -203,7 +203,8 @@ def first_chunk_bytes(ds: h5py.Dataset) -> bytes:
     return np.ascontiguousarray(ds[0]).tobytes()
 
 
-def fingerprint(actions: np.ndarray | None, frames: ArrayHeader, frame_bytes: Iterable[bytes]) -> str:
+def fingerprint(actions: np.ndarray | None, frames: ArrayHeader, frame_bytes: Iterable[bytes | memoryview]) -> str:
+    """sha256 over the frames' shape and dtype, the actions, and the given frame bytes, streamed."""
     digest = hashlib.sha256()
     digest.update(repr((frames.shape, frames.dtype)).encode())
     if actions is not None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -127,18 +127,21 @@ def _check_open_file(
 
 
 def _deep_frames(frames: h5py.Dataset, episode: RawEpisode, path: Path, report: FileReport) -> str | None:
-    """Decode every frame once: content fingerprint, frozen camera, undecodable chunks."""
+    """Decode every frame once, streaming: content fingerprint, frozen camera, undecodable chunks."""
     assert episode.frames is not None
-    blocks: list[bytes] = []
     repeats: list[int] = []
-    previous: np.ndarray | None = None
-    try:
+
+    def blocks() -> Iterator[memoryview]:
+        previous: np.ndarray | None = None
         for start, block in iter_frame_blocks(frames):
             for i, frame in enumerate(block):
                 if previous is not None and np.array_equal(frame, previous):
                     repeats.append(start + i)
                 previous = frame
-            blocks.append(block.tobytes())
+            yield np.ascontiguousarray(block).data
+
+    try:
+        digest = fingerprint(episode.action_values, episode.frames, blocks())
     except OSError as exc:
         report.findings.append(
             _finding(
@@ -160,7 +163,7 @@ def _deep_frames(frames: h5py.Dataset, episode: RawEpisode, path: Path, report: 
                 "the camera stream stalled while recording; check the camera driver, or drop the episode",
             )
         )
-    return fingerprint(episode.action_values, episode.frames, blocks)
+    return digest
 
 
 def _header_if_present(layout: FileLayout, key: str):
