@@ -33,8 +33,8 @@ class FileReport(BaseModel):
     scenario: str | None = None
     fingerprint: str | None = Field(
         None,
-        description="sha256 of the actions, shapes and first stored frame chunk (default pass), or of every "
-        "decoded frame and the actions (deep pass); equal fingerprints mean duplicate episodes.",
+        description="sha256 of the actions, the frames' shape and the first stored frame chunk (default pass) "
+        "or every stored frame chunk (deep pass); equal fingerprints mean duplicate episodes (copies).",
     )
     findings: list[Finding] = Field(default_factory=list)
 

@@ -36,7 +36,7 @@ from vla_data.recorder import (
     fingerprint,
     first_chunk_bytes,
     header,
-    iter_frame_blocks,
+    iter_frame_tokens,
     open_episode,
     plain_attributes,
     read_actions,
@@ -127,21 +127,20 @@ def _check_open_file(
 
 
 def _deep_frames(frames: h5py.Dataset, episode: RawEpisode, path: Path, report: FileReport) -> str | None:
-    """Decode every frame once, streaming: content fingerprint, frozen camera, undecodable chunks."""
+    """Decode every frame once: undecodable chunks, frozen camera, and the fingerprint of every frame."""
     assert episode.frames is not None
     repeats: list[int] = []
 
-    def blocks() -> Iterator[memoryview]:
-        previous: np.ndarray | None = None
-        for start, block in iter_frame_blocks(frames):
-            for i, frame in enumerate(block):
-                if previous is not None and np.array_equal(frame, previous):
-                    repeats.append(start + i)
-                previous = frame
-            yield np.ascontiguousarray(block).data
+    def tokens() -> Iterator[bytes]:
+        previous = None
+        for i, token in enumerate(iter_frame_tokens(frames)):
+            if token == previous:
+                repeats.append(i)
+            previous = token
+            yield token
 
     try:
-        digest = fingerprint(episode.action_values, episode.frames, blocks())
+        digest = fingerprint(episode.action_values, episode.frames, tokens())
     except OSError as exc:
         report.findings.append(
             _finding(

@@ -1,0 +1,86 @@
+"""Benchmark `vla-data validate` against a plain h5py read of every dataset, measured in the same run.
+
+Reproduce: `make bench` or `.venv/bin/python benchmarks/validate.py [--episodes 40 --image-size 720x1280]`.
+The episodes are generated once into --data and reused. Before timing, every file is read once untimed so
+the OS page cache is equally warm for all variants; each variant's best of --repeats runs is reported.
+Targets: default pass >= 20x the baseline, deep pass with 2 workers >= 1.5x the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+
+from schemas import RecorderSettings, ValidateOptions
+from schemas.synthetic import SyntheticConfig
+from vla_data.recorder import episode_files
+from vla_data.synthetic import make_synthetic
+from vla_data.validation import validate
+
+
+def baseline(files: list[Path]) -> None:
+    """What a naive check does: open each file and read every dataset in full, in one process."""
+    def read(name: str, obj: h5py.HLObject) -> None:  # returning None keeps visititems going
+        if isinstance(obj, h5py.Dataset):
+            obj[()]
+
+    for path in files:
+        with h5py.File(path, "r") as f:
+            f.visititems(read)
+
+
+def best_of(repeats: int, fn: Callable[[], object]) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--episodes", type=int, default=40)
+    parser.add_argument("--image-size", default="720x1280", help="HxW")
+    parser.add_argument("--data", type=Path, default=Path("bench-out/validate-episodes"))
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    height, width = (int(v) for v in args.image_size.lower().split("x"))
+
+    files = episode_files([args.data]) if args.data.exists() else []
+    if len(files) != args.episodes:
+        print(f"generating {args.episodes} episodes of {height}x{width} into {args.data} ...", flush=True)
+        make_synthetic(args.data, SyntheticConfig(episodes=args.episodes, height=height, width=width, seed=0))
+        files = episode_files([args.data])
+    baseline(files)  # warm the page cache for every variant alike
+
+    settings = RecorderSettings()
+    variants: dict[str, Callable[[], object]] = {
+        "baseline: h5py read of every dataset": lambda: baseline(files),
+        "validate (default pass)": lambda: validate(files, settings, ValidateOptions(), str(args.data)),
+        "validate --deep --workers 2": lambda: validate(
+            files, settings, ValidateOptions(deep=True, workers=2), str(args.data)
+        ),
+    }
+    seconds = {name: best_of(args.repeats, fn) for name, fn in variants.items()}
+    report = validate(files, settings, ValidateOptions(), str(args.data))
+    frames = report.summary.frames
+    size_mb = sum(p.stat().st_size for p in files) / 1e6
+    base = seconds["baseline: h5py read of every dataset"]
+
+    print(f"\n{len(files)} episodes, {frames} frames of {height}x{width}, {size_mb:.0f} MB on disk, best of {args.repeats}")
+    print("| variant | seconds | files/s | frames/s | speed-up vs baseline |")
+    print("|---|---:|---:|---:|---:|")
+    for name, s in seconds.items():
+        print(f"| {name} | {s:.3f} | {len(files) / s:.1f} | {frames / s:.0f} | {base / s:.1f}x |")
+    for name, target in (("validate (default pass)", 20.0), ("validate --deep --workers 2", 1.5)):
+        ratio = base / seconds[name]
+        print(f"target {name}: >= {target:g}x, measured {ratio:.1f}x: {'met' if ratio >= target else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
