@@ -125,6 +125,25 @@ def _closest(wanted: str, keys: list[str], known: tuple[str, ...]) -> str | None
     return found[0] if found else None
 
 
+_FOREIGN_STORAGE = {
+    "external_links": (
+        FindingCode.external_link,
+        "external link(s) into other files",
+        "copy the linked data into this file (h5py: f[k] = src[k][()]) or drop the link; linked files are never opened",
+    ),
+    "external_storage": (
+        FindingCode.external_storage,
+        "dataset(s) keeping their data in external raw files",
+        "rewrite the dataset with its data inside the HDF5 file (h5repack, or h5py without external=)",
+    ),
+    "virtual_datasets": (
+        FindingCode.virtual_dataset,
+        "virtual dataset(s) mapping data from other files",
+        "materialise the dataset into this file (h5py: f[k] = vds[()]) before using it",
+    ),
+}
+
+
 class RawEpisode(BaseModel):
     """The recorder episode contract. Build it with ``model_validate(facts, context={"settings": ...})``.
 
@@ -147,41 +166,12 @@ class RawEpisode(BaseModel):
     attributes: dict[str, Any] = Field(default_factory=dict)
 
     # -- foreign storage: refused, because reading it would open files outside the dataset ------------
-    @field_validator("external_links")
+    @field_validator("external_links", "external_storage", "virtual_datasets")
     @classmethod
-    def _no_external_links(cls, v: list[str]) -> list[str]:
+    def _no_foreign_storage(cls, v: list[str], info: ValidationInfo) -> list[str]:
         if v:
-            raise _fail(
-                FindingCode.external_link,
-                f"external link(s) {', '.join(v)} point into other files",
-                "copy the linked data into this file (h5py: f[k] = src[k][()]) or drop the link; "
-                "linked files are never opened",
-                v[0],
-            )
-        return v
-
-    @field_validator("external_storage")
-    @classmethod
-    def _no_external_storage(cls, v: list[str]) -> list[str]:
-        if v:
-            raise _fail(
-                FindingCode.external_storage,
-                f"dataset(s) {', '.join(v)} keep their data in external raw files",
-                "rewrite the dataset with its data inside the HDF5 file (h5repack, or h5py copy without external=)",
-                v[0],
-            )
-        return v
-
-    @field_validator("virtual_datasets")
-    @classmethod
-    def _no_virtual(cls, v: list[str]) -> list[str]:
-        if v:
-            raise _fail(
-                FindingCode.virtual_dataset,
-                f"virtual dataset(s) {', '.join(v)} map data from other files",
-                "materialise the dataset into this file (h5py: f[k] = vds[()]) before using it",
-                v[0],
-            )
+            code, what, hint = _FOREIGN_STORAGE[info.field_name]
+            raise _fail(code, f"{', '.join(v)}: {what}", hint, v[0])
         return v
 
     # -- the datasets ----------------------------------------------------------------------------------
