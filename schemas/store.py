@@ -1,0 +1,163 @@
+"""The dataset store (``dataset.zarr``, format version 1): its manifest, episode table rows, splits and stats.
+
+See DESIGN.md, "The zarr store". The manifest is written last; a store without one is incomplete.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from schemas.recorder import ColorOrder, InstructionSource
+
+FORMAT_VERSION = 1
+
+
+class ResizeMode(StrEnum):
+    squash = "squash"  # stretch to S x S: keeps the whole field of view, distorts the aspect
+    letterbox = "letterbox"  # scale to fit, pad with black: keeps field of view and aspect
+    center_crop = "center-crop"  # scale to cover, cut the sides: loses the frame's left and right edges
+
+
+class Interpolation(StrEnum):
+    bilinear = "bilinear"
+    bicubic = "bicubic"
+    area = "area"  # Pillow's BOX filter: the mean of the source pixels covered
+
+
+class Preprocessing(BaseModel):
+    """How source frames became stored frames; a checkpoint carries it so inference does the same."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source_color_order: ColorOrder = ColorOrder.bgr
+    image_size: int = Field(224, ge=8, le=2048, description="Stored frames are image_size x image_size RGB.")
+    resize: ResizeMode = ResizeMode.squash
+    interpolation: Interpolation = Interpolation.area
+
+
+class ActionSelection(BaseModel):
+    """Which recorder action channels the store keeps, and their names, in stored order."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    channels: list[int] = Field(min_length=1)
+    names: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _aligned(self) -> ActionSelection:
+        if len(self.channels) != len(self.names):
+            raise ValueError(f"{len(self.channels)} channels but {len(self.names)} names")
+        if len(set(self.channels)) != len(self.channels) or len(set(self.names)) != len(self.names):
+            raise ValueError("action channels and names must be unique")
+        return self
+
+
+class Split(StrEnum):
+    train = "train"
+    val = "val"
+    test = "test"
+
+
+class Stratify(StrEnum):
+    scenario = "scenario"
+    instruction = "instruction"
+    none = "none"
+
+
+class SplitConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    val_ratio: float = Field(0.1, gt=0, lt=1, description="Share of episodes for val; at least one is always val.")
+    test_ratio: float = Field(0.0, ge=0, lt=1)
+    seed: int = 0
+    stratify: Stratify = Stratify.scenario
+
+    @model_validator(mode="after")
+    def _room_for_train(self) -> SplitConfig:
+        if self.val_ratio + self.test_ratio >= 1:
+            raise ValueError("val_ratio + test_ratio must leave episodes for train (sum < 1)")
+        return self
+
+
+class NormMode(StrEnum):
+    mean_std = "mean_std"  # (x - mean) / std
+    min_max = "min_max"  # to [-1, 1] over [min, max]
+    q01_q99 = "q01_q99"  # to [-1, 1] over [q01, q99], robust to rare extremes
+
+
+class ChannelStats(BaseModel):
+    """Exact statistics of one action channel over every train frame."""
+
+    model_config = ConfigDict(frozen=True)
+
+    count: int
+    mean: float
+    std: float
+    min: float
+    max: float
+    q01: float
+    q99: float
+
+
+class NormStats(BaseModel):
+    """Train-split statistics and the normalisation chosen with them.
+
+    Constant channels: where a channel's spread (std, max - min or q99 - q01, by mode) is below ``eps``,
+    the scale is 1 and the offset the channel's centre, so the channel normalises to 0 and denormalises
+    back exactly; nothing is divided by ~0.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    mode: NormMode = NormMode.mean_std
+    eps: float = 1e-6
+    action: list[ChannelStats]
+    image_mean: list[float] = Field(description="Per RGB channel, of the stored (resized) train frames, 0..1.")
+    image_std: list[float]
+
+    def offset_scale(self) -> tuple[list[float], list[float]]:
+        """``normalised = (x - offset) / scale`` per action channel."""
+        offsets, scales = [], []
+        for c in self.action:
+            if self.mode == NormMode.mean_std:
+                offset, spread = c.mean, c.std
+            elif self.mode == NormMode.min_max:
+                offset, spread = (c.min + c.max) / 2, (c.max - c.min) / 2
+            else:
+                offset, spread = (c.q01 + c.q99) / 2, (c.q99 - c.q01) / 2
+            offsets.append(offset)
+            scales.append(spread if spread > self.eps else 1.0)
+        return offsets, scales
+
+
+class EpisodeRecord(BaseModel):
+    """One row of the store's episode table (``episodes.csv``)."""
+
+    episode: int = Field(description="Index of the episode in the store (order of meta/episode_ends).")
+    source_path: str
+    content_hash: str
+    n_frames: int
+    instruction: str
+    instruction_source: InstructionSource
+    scenario: str
+    split: Split
+
+
+class StoreManifest(BaseModel):
+    """What the store holds and how it was made; written last, so its presence means the store is complete."""
+
+    format_version: int = FORMAT_VERSION
+    tool_version: str
+    created: str
+    sources: list[str]
+    preprocessing: Preprocessing
+    actions: ActionSelection
+    splits: SplitConfig
+    split_episodes: dict[Split, int]
+    split_frames: dict[Split, int]
+    n_episodes: int
+    n_frames: int
+    stats: NormStats
+    checksums: dict[str, str] = Field(description="sha256 of every stored object, by path inside the store.")
