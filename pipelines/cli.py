@@ -9,13 +9,19 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from pipelines.build_splits import BuildRefused, build_splits
+from pipelines.info import render_info, store_json
 from pipelines.options import build_model, recorder_options, recorder_settings
 from pipelines.validate import render_report, run_validate
 from schemas import ValidateOptions
+from schemas.store import BuildOptions, Interpolation, NormMode, ResizeMode, Stratify
 from schemas.synthetic import SyntheticConfig
 from vla_data import __version__
 from vla_data.files import write_text_atomic
 from vla_data.recorder import EPISODE_SUFFIXES
+from vla_data.splits import SplitError
+from vla_data.store import StoreError, open_store
+from vla_data.store import verify as verify_store
 from vla_data.synthetic import make_synthetic
 
 
@@ -127,6 +133,108 @@ def validate_cmd(
             write_text_atomic(json_out, text + "\n")
         click.echo(render_report(report))
     sys.exit(report.exit_code)
+
+
+def _channels(ctx: click.Context, param: click.Parameter, value: str) -> str | list[int]:
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return [int(v) for v in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give 'auto' or channel indices such as 0,1") from None
+
+
+@main.command("build-splits")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="The store to write (e.g. dataset.zarr).")
+@click.option("--image-size", default=224, show_default=True, type=click.IntRange(8, 2048), help="Stored frames are S x S.")
+@click.option("--resize", type=click.Choice([m.value for m in ResizeMode]), default=ResizeMode.squash.value, show_default=True,
+              help="squash keeps the whole view; letterbox keeps the aspect too; center-crop cuts the left and right edges.")
+@click.option("--interpolation", type=click.Choice([m.value for m in Interpolation]), default=Interpolation.area.value, show_default=True)
+@click.option("--val-ratio", default=0.1, show_default=True, type=float, help="Share of episodes for val (at least one).")
+@click.option("--test-ratio", default=0.0, show_default=True, type=float, help="Share of episodes for test.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Split seed: same seed and content, same split.")
+@click.option("--stratify", type=click.Choice([m.value for m in Stratify]), default=Stratify.scenario.value, show_default=True,
+              help="Every scenario (or instruction) with 2+ episodes gets one in train and one in val.")
+@click.option("--action-channels", default="auto", show_default=True, callback=_channels,
+              help="'auto' keeps every channel not constant across the sources, or indices such as 0,1.")
+@click.option("--action-names", default=None, help="Names of the kept channels, comma-separated [default: by position].")
+@click.option("--norm", "norm_mode", type=click.Choice([m.value for m in NormMode]), default=NormMode.mean_std.value, show_default=True,
+              help="Normalisation the stats are used with.")
+@click.option("--skip-invalid", is_flag=True, help="Leave out episodes with errors (listed in the build log) instead of stopping.")
+@click.option("--overwrite", is_flag=True, help="Replace a store built with other preprocessing or action channels.")
+@recorder_options
+def build_splits_cmd(sources: tuple[Path, ...], out: Path, image_size: int, resize: str, interpolation: str,
+                     val_ratio: float, test_ratio: float, seed: int, stratify: str, action_channels: str | list[int],
+                     action_names: str | None, norm_mode: str, skip_invalid: bool, overwrite: bool,
+                     **settings_flags: object) -> None:
+    """Build one zarr store from recorder episodes: frames resized once, actions, splits, train-only stats.
+
+    Sources are validated first; any error stops the build and writes nothing (or, with --skip-invalid,
+    those episodes are left out). Re-running with the same -o adds only episodes with new content and
+    keeps every existing split. The store is complete only when its manifest is written, last.
+
+    \b
+    Examples:
+      vla-data build-splits data/raw -o dataset.zarr
+      vla-data build-splits data/raw data/new -o dataset.zarr --image-size 224 --resize letterbox
+    """
+    settings = recorder_settings(**settings_flags)  # type: ignore[arg-type]
+    options = build_model(
+        BuildOptions,
+        {
+            "preprocessing": {"source_color_order": settings.color_order, "image_size": image_size,
+                              "resize": resize, "interpolation": interpolation},
+            "splits": {"val_ratio": val_ratio, "test_ratio": test_ratio, "seed": seed, "stratify": stratify},
+            "action_channels": action_channels,
+            "action_names": action_names.split(",") if action_names else None,
+            "norm_mode": norm_mode,
+            "skip_invalid": skip_invalid,
+            "overwrite": overwrite,
+        },
+        "build-splits options",
+    )
+    try:
+        with tqdm(desc="build-splits", unit="episode", disable=None) as bar:
+            manifest = build_splits(list(sources), out, options, settings, progress=bar.update)
+    except BuildRefused as refused:
+        click.echo(render_report(refused.report))
+        click.echo(click.style(f"build refused, nothing written: {refused}; fix them or pass --skip-invalid", fg="red"))
+        sys.exit(1)
+    except (StoreError, SplitError) as exc:
+        click.echo(click.style(f"error: {exc}", fg="red"), err=True)
+        sys.exit(1)
+    click.echo(render_info(open_store(out)))
+    click.echo(f"wrote {out} ({manifest.n_episodes} episodes, {manifest.n_frames} frames)")
+
+
+@main.command("info")
+@click.argument("store", type=click.Path(path_type=Path))
+@click.option("--verify", is_flag=True, help="Recompute every checksum; name any damaged array and episode range (exit 1).")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest and the episode table as JSON.")
+def info_cmd(store: Path, verify: bool, as_json: bool) -> None:
+    """Describe a store: episodes, frames, splits, per-scenario counts, stats, preprocessing, size.
+
+    \b
+    Examples:
+      vla-data info dataset.zarr
+      vla-data info dataset.zarr --verify
+    """
+    try:
+        opened = open_store(store)
+    except StoreError as exc:
+        click.echo(click.style(f"error: {exc}", fg="red"), err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(store_json(opened))
+    else:
+        click.echo(render_info(opened))
+    if verify:
+        problems = verify_store(opened)
+        for problem in problems:
+            click.echo(click.style(f"damaged: {problem}", fg="red"))
+        click.echo("verify: " + ("all checksums match" if not problems else f"{len(problems)} damaged object(s)"))
+        sys.exit(1 if problems else 0)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ See DESIGN.md, "The zarr store". The manifest is written last; a store without o
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -161,3 +162,39 @@ class StoreManifest(BaseModel):
     n_frames: int
     stats: NormStats
     checksums: dict[str, str] = Field(description="sha256 of every stored object, by path inside the store.")
+
+
+class BuildOptions(BaseModel):
+    """Everything `vla-data build-splits` is asked to do, besides the sources and the output path."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    preprocessing: Preprocessing = Preprocessing()
+    splits: SplitConfig = SplitConfig()
+    action_channels: Literal["auto"] | list[int] = Field(
+        "auto", description="'auto': every channel not constant across the source episodes; or explicit indices."
+    )
+    action_names: list[str] | None = Field(None, description="Names of the kept channels; default by position.")
+    norm_mode: NormMode = NormMode.mean_std
+    skip_invalid: bool = Field(False, description="Leave out episodes with errors instead of stopping.")
+    overwrite: bool = Field(False, description="Replace a store built with other preprocessing or channels.")
+
+
+class SkippedEpisode(BaseModel):
+    source_path: str
+    reason: str
+
+
+class BuildLogEntry(BaseModel):
+    """One run of build-splits on this store."""
+
+    tool_version: str
+    created: str
+    added: list[str] = Field(description="Source paths of the episodes this run added.")
+    kept: int = Field(description="Episodes already in the store, kept as they were.")
+    skipped: list[SkippedEpisode] = Field(default_factory=list)
+    duplicates: list[str] = Field(default_factory=list, description="Sources left out: same content as another.")
+
+
+class BuildLog(BaseModel):
+    runs: list[BuildLogEntry] = Field(default_factory=list)

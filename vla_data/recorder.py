@@ -229,3 +229,13 @@ def iter_frame_tokens(ds: h5py.Dataset) -> Iterator[bytes]:
             yield bytes(ds.id.read_direct_chunk((start,) + (0,) * (ds.ndim - 1))[1])
         else:
             yield from (frame.tobytes() for frame in buf[:n])
+
+
+def stored_frame_bytes(ds: h5py.Dataset) -> Iterator[bytes]:
+    """The frames as stored, without decoding: every chunk's raw bytes in order (or the pixels, unchunked)."""
+    if ds.chunks is None:
+        for i in range(ds.shape[0]):
+            yield np.ascontiguousarray(ds[i]).tobytes()
+        return
+    for index in np.ndindex(*(-(-n // c) for n, c in zip(ds.shape, ds.chunks, strict=True))):
+        yield bytes(ds.id.read_direct_chunk(tuple(i * c for i, c in zip(index, ds.chunks, strict=True)))[1])

@@ -1,0 +1,50 @@
+"""`vla-data info`: a store described for a person, or as JSON for another tool."""
+
+from __future__ import annotations
+
+import json
+
+from pathlib import Path
+
+import pandas as pd
+
+from vla_data.store import DatasetStore
+
+
+def _size_mb(paths: list[Path]) -> float:
+    return sum(p.stat().st_size for p in paths if p.is_file()) / 1e6
+
+
+def render_info(store: DatasetStore) -> str:
+    m, table = store.manifest, store.episodes
+    pre = m.preprocessing
+    out = [
+        f"store {store.path}  (format {m.format_version}, built by vla-data {m.tool_version}, {m.created})",
+        f"episodes {m.n_episodes}, frames {m.n_frames}; "
+        + ", ".join(f"{s.value} {m.split_episodes[s]} episodes / {m.split_frames[s]} frames" for s in m.split_episodes),
+        f"preprocessing: {pre.source_color_order.value} -> rgb, {pre.image_size}x{pre.image_size}, "
+        f"{pre.resize.value}, {pre.interpolation.value}",
+        f"actions: {', '.join(f'{n} (channel {c})' for n, c in zip(m.actions.names, m.actions.channels, strict=True))}",
+        "",
+        "episodes per scenario and split:",
+        pd.crosstab(table["scenario"], table["split"]).to_string(),
+        "",
+        f"train stats (normalisation {m.stats.mode.value}):",
+        pd.DataFrame([c.model_dump() for c in m.stats.action], index=m.actions.names).to_string(float_format="{:.4f}".format),
+        f"image mean {[round(v, 4) for v in m.stats.image_mean]}, std {[round(v, 4) for v in m.stats.image_std]}",
+    ]
+    store_mb = _size_mb(list(store.path.rglob("*")))
+
+    sources = [Path(p) for p in table["source_path"] if Path(p).exists()]
+    if sources:
+        source_mb = _size_mb(sources)
+        out.append(f"size on disk: {store_mb:.1f} MB (sources {source_mb:.1f} MB, {source_mb / max(store_mb, 1e-9):.1f}x larger)")
+    else:
+        out.append(f"size on disk: {store_mb:.1f} MB")
+    return "\n".join(out)
+
+
+def store_json(store: DatasetStore) -> str:
+    return json.dumps(
+        {"manifest": store.manifest.model_dump(mode="json"), "episodes": store.episodes.to_dict("records")}, indent=2
+    )

@@ -1,0 +1,146 @@
+"""build-splits and info: the store matches its sources, splits and stats are right, builds are safe."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+from click.testing import CliRunner
+
+from pipelines.cli import main
+from schemas.store import BuildLog, Preprocessing, Split
+from vla_data.resize import resize_frames
+from vla_data.store import MANIFEST, StoreError, open_store
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def store(clean_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("store") / "dataset.zarr"
+    code, output = run("build-splits", str(clean_dir), "-o", str(out), "--image-size", "16", "--val-ratio", "0.25")
+    assert code == 0, output
+    return out
+
+
+def test_store_matches_sources_frame_for_frame(store: Path) -> None:
+    group = zarr.open_group(store, mode="r")  # plain zarr, no vla-data
+    table = pd.read_csv(store / "episodes.csv")
+    ends = group["meta/episode_ends"][:]
+    assert ends[-1] == group["data/rgb"].shape[0] == group["data/action"].shape[0] == table["n_frames"].sum()
+    pre = open_store(store).manifest.preprocessing
+    assert pre == Preprocessing(image_size=16)
+    start = 0
+    for row, end in zip(table.itertuples(), ends, strict=True):
+        with h5py.File(row.source_path, "r") as f:
+            want_rgb = resize_frames(f["images"][()], pre)
+            want_action = f["actions"][()][:, [0, 1]]  # auto drops the always-zero angular_z
+        assert np.array_equal(group["data/rgb"][start:end], want_rgb)
+        assert np.array_equal(group["data/action"][start:end], want_action)
+        start = end
+
+
+def test_store_holds_rgb_from_bgr_sources(store: Path) -> None:
+    rgb = zarr.open_group(store, mode="r")["data/rgb"][:]
+    red = (rgb[..., 0] > 150) & (rgb[..., 2] < 80)  # the bottle is red in RGB
+    assert red.any()
+
+
+def test_splits_disjoint_complete_and_stats_on_train_only(store: Path) -> None:
+    opened = open_store(store)
+    table, m = opened.episodes, opened.manifest
+    assert set(table["split"]) <= {s.value for s in Split}
+    assert len(table) == m.n_episodes == table["content_hash"].nunique()
+    assert {s.value: n for s, n in m.split_episodes.items() if n} == table["split"].value_counts().to_dict()
+    ends = opened.episode_ends
+    starts = ends - table["n_frames"].to_numpy()
+    train = [(a, b) for a, b, s in zip(starts, ends, table["split"], strict=True) if s == "train"]
+    actions = np.concatenate([opened.action[a:b] for a, b in train]).astype(np.float64)
+    frames = np.concatenate([opened.rgb[a:b] for a, b in train]).reshape(-1, 3).astype(np.float64)
+    stats = m.stats
+    assert [c.count for c in stats.action] == [len(actions)] * 2
+    assert np.allclose([c.mean for c in stats.action], actions.mean(axis=0))
+    assert np.allclose([c.q99 for c in stats.action], np.quantile(actions, 0.99, axis=0))
+    assert np.allclose(stats.image_mean, frames.mean(axis=0) / 255)
+    assert np.allclose(stats.image_std, frames.std(axis=0) / 255)
+
+
+def test_adding_episodes_keeps_existing_ones(clean_dir: Path, tmp_path: Path) -> None:
+    first_half, everything = tmp_path / "a", tmp_path / "all"
+    everything.mkdir()
+    for p in sorted(clean_dir.glob("*.h5")):
+        shutil.copy(p, everything)
+    shutil.copy(clean_dir / "dataset_index.csv", everything)
+    first_half.mkdir()
+    for p in sorted(everything.glob("*.h5"))[:5]:
+        shutil.copy(p, first_half)
+    shutil.copy(clean_dir / "dataset_index.csv", first_half)
+    out = tmp_path / "ds.zarr"
+    assert run("build-splits", str(first_half), "-o", str(out), "--image-size", "16")[0] == 0
+    before = open_store(out)
+    old = dict(zip(before.episodes["content_hash"], before.episodes["split"], strict=True))
+    old_rgb = before.rgb[:]
+    code, output = run("build-splits", str(everything), "-o", str(out), "--image-size", "16")
+    assert code == 0, output
+    after = open_store(out)
+    assert len(after.episodes) == 8 and len(before.episodes) == 5
+    assert {h: s for h, s in zip(after.episodes["content_hash"], after.episodes["split"], strict=True) if h in old} == old
+    assert np.array_equal(after.rgb[: len(old_rgb)], old_rgb)
+    runs = BuildLog.model_validate_json((out / "build_log.json").read_text()).runs
+    assert [(r.kept, len(r.added)) for r in runs] == [(0, 5), (5, 3)]
+
+
+def test_other_preprocessing_is_refused_without_overwrite(store: Path, clean_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(store, copy)
+    code, out = run("build-splits", str(clean_dir), "-o", str(copy), "--image-size", "24")
+    assert code == 1 and "--overwrite" in out
+    assert open_store(copy).manifest.preprocessing.image_size == 16
+    assert run("build-splits", str(clean_dir), "-o", str(copy), "--image-size", "24", "--overwrite")[0] == 0
+    assert open_store(copy).manifest.preprocessing.image_size == 24
+
+
+def test_flipped_byte_in_a_shard_is_named_by_verify(store: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(store, copy)
+    assert run("info", str(copy), "--verify")[0] == 0
+    shard = sorted((copy / "data" / "rgb" / "c").rglob("*"))
+    shard = [p for p in shard if p.is_file()][0]
+    raw = bytearray(shard.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    shard.write_bytes(bytes(raw))
+    code, out = run("info", str(copy), "--verify")
+    assert code == 1
+    assert "data/rgb/c/0/0/0/0: checksum mismatch (array data/rgb, frames 0..63, episodes 0.." in out
+
+
+def test_invalid_source_stops_the_build_and_writes_nothing(defect_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ds.zarr"
+    code, output = run("build-splits", str(defect_dir), "-o", str(out), "--image-size", "16")
+    assert code == 1 and "build refused, nothing written" in output
+    assert not out.exists() and not list(tmp_path.iterdir())
+    code, output = run("build-splits", str(defect_dir), "-o", str(out), "--image-size", "16", "--skip-invalid")
+    assert code == 0, output
+    (entry,) = BuildLog.model_validate_json((out / "build_log.json").read_text()).runs
+    assert len(entry.skipped) == 13 and any("not_hdf5" in s.reason for s in entry.skipped)
+    assert [Path(p).name.split("_defect_")[1] for p in entry.duplicates] == ["duplicate_episode.h5"]
+
+
+def test_incomplete_store_is_refused(store: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(store, copy)
+    (copy / MANIFEST).unlink()
+    with pytest.raises(StoreError, match="incomplete store"):
+        open_store(copy)
+    code, out = run("info", str(copy))
+    assert code == 1 and "incomplete store" in out
