@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -15,7 +19,7 @@ from click.testing import CliRunner
 from pipelines.cli import main
 from schemas.store import BuildLog, Preprocessing, Split
 from vla_data.resize import resize_frames
-from vla_data.store import MANIFEST, StoreError, open_store
+from vla_data.store import MANIFEST, StoreError, open_store, verify
 
 
 def run(*args: str) -> tuple[int, str]:
@@ -144,3 +148,29 @@ def test_incomplete_store_is_refused(store: Path, tmp_path: Path) -> None:
         open_store(copy)
     code, out = run("info", str(copy))
     assert code == 1 and "incomplete store" in out
+
+
+@pytest.mark.parametrize("delay", [0.5, 1.5, 2.5, 3.5])
+def test_sigkill_leaves_the_previous_store_or_none(store: Path, clean_dir: Path, tmp_path: Path, delay: float) -> None:
+    """A build killed at any moment leaves the previous complete store (or, mid-publish, none that opens
+    as complete), and the next build recovers."""
+    out = tmp_path / "ds.zarr"
+    shutil.copytree(store, out)
+    previous = open_store(out).manifest
+    build = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "build-splits", str(clean_dir), "-o", str(out),
+         "--image-size", "24", "--overwrite"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    time.sleep(delay)
+    build.send_signal(signal.SIGKILL)
+    build.wait()
+    try:
+        now = open_store(out).manifest
+    except StoreError as exc:
+        assert "no such store" in str(exc)
+    else:
+        assert now == previous or now.preprocessing.image_size == 24
+        assert not verify(open_store(out))
+    assert run("build-splits", str(clean_dir), "-o", str(out), "--image-size", "24", "--overwrite")[0] == 0
+    assert not verify(open_store(out)) and not list(tmp_path.glob(".ds.zarr.*"))
