@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from schemas import DEFAULT_ACTION_NAMES, FileReport, RecorderSettings, ValidateOptions, ValidationReport
+from schemas import FileReport, RecorderSettings, ValidateOptions, ValidationReport, default_action_names
 from schemas.store import (
     ActionSelection,
     BuildLog,
@@ -79,9 +79,7 @@ def select_channels(usable: list[FileReport], options: BuildOptions, action_dim:
         bad = [c for c in channels if not 0 <= c < action_dim]
         if bad:
             raise StoreError(f"--action-channels {bad} out of range: the recorder writes channels 0..{action_dim - 1}")
-    names = options.action_names or [
-        DEFAULT_ACTION_NAMES[c] if c < len(DEFAULT_ACTION_NAMES) else f"channel_{c}" for c in channels
-    ]
+    names = options.action_names or [default_action_names(action_dim)[c] for c in channels]
     try:
         return ActionSelection(channels=channels, names=names)
     except ValueError as exc:

@@ -91,7 +91,7 @@ def render_report(report: ValidationReport) -> str:
     if s.action_min:
         out.append("  action range:")
         out.extend(
-            f"    {name:<10} [{lo:+.3f}, {hi:+.3f}]" for name, lo, hi in zip(s.action_names, s.action_min, s.action_max)
+            f"    {name:<10} [{lo:+.3f}, {hi:+.3f}]" for name, lo, hi in zip(s.action_names, s.action_min, s.action_max, strict=True)
         )
     o = report.options
     out.append(

@@ -9,6 +9,7 @@ from schemas.recorder import (
     RawEpisode,
     RecorderSettings,
     Scenario,
+    default_action_names,
     full_windows,
 )
 from schemas.validation import DatasetSummary, FileReport, ValidateOptions, ValidationReport
@@ -29,5 +30,6 @@ __all__ = [
     "Severity",
     "ValidateOptions",
     "ValidationReport",
+    "default_action_names",
     "full_windows",
 ]

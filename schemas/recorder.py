@@ -34,6 +34,11 @@ KNOWN_FRAME_KEYS = ("images", "observations/images", "rgb", "image", "frames", "
 KNOWN_ACTION_KEYS = ("actions", "action", "observations/actions", "cmd_vel", "velocity")
 
 
+def default_action_names(action_dim: int) -> list[str]:
+    """Names of the recorder's action channels by position: linear_x, linear_y, angular_z, channel_3..."""
+    return [DEFAULT_ACTION_NAMES[c] if c < len(DEFAULT_ACTION_NAMES) else f"channel_{c}" for c in range(action_dim)]
+
+
 class ColorOrder(StrEnum):
     bgr = "bgr"
     rgb = "rgb"

@@ -16,7 +16,6 @@ import h5py
 import numpy as np
 
 from schemas import (
-    DEFAULT_ACTION_NAMES,
     DatasetSummary,
     FileReport,
     Finding,
@@ -26,6 +25,7 @@ from schemas import (
     Scenario,
     ValidateOptions,
     ValidationReport,
+    default_action_names,
 )
 from vla_data import __version__
 from vla_data.recorder import (
@@ -187,7 +187,7 @@ def dataset_findings(reports: Sequence[FileReport], root: str, settings: Recorde
         return []
     lo = np.min([r.action_min for r in ok], axis=0)
     hi = np.max([r.action_max for r in ok], axis=0)
-    names = action_names(settings.action_dim)
+    names = default_action_names(settings.action_dim)
     return [
         _finding(
             FindingCode.constant_action_channel,
@@ -237,10 +237,6 @@ def mark_odd_frame_sizes(reports: Sequence[FileReport], settings: RecorderSettin
             )
 
 
-def action_names(action_dim: int) -> list[str]:
-    return [DEFAULT_ACTION_NAMES[c] if c < len(DEFAULT_ACTION_NAMES) else f"channel_{c}" for c in range(action_dim)]
-
-
 def summarize(reports: Sequence[FileReport], settings: RecorderSettings) -> DatasetSummary:
     ok = [r for r in reports if r.ok and r.n_frames is not None]
     ranged = [r for r in ok if r.action_min is not None and r.action_max is not None]
@@ -249,7 +245,7 @@ def summarize(reports: Sequence[FileReport], settings: RecorderSettings) -> Data
         frames=sum(r.n_frames or 0 for r in ok),
         instructions=dict(Counter(r.instruction for r in ok if r.instruction).most_common()),
         scenarios=dict(Counter(r.scenario or "unknown" for r in ok).most_common()),
-        action_names=action_names(settings.action_dim),
+        action_names=default_action_names(settings.action_dim),
         action_min=np.min([r.action_min for r in ranged], axis=0).tolist() if ranged else [],
         action_max=np.max([r.action_max for r in ranged], axis=0).tolist() if ranged else [],
     )
