@@ -30,7 +30,7 @@ from schemas.store import (
     Stratify,
 )
 from vla_data import __version__
-from vla_data.recorder import episode_files, fingerprint, header, open_episode, stored_frame_bytes
+from vla_data.recorder import common_root, episode_files, fingerprint, header, open_episode, stored_frame_bytes
 from vla_data.resize import resize_frames
 from vla_data.splits import assign_splits
 from vla_data.stats import ImageMoments, action_stats
@@ -123,7 +123,7 @@ def build_splits(
     progress: Callable[[int], None] | None = None,
 ) -> StoreManifest:
     files = episode_files(sources)
-    report = validate(files, settings, ValidateOptions(), root=os.path.commonpath([str(p.resolve()) for p in sources]))
+    report = validate(files, settings, ValidateOptions(), root=common_root(sources))
     if report.n_errors and not options.skip_invalid:
         raise BuildRefused(report)
     skipped = [
@@ -142,16 +142,18 @@ def build_splits(
     if previous is not None and options.action_channels != "auto" and list(options.action_channels) != selection.channels:
         raise StoreError(f"{out} keeps channels {selection.channels}; pass --overwrite to change them")
 
-    known = set(previous.episodes["content_hash"]) if previous is not None else set()
+    stored = set(previous.episodes["content_hash"]) if previous is not None else set()
     new: list[Source] = []
+    new_hashes: set[str] = set()
     duplicates: list[str] = []
     for r in usable:
         source = _read_source(r, settings)
-        if source.content_hash in known:
-            if previous is None or source.content_hash in {s.content_hash for s in new}:
-                duplicates.append(r.path)
+        if source.content_hash in stored:
+            continue  # already in the store: kept as it is
+        if source.content_hash in new_hashes:
+            duplicates.append(r.path)
             continue
-        known.add(source.content_hash)
+        new_hashes.add(source.content_hash)
         new.append(source)
 
     kept = (

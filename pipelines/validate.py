@@ -11,7 +11,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from schemas import Finding, RecorderSettings, Severity, ValidateOptions, ValidationReport
-from vla_data.recorder import IndexCsvError, episode_files
+from vla_data.recorder import IndexCsvError, common_root, episode_files
 from vla_data.validation import validate
 
 _STYLE = {Severity.error: "red", Severity.warning: "yellow", Severity.info: "cyan", None: "green"}
@@ -22,10 +22,9 @@ def run_validate(paths: list[Path], settings: RecorderSettings, options: Validat
     files = episode_files(paths)
     if not files:
         raise click.UsageError(f"no *.h5 / *.hdf5 files under {', '.join(map(str, paths))}")
-    root = os.path.commonpath([str(p.resolve().parent if p.is_file() else p.resolve()) for p in paths])
     try:
         with tqdm(total=len(files), desc="validate", unit="file", disable=None) as bar:
-            return validate(files, settings, options, root=root, progress=bar.update)
+            return validate(files, settings, options, root=common_root(paths), progress=bar.update)
     except IndexCsvError as exc:
         raise click.UsageError(str(exc)) from exc
 

@@ -7,6 +7,7 @@ without being followed, and external or virtual storage is reported, never read.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,6 +40,11 @@ def episode_files(paths: Iterable[Path]) -> list[Path]:
         else:
             found[path] = None
     return list(found)
+
+
+def common_root(paths: Iterable[Path]) -> str:
+    """The folder that the given files and folders share."""
+    return os.path.commonpath([str(p.resolve().parent if p.is_file() else p.resolve()) for p in paths])
 
 
 @contextmanager
