@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -31,11 +31,12 @@ from schemas.store import (
 )
 from vla_data import __version__
 from vla_data.recorder import common_root, episode_files, fingerprint, header, open_episode, stored_frame_bytes
-from vla_data.resize import resize_frames
-from vla_data.splits import assign_splits
+from vla_data.shards import EpisodeSource, fill_frames, plan_shards
+from vla_data.splits import assign_splits, match_split_file, read_split_file
 from vla_data.stats import ImageMoments, action_stats
 from vla_data.store import (
     BUILD_LOG,
+    FRAMES_PER_SHARD,
     DatasetStore,
     StoreError,
     create_arrays,
@@ -112,7 +113,21 @@ def _load_previous(out: Path, options: BuildOptions) -> DatasetStore | None:
             f"{out} was built with {m.preprocessing.model_dump(mode='json')}, not "
             f"{options.preprocessing.model_dump(mode='json')}; pass --overwrite to rebuild it"
         )
+    if not m.splits.same_rule(options.splits):
+        raise StoreError(
+            f"{out} assigns new episodes by {m.splits.model_dump(mode='json', exclude={'split_file'})}"
+            f"{' and a split file' if m.splits.split_file else ''}, not as asked now; stored episodes keep their "
+            "split either way: pass the same split options, or --overwrite to re-split everything"
+        )
     return previous
+
+
+class BuildProgress(Protocol):
+    """What build_splits reports while it writes frames (the CLI draws a bar from it)."""
+
+    def start(self, frames: int, episodes: int) -> None: ...
+
+    def advance(self, frames: int, episodes: int) -> None: ...
 
 
 def build_splits(
@@ -120,10 +135,11 @@ def build_splits(
     out: Path,
     options: BuildOptions,
     settings: RecorderSettings,
-    progress: Callable[[int], None] | None = None,
+    progress: BuildProgress | None = None,
 ) -> StoreManifest:
     files = episode_files(sources)
-    report = validate(files, settings, ValidateOptions(), root=common_root(sources))
+    root = Path(common_root(sources))
+    report = validate(files, settings, ValidateOptions(), root=str(root))
     if report.n_errors and not options.skip_invalid:
         raise BuildRefused(report)
     skipped = [
@@ -142,12 +158,14 @@ def build_splits(
     if previous is not None and options.action_channels != "auto" and list(options.action_channels) != selection.channels:
         raise StoreError(f"{out} keeps channels {selection.channels}; pass --overwrite to change them")
 
-    stored = set(previous.episodes["content_hash"]) if previous is not None else set()
+    stored = dict(zip(previous.episodes["content_hash"], previous.episodes["split"], strict=True)) if previous else {}
     new: list[Source] = []
     new_hashes: set[str] = set()
+    hash_of: dict[Path, str] = {}
     duplicates: list[str] = []
     for r in usable:
         source = _read_source(r, settings)
+        hash_of[Path(r.path)] = source.content_hash
         if source.content_hash in stored:
             continue  # already in the store: kept as it is
         if source.content_hash in new_hashes:
@@ -155,18 +173,47 @@ def build_splits(
             continue
         new_hashes.add(source.content_hash)
         new.append(source)
+    explicit, unmatched = _explicit_splits(options, usable, root, hash_of, stored)
 
     kept = (
         [EpisodeRecord.model_validate(row) for row in previous.episodes.to_dict("records")] if previous else []
     )
+    entry = BuildLogEntry(
+        tool_version=__version__,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        added=[s.report.path for s in new],
+        kept=len(kept),
+        skipped=skipped,
+        duplicates=duplicates,
+        unmatched_split_rows=unmatched,
+    )
     staging = out.with_name(f".{out.name}.staging-{os.getpid()}")
     try:
-        manifest = _write_staging(staging, previous, new, kept, selection, skipped, duplicates, options, settings, progress)
+        manifest = _write_staging(staging, previous, new, kept, selection, explicit, entry, options, settings, progress)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     publish(staging, out)
     return manifest
+
+
+def _explicit_splits(
+    options: BuildOptions, usable: list[FileReport], root: Path, hash_of: dict[Path, str], stored: dict[str, str]
+) -> tuple[dict[str, Split], list[str]]:
+    """Content hash -> split from --split-file (empty without one), and its rows that named no source."""
+    if options.splits.split_file is None:
+        return {}, []
+    rows = read_split_file(Path(options.splits.split_file))
+    by_path, unmatched = match_split_file(rows, [Path(r.path) for r in usable], root)
+    explicit = {hash_of[p]: split for p, split in by_path.items()}
+    moved = [(p, stored[hash_of[p]], split) for p, split in by_path.items() if stored.get(hash_of[p], split) != split]
+    if moved:
+        p, was, now = moved[0]
+        raise StoreError(
+            f"the split file moves {len(moved)} stored episode(s), e.g. {p} from {was} to {now.value}; "
+            "stored episodes keep their split: pass --overwrite to rebuild with the file's splits"
+        )
+    return explicit, unmatched
 
 
 def _write_staging(
@@ -175,37 +222,19 @@ def _write_staging(
     new: list[Source],
     kept: list[EpisodeRecord],
     selection: ActionSelection,
-    skipped: list[SkippedEpisode],
-    duplicates: list[str],
+    explicit: dict[str, Split],
+    entry: BuildLogEntry,
     options: BuildOptions,
     settings: RecorderSettings,
-    progress: Callable[[int], None] | None,
+    progress: BuildProgress | None,
 ) -> StoreManifest:
     pre = options.preprocessing
-    n_kept_frames = sum(e.n_frames for e in kept)
-    n_frames = n_kept_frames + sum(len(s.actions) for s in new)
-    group = create_arrays(staging, n_frames, pre.image_size, len(selection.channels))
-    rgb, action = group["data/rgb"], group["data/action"]
-    if previous is not None and n_kept_frames:
-        for start in range(0, n_kept_frames, 256):
-            stop = min(start + 256, n_kept_frames)
-            rgb[start:stop] = previous.rgb[start:stop]
-        action[:n_kept_frames] = previous.action[:n_kept_frames]
-    cursor = n_kept_frames
-    for source in new:
-        with open_episode(Path(source.report.path)) as f:
-            frames = resize_frames(f[settings.frames_key][()], pre)
-        rgb[cursor : cursor + len(frames)] = frames
-        action[cursor : cursor + len(frames)] = source.actions[:, selection.channels]
-        cursor += len(frames)
-        if progress:
-            progress(1)
-
     hashes = [e.content_hash for e in kept] + [s.content_hash for s in new]
     how = options.splits.stratify
     strata = [_stratum(e.scenario, e.instruction, how) for e in kept]
     strata += [_stratum(s.report.scenario, s.report.instruction, how) for s in new]
-    splits = assign_splits(hashes, strata, options.splits, existing={e.content_hash: e.split for e in kept})
+    fixed = explicit | {e.content_hash: e.split for e in kept}
+    splits = assign_splits(hashes, strata, options.splits, existing=fixed)
     records = kept + [
         EpisodeRecord(
             episode=len(kept) + i,
@@ -219,24 +248,33 @@ def _write_staging(
         )
         for i, s in enumerate(new)
     ]
+    n_frames = sum(r.n_frames for r in records)
+    n_kept_frames = sum(e.n_frames for e in kept)
+    group = create_arrays(staging, n_frames, pre.image_size, len(selection.channels))
+    kept_actions = [np.asarray(previous.action[:n_kept_frames])] if previous is not None and kept else []
+    actions = np.concatenate(kept_actions + [s.actions[:, selection.channels] for s in new]).astype(np.float32)
+    group["data/action"][:] = actions
     write_episode_ends(group, [r.n_frames for r in records])
-    stats = _train_stats(group, records, options)
+
+    episode_sources, offset = [], 0
+    for e in kept:
+        episode_sources.append(EpisodeSource(e.episode, e.n_frames, previous.path / "data" / "rgb", None, offset))
+        offset += e.n_frames
+    for r, s in zip(records[len(kept) :], new, strict=True):
+        episode_sources.append(EpisodeSource(r.episode, r.n_frames, Path(s.report.path), settings.frames_key))
+    tasks = plan_shards(episode_sources, staging / "data" / "rgb", FRAMES_PER_SHARD, pre)
+    if progress:
+        progress.start(n_frames, len(records))
+    moments = fill_frames(tasks, options.workers, progress.advance if progress else None)
+
+    stats = _train_stats(actions, records, moments, options)
     write_table(staging, records)
     log = previous_log(previous)
-    log.runs.append(
-        BuildLogEntry(
-            tool_version=__version__,
-            created=datetime.now(UTC).isoformat(timespec="seconds"),
-            added=[s.report.path for s in new],
-            kept=len(kept),
-            skipped=skipped,
-            duplicates=duplicates,
-        )
-    )
+    log.runs.append(entry)
     (staging / BUILD_LOG).write_text(log.model_dump_json(indent=2) + "\n")
     manifest = StoreManifest(
         tool_version=__version__,
-        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        created=entry.created,
         sources=sorted({str(Path(r.source_path).parent) for r in records}),
         preprocessing=pre,
         actions=selection,
@@ -262,13 +300,13 @@ def previous_log(previous: DatasetStore | None) -> BuildLog:
     return BuildLog.model_validate_json((previous.path / BUILD_LOG).read_text())
 
 
-def _train_stats(group, records: list[EpisodeRecord], options: BuildOptions) -> NormStats:
-    ends = np.cumsum([r.n_frames for r in records])
-    starts = ends - np.array([r.n_frames for r in records])
-    train = [(int(a), int(b)) for a, b, r in zip(starts, ends, records, strict=True) if r.split == Split.train]
-    actions = np.concatenate([group["data/action"][a:b] for a, b in train])
-    moments = ImageMoments()
-    for a, b in train:
-        moments.add(group["data/rgb"][a:b])
-    mean, std = moments.mean_std()
-    return NormStats(mode=options.norm_mode, action=action_stats(actions), image_mean=mean, image_std=std)
+def _train_stats(
+    actions: np.ndarray, records: list[EpisodeRecord], moments: dict[int, ImageMoments], options: BuildOptions
+) -> NormStats:
+    train = np.repeat([r.split == Split.train for r in records], [r.n_frames for r in records])
+    images = ImageMoments()
+    for r in records:
+        if r.split == Split.train:
+            images.merge(moments[r.episode])
+    mean, std = images.mean_std()
+    return NormStats(mode=options.norm_mode, action=action_stats(actions[train]), image_mean=mean, image_std=std)

@@ -12,6 +12,7 @@ from tqdm import tqdm
 from pipelines.build_splits import BuildRefused, build_splits
 from pipelines.info import render_info, store_json
 from pipelines.options import build_model, recorder_options, recorder_settings
+from pipelines.store_plot import plot_store
 from pipelines.validate import render_report, run_validate
 from schemas import ValidateOptions
 from schemas.store import BuildOptions, Interpolation, NormMode, ResizeMode, Stratify
@@ -144,6 +145,29 @@ def _channels(ctx: click.Context, param: click.Parameter, value: str) -> str | l
         raise click.BadParameter(f"{value!r}: give 'auto' or channel indices such as 0,1") from None
 
 
+class BuildBar:
+    """A tqdm bar in frames per second, with episodes done (and per second) beside it."""
+
+    def __enter__(self) -> BuildBar:
+        self.bar = tqdm(desc="build-splits", unit="frame", disable=None)
+        self.episodes, self.total_episodes = 0, 0
+        return self
+
+    def start(self, frames: int, episodes: int) -> None:
+        self.bar.reset(total=frames)
+        self.total_episodes = episodes
+
+    def advance(self, frames: int, episodes: int) -> None:
+        self.episodes += episodes
+        elapsed = max(self.bar.format_dict["elapsed"], 1e-9)
+        self.bar.set_postfix_str(f"episodes {self.episodes}/{self.total_episodes}, {self.episodes / elapsed:.1f} episodes/s",
+                                 refresh=False)
+        self.bar.update(frames)
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+
 @main.command("build-splits")
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="The store to write (e.g. dataset.zarr).")
@@ -161,13 +185,18 @@ def _channels(ctx: click.Context, param: click.Parameter, value: str) -> str | l
 @click.option("--action-names", default=None, help="Names of the kept channels, comma-separated [default: by position].")
 @click.option("--norm", "norm_mode", type=click.Choice([m.value for m in NormMode]), default=NormMode.mean_std.value, show_default=True,
               help="Normalisation the stats are used with.")
+@click.option("--split-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV with columns episode,split (file name or path relative to the sources) for teams that "
+                   "already chose; every source must be listed. Ratios and --stratify are then unused.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Processes that decode and resize frames; each writes whole shards.")
 @click.option("--skip-invalid", is_flag=True, help="Leave out episodes with errors (listed in the build log) instead of stopping.")
-@click.option("--overwrite", is_flag=True, help="Replace a store built with other preprocessing or action channels.")
+@click.option("--overwrite", is_flag=True, help="Replace a store built with other preprocessing, action channels or split options.")
 @recorder_options
 def build_splits_cmd(sources: tuple[Path, ...], out: Path, image_size: int, resize: str, interpolation: str,
                      val_ratio: float, test_ratio: float, seed: int, stratify: str, action_channels: str | list[int],
-                     action_names: str | None, norm_mode: str, skip_invalid: bool, overwrite: bool,
-                     **settings_flags: object) -> None:
+                     action_names: str | None, norm_mode: str, split_file: Path | None, workers: int,
+                     skip_invalid: bool, overwrite: bool, **settings_flags: object) -> None:
     """Build one zarr store from recorder episodes: frames resized once, actions, splits, train-only stats.
 
     Sources are validated first; any error stops the build and writes nothing (or, with --skip-invalid,
@@ -177,7 +206,8 @@ def build_splits_cmd(sources: tuple[Path, ...], out: Path, image_size: int, resi
     \b
     Examples:
       vla-data build-splits data/raw -o dataset.zarr
-      vla-data build-splits data/raw data/new -o dataset.zarr --image-size 224 --resize letterbox
+      vla-data build-splits data/raw data/new -o dataset.zarr --image-size 224 --resize letterbox --workers 4
+      vla-data build-splits data/raw -o dataset.zarr --split-file our_splits.csv
     """
     settings = recorder_settings(**settings_flags)  # type: ignore[arg-type]
     options = build_model(
@@ -185,18 +215,20 @@ def build_splits_cmd(sources: tuple[Path, ...], out: Path, image_size: int, resi
         {
             "preprocessing": {"source_color_order": settings.color_order, "image_size": image_size,
                               "resize": resize, "interpolation": interpolation},
-            "splits": {"val_ratio": val_ratio, "test_ratio": test_ratio, "seed": seed, "stratify": stratify},
+            "splits": {"val_ratio": val_ratio, "test_ratio": test_ratio, "seed": seed, "stratify": stratify,
+                       "split_file": str(split_file.resolve()) if split_file else None},
             "action_channels": action_channels,
             "action_names": action_names.split(",") if action_names else None,
             "norm_mode": norm_mode,
             "skip_invalid": skip_invalid,
             "overwrite": overwrite,
+            "workers": workers,
         },
         "build-splits options",
     )
     try:
-        with tqdm(desc="build-splits", unit="episode", disable=None) as bar:
-            manifest = build_splits(list(sources), out, options, settings, progress=bar.update)
+        with BuildBar() as bar:
+            manifest = build_splits(list(sources), out, options, settings, progress=bar)
     except BuildRefused as refused:
         click.echo(render_report(refused.report))
         click.echo(click.style(f"build refused, nothing written: {refused}; fix them or pass --skip-invalid", fg="red"))
@@ -208,17 +240,26 @@ def build_splits_cmd(sources: tuple[Path, ...], out: Path, image_size: int, resi
     click.echo(f"wrote {out} ({manifest.n_episodes} episodes, {manifest.n_frames} frames)")
 
 
+def _png_path(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    if value is not None and value.suffix.lower() != ".png":
+        raise click.BadParameter(f"{value}: the plot is a PNG; give a path ending in .png")
+    return value
+
+
 @main.command("info")
 @click.argument("store", type=click.Path(path_type=Path))
 @click.option("--verify", is_flag=True, help="Recompute every checksum; name any damaged array and episode range (exit 1).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest and the episode table as JSON.")
-def info_cmd(store: Path, verify: bool, as_json: bool) -> None:
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), callback=_png_path,
+              help="Also draw action histograms per channel and split, episode lengths and sample frames to this PNG.")
+def info_cmd(store: Path, verify: bool, as_json: bool, plot: Path | None) -> None:
     """Describe a store: episodes, frames, splits, per-scenario counts, stats, preprocessing, size.
 
     \b
     Examples:
       vla-data info dataset.zarr
       vla-data info dataset.zarr --verify
+      vla-data info dataset.zarr --plot dataset.png
     """
     try:
         opened = open_store(store)
@@ -229,6 +270,9 @@ def info_cmd(store: Path, verify: bool, as_json: bool) -> None:
         click.echo(store_json(opened))
     else:
         click.echo(render_info(opened))
+    if plot is not None:
+        plot_store(opened, plot)
+        click.echo(f"wrote {plot}", err=as_json)
     if verify:
         problems = verify_store(opened)
         for problem in problems:

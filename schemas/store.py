@@ -74,12 +74,30 @@ class SplitConfig(BaseModel):
     test_ratio: float = Field(0.0, ge=0, lt=1)
     seed: int = 0
     stratify: Stratify = Stratify.scenario
+    split_file: str | None = Field(
+        None, description="CSV (columns episode, split) that assigns new episodes explicitly; ratios then unused."
+    )
+
+    def same_rule(self, other: SplitConfig) -> bool:
+        """Whether ``other`` assigns new episodes the way this does (the split file may grow between builds)."""
+        keys = {"val_ratio", "test_ratio", "seed", "stratify"}
+        same_kind = (self.split_file is None) == (other.split_file is None)
+        return same_kind and self.model_dump(include=keys) == other.model_dump(include=keys)
 
     @model_validator(mode="after")
     def _room_for_train(self) -> SplitConfig:
         if self.val_ratio + self.test_ratio >= 1:
             raise ValueError("val_ratio + test_ratio must leave episodes for train (sum < 1)")
         return self
+
+
+class SplitFileRow(BaseModel):
+    """One row of a ``--split-file`` CSV: an episode (file name, or path relative to the source folder) and its split."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    episode: str = Field(min_length=1)
+    split: Split
 
 
 class NormMode(StrEnum):
@@ -177,7 +195,8 @@ class BuildOptions(BaseModel):
     action_names: list[str] | None = Field(None, description="Names of the kept channels; default by position.")
     norm_mode: NormMode = NormMode.mean_std
     skip_invalid: bool = Field(False, description="Leave out episodes with errors instead of stopping.")
-    overwrite: bool = Field(False, description="Replace a store built with other preprocessing or channels.")
+    overwrite: bool = Field(False, description="Replace a store built with other preprocessing, channels or splits.")
+    workers: int = Field(1, ge=1, description="Processes that decode and resize frames; each writes whole shards.")
 
 
 class SkippedEpisode(BaseModel):
@@ -194,6 +213,9 @@ class BuildLogEntry(BaseModel):
     kept: int = Field(description="Episodes already in the store, kept as they were.")
     skipped: list[SkippedEpisode] = Field(default_factory=list)
     duplicates: list[str] = Field(default_factory=list, description="Sources left out: same content as another.")
+    unmatched_split_rows: list[str] = Field(
+        default_factory=list, description="--split-file rows that named no source episode (ignored)."
+    )
 
 
 class BuildLog(BaseModel):

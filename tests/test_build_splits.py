@@ -19,7 +19,8 @@ from click.testing import CliRunner
 from pipelines.cli import main
 from schemas.store import BuildLog, Preprocessing, Split
 from vla_data.resize import resize_frames
-from vla_data.store import MANIFEST, StoreError, open_store, verify
+from vla_data.shards import EpisodeSource, plan_shards
+from vla_data.store import FRAMES_PER_SHARD, MANIFEST, StoreError, open_store, verify
 
 
 def run(*args: str) -> tuple[int, str]:
@@ -174,3 +175,99 @@ def test_sigkill_leaves_the_previous_store_or_none(store: Path, clean_dir: Path,
         assert not verify(open_store(out))
     assert run("build-splits", str(clean_dir), "-o", str(out), "--image-size", "24", "--overwrite")[0] == 0
     assert not verify(open_store(out)) and not list(tmp_path.glob(".ds.zarr.*"))
+
+
+def test_workers_write_the_same_store(store: Path, clean_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "parallel.zarr"
+    code, output = run("build-splits", str(clean_dir), "-o", str(out), "--image-size", "16", "--val-ratio", "0.25",
+                       "--workers", "2")
+    assert code == 0, output
+    one, two = open_store(store), open_store(out)
+    assert two.manifest.n_frames > FRAMES_PER_SHARD  # several shards, so both workers wrote some
+    assert np.array_equal(one.rgb[:], two.rgb[:]) and np.array_equal(one.action[:], two.action[:])
+    assert one.manifest.stats == two.manifest.stats
+    data = {k: v for k, v in one.manifest.checksums.items() if k.startswith(("data/", "meta/"))}
+    assert len(data) > 3 and data.items() <= two.manifest.checksums.items()  # shard files byte for byte
+
+
+def test_shard_plan_gives_each_shard_to_one_task_and_tiles_every_episode() -> None:
+    lengths = [3, 70, 1, 64, 30]
+    sources = [EpisodeSource(e, n, Path(f"e{e}.h5"), "images") for e, n in enumerate(lengths)]
+    tasks = plan_shards(sources, Path("rgb"), 64, Preprocessing(image_size=8))
+    assert [(t.start, t.stop) for t in tasks] == [(0, 64), (64, 128), (128, 168)]
+    for t in tasks:  # the pieces fill each shard exactly, in order
+        assert [p.start for p in t.pieces] == list(np.cumsum([t.start] + [p.n for p in t.pieces[:-1]]))
+        assert sum(p.n for p in t.pieces) == t.stop - t.start
+    for e, n in enumerate(lengths):  # every frame of every episode lands once, in order
+        pieces = [p for t in tasks for p in t.pieces if p.source.episode == e]
+        assert [p.source_start for p in pieces] == list(np.cumsum([0] + [p.n for p in pieces[:-1]]))
+        assert sum(p.n for p in pieces) == n
+
+
+def _split_csv(path: Path, rows: dict[str, str]) -> Path:
+    pd.DataFrame({"episode": list(rows), "split": list(rows.values())}).to_csv(path, index=False)
+    return path
+
+
+def test_split_file_is_honoured(clean_dir: Path, tmp_path: Path) -> None:
+    names = sorted(p.name for p in clean_dir.glob("*.h5"))
+    wanted = {n: ("val" if i in (1, 6) else "test" if i == 3 else "train") for i, n in enumerate(names)}
+    csv = _split_csv(tmp_path / "splits.csv", wanted | {"gone_episode.h5": "train"})
+    out = tmp_path / "ds.zarr"
+    code, output = run("build-splits", str(clean_dir), "-o", str(out), "--image-size", "16", "--split-file", str(csv))
+    assert code == 0, output
+    table = open_store(out).episodes
+    assert {Path(p).name: s for p, s in zip(table["source_path"], table["split"], strict=True)} == wanted
+    (entry,) = BuildLog.model_validate_json((out / "build_log.json").read_text()).runs
+    assert entry.unmatched_split_rows == ["gone_episode.h5"]
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ({"first": "train"}, "not in the split file"),
+        ({"first": "validation"}, "one of train, val, test"),
+        ({"first": "train", "rest": "train"}, "one train and one val"),
+    ],
+)
+def test_bad_split_file_is_refused(clean_dir: Path, tmp_path: Path, rows: dict[str, str], message: str) -> None:
+    names = sorted(p.name for p in clean_dir.glob("*.h5"))
+    given = {names[0]: rows["first"]} | ({n: rows["rest"] for n in names[1:]} if "rest" in rows else {})
+    csv = _split_csv(tmp_path / "splits.csv", given)
+    out = tmp_path / "ds.zarr"
+    code, output = run("build-splits", str(clean_dir), "-o", str(out), "--image-size", "16", "--split-file", str(csv))
+    assert code == 1 and message in output and "Traceback" not in output
+    assert not out.exists()
+
+
+def test_split_file_cannot_move_a_stored_episode(store: Path, clean_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(store, copy)
+    table = open_store(copy).episodes
+    rows = {Path(p).name: s for p, s in zip(table["source_path"], table["split"], strict=True)}
+    csv = _split_csv(tmp_path / "same.csv", rows)
+    args = ["build-splits", str(clean_dir), "-o", str(copy), "--image-size", "16", "--val-ratio", "0.25"]
+    code, output = run(*args, "--split-file", str(csv))
+    assert code == 1 and "assigns new episodes by" in output  # a split file is another rule than ratios
+    first = next(iter(rows))
+    moved = _split_csv(tmp_path / "moved.csv", rows | {first: "test" if rows[first] != "test" else "train"})
+    code, output = run(*args, "--split-file", str(moved), "--overwrite")
+    assert code == 0, output
+    table = open_store(copy).episodes
+    assert {Path(p).name: s for p, s in zip(table["source_path"], table["split"], strict=True)}[first] != rows[first]
+
+
+def test_other_split_options_are_refused_without_overwrite(store: Path, clean_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(store, copy)
+    code, output = run("build-splits", str(clean_dir), "-o", str(copy), "--image-size", "16", "--val-ratio", "0.25",
+                       "--seed", "7")
+    assert code == 1 and "--overwrite" in output
+    assert open_store(copy).manifest.splits.seed == 0
+
+
+def test_info_plot_writes_a_png_and_refuses_other_suffixes(store: Path, tmp_path: Path) -> None:
+    code, output = run("info", str(store), "--plot", str(tmp_path / "store.png"))
+    assert code == 0 and (tmp_path / "store.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, output = run("info", str(store), "--plot", str(tmp_path / "store.jpg"))
+    assert code == 2 and "ending in .png" in output and not (tmp_path / "store.jpg").exists()

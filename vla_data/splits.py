@@ -6,8 +6,12 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
-from schemas.store import Split, SplitConfig, Stratify
+import pandas as pd
+from pydantic import ValidationError
+
+from schemas.store import Split, SplitConfig, SplitFileRow, Stratify
 
 
 class SplitError(ValueError):
@@ -26,7 +30,7 @@ def assign_splits(
     config: SplitConfig,
     existing: Mapping[str, Split] | None = None,
 ) -> list[Split]:
-    """The split of each episode. ``existing`` (content hash -> split) is kept as it is."""
+    """The split of each episode. ``existing`` (content hash -> split) is kept as it is, and never moved."""
     existing = existing or {}
     scores = [split_score(config.seed, h) for h in content_hashes]
     splits: list[Split] = []
@@ -68,3 +72,68 @@ def assign_splits(
             f"{len(splits)} episode(s) cannot give at least one train and one val episode; record more episodes"
         )
     return splits
+
+
+SPLIT_FILE_EXAMPLE = "episode,split\n1box_hori_left_000.h5,train\n1box_hori_left_001.h5,val"
+
+
+def read_split_file(path: Path) -> dict[str, Split]:
+    """A ``--split-file`` CSV (columns ``episode``, ``split``; other columns ignored) as episode -> split."""
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as exc:
+        raise SplitError(f"{path}: cannot read the split file ({exc})") from exc
+    missing = sorted({"episode", "split"} - set(table.columns))
+    if missing:
+        raise SplitError(f"{path}: the split file lacks column(s) {missing}; write it like\n{SPLIT_FILE_EXAMPLE}")
+    rows: dict[str, Split] = {}
+    for line, raw in enumerate(table.to_dict("records"), start=2):
+        try:
+            row = SplitFileRow.model_validate({k: str(v).strip() for k, v in raw.items()})
+        except ValidationError:
+            raise SplitError(
+                f"{path}, line {line}: {raw['episode']!r},{raw['split']!r}: the episode must be named and the "
+                f"split one of {', '.join(s.value for s in Split)}"
+            ) from None
+        key = Path(row.episode).as_posix()
+        if rows.get(key, row.split) != row.split:
+            raise SplitError(f"{path}, line {line}: {row.episode} is listed as both {rows[key].value} and {row.split.value}")
+        rows[key] = row.split
+    return rows
+
+
+def match_split_file(rows: Mapping[str, Split], paths: Sequence[Path], root: Path) -> tuple[dict[Path, Split], list[str]]:
+    """The split of every path by its row, and the rows that named no path.
+
+    A row names an episode by its path relative to ``root`` (the folder the sources share), its file name
+    (when no other source has it) or its absolute path. Every path must be named, exactly once.
+    """
+    by_key: dict[str, set[Path]] = defaultdict(set)
+    for p in paths:
+        absolute = p.resolve()
+        for key in (p.name, absolute.as_posix(), absolute.relative_to(root.resolve()).as_posix()):
+            by_key[key].add(p)
+    assigned: dict[Path, Split] = {}
+    unmatched = []
+    for key, split in rows.items():
+        hits = by_key.get(key, set())
+        if not hits:
+            unmatched.append(key)
+            continue
+        if len(hits) > 1:
+            raise SplitError(
+                f"split file row {key!r} names {len(hits)} sources ({', '.join(sorted(str(p) for p in hits)[:3])}); "
+                f"name them by their path relative to {root}"
+            )
+        (hit,) = hits
+        if assigned.get(hit, split) != split:
+            raise SplitError(f"the split file gives {hit} two splits ({assigned[hit].value} and {split.value})")
+        assigned[hit] = split
+    unlisted = [p for p in paths if p not in assigned]
+    if unlisted:
+        names = ", ".join(p.resolve().relative_to(root.resolve()).as_posix() for p in unlisted[:5])
+        raise SplitError(
+            f"{len(unlisted)} source episode(s) are not in the split file ({names}{', ...' if len(unlisted) > 5 else ''}); "
+            "add a row for each, or leave out --split-file"
+        )
+    return assigned, unmatched

@@ -41,6 +41,11 @@ class ImageMoments:
         self.total += pixels.sum(axis=0, dtype=np.uint64)
         self.total_sq += np.einsum("ij,ij->j", pixels, pixels, dtype=np.uint64)
 
+    def merge(self, other: ImageMoments) -> None:
+        self.n += other.n
+        self.total += other.total
+        self.total_sq += other.total_sq
+
     def mean_std(self) -> tuple[list[float], list[float]]:
         """Mean and std per channel on the 0..1 scale."""
         if self.n == 0:

@@ -1,0 +1,97 @@
+"""info --plot: the store overview PNG is valid, complete, reproducible, and written atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipelines.build_splits import build_splits
+from pipelines.store_plot import EPISODE_LENGTH, plot_store, sample_frames, store_figure
+from schemas import RecorderSettings
+from schemas.store import BuildOptions, Preprocessing, SplitConfig
+from vla_data.store import DatasetStore, open_store
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def store(clean_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> DatasetStore:
+    out = tmp_path_factory.mktemp("plot_store") / "dataset.zarr"
+    options = BuildOptions(
+        preprocessing=Preprocessing(image_size=16), splits=SplitConfig(val_ratio=0.25, test_ratio=0.125)
+    )
+    build_splits([clean_dir], out, options, RecorderSettings())
+    return open_store(out)
+
+
+def test_plot_is_a_png_and_leaves_no_temporary_file(store: DatasetStore, tmp_path: Path) -> None:
+    out = tmp_path / "overview.png"
+    assert plot_store(store, out) == out
+    assert out.read_bytes()[:8] == PNG_MAGIC
+    with Image.open(out) as img:
+        img.verify()
+    with Image.open(out) as img:
+        assert img.format == "PNG"
+        width, height = img.size
+    assert 600 <= width <= 4000 and 400 <= height <= 4000
+    assert [p.name for p in tmp_path.iterdir()] == ["overview.png"]
+
+
+def test_figure_has_a_panel_per_channel_lengths_and_frames(store: DatasetStore) -> None:
+    names = store.manifest.actions.names
+    table = store.episodes
+    splits = [s for s in ("train", "val", "test") if s in set(table["split"])]
+    assert len(splits) >= 2
+    fig = store_figure(store, n_sample_frames=5, seed=1)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(fig.axes) == len(names) + 1 + 5
+    assert titles[: len(names) + 1] == [*names, EPISODE_LENGTH]
+    for ax in fig.axes[: len(names) + 1]:
+        assert len(ax.patches) == len(splits)  # one step histogram per split
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == splits
+    samples = sample_frames(store, 5, seed=1)
+    for ax, (episode, index) in zip(fig.axes[len(names) + 1 :], samples, strict=True):
+        split = table.loc[table["episode"] == episode, "split"].item()
+        assert ax.get_title().startswith(f"ep {episode} ({split})\n")
+        assert np.array_equal(np.asarray(ax.images[0].get_array()), store.rgb[index])
+
+
+def test_samples_are_reproducible_and_from_distinct_episodes(store: DatasetStore) -> None:
+    n_episodes = len(store.episodes)
+    first = sample_frames(store, 4, seed=7)
+    assert first == sample_frames(store, 4, seed=7)
+    assert first != sample_frames(store, 4, seed=8)
+    assert len({e for e, _ in first}) == 4
+    for episode, index in first:
+        start, stop = store.episode_range(episode)
+        assert start <= index < stop
+    assert sorted(e for e, _ in sample_frames(store, 100)) == list(range(n_episodes))
+    fig = store_figure(store, n_sample_frames=0)
+    assert len(fig.axes) == len(store.manifest.actions.names) + 1
+
+
+@pytest.mark.parametrize("name", ["overview.jpg", "overview", "overview.png.svg"])
+def test_non_png_path_is_refused(store: DatasetStore, tmp_path: Path, name: str) -> None:
+    with pytest.raises(ValueError, match=r"\.png"):
+        plot_store(store, tmp_path / name)
+    assert not list(tmp_path.iterdir())
+
+
+def test_failed_render_keeps_the_previous_file(
+    store: DatasetStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "overview.png"
+    out.write_bytes(b"previous")
+
+    def broken(self: object, fname: Path, **kwargs: object) -> None:
+        Path(fname).write_bytes(b"half")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("matplotlib.figure.Figure.savefig", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        plot_store(store, out)
+    assert out.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["overview.png"]
