@@ -28,6 +28,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/validate.py
+	$(BIN)/python benchmarks/build.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) bench-out

@@ -9,16 +9,13 @@ Targets: default pass >= 20x the baseline, deep pass with 2 workers >= 1.5x the 
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import h5py
+from common import EPISODES, best_of, synthetic_episodes
 
 from schemas import RecorderSettings, ValidateOptions
-from schemas.synthetic import SyntheticConfig
-from vla_data.recorder import episode_files
-from vla_data.synthetic import make_synthetic
 from vla_data.validation import validate
 
 
@@ -33,29 +30,14 @@ def baseline(files: list[Path]) -> None:
             f.visititems(read)
 
 
-def best_of(repeats: int, fn: Callable[[], object]) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--episodes", type=int, default=40)
     parser.add_argument("--image-size", default="720x1280", help="HxW")
-    parser.add_argument("--data", type=Path, default=Path("bench-out/validate-episodes"))
+    parser.add_argument("--data", type=Path, default=EPISODES)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    height, width = (int(v) for v in args.image_size.lower().split("x"))
-
-    files = episode_files([args.data]) if args.data.exists() else []
-    if len(files) != args.episodes:
-        print(f"generating {args.episodes} episodes of {height}x{width} into {args.data} ...", flush=True)
-        make_synthetic(args.data, SyntheticConfig(episodes=args.episodes, height=height, width=width, seed=0))
-        files = episode_files([args.data])
+    files, height, width = synthetic_episodes(args.data, args.episodes, args.image_size)
     baseline(files)  # warm the page cache for every variant alike
 
     settings = RecorderSettings()
