@@ -20,8 +20,8 @@ demo: $(STAMP)
 	rm -rf $(DEMO)
 	$(BIN)/vla-data make-synthetic $(DEMO)/raw --episodes 24 --image-size 120x214 --seed 0
 	$(BIN)/vla-data validate $(DEMO)/raw --json $(DEMO)/validate.json
-	$(BIN)/vla-data build-splits $(DEMO)/raw -o $(DEMO)/dataset.zarr --image-size 96
-	$(BIN)/vla-data info $(DEMO)/dataset.zarr --verify
+	$(BIN)/vla-data build-splits $(DEMO)/raw -o $(DEMO)/dataset.zarr --image-size 96 --workers 2
+	$(BIN)/vla-data info $(DEMO)/dataset.zarr --verify --plot $(DEMO)/dataset.png
 	$(BIN)/vla-data make-synthetic $(DEMO)/defective --episodes 4 --image-size 120x214 --seed 1 --defects
 	@echo "--- the same check on a folder with one defective file per finding class (exits 1 by design) ---"
 	$(BIN)/vla-data validate $(DEMO)/defective --deep; test $$? -eq 1
