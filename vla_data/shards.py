@@ -4,7 +4,7 @@ A store's frames come from pieces: frame ranges of recorder files (decoded, conv
 or of the previous store (copied as they are). ``plan_shards`` cuts that sequence at shard boundaries;
 ``write_shard`` fills one shard and returns the image moments of what it wrote, per episode, so the
 train-split image statistics need no second pass. ``fill_frames`` runs the shards in-process or on a
-spawned process pool (never fork: zarr keeps an event-loop thread that a forked child would not have).
+spawned process pool (spawn: workers start clean, whatever threads the parent runs).
 """
 
 from __future__ import annotations

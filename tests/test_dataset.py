@@ -1,0 +1,216 @@
+"""WindowDataset: exact windows, chunks and masks at the episode edges; loaders; caches; augmentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import zarr
+
+from pipelines.build_splits import build_splits
+from schemas import RecorderSettings
+from schemas.sample import MirrorRule, SampleField, WindowSpec
+from schemas.store import BuildOptions, Preprocessing, SplitConfig
+from vla_data.augment import mirror_frames, mirror_words
+from vla_data.dataset import WindowDataset
+from vla_data.loader import EpisodeBlockSampler, make_loader
+from vla_data.normalize import Normalizer
+from vla_data.store import open_store
+from vla_data.synthetic import Episode, write_episode
+
+# (length, side, split): a 3-frame and an 18-frame episode at W=8, K=10, plus others for the loaders
+RAMP = [(3, "left", "train"), (18, "right", "train"), (7, "left", "val"), (12, "right", "train"), (5, "left", "val")]
+
+
+def ramp_value(episode: int, row: int) -> float:
+    return 0.3 * episode + 0.01 * row  # distinct per episode and row, inside the recorder's bound
+
+
+@pytest.fixture(scope="module")
+def ramp_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Episodes whose every frame is one grey level and every action row a distinct value (episode, row)."""
+    src = tmp_path_factory.mktemp("ramp")
+    rows = []
+    for i, (n, side, split) in enumerate(RAMP):
+        frames = np.stack([np.full((12, 20, 3), 40 * i + r, np.uint8) for r in range(n)])
+        actions = np.zeros((n, 3), np.float32)
+        actions[1:, 0] = [ramp_value(i, r) for r in range(1, n)]
+        actions[1:, 1] = [-ramp_value(i, r) for r in range(1, n)]
+        name = f"episode_20251106_12{i:02d}00_1box_hori_{side}_core_medium"
+        write_episode(
+            src / f"{name}.h5",
+            Episode(name, frames, actions, ["episode_start"] + ["start_action"] * (n - 1),
+                    f"Reach the bottle on the {side}", {"num_frames": n}),
+        )
+        rows.append({"episode": f"{name}.h5", "split": split})
+    pd.DataFrame(rows).to_csv(src / "splits.csv", index=False)
+    out = tmp_path_factory.mktemp("ramp_store") / "ramp.zarr"
+    options = BuildOptions(preprocessing=Preprocessing(image_size=8), splits=SplitConfig(split_file=str(src / "splits.csv")))
+    build_splits([src], out, options, RecorderSettings())
+    return out
+
+
+def by_episode(ds: WindowDataset) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for i in range(len(ds)):
+        out.setdefault(int(ds.episode_ids[ds.sample_episode(i)]), []).append(i)
+    return out
+
+
+def test_sample_count_is_the_split_frame_count(ramp_store: Path) -> None:
+    m = open_store(ramp_store).manifest
+    for split in ("train", "val"):
+        ds = WindowDataset(ramp_store, split, window=8, chunk=10)
+        assert len(ds) == m.split_frames[split] == sum(n for n, _, s in RAMP if s == split)
+    assert len(WindowDataset(ramp_store, "train", window=3, chunk=25)) == 33  # any W and K
+    assert len(WindowDataset(ramp_store, "train", stride=4)) == 1 + 5 + 3  # t = 0, 4, 8, ... per episode
+    with pytest.raises(ValueError, match="split 'test' has no episodes"):
+        WindowDataset(ramp_store, "test")
+
+
+@pytest.mark.parametrize("length", [3, 18])
+def test_window_values_and_masks_match_the_store(ramp_store: Path, length: int) -> None:
+    ds = WindowDataset(ramp_store, "train", window=8, chunk=10, normalize=False)
+    group = zarr.open_group(ramp_store, mode="r")  # read back with plain zarr, independently of the dataset
+    table = pd.read_csv(ramp_store / "episodes.csv")
+    row = table[table["n_frames"] == length].iloc[0]
+    end = int(group["meta/episode_ends"][row["episode"]])
+    rgb, action = group["data/rgb"][end - length : end], group["data/action"][end - length : end]
+    samples = [ds[i] for i in by_episode(ds)[row["episode"]]]
+    assert [s["t"] for s in samples] == list(range(length))
+    for s in samples:
+        t = s["t"]
+        for j in range(8):
+            tau = t - 7 + j
+            assert bool(s["frame_mask"][j]) == (tau >= 0)
+            assert np.array_equal(s["rgb"][j].numpy(), rgb[max(tau, 0)].transpose(2, 0, 1))
+            for k in range(10):
+                r = max(tau, 0) + 1 + k
+                assert bool(s["chunk_mask"][j, k]) == (tau >= 0 and r < length)
+                want = action[r] if r < length else np.zeros(2, np.float32)
+                assert np.array_equal(s["actions"][j, k].numpy(), want)
+    # the hand-checked edges, W=8, K=10, offset 1
+    first, last = samples[0], samples[-1]
+    assert first["frame_mask"].tolist() == [False] * 7 + [True]
+    assert first["chunk_mask"][7].tolist() == [k + 1 < length for k in range(10)]
+    assert not first["chunk_mask"][:7].any()
+    assert last["frame_mask"].tolist() == [False] * max(0, 8 - length) + [True] * min(8, length)
+    assert not last["chunk_mask"][7].any()  # after the last frame the robot stops: all pad, all masked
+    assert (last["actions"][7] == 0).all()
+    assert samples[-2]["chunk_mask"][7].tolist() == [True] + [False] * 9
+
+
+def test_no_window_reads_another_episode(ramp_store: Path) -> None:
+    ds = WindowDataset(ramp_store, "train", window=8, chunk=10, normalize=False)
+    table = open_store(ramp_store).episodes.set_index("episode")
+    for i in range(len(ds)):
+        s = ds[i]
+        position = RAMP_POSITION[Path(table.loc[s["episode"], "source_path"]).name]
+        grey = s["rgb"].numpy().reshape(8, -1)
+        assert ((grey // 40) == position).all()  # every frame, padded or not, is this episode's
+        real = s["actions"][..., 0][s["chunk_mask"]].numpy()
+        assert np.allclose(np.floor((real + 1e-4) / 0.3), position)
+
+
+RAMP_POSITION = {f"episode_20251106_12{i:02d}00_1box_hori_{side}_core_medium.h5": i for i, (_, side, _) in enumerate(RAMP)}
+
+
+def test_normalisation_round_trips(ramp_store: Path) -> None:
+    normalised = WindowDataset(ramp_store, "train")
+    physical = WindowDataset(ramp_store, "train", normalize=False)
+    stats = normalised.manifest.stats
+    offsets, scales = stats.offset_scale()
+    for i in (0, 5, len(physical) - 1):
+        n, p = normalised[i]["actions"].numpy(), physical[i]["actions"].numpy()
+        assert np.allclose(n, (p - offsets) / scales, atol=1e-6)
+        assert np.allclose(normalised.denormalize(n), p, atol=1e-6)
+    x = np.random.default_rng(0).normal(size=(50, 2)).astype(np.float32)
+    norm = Normalizer(stats)
+    assert np.allclose(norm.denormalize(norm.normalize(x)), x, rtol=0, atol=1e-6)
+    past_end = normalised[len(normalised) - 1]  # last anchor: its last frame's chunk is all pad
+    assert np.allclose(past_end["actions"][7].numpy(), norm.zero_velocity())
+
+
+def test_mirror_flips_frames_negates_lateral_swaps_words_and_is_its_own_inverse(ramp_store: Path) -> None:
+    plain = WindowDataset(ramp_store, "train", normalize=False)
+    mirrored = WindowDataset(ramp_store, "train", normalize=False, augment="mirror")
+    n = len(plain)
+    assert len(mirrored) == 2 * n
+    for i in (0, 7, n - 1):
+        a, b = plain[i], mirrored[i + n]
+        assert torch.equal(mirrored[i]["rgb"], a["rgb"])  # the first half is the plain dataset
+        assert torch.equal(b["rgb"], a["rgb"].flip(-1))
+        assert torch.equal(b["actions"][..., 0], a["actions"][..., 0])  # linear_x unchanged
+        assert torch.equal(b["actions"][..., 1], -a["actions"][..., 1])  # linear_y negated
+        assert torch.equal(b["chunk_mask"], a["chunk_mask"])
+        assert ("left" in a["instruction"]) == ("right" in b["instruction"])
+    rule = MirrorRule()
+    assert mirror_words("Left of the left box, then right", rule) == "Right of the right box, then left"
+    assert mirror_words(mirror_words("go left, leftover", rule), rule) == "go left, leftover"
+    frames = np.random.default_rng(1).integers(0, 255, (2, 4, 6, 3), dtype=np.uint8)
+    assert np.array_equal(mirror_frames(mirror_frames(frames)), frames)
+    assert not np.array_equal(mirror_frames(frames), frames)
+
+
+def _epoch(loader: torch.utils.data.DataLoader) -> list[tuple[int, int]]:
+    return [(int(e), int(t)) for batch in loader for e, t in zip(batch[SampleField.episode], batch[SampleField.t], strict=True)]
+
+
+def test_two_workers_yield_the_same_batches_as_none(ramp_store: Path) -> None:
+    ds = WindowDataset(ramp_store, "train", window=4, chunk=3, augment="mirror")
+    zero = make_loader(ds, batch_size=5, workers=0, seed=3)
+    two = make_loader(ds, batch_size=5, workers=2, seed=3)
+    for _ in range(2):  # two epochs: the order changes per epoch, identically
+        a, b = list(zero), list(two)
+        assert len(a) == len(b) == -(-len(ds) // 5)
+        for x, y in zip(a, b, strict=True):
+            for field in (SampleField.rgb, SampleField.actions, SampleField.chunk_mask, SampleField.frame_mask):
+                assert torch.equal(x[field], y[field])
+            assert x[SampleField.instruction] == y[SampleField.instruction]
+    batch = a[0]
+    assert batch[SampleField.rgb].dtype == torch.uint8 and batch[SampleField.rgb].shape[1:] == (4, 3, 8, 8)
+    assert batch[SampleField.actions].shape[1:] == (4, 3, 2) and batch[SampleField.actions].dtype == torch.float32
+    assert _epoch(make_loader(ds, batch_size=5, seed=3)) != _epoch(make_loader(ds, batch_size=5, seed=4))
+
+
+def test_memory_and_lru_paths_give_identical_samples(ramp_store: Path) -> None:
+    memory = WindowDataset(ramp_store, "train", memory_budget=1 << 30)
+    lru = WindowDataset(ramp_store, "train", memory_budget=0, cache_episodes=1)
+    assert memory.frames.in_memory and not lru.frames.in_memory
+    for i in range(len(memory)):
+        a, b = memory[i], lru[i]
+        assert all(torch.equal(a[f], b[f]) for f in (SampleField.rgb, SampleField.actions, SampleField.chunk_mask))
+    n_episodes = len(memory.episode_ids)
+    assert lru.frames.decoded_episodes == n_episodes  # in store order, one decode per episode, not per sample
+    assert memory.frames.decoded_episodes == n_episodes
+
+
+def test_episode_block_sampler_is_a_seeded_permutation_in_episode_blocks(ramp_store: Path) -> None:
+    ds = WindowDataset(ramp_store, "train")
+    sampler = EpisodeBlockSampler(ds, seed=0, block_episodes=1)
+    order = sampler.order(0)
+    assert sorted(order.tolist()) == list(range(len(ds)))
+    episodes = [ds.sample_episode(i) for i in order]
+    changes = sum(a != b for a, b in zip(episodes, episodes[1:], strict=False))
+    assert changes == len(ds.episode_ids) - 1  # one block per episode: each visited once, contiguously
+    assert np.array_equal(order, EpisodeBlockSampler(ds, seed=0, block_episodes=1).order(0))
+    assert not np.array_equal(sampler.order(0), sampler.order(1))
+
+
+def test_window_spec_rejects_nonsense() -> None:
+    with pytest.raises(ValueError):
+        WindowSpec(window=0)
+    with pytest.raises(ValueError):
+        WindowSpec(action_offset=-1)
+
+
+def test_package_exports_the_dataset_without_importing_torch_for_other_commands() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, vla_data, pipelines.cli; assert 'torch' not in sys.modules; print(vla_data.WindowDataset.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "WindowDataset"

@@ -1,0 +1,142 @@
+"""``WindowDataset``: every frame of every episode of a split as the anchor of one windowed, chunked sample.
+
+The sample contract is ``schemas.sample`` (field names ``SampleField``, geometry ``WindowSpec``); the index
+math is ``vla_data.windows``; decoded frames come from ``vla_data.frames`` (all in memory within a budget,
+else an LRU of whole episodes, so one sample never decodes a frame twice).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TypedDict
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from schemas.sample import Augment, MirrorRule, SampleField, WindowSpec
+from schemas.store import Split, StoreManifest
+from vla_data.augment import mirror_frames, mirror_sign, mirror_words
+from vla_data.frames import EpisodeFrames, default_memory_budget
+from vla_data.normalize import Normalizer
+from vla_data.store import DatasetStore, open_store
+from vla_data.windows import anchors, window_index
+
+
+class Sample(TypedDict):
+    """One sample; the keys are exactly ``SampleField``'s values."""
+
+    rgb: torch.Tensor  # (W, 3, S, S) uint8
+    frame_mask: torch.Tensor  # (W,) bool
+    actions: torch.Tensor  # (W, K, A) float32, normalised unless normalize=False
+    chunk_mask: torch.Tensor  # (W, K) bool
+    instruction: str
+    episode: int  # the store's episode id
+    t: int  # the anchor frame, episode-relative
+
+
+class WindowDataset(Dataset[Sample]):
+    """Windowed, chunked samples of one split of a store (see ``schemas.sample`` for the contract).
+
+    ``augment="mirror"`` doubles the dataset: sample ``i + n`` is sample ``i`` seen in a mirror (frames
+    flipped left-right, ``mirror.negate`` channels negated in physical units, left/right swapped in the
+    instruction). Deterministic, so every worker count and every resume gives the same samples.
+    ``memory_budget`` (bytes; default a quarter of the RAM available) decides whether the split's decoded
+    frames are held in memory; otherwise ``cache_episodes`` whole episodes are kept (LRU).
+    """
+
+    def __init__(
+        self,
+        store: Path | str | DatasetStore,
+        split: Split | str = Split.train,
+        window: int = 8,
+        chunk: int = 10,
+        stride: int = 1,
+        action_offset: int = 1,
+        normalize: bool = True,
+        augment: Augment | str = Augment.none,
+        mirror: MirrorRule | None = None,
+        memory_budget: int | None = None,
+        cache_episodes: int = 32,
+    ) -> None:
+        opened = store if isinstance(store, DatasetStore) else open_store(Path(store))
+        self.path = opened.path
+        self.manifest: StoreManifest = opened.manifest
+        self.split = Split(split)
+        self.spec = WindowSpec(window=window, chunk=chunk, stride=stride, action_offset=action_offset)
+        self.normalize = normalize
+        self.augment = Augment(augment)
+        self.mirror = mirror or MirrorRule()
+        self.normalizer = Normalizer(self.manifest.stats)
+        self.action_names = list(self.manifest.actions.names)
+
+        table = opened.episodes
+        rows = table[table["split"] == self.split.value]
+        if rows.empty:
+            raise ValueError(
+                f"{self.path}: split {self.split.value!r} has no episodes "
+                f"({', '.join(f'{s.value} {n}' for s, n in self.manifest.split_episodes.items())})"
+            )
+        ends = opened.episode_ends
+        self.episode_ids = rows["episode"].to_numpy(np.int64)
+        self.n_frames = rows["n_frames"].to_numpy(np.int64)
+        self.instructions = rows["instruction"].astype(str).tolist()
+        stops = ends[self.episode_ids]
+        ranges = [(int(b - n), int(b)) for b, n in zip(stops, self.n_frames, strict=True)]
+        all_actions = np.asarray(opened.action[:], np.float32)
+        self.actions = [all_actions[a:b] for a, b in ranges]  # physical units
+        self.which, self.t = anchors(self.n_frames, stride)
+
+        s = self.manifest.preprocessing.image_size
+        self.frame_bytes = int(self.n_frames.sum()) * s * s * 3
+        budget = default_memory_budget() if memory_budget is None else memory_budget
+        self.frames = EpisodeFrames(self.path / "data" / "rgb", ranges, self.frame_bytes <= budget, cache_episodes)
+
+    @property
+    def n_anchors(self) -> int:
+        return len(self.t)
+
+    def __len__(self) -> int:
+        return self.n_anchors * (2 if self.augment == Augment.mirror else 1)
+
+    def sample_episode(self, index: int) -> int:
+        """Position (in this split) of the episode that sample ``index`` reads; the sampler groups by it."""
+        return int(self.which[index % self.n_anchors])
+
+    def is_mirrored(self, index: int) -> bool:
+        return index >= self.n_anchors
+
+    def __getitem__(self, index: int) -> Sample:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"sample {index} of {len(self)}")
+        index %= len(self)
+        anchor = index % self.n_anchors
+        e, t = int(self.which[anchor]), int(self.t[anchor])
+        ix = window_index(t, int(self.n_frames[e]), self.spec)
+        frames = self.frames.episode(e)[ix.frames]  # (W, S, S, 3)
+        actions = np.where(ix.past_end[..., None], np.float32(0), self.actions[e][ix.rows])  # (W, K, A) physical
+        instruction = self.instructions[e]
+        if self.is_mirrored(index):
+            frames = mirror_frames(frames)
+            actions = actions * mirror_sign(self.action_names, self.mirror)
+            instruction = mirror_words(instruction, self.mirror)
+        if self.normalize:
+            actions = self.normalizer.normalize(actions)
+        return Sample(
+            rgb=torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2))),
+            frame_mask=torch.from_numpy(ix.frame_mask),
+            actions=torch.from_numpy(np.ascontiguousarray(actions, np.float32)),
+            chunk_mask=torch.from_numpy(ix.chunk_mask),
+            instruction=instruction,
+            episode=int(self.episode_ids[e]),
+            t=t,
+        )
+
+    def denormalize(self, actions: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Normalised (..., A) actions back to physical units with the store's train stats."""
+        if isinstance(actions, torch.Tensor):
+            actions = actions.detach().cpu().numpy()
+        return self.normalizer.denormalize(actions)
+
+
+assert set(Sample.__annotations__) == {f.value for f in SampleField}, "Sample and SampleField disagree"

@@ -1,0 +1,97 @@
+"""Decoded frames of a split's episodes, per process: all held in memory when they fit a budget, otherwise
+an LRU cache of whole episodes. The store is opened lazily in the process that reads (DataLoader workers
+included); nothing opened travels through pickling."""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+MEMORY_FRACTION = 0.25  # default budget: this share of the RAM available when the dataset is made
+
+
+def available_memory() -> int:
+    """Bytes of RAM available now (Linux; total RAM elsewhere, where 'available' is not reported)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def default_memory_budget() -> int:
+    return int(MEMORY_FRACTION * available_memory())
+
+
+class EpisodeFrames:
+    """``episode(i)`` -> (n, S, S, 3) uint8 frames of the i-th of ``ranges`` (store frame [start, stop))."""
+
+    def __init__(self, rgb_path: Path, ranges: list[tuple[int, int]], in_memory: bool, cache_episodes: int) -> None:
+        self.rgb_path = rgb_path
+        self.ranges = ranges
+        self.in_memory = in_memory
+        self.cache_episodes = max(1, cache_episodes)
+        self.decoded_episodes = 0  # how many episode reads this process made (the tests and benchmark read it)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
+        self._rgb: zarr.Array | None = None
+        self._all: np.ndarray | None = None
+        self._offsets: np.ndarray | None = None
+        self._lru: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for key in ("_rgb", "_all", "_offsets", "_lru"):
+            state.pop(key)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._reset()
+
+    def _array(self) -> zarr.Array:
+        """The rgb array, opened in this process (decoded frames inherited through a fork are kept)."""
+        if self._rgb is None or self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._rgb = zarr.open_array(self.rgb_path, mode="r")
+        return self._rgb
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        self.decoded_episodes += 1
+        return np.asarray(self._array()[start:stop])
+
+    def load_all(self) -> None:
+        """Decode every episode into one array (the in-memory path); a no-op when already loaded here."""
+        self._array()
+        if self._all is not None:
+            return
+        sizes = [b - a for a, b in self.ranges]
+        self._offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        first = self._array()
+        frames = np.empty((int(self._offsets[-1]), *first.shape[1:]), np.uint8)
+        for i, (a, b) in enumerate(self.ranges):
+            frames[self._offsets[i] : self._offsets[i + 1]] = self._read(a, b)
+        self._all = frames
+
+    def episode(self, i: int) -> np.ndarray:
+        self._array()  # (re)opens after a fork
+        if self.in_memory:
+            self.load_all()
+            assert self._all is not None and self._offsets is not None
+            return self._all[self._offsets[i] : self._offsets[i + 1]]
+        if i in self._lru:
+            self._lru.move_to_end(i)
+            return self._lru[i]
+        frames = self._read(*self.ranges[i])
+        self._lru[i] = frames
+        while len(self._lru) > self.cache_episodes:
+            self._lru.popitem(last=False)
+        return frames
