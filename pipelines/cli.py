@@ -11,11 +11,12 @@ from tqdm import tqdm
 
 from pipelines.build_splits import BuildRefused, build_splits
 from pipelines.info import render_info, store_json
-from pipelines.options import build_model, recorder_options, recorder_settings
+from pipelines.options import build_model, recorder_options, recorder_settings, window_options
 from pipelines.store_plot import plot_store
 from pipelines.validate import render_report, run_validate
 from schemas import ValidateOptions
-from schemas.store import BuildOptions, Interpolation, NormMode, ResizeMode, Stratify
+from schemas.sample import Augment
+from schemas.store import BuildOptions, Interpolation, NormMode, ResizeMode, Split, Stratify
 from schemas.synthetic import SyntheticConfig
 from vla_data import __version__
 from vla_data.files import write_text_atomic
@@ -90,10 +91,7 @@ def _report_path(ctx: click.Context, param: click.Parameter, value: Path | None)
 @main.command("validate")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--deep", is_flag=True, help="Also decode every frame: frozen camera, damaged chunks, exact duplicates.")
-@click.option("--window", default=8, show_default=True, type=click.IntRange(min=1), help="Window W for the short-episode check.")
-@click.option("--chunk", default=10, show_default=True, type=click.IntRange(min=1), help="Chunk K for the short-episode check.")
-@click.option("--action-offset", default=1, show_default=True, type=click.IntRange(min=0),
-              help="The action chosen after frame t is row t+offset (the recorder sends, then grabs).")
+@window_options
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Files checked in parallel processes.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), callback=_report_path,
               help="Also write the report as JSON to this file ('-' for stdout, which then carries only the JSON).")
@@ -279,6 +277,56 @@ def info_cmd(store: Path, verify: bool, as_json: bool, plot: Path | None) -> Non
             click.echo(click.style(f"damaged: {problem}", fg="red"))
         click.echo("verify: " + ("all checksums match" if not problems else f"{len(problems)} damaged object(s)"))
         sys.exit(1 if problems else 0)
+
+
+@main.command("inspect-sample")
+@click.argument("store", type=click.Path(path_type=Path))
+@click.option("--split", type=click.Choice([s.value for s in Split]), default=Split.train.value, show_default=True)
+@click.option("--index", default=0, show_default=True, type=int, help="Sample index in the split (negative counts from the end).")
+@window_options
+@click.option("--augment", type=click.Choice([a.value for a in Augment]), default=Augment.none.value, show_default=True,
+              help="mirror doubles the split: samples n..2n-1 are mirrored copies of 0..n-1.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), callback=_png_path,
+              help="Draw the window frames and their action chunks to this PNG.")
+@click.option("--json", "as_json", is_flag=True, help="Print the sample's shapes, masks and physical actions as JSON.")
+def inspect_sample_cmd(store: Path, split: str, index: int, window: int, chunk: int, action_offset: int, augment: str,
+                       out: Path | None, as_json: bool) -> None:
+    """Show one training sample exactly as WindowDataset gives it to the model.
+
+    The W frames t-W+1..t (frames repeated before the episode start greyed and marked pad) and, under
+    each, its K x A action chunk in physical units (masked entries hollow). Check here that the window,
+    chunk and offset are what you meant before training.
+
+    \b
+    Examples:
+      vla-data inspect-sample dataset.zarr --index 0 --out sample.png
+      vla-data inspect-sample dataset.zarr --split val --index -1 --window 4 --chunk 8 --json
+    """
+    from pipelines.inspect_sample import plot_sample, summarize_sample  # torch is loaded only here
+    from vla_data.dataset import WindowDataset
+
+    try:
+        ds = WindowDataset(store, split, window=window, chunk=chunk, action_offset=action_offset, augment=augment)
+    except (StoreError, ValueError) as exc:
+        click.echo(click.style(f"error: {exc}", fg="red"), err=True)
+        sys.exit(1)
+    if not -len(ds) <= index < len(ds):
+        click.echo(click.style(f"error: --index {index}: the {split} split has {len(ds)} samples (0..{len(ds) - 1})",
+                               fg="red"), err=True)
+        sys.exit(1)
+    index %= len(ds)
+    summary = summarize_sample(ds, index)
+    if as_json:
+        click.echo(summary.model_dump_json(indent=2))
+    else:
+        masked = sum(not m for row in summary.chunk_mask for m in row)
+        click.echo(f"{split} sample {index} of {len(ds)}: episode {summary.episode}, t={summary.t}, "
+                   f"{sum(summary.frame_mask)}/{window} real frames, {masked} of {window * chunk} actions padded")
+        click.echo(f"instruction: {summary.instruction}")
+        click.echo("shapes: " + ", ".join(f"{k.value} {tuple(v)}" for k, v in summary.shapes.items()))
+    if out is not None:
+        plot_sample(ds, index, out)
+        click.echo(f"wrote {out}", err=as_json)
 
 
 if __name__ == "__main__":

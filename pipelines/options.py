@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from schemas import ColorOrder, RecorderSettings
+from schemas.sample import WindowSpec
 
 M = TypeVar("M", bound=BaseModel)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -75,3 +76,19 @@ def recorder_settings(recorder_config: Path | None, **flags: Any) -> RecorderSet
     values = load_settings_file(recorder_config)
     values.update({k: v for k, v in flags.items() if v is not None})
     return build_model(RecorderSettings, values, "recorder settings")
+
+
+def window_options(fn: F) -> F:
+    """--window, --chunk, --action-offset: the sample geometry (``schemas.sample.WindowSpec``)."""
+    fields = WindowSpec.model_fields
+    options = [
+        click.option("--window", default=fields["window"].default, show_default=True, type=click.IntRange(min=1),
+                     help=fields["window"].description),
+        click.option("--chunk", default=fields["chunk"].default, show_default=True, type=click.IntRange(min=1),
+                     help=fields["chunk"].description),
+        click.option("--action-offset", default=fields["action_offset"].default, show_default=True,
+                     type=click.IntRange(min=0), help=fields["action_offset"].description),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn

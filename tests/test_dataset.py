@@ -214,3 +214,30 @@ def test_package_exports_the_dataset_without_importing_torch_for_other_commands(
     code = "import sys, vla_data, pipelines.cli; assert 'torch' not in sys.modules; print(vla_data.WindowDataset.__name__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "WindowDataset"
+
+
+def test_inspect_sample_cli_json_png_and_errors(ramp_store: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from pipelines.cli import main
+    from schemas.sample import SampleSummary
+
+    def run(*args: str) -> tuple[int, str, str]:
+        r = CliRunner().invoke(main, ["inspect-sample", str(ramp_store), *args])
+        assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+        return r.exit_code, r.stdout, r.stderr
+
+    code, out, _ = run("--index", "-1", "--json", "--out", str(tmp_path / "s.png"))
+    assert code == 0
+    summary = SampleSummary.model_validate_json(out)
+    ds = WindowDataset(ramp_store, "train", normalize=False)
+    want = ds[len(ds) - 1]
+    assert summary.index == len(ds) - 1 and summary.t == want["t"] and summary.episode == want["episode"]
+    assert summary.shapes[SampleField.actions] == [8, 10, 2] and summary.action_names == ["linear_x", "linear_y"]
+    assert summary.frame_mask == want["frame_mask"].tolist() and summary.chunk_mask == want["chunk_mask"].tolist()
+    assert np.allclose(summary.actions, want["actions"].numpy(), atol=1e-5)  # physical units
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+    code, _, err = run("--index", str(len(ds)))
+    assert code == 1 and f"has {len(ds)} samples" in err
+    code, _, err = run("--split", "test")
+    assert code == 1 and "no episodes" in err

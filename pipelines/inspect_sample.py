@@ -1,0 +1,78 @@
+"""`vla-data inspect-sample`: one training sample as the model sees it, drawn or as JSON.
+
+The PNG shows the W window frames in a row (repeated frames before the episode start greyed and marked
+"pad") and, under each frame, its K x A action chunk in physical units (masked entries hollow and grey).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from schemas.sample import SampleField, SampleSummary
+from vla_data.dataset import WindowDataset
+from vla_data.files import atomic_path
+
+
+def summarize_sample(ds: WindowDataset, index: int) -> SampleSummary:
+    """The sample's shapes, masks and physical actions (denormalised if the dataset normalises)."""
+    s = ds[index]
+    actions = ds.denormalize(s["actions"]) if ds.normalize else s["actions"].numpy()
+    return SampleSummary(
+        split=ds.split.value,
+        index=index,
+        episode=s["episode"],
+        t=s["t"],
+        instruction=s["instruction"],
+        mirrored=ds.is_mirrored(index % len(ds)),
+        action_names=ds.action_names,
+        shapes={f: list(s[f.value].shape) for f in (SampleField.rgb, SampleField.frame_mask, SampleField.actions,
+                                                    SampleField.chunk_mask)},
+        frame_mask=s["frame_mask"].tolist(),
+        chunk_mask=s["chunk_mask"].tolist(),
+        actions=np.round(actions.astype(np.float64), 6).tolist(),
+    )
+
+
+def plot_sample(ds: WindowDataset, index: int, out: Path) -> Path:
+    """Draw sample ``index`` to ``out`` (PNG), written atomically."""
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"{out}: the plot is a PNG; give a path ending in .png")
+    s, summary = ds[index], summarize_sample(ds, index)
+    rgb = s["rgb"].numpy().transpose(0, 2, 3, 1)  # (W, S, S, 3)
+    actions, chunk_mask = np.asarray(summary.actions), np.asarray(summary.chunk_mask)
+    w, k = chunk_mask.shape
+    fig = Figure(figsize=(max(6.0, 1.8 * w), 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, w, squeeze=False, height_ratios=[1, 1])
+    lo, hi = float(min(actions.min(), -0.1)), float(max(actions.max(), 0.1))
+    colors = [f"C{c}" for c in range(actions.shape[-1])]
+    for j in range(w):
+        frame, real = rgb[j], bool(summary.frame_mask[j])
+        top = axes[0, j]
+        top.imshow(frame if real else (0.35 * frame + 0.65 * 128).astype(np.uint8))
+        top.set_title(f"t{j - w + 1:+d}" if j < w - 1 else "t (anchor)", fontsize="small", color="black" if real else "grey")
+        if not real:
+            top.text(0.5, 0.5, "pad", transform=top.transAxes, ha="center", va="center", color="white", weight="bold")
+        top.set_xticks([]), top.set_yticks([])
+        bottom = axes[1, j]
+        for c, name in enumerate(summary.action_names):
+            bottom.plot(range(k), actions[j, :, c], color=colors[c], lw=1, label=name)
+            on, off = chunk_mask[j], ~chunk_mask[j]
+            bottom.scatter(np.flatnonzero(on), actions[j, on, c], color=colors[c], s=12)
+            bottom.scatter(np.flatnonzero(off), actions[j, off, c], facecolors="none", edgecolors="grey", s=12)
+        bottom.set_ylim(lo - 0.1, hi + 0.1)
+        bottom.set_xlabel("k", fontsize="small")
+        if j:
+            bottom.set_yticklabels([])
+    axes[1, 0].legend(fontsize="x-small", loc="best")
+    fig.suptitle(
+        f"{summary.split} sample {index}: episode {summary.episode}, t={summary.t}"
+        f"{' (mirrored)' if summary.mirrored else ''}\n{summary.instruction}", fontsize="small"
+    )
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    return out
