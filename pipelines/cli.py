@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 from tqdm import tqdm
 
 from pipelines.build_splits import BuildRefused, build_splits
 from pipelines.info import render_info, store_json
 from pipelines.options import build_model, recorder_options, recorder_settings, window_options
 from pipelines.store_plot import plot_store
+from pipelines.train import FLAGS as TRAIN_FLAGS
+from pipelines.train import field_help as train_field_help
 from pipelines.validate import render_report, run_validate
 from schemas import ValidateOptions
 from schemas.sample import Augment
@@ -327,6 +331,93 @@ def inspect_sample_cmd(store: Path, split: str, index: int, window: int, chunk: 
     if out is not None:
         plot_sample(ds, index, out)
         click.echo(f"wrote {out}", err=as_json)
+
+
+def _train_options(fn):  # type: ignore[no-untyped-def]
+    """One flag per TrainConfig field in pipelines.train.FLAGS; defaults and help come from the model."""
+    from schemas.sample import Augment as _Augment
+    from schemas.train import HistoryHead, Precision, Schedule
+
+    choices = {"split": Split, "val_split": Split, "augment": _Augment, "history": HistoryHead,
+               "schedule": Schedule, "precision": Precision}
+    ints = {"window", "chunk", "stride", "action_offset", "workers", "hidden", "lora_r", "lora_alpha", "warmup_steps",
+            "max_steps", "batch_size", "accumulation", "seed", "log_every", "val_every", "val_batches", "save_every",
+            "keep_last"}
+    floats = {"lora_dropout", "lr", "head_lr", "weight_decay"}
+    for flag in reversed([f for f in TRAIN_FLAGS if f != "store"]):
+        name = "--" + flag.replace("_", "-")
+        help_text = train_field_help(TRAIN_FLAGS[flag])
+        if flag == "gradient_checkpointing":
+            fn = click.option(name, is_flag=True, default=None, help=help_text)(fn)
+        elif flag in choices:
+            fn = click.option(name, type=click.Choice([c.value for c in choices[flag]]), help=help_text)(fn)
+        else:
+            kind = int if flag in ints else float if flag in floats else str
+            fn = click.option(name, type=kind, help=help_text)(fn)
+    return fn
+
+
+@main.command("train")
+@click.argument("store", required=False, type=click.Path(path_type=Path))
+@click.option("-o", "--out", "run_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The run folder: config, logs, TensorBoard, checkpoint-STEP/.")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="YAML or JSON TrainConfig (data/model/optim/log sections); flags override it.")
+@click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Continue this run exactly from its latest checkpoint (its saved config; only --max-steps may change).")
+@_train_options
+def train_cmd(store: Path | None, run_dir: Path | None, config_file: Path | None, resume_dir: Path | None,
+              **flags: object) -> None:
+    """Fine-tune the Kosmos-2 + LoRA policy on a store's train split, validating on its val split.
+
+    Every setting is a field of one config (saved as RUN/train_config.json): flags, a --config file, or
+    both. Before the first step a preflight on a real batch refuses a run that cannot learn (no
+    trainable parameters, no gradient, all-padding targets, shape or action-dimension mismatches).
+    The same command runs on several GPUs or nodes under `accelerate launch` or `torchrun`.
+    --model tiny-random builds a small random Kosmos-2 in code (tests, demo); a hub id must already be
+    in the local Hugging Face cache, or pass a local directory: nothing is downloaded.
+
+    \b
+    Examples:
+      vla-data train dataset.zarr -o runs/tiny --model tiny-random --max-steps 200
+      vla-data train dataset.zarr -o runs/k2 --model microsoft/kosmos-2-patch14-224 --precision bf16 \\
+          --window 4 --batch-size 1 --accumulation 8 --gradient-checkpointing
+      torchrun --nproc_per_node 4 -m pipelines.cli train dataset.zarr -o runs/k2 --config train.yaml
+      vla-data train --resume runs/k2 --max-steps 4000
+    """
+    from pipelines.train import assemble_config
+    from vla_model.backbone import ModelNotFound
+    from vla_model.checkpoint import CheckpointError
+    from vla_model.policy import ConfigError
+    from vla_model.preflight import PreflightError
+    from vla_model.trainer import CONFIG_FILE, train
+
+    ctx = click.get_current_context()
+    given = {k: v for k, v in flags.items() if v is not None and ctx.get_parameter_source(k) != ParameterSource.DEFAULT}
+    if resume_dir is not None:
+        extra = sorted(set(given) - {"max_steps"}) + (["STORE"] if store else []) + (["--config"] if config_file else [])
+        if extra or (run_dir is not None and run_dir != resume_dir):
+            raise click.UsageError(f"a resumed run keeps its config; only --max-steps may change (got {extra or '--out'})")
+        if not (resume_dir / CONFIG_FILE).is_file():
+            raise click.UsageError(f"{resume_dir} holds no {CONFIG_FILE}; is it a run folder?")
+        config = assemble_config(resume_dir / CONFIG_FILE, given)
+        run_dir = resume_dir
+    else:
+        if run_dir is None:
+            raise click.UsageError("give the run folder with -o/--out (or --resume RUN)")
+        if (run_dir / CONFIG_FILE).exists():
+            raise click.UsageError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another -o")
+        if store is not None:
+            given["store"] = store
+        config = assemble_config(config_file, given)
+    try:
+        summary = train(config, run_dir, resume=resume_dir is not None)
+    except (StoreError, ValueError, ModelNotFound, ConfigError, PreflightError, CheckpointError) as exc:
+        click.echo(click.style(f"error: {exc}", fg="red"), err=True)
+        sys.exit(1)
+    if summary.processes == 1 or int(os.environ.get("RANK", "0")) == 0:
+        click.echo(f"trained {summary.steps} steps on {summary.device} x{summary.processes}; best val loss "
+                   f"{summary.best_val_loss} at step {summary.best_step}; checkpoint {summary.last_checkpoint}")
 
 
 if __name__ == "__main__":

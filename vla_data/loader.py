@@ -90,4 +90,5 @@ def make_loader(
         pin_memory=torch.cuda.is_available(),
         persistent_workers=workers > 0,
         drop_last=drop_last,
+        generator=torch.Generator().manual_seed(seed),  # its own: creating an iterator never moves the global RNG
     )

@@ -1,0 +1,137 @@
+"""The train config (one pydantic model, from CLI flags and/or a YAML/JSON file) and the checkpoint metadata.
+
+A run directory holds ``train_config.json`` (this config as used), ``log.jsonl``, TensorBoard events and
+``checkpoint-STEP/`` folders; ``schemas.train.CheckpointMeta`` describes each checkpoint.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from schemas.sample import Augment, WindowSpec
+from schemas.store import NormStats, Preprocessing, Split
+
+TINY_RANDOM = "tiny-random"
+CHECKPOINT_FORMAT = 1
+# LoRA on the attention projections of the vision and text towers (not the image-to-text resampler).
+ATTENTION_PROJECTIONS = r".*(vision_model|text_model)\..*self_attn\.(q_proj|k_proj|v_proj|out_proj)"
+
+
+class Precision(StrEnum):
+    bf16 = "bf16"
+    fp16 = "fp16"  # CUDA only; gradients scaled, and the scaler steps only when gradients exist
+    fp32 = "fp32"
+
+
+class HistoryHead(StrEnum):
+    lstm = "lstm"  # an LSTM over the W frame features
+    mlp = "mlp"  # each step from its own frame feature (no history), a 2-layer MLP
+
+
+class Schedule(StrEnum):
+    cosine = "cosine"
+    constant = "constant"
+
+
+class DataConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    store: str = Field(description="The dataset store (vla-data build-splits).")
+    train_split: Split = Split.train
+    val_split: Split = Split.val
+    window: WindowSpec = WindowSpec()
+    augment: Augment = Augment.none
+    workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    memory_budget: int | None = Field(None, ge=0, description="Bytes of decoded frames held in memory per split.")
+
+
+class LoraConfigModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    r: int = Field(32, ge=1)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    targets: str = Field(ATTENTION_PROJECTIONS, description="Regex over module names (peft target_modules).")
+
+
+class ModelConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(
+        TINY_RANDOM,
+        description="'tiny-random' (built in code, for tests and the demo), a Hugging Face hub id already in the "
+        "local cache, or a local directory. Nothing is ever downloaded.",
+    )
+    history: HistoryHead = HistoryHead.lstm
+    hidden: int = Field(512, ge=1, description="Width of the history head.")
+    gradient_checkpointing: bool = False
+    lora: LoraConfigModel = LoraConfigModel()
+
+
+class OptimConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lr: float = Field(1e-4, gt=0)
+    head_lr: float | None = Field(None, gt=0, description="Learning rate of the action query and heads [default: lr].")
+    weight_decay: float = Field(0.01, ge=0)
+    schedule: Schedule = Schedule.cosine
+    warmup_steps: int = Field(0, ge=0)
+    max_steps: int = Field(1000, ge=1, description="Optimiser steps (each one batch_size x accumulation samples).")
+    batch_size: int = Field(8, ge=1, description="Samples per process per micro-batch.")
+    accumulation: int = Field(1, ge=1, description="Micro-batches per optimiser step.")
+    precision: Precision = Precision.fp32
+    max_grad_norm: float = Field(1.0, gt=0)
+    huber_delta: float = Field(1.0, gt=0)
+    seed: int = 0
+
+
+class LogConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    log_every: int = Field(10, ge=1)
+    val_every: int = Field(100, ge=1, description="Validation loss on the val split every N steps (and at the end).")
+    val_batches: int | None = Field(None, ge=1, description="Batches of the val split per validation [default: all].")
+    save_every: int = Field(500, ge=1)
+    keep_last: int = Field(2, ge=1, description="Checkpoints kept besides the best by val loss.")
+
+
+class TrainConfig(BaseModel):
+    """Everything a training run is asked to do; saved as ``train_config.json`` in the run directory."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+    optim: OptimConfig = OptimConfig()
+    log: LogConfig = LogConfig()
+
+    @model_validator(mode="after")
+    def _splits_differ(self) -> TrainConfig:
+        if self.data.train_split == self.data.val_split:
+            raise ValueError(f"train and val split are both {self.data.train_split.value}")
+        return self
+
+
+class BackboneSpec(BaseModel):
+    """How to rebuild the frozen backbone a checkpoint's adapter belongs to."""
+
+    source: str
+    config: dict[str, Any] = Field(description="The Kosmos-2 config (to_dict), to check the weights found match.")
+
+
+class CheckpointMeta(BaseModel):
+    """``checkpoint.json``: everything besides the weights that inference needs, without the store."""
+
+    format_version: int = CHECKPOINT_FORMAT
+    tool_version: str
+    step: int
+    val_loss: float | None
+    train_config: TrainConfig
+    backbone: BackboneSpec
+    preprocessing: Preprocessing
+    action_names: list[str]
+    stats: NormStats
+    files: dict[str, str] = Field(description="sha256 of every weight file in the checkpoint, by name.")

@@ -1,0 +1,135 @@
+"""The policy: Kosmos-2 reads each window frame with the instruction and one learnable action query; the
+query's last hidden state is the frame feature; a history head runs over the W features; a chunk head maps
+each step to K x A actions (DESIGN.md, "The policy").
+
+``frame_features`` (one feature per frame, all B x W frames in one batched backbone call) and ``act``
+(features -> chunks) are separate so a streaming runtime can compute each new frame's feature once.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from peft import LoraConfig, inject_adapter_in_model
+from torch import nn
+
+from schemas.train import HistoryHead, ModelConfig
+from vla_model.backbone import CLIP_MEAN, CLIP_STD, IMAGE_END, IMAGE_START, Backbone
+
+
+class ConfigError(Exception):
+    """A model or LoRA setting that cannot work; the message names the setting."""
+
+
+class VLAPolicy(nn.Module):
+    def __init__(self, backbone: Backbone, config: ModelConfig, action_dim: int, chunk: int) -> None:
+        super().__init__()
+        self.backbone = backbone.model
+        self.tokenizer = backbone.tokenizer
+        self.config = config
+        self.action_dim, self.chunk = action_dim, chunk
+        self.image_size, self.image_tokens = backbone.image_size, backbone.image_tokens
+        d, h = backbone.hidden, config.hidden
+        self.action_query = nn.Parameter(torch.randn(d) * 0.02)
+        self.feature_norm = nn.LayerNorm(d)
+        if config.history == HistoryHead.lstm:
+            self.history: nn.Module = nn.LSTM(d, h, batch_first=True)
+        else:
+            self.history = nn.Sequential(nn.Linear(d, h), nn.GELU(), nn.Linear(h, h), nn.GELU())
+        self.chunk_head = nn.Linear(h, chunk * action_dim)
+        self.register_buffer("pixel_mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
+        ids = self.tokenizer.convert_tokens_to_ids([IMAGE_START, IMAGE_END])
+        self._image_start, self._image_end = int(ids[0]), int(ids[1])
+        self._add_lora()
+        if config.gradient_checkpointing:
+            self.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+    def _add_lora(self) -> None:
+        lora = self.config.lora
+        settings = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.targets)
+        try:
+            inject_adapter_in_model(settings, self.backbone)
+        except ValueError as exc:
+            raise ConfigError(f"LoRA targets {lora.targets!r} match no module of the backbone ({exc})") from exc
+        for name, p in self.backbone.named_parameters():
+            p.requires_grad_("lora_" in name)
+
+    # -- inputs ------------------------------------------------------------------------------------------
+    def pixels(self, rgb: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) uint8 RGB -> (N, 3, I, I) normalised float for the vision tower, on its device."""
+        x = rgb.to(self.pixel_mean.device, non_blocking=True).float() / 255
+        if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True,
+                              align_corners=False)
+        return (x - self.pixel_mean) / self.pixel_std
+
+    def text_inputs(self, instructions: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per instruction: ``<s> <image> [Q image slots] </image> words <action query>``, right-padded.
+
+        Returns input ids (the query's slot holds pad), attention mask, image-slot mask, query positions.
+        """
+        tok = self.tokenizer
+        words = tok(instructions, add_special_tokens=False)["input_ids"]
+        prefix = [tok.bos_token_id, self._image_start] + [tok.unk_token_id] * self.image_tokens + [self._image_end]
+        rows = [prefix + list(w) for w in words]
+        length = max(len(r) for r in rows) + 1
+        device = self.action_query.device
+        ids = torch.full((len(rows), length), tok.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(rows), length), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+            attention[i, : len(r) + 1] = 1  # the query attends to everything before it
+        image_slots = torch.zeros((len(rows), length), dtype=torch.bool)
+        image_slots[:, 2 : 2 + self.image_tokens] = True
+        query_at = torch.tensor([len(r) for r in rows])
+        return ids.to(device), attention.to(device), image_slots.to(device), query_at.to(device)
+
+    # -- the model ---------------------------------------------------------------------------------------
+    def frame_features(self, rgb: torch.Tensor, instructions: list[str]) -> torch.Tensor:
+        """(N, 3, S, S) uint8 frames and one instruction per frame -> (N, D) features, one backbone call."""
+        ids, attention, image_slots, query_at = self.text_inputs(instructions)
+        embeds = self.backbone.get_input_embeddings()(ids)
+        rows = torch.arange(len(ids), device=ids.device)
+        embeds = embeds.clone()
+        embeds[rows, query_at] = self.action_query.to(embeds.dtype)
+        out = self.backbone(
+            pixel_values=self.pixels(rgb).to(embeds.dtype),
+            inputs_embeds=embeds,
+            attention_mask=attention,
+            image_embeds_position_mask=image_slots,
+            use_cache=False,
+        )
+        return out.last_hidden_state[rows, query_at]
+
+    def act(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, W, D) frame features -> (B, W, K, A) normalised action chunks."""
+        x = self.feature_norm(features.float())
+        if isinstance(self.history, nn.LSTM):
+            x, _ = self.history(x)
+        else:
+            x = self.history(x)
+        b, w = x.shape[:2]
+        return self.chunk_head(x).view(b, w, self.chunk, self.action_dim)
+
+    def forward(self, rgb: torch.Tensor, instructions: list[str]) -> torch.Tensor:
+        """(B, W, 3, S, S) uint8 and B instructions -> (B, W, K, A)."""
+        b, w = rgb.shape[:2]
+        per_frame = [text for text in instructions for _ in range(w)]  # sample-major, as rgb.flatten(0, 1)
+        features = self.frame_features(rgb.flatten(0, 1), per_frame)
+        return self.act(features.view(b, w, -1))
+
+    # -- what training changes ---------------------------------------------------------------------------
+    def adapter_state(self) -> dict[str, torch.Tensor]:
+        """The LoRA weights, by backbone parameter name."""
+        return {n: p.detach() for n, p in self.backbone.named_parameters() if "lora_" in n}
+
+    def head_state(self) -> dict[str, torch.Tensor]:
+        """The action query and the heads (everything outside the backbone)."""
+        return {n: t.detach() for n, t in self.state_dict().items() if not n.startswith("backbone.")}
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {
+            "lora": [p for n, p in self.backbone.named_parameters() if p.requires_grad],
+            "heads": [p for n, p in self.named_parameters() if not n.startswith("backbone.") and p.requires_grad],
+        }

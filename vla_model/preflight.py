@@ -1,0 +1,83 @@
+"""Checks run on one real batch before the first step: a run that cannot learn is refused, with the fix.
+
+Each failed check raises ``PreflightError`` naming what is wrong and what to change. The dry backward's
+gradients are cleared afterwards, so the first real step starts from a clean slate.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from schemas.sample import SampleField
+from schemas.store import StoreManifest
+from vla_model.loss import masked_huber
+from vla_model.policy import VLAPolicy
+
+
+class PreflightError(Exception):
+    """The run would not learn (or would crash later); the message says which check failed and the fix."""
+
+
+def preflight(policy: VLAPolicy, batch: dict, manifest: StoreManifest, window: int, huber_delta: float) -> dict[str, int]:
+    """Run every check; returns trainable parameter counts per group for the log."""
+    stats = manifest.stats
+    values = [v for c in stats.action for v in (c.mean, c.std, c.min, c.max, c.q01, c.q99)]
+    if not stats.action or not all(math.isfinite(v) for v in values):
+        raise PreflightError("the store's action stats are missing or not finite; rebuild it with vla-data build-splits")
+    if len(stats.action) != len(manifest.actions.names):
+        raise PreflightError(f"the store has {len(manifest.actions.names)} action channels but stats for {len(stats.action)}")
+
+    rgb, actions, mask = batch[SampleField.rgb], batch[SampleField.actions], batch[SampleField.chunk_mask]
+    b = rgb.shape[0]
+    want = {
+        SampleField.rgb: (b, window, 3, manifest.preprocessing.image_size, manifest.preprocessing.image_size),
+        SampleField.actions: (b, window, policy.chunk, policy.action_dim),
+        SampleField.chunk_mask: (b, window, policy.chunk),
+    }
+    for field, shape in want.items():
+        if tuple(batch[field].shape) != shape:
+            raise PreflightError(f"batch {field.value} has shape {tuple(batch[field].shape)}, the model expects {shape}")
+    if policy.action_dim != len(manifest.actions.names):
+        raise PreflightError(
+            f"the model predicts {policy.action_dim} action channels, the store holds {len(manifest.actions.names)} "
+            f"({', '.join(manifest.actions.names)})"
+        )
+    if rgb.dtype != torch.uint8:
+        raise PreflightError(f"batch rgb is {rgb.dtype}; the loader must give uint8 frames")
+    if not bool(mask.any()):
+        raise PreflightError(
+            "the first batch has no unmasked action target: every chunk is padding. Check --action-offset and "
+            "--chunk against the episode lengths (vla-data inspect-sample shows one sample)"
+        )
+
+    groups = policy.parameter_groups()
+    counts = {name: sum(p.numel() for p in params) for name, params in groups.items()}
+    if not any(counts.values()):
+        raise PreflightError("no parameter is trainable: check the LoRA targets (--lora-targets) and that heads exist")
+    empty = [name for name, n in counts.items() if n == 0]
+    if empty:
+        raise PreflightError(f"parameter group(s) {empty} have nothing trainable; check --lora-targets")
+
+    was_training = policy.training
+    policy.train()
+    policy.zero_grad(set_to_none=True)
+    pred = policy(rgb, list(batch[SampleField.instruction]))
+    loss = masked_huber(pred, actions.to(pred.device), mask.to(pred.device), huber_delta)
+    if not loss.requires_grad:
+        raise PreflightError("the loss does not require grad: no trainable parameter reaches it")
+    if not torch.isfinite(loss):
+        raise PreflightError(f"the first loss is {loss.item()}; check the store's stats and frames")
+    loss.backward()
+    for name, params in groups.items():
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            raise PreflightError(f"no gradient reaches the {name} parameters after a backward pass")
+        if not all(bool(torch.isfinite(g).all()) for g in grads):
+            raise PreflightError(f"the {name} parameters got non-finite gradients on the first batch")
+        if not any(bool(g.abs().sum() > 0) for g in grads):
+            raise PreflightError(f"every gradient of the {name} parameters is zero on the first batch")
+    policy.zero_grad(set_to_none=True)
+    policy.train(was_training)
+    return counts

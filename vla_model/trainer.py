@@ -1,0 +1,285 @@
+"""The training loop, through accelerate: the same code on CPU, one GPU, several GPUs or nodes
+(`accelerate launch` / `torchrun`), with mixed precision and gradient accumulation.
+
+Before the first step ``preflight`` checks one real batch. Only the main process writes logs and
+checkpoints; at the end every process's trained weights are compared (``TrainSummary.ranks_identical``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from pydantic import BaseModel
+from torch.optim.lr_scheduler import LambdaLR
+from tqdm import tqdm
+
+from schemas.sample import SampleField
+from schemas.store import StoreManifest
+from schemas.train import BackboneSpec, CheckpointMeta, Precision, Schedule, TrainConfig
+from vla_data import __version__
+from vla_data.dataset import WindowDataset
+from vla_data.loader import make_loader
+from vla_model import checkpoint as ckpt
+from vla_model.backbone import load_backbone
+from vla_model.loss import masked_huber
+from vla_model.policy import ConfigError, VLAPolicy
+from vla_model.preflight import preflight
+
+CONFIG_FILE = "train_config.json"
+LOG_FILE = "log.jsonl"
+SUMMARY_FILE = "summary.json"
+
+
+class TrainSummary(BaseModel):
+    steps: int
+    processes: int
+    device: str
+    final_train_loss: float | None
+    best_val_loss: float | None
+    best_step: int | None
+    last_checkpoint: str | None
+    samples_per_s: float
+    ranks_identical: bool
+    trainable_parameters: dict[str, int]
+
+
+def build_policy(config: TrainConfig, manifest: StoreManifest) -> VLAPolicy:
+    backbone = load_backbone(config.model.source)
+    return VLAPolicy(backbone, config.model, action_dim=len(manifest.actions.names), chunk=config.data.window.chunk)
+
+
+def lr_lambda(config: TrainConfig) -> Callable[[int], float]:
+    warmup, total, schedule = config.optim.warmup_steps, config.optim.max_steps, config.optim.schedule
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if schedule == Schedule.constant:
+            return 1.0
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def evaluate(policy: VLAPolicy, loader: torch.utils.data.DataLoader, delta: float, max_batches: int | None) -> float:
+    """Masked Huber loss over the val split (entry-weighted), in eval mode, without gradients."""
+    was_training = policy.training
+    policy.eval()
+    total, count = 0.0, 0.0
+    with torch.no_grad():
+        for i, batch in enumerate(loader):
+            if max_batches is not None and i >= max_batches:
+                break
+            pred = policy(batch[SampleField.rgb], list(batch[SampleField.instruction]))
+            mask = batch[SampleField.chunk_mask].to(pred.device)
+            n = float(mask.sum()) * pred.shape[-1]
+            total += float(masked_huber(pred, batch[SampleField.actions].to(pred.device), mask, delta)) * n
+            count += n
+    policy.train(was_training)
+    return total / max(count, 1.0)
+
+
+def weights_digest(policy: VLAPolicy) -> torch.Tensor:
+    """A digest of every trained tensor, as 8 int32s (so processes can gather and compare it)."""
+    h = hashlib.sha256()
+    for name, t in sorted((policy.adapter_state() | policy.head_state()).items()):
+        h.update(name.encode())
+        h.update(t.float().cpu().numpy().tobytes())
+    return torch.frombuffer(bytearray(h.digest()), dtype=torch.int32).clone()
+
+
+def _accelerator(config: TrainConfig) -> Accelerator:
+    cuda = torch.cuda.is_available()
+    if config.optim.precision == Precision.fp16 and not cuda:
+        raise ConfigError("--precision fp16 needs a CUDA GPU (its gradient scaler is CUDA-only); use bf16 or fp32 on CPU")
+    mixed = {Precision.bf16: "bf16", Precision.fp16: "fp16", Precision.fp32: "no"}[config.optim.precision]
+    return Accelerator(cpu=not cuda, mixed_precision=mixed, gradient_accumulation_steps=config.optim.accumulation)
+
+
+def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> TrainSummary:
+    """Train as ``config`` says into ``run_dir`` (or continue its latest checkpoint exactly)."""
+    accelerator = _accelerator(config)
+    main = accelerator.is_main_process
+    set_seed(config.optim.seed)
+    train_ds = WindowDataset(config.data.store, config.data.train_split, **_window(config), augment=config.data.augment,
+                             memory_budget=config.data.memory_budget)
+    val_ds = WindowDataset(config.data.store, config.data.val_split, **_window(config),
+                           memory_budget=config.data.memory_budget)
+    manifest = train_ds.manifest
+    policy = build_policy(config, manifest).to(accelerator.device)
+    loader = make_loader(train_ds, config.optim.batch_size, workers=config.data.workers, seed=config.optim.seed)
+    val_loader = make_loader(val_ds, config.optim.batch_size, shuffle=False, workers=0)
+    sampler = loader.sampler
+    counts = preflight(policy, next(iter(make_loader(train_ds, config.optim.batch_size, seed=config.optim.seed))),
+                       manifest, config.data.window.window, config.optim.huber_delta)
+
+    groups = policy.parameter_groups()
+    optimizer = torch.optim.AdamW(
+        [{"params": groups["lora"], "lr": config.optim.lr},
+         {"params": groups["heads"], "lr": config.optim.head_lr or config.optim.lr}],
+        weight_decay=config.optim.weight_decay,
+    )
+    scheduler = LambdaLR(optimizer, [lr_lambda(config)] * 2)
+    position = ckpt.ResumeState(step=0, epoch=0, batch_in_epoch=0, best_val_loss=None, best_step=None)
+    if resume:
+        position = _resume(run_dir, policy, optimizer, scheduler)
+    policy, optimizer, loader = accelerator.prepare(policy, optimizer, loader)
+    model = accelerator.unwrap_model(policy)
+
+    writer = _Writers(run_dir, config) if main else None
+    bar = tqdm(total=config.optim.max_steps, initial=position.step, desc="train", unit="step", disable=not main or None)
+    step, epoch, batch_in_epoch = position.step, position.epoch, position.batch_in_epoch
+    window_loss, window_batches, window_samples, window_start = 0.0, 0, 0, time.perf_counter()
+    seen_samples, started = 0, time.perf_counter()
+    last_loss, last_checkpoint = None, None
+    while step < config.optim.max_steps:
+        sampler.set_epoch(epoch)
+        batches = accelerator.skip_first_batches(loader, batch_in_epoch) if batch_in_epoch else loader
+        for batch in batches:
+            batch_in_epoch += 1
+            with accelerator.accumulate(policy):
+                pred = policy(batch[SampleField.rgb], list(batch[SampleField.instruction]))
+                loss = masked_huber(pred, batch[SampleField.actions], batch[SampleField.chunk_mask],
+                                    config.optim.huber_delta)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(policy.parameters(), config.optim.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            n = len(batch[SampleField.t]) * accelerator.num_processes
+            window_loss += float(accelerator.reduce(loss.detach(), reduction="mean"))
+            window_batches += 1
+            window_samples += n
+            seen_samples += n
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            step += 1
+            bar.update(1)
+            record: dict[str, float | int] = {}
+            if step % config.log.log_every == 0 or step == config.optim.max_steps:
+                elapsed = time.perf_counter() - window_start
+                last_loss = window_loss / window_batches
+                record = {"loss": last_loss, "lr": scheduler.get_last_lr()[0], "samples_per_s": window_samples / elapsed}
+                bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{record['lr']:.2e}", sps=f"{record['samples_per_s']:.1f}")
+                window_loss, window_batches, window_samples, window_start = 0.0, 0, 0, time.perf_counter()
+            improved = False
+            if step % config.log.val_every == 0 or step == config.optim.max_steps:
+                val_loss = evaluate(model, val_loader, config.optim.huber_delta, config.log.val_batches)
+                record["val_loss"] = val_loss
+                if position.best_val_loss is None or val_loss < position.best_val_loss:
+                    position.best_val_loss, position.best_step, improved = val_loss, step, True
+            if record and writer is not None:
+                writer.log(step, epoch, record)
+            if improved or step % config.log.save_every == 0 or step == config.optim.max_steps:
+                position.step, position.epoch, position.batch_in_epoch = step, epoch, batch_in_epoch
+                if main:
+                    last_checkpoint = _save(run_dir, config, manifest, model, optimizer, scheduler, position, record)
+                accelerator.wait_for_everyone()
+            if step >= config.optim.max_steps:
+                break
+        else:
+            epoch, batch_in_epoch = epoch + 1, 0
+    bar.close()
+
+    digests = accelerator.gather(weights_digest(model).to(accelerator.device)).view(accelerator.num_processes, -1)
+    summary = TrainSummary(
+        steps=step,
+        processes=accelerator.num_processes,
+        device=str(accelerator.device),
+        final_train_loss=last_loss,
+        best_val_loss=position.best_val_loss,
+        best_step=position.best_step,
+        last_checkpoint=str(last_checkpoint) if last_checkpoint else None,
+        samples_per_s=seen_samples / max(time.perf_counter() - started, 1e-9),
+        ranks_identical=bool((digests == digests[0]).all()),
+        trainable_parameters=counts,
+    )
+    if writer is not None:
+        (run_dir / SUMMARY_FILE).write_text(summary.model_dump_json(indent=2) + "\n")
+        writer.close()
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return summary
+
+
+def _window(config: TrainConfig) -> dict[str, int]:
+    w = config.data.window
+    return {"window": w.window, "chunk": w.chunk, "stride": w.stride, "action_offset": w.action_offset}
+
+
+def _resume(run_dir: Path, policy: VLAPolicy, optimizer: torch.optim.Optimizer, scheduler: LambdaLR) -> ckpt.ResumeState:
+    path = ckpt.resolve(run_dir)
+    meta = ckpt.load_meta(path)
+    adapter, heads = ckpt.load_weights(path)
+    _load_trained(policy, adapter, heads)
+    opt_state, sched_state, position = ckpt.load_resume(path)
+    optimizer.load_state_dict(opt_state)
+    scheduler.load_state_dict(sched_state)
+    if position.step != meta.step:
+        raise ckpt.CheckpointError(f"{path}: resume state is for step {position.step}, the checkpoint for {meta.step}")
+    return position
+
+
+def _load_trained(policy: VLAPolicy, adapter: dict[str, torch.Tensor], heads: dict[str, torch.Tensor]) -> None:
+    """Load LoRA and head weights saved by ``VLAPolicy.adapter_state`` / ``head_state``; every name must match."""
+    own = dict(policy.backbone.named_parameters())
+    wrong = sorted(set(adapter) ^ set(policy.adapter_state())) + sorted(set(heads) ^ set(policy.head_state()))
+    if wrong:
+        raise ckpt.CheckpointError(f"the checkpoint's weights do not fit this model (e.g. {wrong[:3]})")
+    with torch.no_grad():
+        for name, value in adapter.items():
+            own[name].copy_(value)
+    policy.load_state_dict(heads, strict=False)
+
+
+def _save(run_dir: Path, config: TrainConfig, manifest: StoreManifest, model: VLAPolicy,
+          optimizer: torch.optim.Optimizer, scheduler: LambdaLR, position: ckpt.ResumeState, record: dict) -> Path:
+    meta = CheckpointMeta(
+        tool_version=__version__,
+        step=position.step,
+        val_loss=record.get("val_loss"),
+        train_config=config,
+        backbone=BackboneSpec(source=config.model.source, config=model.backbone.config.to_dict()),
+        preprocessing=manifest.preprocessing,
+        action_names=list(manifest.actions.names),
+        stats=manifest.stats,
+        files={},
+    )
+    path = ckpt.save_checkpoint(run_dir, meta, model.adapter_state(), model.head_state(), optimizer.state_dict(),
+                                scheduler.state_dict(), position)
+    ckpt.prune(run_dir, config.log.keep_last, position.best_step)
+    return path
+
+
+class _Writers:
+    """The main process's logs: JSONL of every logged step and TensorBoard scalars."""
+
+    def __init__(self, run_dir: Path, config: TrainConfig) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / CONFIG_FILE).write_text(config.model_dump_json(indent=2) + "\n")
+        self.jsonl = open(run_dir / LOG_FILE, "a")  # noqa: SIM115 - closed in close()
+        self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def log(self, step: int, epoch: int, record: dict[str, float | int]) -> None:
+        line = {"step": step, "epoch": epoch, "time": datetime.now(UTC).isoformat(timespec="seconds")} | record
+        self.jsonl.write(json.dumps(line) + "\n")
+        self.jsonl.flush()
+        for key, value in record.items():
+            self.tensorboard.add_scalar(f"{'val' if key.startswith('val') else 'train'}/{key}", value, step)
+
+    def close(self) -> None:
+        self.jsonl.close()
+        self.tensorboard.close()
