@@ -22,6 +22,9 @@ TINY_WORDS = (
 ).split()
 
 
+INIT_SCALE = 5.0  # tiny-random only: at the default 0.02 a 64-wide random model maps every frame to ~one feature
+
+
 class ModelNotFound(Exception):
     """The model is not in the local cache or directory; the message says how to place it."""
 
@@ -61,9 +64,10 @@ def tiny_config(vocab_size: int) -> Kosmos2Config:
     """A Kosmos-2 small enough to train on 2 CPU cores in seconds (56x56 images, 4 image tokens)."""
     return Kosmos2Config(
         vision_config={"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-                       "image_size": 56, "patch_size": 14},
+                       "image_size": 56, "patch_size": 14, "initializer_factor": INIT_SCALE},
         text_config={"vocab_size": vocab_size, "embed_dim": 64, "ffn_dim": 128, "layers": 2, "attention_heads": 4,
-                     "max_position_embeddings": 512, "dropout": 0.0, "attention_dropout": 0.0},
+                     "max_position_embeddings": 512, "dropout": 0.0, "attention_dropout": 0.0,
+                     "init_std": 0.02 * INIT_SCALE},
         latent_query_num=4,
     )
 

@@ -30,6 +30,7 @@ from vla_data.dataset import WindowDataset
 from vla_data.loader import make_loader
 from vla_model import checkpoint as ckpt
 from vla_model.backbone import load_backbone
+from vla_model.loading import load_trained
 from vla_model.loss import masked_huber
 from vla_model.policy import ConfigError, VLAPolicy
 from vla_model.preflight import preflight
@@ -106,8 +107,11 @@ def _accelerator(config: TrainConfig) -> Accelerator:
     return Accelerator(cpu=not cuda, mixed_precision=mixed, gradient_accumulation_steps=config.optim.accumulation)
 
 
-def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> TrainSummary:
-    """Train as ``config`` says into ``run_dir`` (or continue its latest checkpoint exactly)."""
+def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: int | None = None) -> TrainSummary:
+    """Train as ``config`` says into ``run_dir`` (or continue its latest checkpoint exactly).
+
+    ``stop_after`` ends the loop after that step as if the job were stopped there (tests of resume use it).
+    """
     accelerator = _accelerator(config)
     main = accelerator.is_main_process
     set_seed(config.optim.seed)
@@ -142,7 +146,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> TrainSumm
     window_loss, window_batches, window_samples, window_start = 0.0, 0, 0, time.perf_counter()
     seen_samples, started = 0, time.perf_counter()
     last_loss, last_checkpoint = None, None
-    while step < config.optim.max_steps:
+    while step < config.optim.max_steps and step != stop_after:
         sampler.set_epoch(epoch)
         batches = accelerator.skip_first_batches(loader, batch_in_epoch) if batch_in_epoch else loader
         for batch in batches:
@@ -181,12 +185,12 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> TrainSumm
                     position.best_val_loss, position.best_step, improved = val_loss, step, True
             if record and writer is not None:
                 writer.log(step, epoch, record)
-            if improved or step % config.log.save_every == 0 or step == config.optim.max_steps:
+            if improved or step % config.log.save_every == 0 or step in (config.optim.max_steps, stop_after):
                 position.step, position.epoch, position.batch_in_epoch = step, epoch, batch_in_epoch
                 if main:
                     last_checkpoint = _save(run_dir, config, manifest, model, optimizer, scheduler, position, record)
                 accelerator.wait_for_everyone()
-            if step >= config.optim.max_steps:
+            if step >= config.optim.max_steps or step == stop_after:
                 break
         else:
             epoch, batch_in_epoch = epoch + 1, 0
@@ -222,25 +226,13 @@ def _resume(run_dir: Path, policy: VLAPolicy, optimizer: torch.optim.Optimizer, 
     path = ckpt.resolve(run_dir)
     meta = ckpt.load_meta(path)
     adapter, heads = ckpt.load_weights(path)
-    _load_trained(policy, adapter, heads)
+    load_trained(policy, adapter, heads)
     opt_state, sched_state, position = ckpt.load_resume(path)
     optimizer.load_state_dict(opt_state)
     scheduler.load_state_dict(sched_state)
     if position.step != meta.step:
         raise ckpt.CheckpointError(f"{path}: resume state is for step {position.step}, the checkpoint for {meta.step}")
     return position
-
-
-def _load_trained(policy: VLAPolicy, adapter: dict[str, torch.Tensor], heads: dict[str, torch.Tensor]) -> None:
-    """Load LoRA and head weights saved by ``VLAPolicy.adapter_state`` / ``head_state``; every name must match."""
-    own = dict(policy.backbone.named_parameters())
-    wrong = sorted(set(adapter) ^ set(policy.adapter_state())) + sorted(set(heads) ^ set(policy.head_state()))
-    if wrong:
-        raise ckpt.CheckpointError(f"the checkpoint's weights do not fit this model (e.g. {wrong[:3]})")
-    with torch.no_grad():
-        for name, value in adapter.items():
-            own[name].copy_(value)
-    policy.load_state_dict(heads, strict=False)
 
 
 def _save(run_dir: Path, config: TrainConfig, manifest: StoreManifest, model: VLAPolicy,

@@ -1,0 +1,240 @@
+"""vla-data train: the loss, the preflight refusals, checkpoints, exact resume, 2 processes, and learning."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from pipelines.build_splits import build_splits
+from pipelines.cli import main
+from schemas import RecorderSettings
+from schemas.sample import SampleField
+from schemas.store import BuildOptions, Preprocessing, SplitConfig
+from schemas.synthetic import SyntheticConfig
+from schemas.train import ModelConfig, TrainConfig
+from vla_data.dataset import WindowDataset
+from vla_data.loader import make_loader
+from vla_data.synthetic import make_synthetic
+from vla_model import checkpoint as ckpt
+from vla_model.backbone import build_tiny_random
+from vla_model.loading import load_policy
+from vla_model.loss import masked_huber
+from vla_model.policy import VLAPolicy
+from vla_model.preflight import PreflightError, preflight
+from vla_model.trainer import LOG_FILE, SUMMARY_FILE, TrainSummary, train
+
+SMALL_MODEL = {"hidden": 64, "lora": {"r": 8, "alpha": 16, "dropout": 0.0}}
+
+
+@pytest.fixture(scope="module")
+def learn_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """64 learnable synthetic episodes (48x80), stored at the tiny model's 56x56, a quarter of them val."""
+    root = tmp_path_factory.mktemp("learn")
+    make_synthetic(root / "raw", SyntheticConfig(episodes=64, height=48, width=80, seed=11))
+    options = BuildOptions(preprocessing=Preprocessing(image_size=56), splits=SplitConfig(val_ratio=0.25))
+    build_splits([root / "raw"], root / "ds.zarr", options, RecorderSettings())
+    return root / "ds.zarr"
+
+
+def config(store: Path, **optim: object) -> TrainConfig:
+    return TrainConfig.model_validate({
+        "data": {"store": str(store), "window": {"window": 2, "chunk": 4}},
+        "model": SMALL_MODEL,
+        "optim": {"lr": 2e-3, "batch_size": 8, "max_steps": 6, **optim},
+        "log": {"log_every": 1, "val_every": 3, "val_batches": 2, "save_every": 3, "keep_last": 1},
+    })
+
+
+def test_masked_huber_averages_over_unmasked_entries_only() -> None:
+    pred = torch.zeros(1, 1, 3, 2)
+    target = torch.tensor([[[[0.5, -0.5], [3.0, 0.0], [100.0, 100.0]]]])
+    mask = torch.tensor([[[True, True, False]]])
+    # entries: 0.5*0.5^2, 0.5*0.5^2, (3 - 0.5) for |3| > delta 1, 0  -> mean over 4 unmasked entries
+    assert masked_huber(pred, target, mask).item() == pytest.approx((0.125 + 0.125 + 2.5 + 0.0) / 4)
+    assert masked_huber(pred, target, torch.zeros_like(mask)).item() == 0.0
+    with pytest.raises(ValueError, match="disagree"):
+        masked_huber(pred, target[..., :1], mask)
+
+
+@pytest.fixture(scope="module")
+def batch_and_policy(learn_store: Path) -> tuple[dict, VLAPolicy, WindowDataset]:
+    ds = WindowDataset(learn_store, "train", window=2, chunk=4)
+    batch = next(iter(make_loader(ds, 4, seed=0)))
+    policy = VLAPolicy(build_tiny_random(), ModelConfig.model_validate(SMALL_MODEL), action_dim=2, chunk=4)
+    return batch, policy, ds
+
+
+def test_preflight_passes_a_sound_setup_and_leaves_no_gradients(batch_and_policy) -> None:
+    batch, policy, ds = batch_and_policy
+    counts = preflight(policy, batch, ds.manifest, 2, 1.0)
+    assert counts["lora"] > 0 and counts["heads"] > 0
+    assert all(p.grad is None for p in policy.parameters())
+
+
+def test_preflight_refuses_all_padding_targets(batch_and_policy) -> None:
+    batch, policy, ds = batch_and_policy
+    padded = batch | {SampleField.chunk_mask: torch.zeros_like(batch[SampleField.chunk_mask])}
+    with pytest.raises(PreflightError, match="no unmasked action target.*--action-offset"):
+        preflight(policy, padded, ds.manifest, 2, 1.0)
+
+
+def test_preflight_refuses_frozen_heads_and_wrong_shapes(batch_and_policy) -> None:
+    batch, policy, ds = batch_and_policy
+    heads = policy.parameter_groups()["heads"]
+    for p in heads:
+        p.requires_grad_(False)
+    try:
+        with pytest.raises(PreflightError, match=r"\['heads'\] have nothing trainable"):
+            preflight(policy, batch, ds.manifest, 2, 1.0)
+    finally:
+        for p in heads:
+            p.requires_grad_(True)
+    with pytest.raises(PreflightError, match="batch rgb has shape .* expects"):
+        preflight(policy, batch, ds.manifest, 3, 1.0)
+    wide = VLAPolicy(build_tiny_random(), ModelConfig.model_validate(SMALL_MODEL), action_dim=3, chunk=4)
+    with pytest.raises(PreflightError, match="actions has shape"):
+        preflight(wide, batch, ds.manifest, 2, 1.0)
+
+
+def test_preflight_refuses_non_finite_stats(batch_and_policy) -> None:
+    batch, policy, ds = batch_and_policy
+    stats = ds.manifest.stats
+    broken = stats.model_copy(update={"action": [stats.action[0].model_copy(update={"std": float("nan")}), *stats.action[1:]]})
+    with pytest.raises(PreflightError, match="stats are missing or not finite"):
+        preflight(policy, batch, ds.manifest.model_copy(update={"stats": broken}), 2, 1.0)
+
+
+def test_checkpoints_are_small_pickle_free_verified_and_pruned(learn_store: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    summary = train(config(learn_store), run)
+    assert summary.steps == 6 and summary.processes == 1 and summary.ranks_identical
+    kept = [p.name for p in ckpt.checkpoints(run)]
+    assert f"checkpoint-{summary.best_step}" in kept and "checkpoint-6" in kept and len(kept) <= 2
+    path = run / "checkpoint-6"
+    files = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
+    assert files == sorted(["checkpoint.json", "adapter.safetensors", "heads.safetensors", "resume/optimizer.safetensors",
+                            "resume/rng.safetensors", "resume/state.json"])
+    assert all(not (p.read_bytes()[:2] == b"\x80\x04") for p in path.rglob("*") if p.is_file())  # no pickle
+    meta = ckpt.load_meta(path)
+    assert meta.step == 6 and meta.action_names == ["linear_x", "linear_y"] and meta.preprocessing.image_size == 56
+    policy, _ = load_policy(run)  # the latest checkpoint, from the folder alone
+    adapter = load_file(path / "adapter.safetensors")
+    assert adapter and all("lora_" in k for k in adapter)
+    assert torch.equal(dict(policy.backbone.named_parameters())[next(iter(adapter))], adapter[next(iter(adapter))])
+    lines = [json.loads(line) for line in (run / LOG_FILE).read_text().splitlines()]
+    assert [r["step"] for r in lines] == [1, 2, 3, 4, 5, 6] and "val_loss" in lines[2] and "lr" in lines[0]
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert TrainSummary.model_validate_json((run / SUMMARY_FILE).read_text()).steps == 6
+
+    damaged = tmp_path / "damaged"
+    import shutil
+
+    shutil.copytree(path, damaged)
+    raw = bytearray((damaged / "heads.safetensors").read_bytes())
+    raw[-1] ^= 0xFF
+    (damaged / "heads.safetensors").write_bytes(bytes(raw))
+    with pytest.raises(ckpt.CheckpointError, match="heads.safetensors does not match its checksum"):
+        ckpt.load_meta(damaged)
+    (damaged / "adapter.safetensors").unlink()
+    with pytest.raises(ckpt.CheckpointError, match="adapter.safetensors is missing"):
+        ckpt.load_meta(damaged)
+
+
+def test_resume_continues_exactly(learn_store: Path, tmp_path: Path) -> None:
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    train(config(learn_store, accumulation=2), straight)
+    train(config(learn_store, accumulation=2), stopped, stop_after=3)
+    assert [p.name for p in ckpt.checkpoints(stopped)][-1] == "checkpoint-3"
+    result = CliRunner().invoke(main, ["train", "--resume", str(stopped)])
+    assert result.exit_code == 0, result.output
+    a, b = load_file(straight / "checkpoint-6" / "heads.safetensors"), load_file(stopped / "checkpoint-6" / "heads.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    a, b = (load_file(r / "checkpoint-6" / "adapter.safetensors") for r in (straight, stopped))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    losses = [[json.loads(line)["loss"] for line in (r / LOG_FILE).read_text().splitlines()] for r in (straight, stopped)]
+    assert losses[0] == losses[1]  # steps 1-3 before the stop, 4-6 after the resume
+
+
+def run_cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.output
+
+
+def test_train_cli_refuses_broken_setups_with_clear_messages(learn_store: Path, tmp_path: Path) -> None:
+    base = ["train", str(learn_store), "--max-steps", "1", "--window", "2", "--chunk", "4", "--hidden", "16"]
+    code, out = run_cli(*base, "-o", str(tmp_path / "a"), "--lora-targets", r".*no_such_module")
+    assert code == 1 and "LoRA targets" in out and "match no module" in out
+    code, out = run_cli(*base, "-o", str(tmp_path / "b"), "--model", str(tmp_path / "no_model_here"))
+    assert code == 1 and "no such directory" in out
+    code, out = run_cli(*base, "-o", str(tmp_path / "c"), "--model", "someone/kosmos-2-not-cached")
+    assert code == 1 and "not found locally" in out and "never downloads" in out
+    code, out = run_cli(*base, "-o", str(tmp_path / "d"), "--precision", "fp16")
+    assert code == 1 and "fp16 needs a CUDA GPU" in out
+    code, out = run_cli(*base, "-o", str(tmp_path / "e"), "--val-split", "train")
+    assert code == 2 and "both train" in out
+    code, out = run_cli(*base, "-o", str(tmp_path / "f"), "--chunk", "4", "--action-offset", "60")
+    assert code == 1 and "no unmasked action target" in out
+    run = tmp_path / "ok"
+    assert run_cli(*base, "-o", str(run))[0] == 0
+    code, out = run_cli(*base, "-o", str(run))
+    assert code == 2 and "--resume" in out
+    code, out = run_cli("train", "--resume", str(run), "--lr", "0.1")
+    assert code == 2 and "only --max-steps may change" in out
+
+
+def test_config_file_and_flags_make_one_config(learn_store: Path, tmp_path: Path) -> None:
+    from pipelines.train import assemble_config
+
+    file = tmp_path / "train.yaml"
+    file.write_text(f"data:\n  store: {learn_store}\n  window: {{window: 3}}\noptim:\n  lr: 0.01\n  batch_size: 2\n")
+    cfg = assemble_config(file, {"lr": 0.5, "chunk": 7})
+    assert (cfg.optim.lr, cfg.optim.batch_size, cfg.data.window.window, cfg.data.window.chunk) == (0.5, 2, 3, 7)
+    assert cfg.model.lora.r == 32 and cfg.model.lora.alpha == 16 and cfg.model.lora.dropout == 0.1  # the seed's
+
+
+def test_two_processes_hold_identical_weights_and_only_rank_0_writes(learn_store: Path, tmp_path: Path) -> None:
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "pipelines.cli",
+           "train", str(learn_store), "-o", str(run), "--max-steps", "4", "--window", "2", "--chunk", "4",
+           "--hidden", "16", "--lora-r", "4", "--batch-size", "4", "--val-every", "2", "--save-every", "2"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = TrainSummary.model_validate_json((run / SUMMARY_FILE).read_text())
+    assert summary.processes == 2 and summary.ranks_identical and summary.steps == 4
+    steps = [json.loads(line)["step"] for line in (run / LOG_FILE).read_text().splitlines()]
+    assert steps == sorted(set(steps))  # one writer: no step logged twice
+    assert done.stdout.count("trained 4 steps") == 1
+    assert not list(run.glob(".checkpoint-*")) and ckpt.load_meta(run / "checkpoint-4").step == 4
+
+
+def test_tiny_model_learns_the_synthetic_task(learn_store: Path, tmp_path: Path) -> None:
+    """Val MAE (physical units, unmasked entries) below 60% of predicting the train-mean action."""
+    cfg = TrainConfig.model_validate({
+        "data": {"store": str(learn_store), "window": {"window": 2, "chunk": 4}, "augment": "mirror"},
+        "model": SMALL_MODEL,
+        "optim": {"lr": 2e-3, "batch_size": 16, "max_steps": 800, "warmup_steps": 10},
+        "log": {"log_every": 50, "val_every": 800, "save_every": 800},
+    })
+    train(cfg, tmp_path / "run")
+    policy, meta = load_policy(tmp_path / "run")
+    ds = WindowDataset(learn_store, "val", window=2, chunk=4)
+    mean = np.array([c.mean for c in meta.stats.action], np.float32)
+    errors, baseline = [], []
+    with torch.no_grad():
+        for batch in make_loader(ds, 64, shuffle=False):
+            pred = ds.denormalize(policy(batch[SampleField.rgb], batch[SampleField.instruction]))
+            true, mask = ds.denormalize(batch[SampleField.actions]), batch[SampleField.chunk_mask].numpy()
+            errors.append(np.abs(pred - true)[mask])
+            baseline.append(np.abs(mean - true)[mask])
+    mae, base = np.concatenate(errors).mean(), np.concatenate(baseline).mean()
+    assert mae < 0.6 * base, f"val MAE {mae:.3f} vs train-mean baseline {base:.3f}"

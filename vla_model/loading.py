@@ -1,0 +1,56 @@
+"""Rebuilding a trained policy from a checkpoint folder alone (no store): backbone, LoRA, heads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from schemas.train import CheckpointMeta
+from vla_model import checkpoint as ckpt
+from vla_model.backbone import load_backbone
+from vla_model.policy import VLAPolicy
+
+# the backbone settings a checkpoint's adapter depends on; the weights found must have the same
+SHAPE_KEYS = {
+    "text_config": ("vocab_size", "embed_dim", "layers", "attention_heads", "ffn_dim"),
+    "vision_config": ("hidden_size", "num_hidden_layers", "num_attention_heads", "image_size", "patch_size"),
+}
+
+
+def load_trained(policy: VLAPolicy, adapter: dict[str, torch.Tensor], heads: dict[str, torch.Tensor]) -> None:
+    """Load LoRA and head weights saved from ``adapter_state`` / ``head_state``; every name must match."""
+    own = dict(policy.backbone.named_parameters())
+    wrong = sorted(set(adapter) ^ set(policy.adapter_state())) + sorted(set(heads) ^ set(policy.head_state()))
+    if wrong:
+        raise ckpt.CheckpointError(f"the checkpoint's weights do not fit this model (e.g. {wrong[:3]})")
+    with torch.no_grad():
+        for name, value in adapter.items():
+            own[name].copy_(value)
+    policy.load_state_dict(heads, strict=False)
+
+
+def check_backbone(meta: CheckpointMeta, found: dict) -> None:
+    saved = meta.backbone.config
+    differ = [
+        f"{part}.{key}: checkpoint {saved.get(part, {}).get(key)}, found {found.get(part, {}).get(key)}"
+        for part, keys in SHAPE_KEYS.items()
+        for key in keys
+        if saved.get(part, {}).get(key) != found.get(part, {}).get(key)
+    ]
+    if saved.get("latent_query_num") != found.get("latent_query_num"):
+        differ.append("latent_query_num")
+    if differ:
+        raise ckpt.CheckpointError(f"the backbone found for {meta.backbone.source} is not the one trained on: {differ}")
+
+
+def load_policy(path: Path, device: str | torch.device = "cpu") -> tuple[VLAPolicy, CheckpointMeta]:
+    """The policy of a checkpoint (or of a run's latest checkpoint), in eval mode on ``device``."""
+    path = ckpt.resolve(path)
+    meta = ckpt.load_meta(path)
+    backbone = load_backbone(meta.backbone.source)
+    check_backbone(meta, backbone.model.config.to_dict())
+    model_config = meta.train_config.model
+    policy = VLAPolicy(backbone, model_config, len(meta.action_names), meta.train_config.data.window.chunk)
+    load_trained(policy, *ckpt.load_weights(path))
+    return policy.to(device).eval(), meta
