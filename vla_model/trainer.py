@@ -33,7 +33,7 @@ from vla_model.backbone import load_backbone
 from vla_model.loading import load_trained
 from vla_model.loss import masked_huber
 from vla_model.policy import ConfigError, VLAPolicy
-from vla_model.preflight import preflight
+from vla_model.preflight import PreflightError, preflight
 
 CONFIG_FILE = "train_config.json"
 LOG_FILE = "log.jsonl"
@@ -157,6 +157,9 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: 
                                     config.optim.huber_delta)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
+                    if not any(p.grad is not None for p in model.parameters() if p.requires_grad):
+                        # fp16's scaler would crash ("No inf checks were recorded"); say why instead
+                        raise PreflightError(f"no parameter received a gradient at step {step + 1}")
                     accelerator.clip_grad_norm_(policy.parameters(), config.optim.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
