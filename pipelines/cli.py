@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import os
 import re
 import sys
@@ -17,6 +18,7 @@ from pipelines.options import build_model, recorder_options, recorder_settings, 
 from pipelines.store_plot import plot_store
 from pipelines.train import FLAGS as TRAIN_FLAGS
 from pipelines.train import field_help as train_field_help
+from pipelines.train import field_type as train_field_type
 from pipelines.validate import render_report, run_validate
 from schemas import ValidateOptions
 from schemas.sample import Augment
@@ -334,25 +336,15 @@ def inspect_sample_cmd(store: Path, split: str, index: int, window: int, chunk: 
 
 
 def _train_options(fn):  # type: ignore[no-untyped-def]
-    """One flag per TrainConfig field in pipelines.train.FLAGS; defaults and help come from the model."""
-    from schemas.sample import Augment as _Augment
-    from schemas.train import HistoryHead, Precision, Schedule
-
-    choices = {"split": Split, "val_split": Split, "augment": _Augment, "history": HistoryHead,
-               "schedule": Schedule, "precision": Precision}
-    ints = {"window", "chunk", "stride", "action_offset", "workers", "hidden", "lora_r", "lora_alpha", "warmup_steps",
-            "max_steps", "batch_size", "accumulation", "seed", "log_every", "val_every", "val_batches", "save_every",
-            "keep_last"}
-    floats = {"lora_dropout", "lr", "head_lr", "weight_decay"}
+    """One flag per TrainConfig field in pipelines.train.FLAGS; type, help and default come from the model."""
     for flag in reversed([f for f in TRAIN_FLAGS if f != "store"]):
-        name = "--" + flag.replace("_", "-")
+        name, kind = "--" + flag.replace("_", "-"), train_field_type(TRAIN_FLAGS[flag])
         help_text = train_field_help(TRAIN_FLAGS[flag])
-        if flag == "gradient_checkpointing":
+        if kind is bool:
             fn = click.option(name, is_flag=True, default=None, help=help_text)(fn)
-        elif flag in choices:
-            fn = click.option(name, type=click.Choice([c.value for c in choices[flag]]), help=help_text)(fn)
+        elif issubclass(kind, enum.Enum):
+            fn = click.option(name, type=click.Choice([c.value for c in kind]), help=help_text)(fn)
         else:
-            kind = int if flag in ints else float if flag in floats else str
             fn = click.option(name, type=kind, help=help_text)(fn)
     return fn
 
