@@ -7,12 +7,14 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from click.core import ParameterSource
 from tqdm import tqdm
 
 from pipelines.build_splits import BuildRefused, build_splits
+from pipelines.figures import require_png
 from pipelines.info import render_info, store_json
 from pipelines.options import build_model, recorder_options, recorder_settings, window_options
 from pipelines.store_plot import plot_store
@@ -31,6 +33,12 @@ from vla_data.splits import SplitError
 from vla_data.store import StoreError, open_store
 from vla_data.store import verify as verify_store
 from vla_data.synthetic import make_synthetic
+
+
+def fail(message: str) -> NoReturn:
+    """A data or setup error: said in red on stderr, exit 1 (usage errors stay click's, exit 2)."""
+    click.echo(click.style(f"error: {message}", fg="red"), err=True)
+    sys.exit(1)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -238,16 +246,16 @@ def build_splits_cmd(sources: tuple[Path, ...], out: Path, image_size: int, resi
         click.echo(click.style(f"build refused, nothing written: {refused}; fix them or pass --skip-invalid", fg="red"))
         sys.exit(1)
     except (StoreError, SplitError) as exc:
-        click.echo(click.style(f"error: {exc}", fg="red"), err=True)
-        sys.exit(1)
+        fail(str(exc))
     click.echo(render_info(open_store(out)))
     click.echo(f"wrote {out} ({manifest.n_episodes} episodes, {manifest.n_frames} frames)")
 
 
 def _png_path(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
-    if value is not None and value.suffix.lower() != ".png":
-        raise click.BadParameter(f"{value}: the plot is a PNG; give a path ending in .png")
-    return value
+    try:
+        return None if value is None else require_png(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @main.command("info")
@@ -268,8 +276,7 @@ def info_cmd(store: Path, verify: bool, as_json: bool, plot: Path | None) -> Non
     try:
         opened = open_store(store)
     except StoreError as exc:
-        click.echo(click.style(f"error: {exc}", fg="red"), err=True)
-        sys.exit(1)
+        fail(str(exc))
     if as_json:
         click.echo(store_json(opened))
     else:
@@ -314,12 +321,9 @@ def inspect_sample_cmd(store: Path, split: str, index: int, window: int, chunk: 
     try:
         ds = WindowDataset(store, split, window=window, chunk=chunk, action_offset=action_offset, augment=augment)
     except (StoreError, ValueError) as exc:
-        click.echo(click.style(f"error: {exc}", fg="red"), err=True)
-        sys.exit(1)
+        fail(str(exc))
     if not -len(ds) <= index < len(ds):
-        click.echo(click.style(f"error: --index {index}: the {split} split has {len(ds)} samples (0..{len(ds) - 1})",
-                               fg="red"), err=True)
-        sys.exit(1)
+        fail(f"--index {index}: the {split} split has {len(ds)} samples (0..{len(ds) - 1})")
     index %= len(ds)
     summary = summarize_sample(ds, index)
     if as_json:
@@ -405,8 +409,7 @@ def train_cmd(store: Path | None, run_dir: Path | None, config_file: Path | None
     try:
         summary = train(config, run_dir, resume=resume_dir is not None)
     except (StoreError, ValueError, ModelNotFound, ConfigError, PreflightError, CheckpointError) as exc:
-        click.echo(click.style(f"error: {exc}", fg="red"), err=True)
-        sys.exit(1)
+        fail(str(exc))
     if summary.processes == 1 or int(os.environ.get("RANK", "0")) == 0:
         click.echo(f"trained {summary.steps} steps on {summary.device} x{summary.processes}; best val loss "
                    f"{summary.best_val_loss} at step {summary.best_step}; checkpoint {summary.last_checkpoint}")

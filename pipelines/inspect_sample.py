@@ -12,9 +12,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from pipelines.figures import require_png, save_png
 from schemas.sample import SampleField, SampleSummary
 from vla_data.dataset import WindowDataset
-from vla_data.files import atomic_path
 
 
 def summarize_sample(ds: WindowDataset, index: int) -> SampleSummary:
@@ -39,8 +39,7 @@ def summarize_sample(ds: WindowDataset, index: int) -> SampleSummary:
 
 def plot_sample(ds: WindowDataset, index: int, out: Path) -> Path:
     """Draw sample ``index`` to ``out`` (PNG), written atomically."""
-    if out.suffix.lower() != ".png":
-        raise ValueError(f"{out}: the plot is a PNG; give a path ending in .png")
+    require_png(out)
     s, summary = ds[index], summarize_sample(ds, index)
     rgb = s["rgb"].numpy().transpose(0, 2, 3, 1)  # (W, S, S, 3)
     actions, chunk_mask = np.asarray(summary.actions), np.asarray(summary.chunk_mask)
@@ -73,6 +72,4 @@ def plot_sample(ds: WindowDataset, index: int, out: Path) -> Path:
         f"{summary.split} sample {index}: episode {summary.episode}, t={summary.t}"
         f"{' (mirrored)' if summary.mirrored else ''}\n{summary.instruction}", fontsize="small"
     )
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    return out
+    return save_png(fig, out, dpi=90)

@@ -16,8 +16,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from pipelines.figures import require_png, save_png
 from schemas.store import Split
-from vla_data.files import atomic_path
 from vla_data.store import DatasetStore
 
 EPISODE_LENGTH = "episode length"
@@ -89,10 +89,5 @@ def store_figure(store: DatasetStore, n_sample_frames: int = 8, seed: int = 0) -
 
 def plot_store(store: DatasetStore, out: Path, n_sample_frames: int = 8, seed: int = 0) -> Path:
     """Write the store's overview figure to ``out`` (a .png), atomically; return ``out``."""
-    out = Path(out)
-    if out.suffix.lower() != ".png":
-        raise ValueError(f"{out}: the plot is written as PNG; give a path ending in .png, not {out.suffix!r}")
-    fig = store_figure(store, n_sample_frames, seed)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    return out
+    out = require_png(Path(out))
+    return save_png(store_figure(store, n_sample_frames, seed), out, dpi=100)
