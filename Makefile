@@ -20,19 +20,24 @@ demo: $(STAMP)
 	rm -rf $(DEMO)
 	$(BIN)/vla-data make-synthetic $(DEMO)/raw --episodes 24 --image-size 120x214 --seed 0
 	$(BIN)/vla-data validate $(DEMO)/raw --json $(DEMO)/validate.json
+	$(BIN)/vla-data make-synthetic $(DEMO)/defective --episodes 4 --image-size 120x214 --seed 1 --defects
+	@echo "--- the same check on a folder with one defective file per finding class (exits 1 by design) ---"
+	$(BIN)/vla-data validate $(DEMO)/defective --deep; test $$? -eq 1
 	$(BIN)/vla-data build-splits $(DEMO)/raw -o $(DEMO)/dataset.zarr --image-size 96 --workers 2
 	$(BIN)/vla-data info $(DEMO)/dataset.zarr --verify --plot $(DEMO)/dataset.png
 	$(BIN)/vla-data inspect-sample $(DEMO)/dataset.zarr --index 3 --out $(DEMO)/sample.png
 	$(BIN)/vla-data train $(DEMO)/dataset.zarr -o $(DEMO)/run --model tiny-random --max-steps 300 --window 4 \
 	    --chunk 4 --batch-size 16 --lr 2e-3 --hidden 64 --lora-r 8 --augment mirror --val-every 100 --save-every 100
-	$(BIN)/vla-data make-synthetic $(DEMO)/defective --episodes 4 --image-size 120x214 --seed 1 --defects
-	@echo "--- the same check on a folder with one defective file per finding class (exits 1 by design) ---"
-	$(BIN)/vla-data validate $(DEMO)/defective --deep; test $$? -eq 1
+	@echo "--- the PolicyRunner replays one recorded episode frame by frame, as on the robot ---"
+	$(BIN)/vla-data predict $(DEMO)/run "$$(ls $(DEMO)/raw/*.h5 | head -1)"
+	@echo "--- the policy against the train-mean and zero-velocity baselines on the val split ---"
+	$(BIN)/vla-data eval $(DEMO)/run $(DEMO)/dataset.zarr --split val -o $(DEMO)/eval
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/validate.py
 	$(BIN)/python benchmarks/build.py
 	$(BIN)/python benchmarks/loader.py
+	$(BIN)/python benchmarks/inference.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) bench-out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import os
 import re
 import sys
@@ -16,16 +15,16 @@ from tqdm import tqdm
 from pipelines.build_splits import BuildRefused, build_splits
 from pipelines.figures import require_png
 from pipelines.info import render_info, store_json
-from pipelines.options import build_model, recorder_options, recorder_settings, window_options
+from pipelines.options import build_model, model_flags, recorder_options, recorder_settings, window_options
 from pipelines.store_plot import plot_store
 from pipelines.train import FLAGS as TRAIN_FLAGS
-from pipelines.train import field_help as train_field_help
-from pipelines.train import field_type as train_field_type
 from pipelines.validate import render_report, run_validate
 from schemas import ValidateOptions
+from schemas.evaluation import EvalOptions
 from schemas.sample import Augment
 from schemas.store import BuildOptions, Interpolation, NormMode, ResizeMode, Split, Stratify
 from schemas.synthetic import SyntheticConfig
+from schemas.train import TrainConfig
 from vla_data import __version__
 from vla_data.files import write_text_atomic
 from vla_data.recorder import EPISODE_SUFFIXES
@@ -339,20 +338,6 @@ def inspect_sample_cmd(store: Path, split: str, index: int, window: int, chunk: 
         click.echo(f"wrote {out}", err=as_json)
 
 
-def _train_options(fn):  # type: ignore[no-untyped-def]
-    """One flag per TrainConfig field in pipelines.train.FLAGS; type, help and default come from the model."""
-    for flag in reversed([f for f in TRAIN_FLAGS if f != "store"]):
-        name, kind = "--" + flag.replace("_", "-"), train_field_type(TRAIN_FLAGS[flag])
-        help_text = train_field_help(TRAIN_FLAGS[flag])
-        if kind is bool:
-            fn = click.option(name, is_flag=True, default=None, help=help_text)(fn)
-        elif issubclass(kind, enum.Enum):
-            fn = click.option(name, type=click.Choice([c.value for c in kind]), help=help_text)(fn)
-        else:
-            fn = click.option(name, type=kind, help=help_text)(fn)
-    return fn
-
-
 @main.command("train")
 @click.argument("store", required=False, type=click.Path(path_type=Path))
 @click.option("-o", "--out", "run_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -361,7 +346,7 @@ def _train_options(fn):  # type: ignore[no-untyped-def]
               help="YAML or JSON TrainConfig (data/model/optim/log sections); flags override it.")
 @click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Continue this run exactly from its latest checkpoint (its saved config; only --max-steps may change).")
-@_train_options
+@model_flags(TrainConfig, {flag: path for flag, path in TRAIN_FLAGS.items() if flag != "store"})
 def train_cmd(store: Path | None, run_dir: Path | None, config_file: Path | None, resume_dir: Path | None,
               **flags: object) -> None:
     """Fine-tune the Kosmos-2 + LoRA policy on a store's train split, validating on its val split.
@@ -413,6 +398,85 @@ def train_cmd(store: Path | None, run_dir: Path | None, config_file: Path | None
     if summary.processes == 1 or int(os.environ.get("RANK", "0")) == 0:
         click.echo(f"trained {summary.steps} steps on {summary.device} x{summary.processes}; best val loss "
                    f"{summary.best_val_loss} at step {summary.best_step}; checkpoint {summary.last_checkpoint}")
+
+
+EVAL_FLAGS = {name: (name,) for name in EvalOptions.model_fields}
+DEVICE_HELP = "cpu, cuda, cuda:1, ... [default: cuda when available, else cpu]"
+
+
+@main.command("eval")
+@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("store", type=click.Path(path_type=Path))
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for metrics.json, per_episode.csv and the PNGs (created; files in it are replaced).")
+@model_flags(EvalOptions, EVAL_FLAGS)
+@click.option("--device", default=None, help=DEVICE_HELP)
+def eval_cmd(checkpoint: Path, store: Path, out: Path, device: str | None, **flags: object) -> None:
+    """Score a trained policy on every anchor of a store split, beside two baselines.
+
+    CHECKPOINT is a checkpoint folder or a run folder (its latest checkpoint). All figures are in physical
+    units and count only real actions (never the padding past an episode's end): per-channel MAE, MSE,
+    RMSE and direction accuracy (sign agreement, values inside --dead-band count as 0), and success@tol
+    (every channel within --tolerance). Each is given for the first action of each chunk (what the robot
+    executes next) and for the whole chunk, beside the same figure for predicting the train split's mean
+    action and for standing still; then per scenario. The checkpoint must fit the store: same
+    preprocessing and action channels (refused otherwise, saying which differ).
+
+    \b
+    Writes OUT/metrics.json (schemas.evaluation.EvalReport), OUT/per_episode.csv,
+    OUT/trajectories.png, OUT/errors.png, OUT/scenarios.png, and prints the table.
+
+    \b
+    Example:
+      vla-data eval runs/tiny dataset.zarr --split val -o runs/tiny/eval
+    """
+    from pipelines.evaluate import evaluate_checkpoint, render_report, write_outputs
+    from vla_model.backbone import ModelNotFound
+    from vla_model.checkpoint import CheckpointError
+
+    options = build_model(EvalOptions, {k: v for k, v in flags.items() if v is not None}, "eval options")
+    try:
+        report, results = evaluate_checkpoint(checkpoint, store, options, device)
+        written = write_outputs(report, results, out)
+    except (StoreError, CheckpointError, ModelNotFound, ValueError) as exc:
+        fail(str(exc))
+    click.echo(render_report(report))
+    click.echo(f"\nwrote {', '.join(str(p) for p in written)}")
+
+
+@main.command("predict")
+@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("episode", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print every frame's whole chunk and recorded action as JSON.")
+@click.option("--instruction", default=None, help="Use this instruction instead of the one found for the episode.")
+@click.option("--device", default=None, help=DEVICE_HELP)
+@recorder_options
+def predict_cmd(checkpoint: Path, episode: Path, as_json: bool, instruction: str | None, device: str | None,
+                **recorder: object) -> None:
+    """Replay one recorded episode through the policy, one frame at a time, as a robot loop would.
+
+    A PolicyRunner (vla_model.PolicyRunner) is reset with the episode's instruction and stepped with each
+    raw frame; per frame it prints the predicted first action beside the action recorded after that
+    frame (row t + action offset), then the first-action MAE. Episodes shorter than the window work: the
+    first frame stands in for the frames before it, as in training.
+
+    \b
+    Examples:
+      vla-data predict runs/tiny episodes/1box_hori_left_core_medium_0001.h5
+      vla-data predict runs/tiny/checkpoint-300 ep.h5 --json > ep_predictions.json
+    """
+    from pipelines.predict import predict_episode, render_predictions
+    from vla_model.backbone import ModelNotFound
+    from vla_model.checkpoint import CheckpointError
+    from vla_model.runtime import Policy
+
+    settings = recorder_settings(**recorder)  # type: ignore[arg-type]
+    try:
+        policy = Policy.from_checkpoint(checkpoint, device)
+        report = predict_episode(policy, episode, settings, instruction, progress=not as_json)
+    except (CheckpointError, ModelNotFound, ValueError) as exc:
+        fail(str(exc))
+    click.echo(report.model_dump_json(indent=2) if as_json else render_predictions(report))
 
 
 if __name__ == "__main__":

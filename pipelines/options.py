@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import click
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 from schemas import ColorOrder, RecorderSettings
 from schemas.sample import WindowSpec
@@ -92,3 +94,47 @@ def window_options(fn: F) -> F:
     for option in reversed(options):
         fn = option(fn)
     return fn
+
+
+def model_field(root: type[BaseModel], path: tuple[str, ...]) -> FieldInfo:
+    """The field of ``root`` at ``path`` (nested models followed by name)."""
+    model: Any = root
+    field = None
+    for part in path:
+        field = model.model_fields[part]
+        model = field.annotation
+    assert field is not None
+    return field
+
+
+def field_type(root: type[BaseModel], path: tuple[str, ...]) -> type:
+    """The field's type without ``| None`` (int, float, bool, str or a StrEnum)."""
+    annotation = model_field(root, path).annotation
+    options = [a for a in get_args(annotation) if a is not type(None)] or [annotation]
+    return options[0]
+
+
+def field_help(root: type[BaseModel], path: tuple[str, ...]) -> str:
+    """The field's description and default, for --help."""
+    field = model_field(root, path)
+    shown = getattr(field.default, "value", field.default)
+    default = "" if field.is_required() or shown is None else f" [default: {shown}]"
+    return f"{field.description or ''}{default}".strip()
+
+
+def model_flags(root: type[BaseModel], flags: dict[str, tuple[str, ...]]) -> Callable[[F], F]:
+    """One click option per ``flags`` entry (parameter name -> field path of ``root``), typed and documented
+    by the field. Every option defaults to None, so a command can tell the flags actually given."""
+
+    def decorate(fn: F) -> F:
+        for flag in reversed(list(flags)):
+            name, kind, help_text = "--" + flag.replace("_", "-"), field_type(root, flags[flag]), field_help(root, flags[flag])
+            if kind is bool:
+                fn = click.option(name, is_flag=True, default=None, help=help_text)(fn)
+            elif issubclass(kind, enum.Enum):
+                fn = click.option(name, type=click.Choice([c.value for c in kind]), help=help_text)(fn)
+            else:
+                fn = click.option(name, type=kind, help=help_text)(fn)
+        return fn
+
+    return decorate

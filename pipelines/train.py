@@ -7,10 +7,9 @@ line overrides the same field of ``--config``; unset fields take the model's def
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import click
-from pydantic.fields import FieldInfo
 
 from pipelines.options import build_model, load_settings_file
 from schemas.train import TrainConfig
@@ -50,32 +49,6 @@ FLAGS: dict[str, tuple[str, ...]] = {
     "save_every": ("log", "save_every"),
     "keep_last": ("log", "keep_last"),
 }
-
-
-def config_field(path: tuple[str, ...]) -> FieldInfo:
-    """The TrainConfig field at ``path``."""
-    model: Any = TrainConfig
-    field = None
-    for part in path:
-        field = model.model_fields[part]
-        model = field.annotation
-    assert field is not None
-    return field
-
-
-def field_type(path: tuple[str, ...]) -> type:
-    """The field's type without ``| None`` (int, float, bool, str or a StrEnum)."""
-    annotation = config_field(path).annotation
-    options = [a for a in get_args(annotation) if a is not type(None)] or [annotation]
-    return options[0]
-
-
-def field_help(path: tuple[str, ...]) -> str:
-    """The description and default of the TrainConfig field at ``path``, for --help."""
-    field = config_field(path)
-    shown = getattr(field.default, "value", field.default)
-    default = "" if field.is_required() or shown is None else f" [default: {shown}]"
-    return f"{field.description or ''}{default}".strip()
 
 
 def assemble_config(config_file: Path | None, given: dict[str, Any]) -> TrainConfig:

@@ -12,10 +12,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.sample import Augment, WindowSpec
-from schemas.store import NormStats, Preprocessing, Split
+from schemas.store import ActionSelection, NormStats, Preprocessing, Split
 
 TINY_RANDOM = "tiny-random"
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: the action channels (ActionSelection), not only their names
 # LoRA on the attention projections of the vision and text towers (not the image-to-text resampler).
 ATTENTION_PROJECTIONS = r".*(vision_model|text_model)\..*self_attn\.(q_proj|k_proj|v_proj|out_proj)"
 
@@ -132,6 +132,10 @@ class CheckpointMeta(BaseModel):
     train_config: TrainConfig
     backbone: BackboneSpec
     preprocessing: Preprocessing
-    action_names: list[str]
+    actions: ActionSelection = Field(description="The recorder channels the policy predicts, and their names, in order.")
     stats: NormStats
     files: dict[str, str] = Field(description="sha256 of every weight file in the checkpoint, by name.")
+
+    @property
+    def action_names(self) -> list[str]:
+        return list(self.actions.names)

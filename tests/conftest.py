@@ -4,10 +4,15 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.build_splits import build_splits
+from schemas import RecorderSettings
+from schemas.store import BuildOptions, Preprocessing, SplitConfig
 from schemas.synthetic import SyntheticConfig
 from vla_data.synthetic import make_synthetic
 
 SMALL = {"height": 24, "width": 40}
+# the policy the training and evaluation tests train: tiny-random with a small head and LoRA
+SMALL_MODEL = {"hidden": 64, "lora": {"r": 8, "alpha": 16, "dropout": 0.0}}
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +29,32 @@ def defect_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("defects")
     make_synthetic(out, SyntheticConfig(episodes=4, seed=5, defects=True, **SMALL))
     return out
+
+
+@pytest.fixture(scope="session")
+def learn_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """64 learnable synthetic episodes (48x80, in ``learn_store.parent / "raw"``), stored at the tiny model's
+    56x56, a quarter of them val."""
+    root = tmp_path_factory.mktemp("learn")
+    make_synthetic(root / "raw", SyntheticConfig(episodes=64, height=48, width=80, seed=11))
+    options = BuildOptions(preprocessing=Preprocessing(image_size=56), splits=SplitConfig(val_ratio=0.25))
+    build_splits([root / "raw"], root / "ds.zarr", options, RecorderSettings())
+    return root / "ds.zarr"
+
+
+@pytest.fixture(scope="session")
+def trained_run(learn_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny policy trained on ``learn_store`` until it has learned the task (W=2, K=4, mirror, 800 steps,
+    about a minute on 2 cores); shared by the learning test and the eval tests."""
+    from schemas.train import TrainConfig
+    from vla_model.trainer import train
+
+    config = TrainConfig.model_validate({
+        "data": {"store": str(learn_store), "window": {"window": 2, "chunk": 4}, "augment": "mirror"},
+        "model": SMALL_MODEL,
+        "optim": {"lr": 2e-3, "batch_size": 16, "max_steps": 800, "warmup_steps": 10},
+        "log": {"log_every": 50, "val_every": 800, "save_every": 800},
+    })
+    run = tmp_path_factory.mktemp("trained") / "run"
+    train(config, run)
+    return run

@@ -59,6 +59,13 @@ class DatasetStore:
         ends = self.episode_ends
         return (int(ends[episode - 1]) if episode else 0), int(ends[episode])
 
+    def split_actions(self, split: str) -> np.ndarray:
+        """Every action row of one split's episodes, (N, A) float32 in physical units."""
+        ends, action = self.episode_ends, np.asarray(self.action[:], np.float32)
+        rows = [np.arange(ends[e] - n, ends[e]) for e, n, s in
+                zip(self.episodes["episode"], self.episodes["n_frames"], self.episodes["split"], strict=True) if s == split]
+        return action[np.concatenate(rows)] if rows else np.zeros((0, action.shape[1]), np.float32)
+
 
 def create_arrays(root: Path, n_frames: int, image_size: int, action_dim: int) -> zarr.Group:
     """Empty arrays for ``n_frames``: one frame per inner chunk, ``FRAMES_PER_SHARD`` frames per shard, zstd."""

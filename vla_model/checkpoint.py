@@ -143,11 +143,17 @@ def load_meta(path: Path) -> CheckpointMeta:
     if not (path / META).is_file():
         raise CheckpointError(f"{path}: not a checkpoint (no {META}); an interrupted save leaves none")
     try:
-        meta = CheckpointMeta.model_validate_json((path / META).read_text())
-    except ValueError as exc:
+        raw = json.loads((path / META).read_text())
+        version = raw.get("format_version") if isinstance(raw, dict) else None
+        if version != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{path}: checkpoint format {version}, this vla-data reads {CHECKPOINT_FORMAT}; "
+                                  "train it again with this version")
+        meta = CheckpointMeta.model_validate(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path / META}: unreadable ({exc})") from exc
-    if meta.format_version != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: checkpoint format {meta.format_version}, this vla-data reads {CHECKPOINT_FORMAT}")
+    missing = sorted({ADAPTER, HEADS} - set(meta.files))
+    if missing:
+        raise CheckpointError(f"{path}: {META} lists no {', '.join(missing)}; the checkpoint is partial")
     for name, digest in meta.files.items():
         if not (path / name).is_file():
             raise CheckpointError(f"{path}: {name} is missing; the checkpoint is partial")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from schemas.store import StoreManifest
 from schemas.train import CheckpointMeta
 from vla_model import checkpoint as ckpt
 from vla_model.backbone import load_backbone
@@ -42,6 +43,22 @@ def check_backbone(meta: CheckpointMeta, found: dict) -> None:
         differ.append("latent_query_num")
     if differ:
         raise ckpt.CheckpointError(f"the backbone found for {meta.backbone.source} is not the one trained on: {differ}")
+
+
+def check_store(meta: CheckpointMeta, manifest: StoreManifest) -> None:
+    """Refuse a store the checkpoint cannot be scored on; the message names every setting that differs."""
+    differ = []
+    if len(meta.actions.names) != len(manifest.actions.names):
+        differ.append(f"action dimension: checkpoint {len(meta.actions.names)}, store {len(manifest.actions.names)}")
+    if meta.actions.names != manifest.actions.names:
+        differ.append(f"action names: checkpoint {meta.actions.names}, store {manifest.actions.names}")
+    if meta.actions.channels != manifest.actions.channels:
+        differ.append(f"action channels: checkpoint {meta.actions.channels}, store {manifest.actions.channels}")
+    ours, theirs = meta.preprocessing.model_dump(mode="json"), manifest.preprocessing.model_dump(mode="json")
+    differ += [f"preprocessing {key}: checkpoint {ours[key]}, store {theirs[key]}" for key in ours if ours[key] != theirs[key]]
+    if differ:
+        raise ckpt.CheckpointError("the checkpoint does not fit this store (" + "; ".join(differ) + "); evaluate it on a "
+                                   "store built like its training store (`vla-data info STORE` shows how one was built)")
 
 
 def load_policy(path: Path, device: str | torch.device = "cpu") -> tuple[VLAPolicy, CheckpointMeta]:

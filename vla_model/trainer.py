@@ -247,7 +247,7 @@ def _save(run_dir: Path, config: TrainConfig, manifest: StoreManifest, model: VL
         train_config=config,
         backbone=BackboneSpec(source=config.model.source, config=model.backbone.config.to_dict()),
         preprocessing=manifest.preprocessing,
-        action_names=list(manifest.actions.names),
+        actions=manifest.actions,
         stats=manifest.stats,
         files={},
     )

@@ -1,0 +1,85 @@
+"""The PNGs of `vla-data eval` (``Figure`` + ``FigureCanvasAgg``: no pyplot, no global backend state)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from pipelines.evaluate import LABELS, EpisodeResult
+from pipelines.figures import save_png
+from schemas.evaluation import EvalReport, Horizon, Predictor
+
+COLORS = {Predictor.policy: "tab:blue", Predictor.train_mean: "tab:gray", Predictor.zero_velocity: "tab:red"}
+
+
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def plot_trajectories(report: EvalReport, results: list[EpisodeResult], out: Path) -> Path:
+    """Per episode (rows) and channel (columns): recorded vs predicted first action over the anchors."""
+    shown = results[: report.options.plot_episodes] or results[:1]
+    names = report.action_names
+    fig = _figure(4.0 * len(names), 2.4 * max(len(shown), 1))
+    axes = fig.subplots(max(len(shown), 1), len(names), squeeze=False)
+    for row, r in zip(axes, shown, strict=False):
+        real = r.mask[:, 0]
+        for c, (ax, name) in enumerate(zip(row, names, strict=True)):
+            ax.plot(r.t[real], r.true[real, 0, c], color="black", lw=1.5, label="recorded")
+            ax.plot(r.t, r.pred[:, 0, c], color=COLORS[Predictor.policy], lw=1.2, label="policy")
+            ax.axhline(report.train_mean[c], color=COLORS[Predictor.train_mean], ls="--", lw=1, label="train mean")
+            ax.set_title(f"episode {r.episode} ({r.scenario}): {name}", fontsize=8)
+            ax.set_xlabel("frame", fontsize=8)
+            ax.tick_params(labelsize=7)
+    axes[0][0].legend(fontsize=7)
+    return save_png(fig, out, dpi=100)
+
+
+def plot_errors(report: EvalReport, results: list[EpisodeResult], out: Path) -> Path:
+    """Per channel: histograms of (prediction - recorded) of the first action, policy and both baselines."""
+    names = report.action_names
+    pred = np.concatenate([r.pred[:, 0] for r in results])
+    true = np.concatenate([r.true[:, 0] for r in results])
+    real = np.concatenate([r.mask[:, 0] for r in results])
+    errors = {
+        Predictor.policy: (pred - true)[real],
+        Predictor.train_mean: (np.asarray(report.train_mean) - true)[real],
+        Predictor.zero_velocity: -true[real],
+    }
+    fig = _figure(4.0 * len(names), 3.0)
+    axes = fig.subplots(1, len(names), squeeze=False)[0]
+    for c, (ax, name) in enumerate(zip(axes, names, strict=True)):
+        spread = max(float(np.abs(e[:, c]).max()) if len(e) else 0.0 for e in errors.values()) or 1.0
+        bins = np.linspace(-spread, spread, 41)
+        for who, e in errors.items():
+            ax.hist(e[:, c], bins=bins, histtype="step", lw=1.5, color=COLORS[who], label=LABELS[who])
+        ax.axvspan(-report.options.tolerance, report.options.tolerance, color="green", alpha=0.08, label="within tol")
+        ax.set_title(f"{name}: first-action error", fontsize=9)
+        ax.tick_params(labelsize=7)
+    axes[0].legend(fontsize=7)
+    return save_png(fig, out, dpi=100)
+
+
+def plot_scenarios(report: EvalReport, out: Path) -> Path:
+    """First-action MAE (mean over channels) and success@tol per scenario, policy beside the baselines."""
+    scenarios = list(report.scenarios)
+    x = np.arange(len(scenarios))
+    width = 0.8 / len(Predictor)
+    fig = _figure(max(6.0, 1.2 * len(scenarios) + 2), 5.0)
+    mae_ax, success_ax = fig.subplots(2, 1, sharex=True)
+    for i, who in enumerate(Predictor):
+        first = [report.scenarios[s][Horizon.first][who] for s in scenarios]
+        mae = [np.mean(m.mae) if m.count else np.nan for m in first]
+        success = [m.success if m.success is not None else np.nan for m in first]
+        mae_ax.bar(x + i * width, mae, width, color=COLORS[who], label=LABELS[who])
+        success_ax.bar(x + i * width, success, width, color=COLORS[who])
+    mae_ax.set_ylabel("MAE, first action")
+    success_ax.set_ylabel(f"success@{report.options.tolerance:g}")
+    success_ax.set_xticks(x + width * (len(Predictor) - 1) / 2, scenarios, rotation=30, ha="right", fontsize=8)
+    mae_ax.legend(fontsize=8)
+    return save_png(fig, out, dpi=100)

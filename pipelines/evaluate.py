@@ -1,0 +1,192 @@
+"""`vla-data eval`: a checkpoint scored on every anchor of a store split, beside two baselines.
+
+For each anchor t the policy's chunk (the window ending at t, as in training) is compared with the recorded
+actions t+o..t+o+K-1 in physical units; actions past the episode's end are masked out. The baselines are
+the mean action of the store's train split and zero velocity. Writes into OUT:
+
+```
+metrics.json       schemas.evaluation.EvalReport: overall and per-scenario figures, policy and baselines
+per_episode.csv    one row per episode x horizon x predictor: count, success, mae_/mse_/rmse_/direction_<channel>
+trajectories.png   predicted vs recorded first action per channel over time, for a few episodes
+errors.png         histograms of the first action's error per channel, policy and baselines
+scenarios.png      first-action MAE and success per scenario, policy and baselines
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from schemas.evaluation import Comparison, EvalOptions, EvalReport, Horizon, MetricSet, Predictor
+from schemas.sample import WindowSpec
+from vla_data import __version__
+from vla_data.dataset import WindowDataset
+from vla_data.files import atomic_path, write_text_atomic
+from vla_data.store import open_store
+from vla_data.windows import window_index
+from vla_model.loading import check_store
+from vla_model.metrics import compare
+from vla_model.runtime import Policy
+
+METRICS = "metrics.json"
+PER_EPISODE = "per_episode.csv"
+LABELS = {Predictor.policy: "policy", Predictor.train_mean: "train-mean", Predictor.zero_velocity: "zero"}
+
+
+@dataclass
+class EpisodeResult:
+    """Every scored anchor of one episode."""
+
+    episode: int
+    scenario: str
+    instruction: str
+    t: np.ndarray  # (N,) anchors
+    pred: np.ndarray  # (N, K, A) physical
+    true: np.ndarray  # (N, K, A) physical, zero velocity where masked
+    mask: np.ndarray  # (N, K) True where the recorded action exists
+
+
+def chunk_truth(actions: np.ndarray, t: np.ndarray, spec: WindowSpec) -> tuple[np.ndarray, np.ndarray]:
+    """The recorded chunk of each anchor's last window frame (t itself) and its mask, as training scores it."""
+    last = [window_index(int(a), len(actions), spec) for a in t]
+    rows = np.stack([ix.rows[-1] for ix in last]) if last else np.zeros((0, spec.chunk), np.int64)
+    past = np.stack([ix.past_end[-1] for ix in last]) if last else np.zeros((0, spec.chunk), bool)
+    true = np.where(past[..., None], np.float32(0), actions[rows])
+    return true.astype(np.float32), ~past
+
+
+def _concat(results: Iterable[EpisodeResult]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    chosen = list(results)
+    return (np.concatenate([r.pred for r in chosen]), np.concatenate([r.true for r in chosen]),
+            np.concatenate([r.mask for r in chosen]))
+
+
+def evaluate_checkpoint(
+    checkpoint: Path, store: Path, options: EvalOptions, device: str | None = None, progress: bool = True
+) -> tuple[EvalReport, list[EpisodeResult]]:
+    """Score ``checkpoint`` on every anchor of ``options.split`` of ``store``; raises CheckpointError,
+    StoreError or ValueError with a message for the user."""
+    policy = Policy.from_checkpoint(checkpoint, device)
+    opened = open_store(store)
+    check_store(policy.meta, opened.manifest)
+    spec = policy.spec
+    train_split = policy.meta.train_config.data.train_split
+    train_actions = opened.split_actions(train_split.value)
+    if not len(train_actions):
+        raise ValueError(f"{store}: split {train_split.value!r} is empty; the train-mean baseline needs it")
+    train_mean = train_actions.astype(np.float64).mean(axis=0)
+    ds = WindowDataset(opened, options.split, window=spec.window, chunk=spec.chunk, stride=spec.stride,
+                       action_offset=spec.action_offset, normalize=False)
+    scenario_of = dict(zip(opened.episodes["episode"], opened.episodes["scenario"].astype(str), strict=True))
+
+    results = []
+    for e in tqdm(range(len(ds.episode_ids)), desc=f"eval {options.split.value}", unit="episode", disable=not progress):
+        t = ds.t[ds.which == e]
+        chunks = policy.episode_chunks(ds.frames.episode(e), ds.instructions[e], options.batch_size)[t]
+        true, mask = chunk_truth(ds.actions[e], t, spec)
+        episode = int(ds.episode_ids[e])
+        results.append(EpisodeResult(episode, scenario_of[episode], ds.instructions[e], t, chunks, true, mask))
+
+    scenarios = sorted({r.scenario for r in results})
+    report = EvalReport(
+        tool_version=__version__,
+        checkpoint=str(policy.path),
+        step=policy.meta.step,
+        store=str(store),
+        options=options,
+        action_names=policy.action_names,
+        n_episodes=len(results),
+        n_anchors=int(sum(len(r.t) for r in results)),
+        train_mean=[float(v) for v in train_mean],
+        overall=compare(*_concat(results), train_mean, options),
+        scenarios={s: compare(*_concat(r for r in results if r.scenario == s), train_mean, options) for s in scenarios},
+    )
+    return report, results
+
+
+# -- files ---------------------------------------------------------------------------------------------------
+def _columns(metrics: MetricSet, names: list[str]) -> dict[str, float | int | None]:
+    row: dict[str, float | int | None] = {"count": metrics.count, "success": metrics.success}
+    for field in ("mae", "mse", "rmse", "direction_accuracy"):
+        values = getattr(metrics, field)
+        row |= {f"{field}_{name}": v for name, v in zip(names, values, strict=True)}
+    return row
+
+
+def per_episode_table(report: EvalReport, results: list[EpisodeResult]) -> pd.DataFrame:
+    """One row per episode x horizon x predictor."""
+    options = report.options
+    rows = []
+    for r in results:
+        comparison = compare(r.pred, r.true, r.mask, np.asarray(report.train_mean), options)
+        for horizon, by_predictor in comparison.items():
+            for who, metrics in by_predictor.items():
+                rows.append({"episode": r.episode, "scenario": r.scenario, "instruction": r.instruction,
+                             "anchors": len(r.t), "horizon": horizon.value, "predictor": who.value,
+                             **_columns(metrics, report.action_names)})
+    return pd.DataFrame(rows)
+
+
+def write_outputs(report: EvalReport, results: list[EpisodeResult], out: Path) -> list[Path]:
+    """metrics.json, per_episode.csv and the three PNGs, each written atomically."""
+    from pipelines.eval_plots import plot_errors, plot_scenarios, plot_trajectories
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / METRICS, report.model_dump_json(indent=2))
+    with atomic_path(out / PER_EPISODE) as tmp:
+        per_episode_table(report, results).to_csv(tmp, index=False)
+    plots = [
+        plot_trajectories(report, results, out / "trajectories.png"),
+        plot_errors(report, results, out / "errors.png"),
+        plot_scenarios(report, out / "scenarios.png"),
+    ]
+    return [out / METRICS, out / PER_EPISODE, *plots]
+
+
+# -- the terminal --------------------------------------------------------------------------------------------
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def comparison_table(comparison: Comparison, names: list[str], tolerance: float) -> pd.DataFrame:
+    """Rows: metric x channel; columns: horizon x predictor (policy, train-mean, zero)."""
+    metrics = [("MAE", "mae"), ("RMSE", "rmse"), ("MSE", "mse"), ("direction acc.", "direction_accuracy")]
+    index = [(label, name) for label, _ in metrics for name in names] + [(f"success@{tolerance:g}", "all")]
+    columns = pd.MultiIndex.from_tuples(
+        [(h.value + (" action" if h == Horizon.first else ""), LABELS[p]) for h in Horizon for p in Predictor]
+    )
+    cells = []
+    for _, field in metrics:
+        for c in range(len(names)):
+            cells.append([_fmt(getattr(comparison[h][p], field)[c]) for h in Horizon for p in Predictor])
+    cells.append([_fmt(comparison[h][p].success) for h in Horizon for p in Predictor])
+    return pd.DataFrame(cells, index=pd.MultiIndex.from_tuples(index), columns=columns)
+
+
+def scenario_table(report: EvalReport) -> pd.DataFrame:
+    """First-action MAE (mean over channels) and success, per scenario, policy beside the baselines."""
+    rows = {}
+    for scenario, comparison in report.scenarios.items():
+        first = comparison[Horizon.first]
+        rows[(scenario, first[Predictor.policy].count)] = [
+            _fmt(None if first[p].mae[0] is None else float(np.mean(first[p].mae))) for p in Predictor
+        ] + [_fmt(first[p].success) for p in Predictor]
+    columns = pd.MultiIndex.from_tuples([("MAE (first action)", LABELS[p]) for p in Predictor]
+                                        + [(f"success@{report.options.tolerance:g}", LABELS[p]) for p in Predictor])
+    table = pd.DataFrame(list(rows.values()), index=pd.MultiIndex.from_tuples(list(rows), names=["scenario", "first actions"]),
+                         columns=columns)
+    return table
+
+
+def render_report(report: EvalReport) -> str:
+    head = (f"{report.checkpoint} (step {report.step}) on {report.store}, split {report.options.split.value}: "
+            f"{report.n_episodes} episodes, {report.n_anchors} anchors; physical units; dead band "
+            f"{report.options.dead_band:g}; baselines: train-mean {[round(v, 3) for v in report.train_mean]}, zero velocity")
+    overall = comparison_table(report.overall, report.action_names, report.options.tolerance)
+    return "\n\n".join([head, overall.to_string(), "per scenario:", scenario_table(report).to_string()])

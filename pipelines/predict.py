@@ -1,0 +1,83 @@
+"""`vla-data predict`: a ``PolicyRunner`` driven through one recorded episode, frame by frame, as on the robot.
+
+The episode is validated first (an episode with errors is refused with its findings); its instruction comes
+from the file, the folder's ``dataset_index.csv`` or the file name, as for validate and build-splits.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from schemas import RecorderSettings, ValidateOptions
+from schemas.evaluation import PredictedStep, PredictReport
+from schemas.findings import Severity
+from vla_data.recorder import InstructionIndex, open_episode
+from vla_data.validation import check_file
+from vla_model.metrics import action_metrics
+from vla_model.runtime import Policy
+
+
+def read_episode(path: Path, settings: RecorderSettings, policy: Policy) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """Frames (T, H, W, 3), the policy's action channels (T, A) and the instruction found, or ValueError."""
+    spec = policy.spec
+    options = ValidateOptions(window=spec.window, chunk=spec.chunk, action_offset=spec.action_offset)
+    report = check_file(path, settings, options, InstructionIndex.for_files([path], settings.index_csv_name))
+    errors = [f for f in report.findings if f.severity == Severity.error]
+    if errors:
+        listed = "; ".join(f"{f.code}: {f.message}" for f in errors)
+        raise ValueError(f"{path}: cannot be replayed ({listed}); `vla-data validate {path}` says how to fix it")
+    if settings.color_order != policy.preprocessing.source_color_order:
+        raise ValueError(f"the checkpoint was trained on {policy.preprocessing.source_color_order.value} frames, "
+                         f"but --color-order says {settings.color_order.value}")
+    channels = policy.meta.actions.channels
+    with open_episode(path) as f:
+        actions = np.asarray(f[settings.actions_key][()], np.float32)
+        if actions.shape[1] <= max(channels):
+            raise ValueError(f"{path}: {actions.shape[1]} action channels, the checkpoint predicts channels {channels}")
+        frames = np.asarray(f[settings.frames_key][()])
+    return frames, actions[:, channels], report.instruction
+
+
+def predict_episode(policy: Policy, path: Path, settings: RecorderSettings, instruction: str | None = None,
+                    progress: bool = True) -> PredictReport:
+    frames, actions, found = read_episode(path, settings, policy)
+    instruction = instruction or found
+    if not instruction:
+        raise ValueError(f"{path}: no instruction in the file, a dataset_index.csv or the file name; pass --instruction")
+    runner = policy.runner()
+    runner.reset(instruction)
+    offset, steps = policy.spec.action_offset, []
+    for t, frame in enumerate(tqdm(frames, desc="predict", unit="frame", disable=not progress)):
+        chunk = runner.step(frame)
+        row = t + offset
+        recorded = [float(v) for v in actions[row]] if row < len(actions) else None
+        steps.append(PredictedStep(t=t, predicted=chunk.tolist(), recorded=recorded))
+    has_row = np.array([s.recorded is not None for s in steps])
+    first = np.array([s.predicted[0] for s in steps], np.float32)[:, None]
+    true = np.zeros_like(first)
+    true[has_row, 0] = [s.recorded for s in steps if s.recorded is not None]
+    mae = action_metrics(first, true, has_row[:, None], tolerance=np.inf, dead_band=0).mae
+    return PredictReport(checkpoint=str(policy.path), episode=str(path), instruction=instruction,
+                         action_names=policy.action_names, window=policy.window, chunk=policy.chunk,
+                         action_offset=offset, first_action_mae=mae, steps=steps)
+
+
+def render_predictions(report: PredictReport) -> str:
+    """Per frame: the predicted first action beside the recorded one, per channel."""
+    names = report.action_names
+    rows = []
+    for s in report.steps:
+        recorded = s.recorded if s.recorded is not None else [None] * len(names)
+        rows.append([s.t, *s.predicted[0], *recorded])
+    columns = pd.MultiIndex.from_tuples([("", "frame")] + [("predicted", n) for n in names]
+                                        + [(f"recorded (t+{report.action_offset})", n) for n in names])
+    table = pd.DataFrame(rows, columns=columns)
+    mae = ", ".join(f"{n} {'-' if v is None else f'{v:.3f}'}" for n, v in zip(names, report.first_action_mae, strict=True))
+    head = (f"{report.episode}: {len(report.steps)} frames, instruction {report.instruction!r}; "
+            f"window {report.window}, chunk {report.chunk}; first action of each chunk shown")
+    return "\n".join([head, table.to_string(index=False, float_format=lambda v: f"{v:+.3f}", na_rep="-"),
+                      f"first-action MAE: {mae}"])

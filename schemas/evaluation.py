@@ -1,0 +1,94 @@
+"""`vla-data eval`: its options and ``metrics.json``, the report it writes (see README, "Evaluation").
+
+Every metric is in physical units (the checkpoint's stats undo the normalisation) and counts only
+unmasked actions: an action past the episode's end is padding and never scored. Each figure of the policy
+stands beside the same figure of two baselines that need no model: the train split's mean action and
+standing still (zero velocity).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.store import Split
+
+
+class Horizon(StrEnum):
+    first = "first"  # the first action of each chunk: what the robot executes next
+    chunk = "chunk"  # every unmasked action of each chunk
+
+
+class Predictor(StrEnum):
+    policy = "policy"
+    train_mean = "train_mean"  # the mean action of the store's train split, at every step
+    zero_velocity = "zero_velocity"  # standing still
+
+
+class EvalOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    split: Split = Field(Split.val, description="The store split to evaluate on.")
+    tolerance: float = Field(
+        0.1, gt=0, description="success@tol: an action succeeds when every channel is within tol of the truth."
+    )
+    dead_band: float = Field(
+        0.05, ge=0, description="Direction accuracy: |value| below this counts as 'no motion' (sign 0)."
+    )
+    plot_episodes: int = Field(4, ge=0, description="Episodes drawn in trajectories.png (the first of the split).")
+    batch_size: int = Field(64, ge=1, description="Frames per backbone call.")
+
+
+class MetricSet(BaseModel):
+    """One predictor's figures over a set of actions; ``None`` where no unmasked action exists."""
+
+    count: int = Field(description="Unmasked actions scored.")
+    mae: list[float | None] = Field(description="Per channel, mean |pred - true|.")
+    mse: list[float | None] = Field(description="Per channel, mean (pred - true)^2.")
+    rmse: list[float | None] = Field(description="Per channel, sqrt(mse).")
+    direction_accuracy: list[float | None] = Field(
+        description="Per channel, share of actions whose sign (0 inside the dead band) matches the truth's."
+    )
+    success: float | None = Field(description="Share of actions with every channel within the tolerance.")
+
+
+Comparison = dict[Horizon, dict[Predictor, MetricSet]]
+
+
+class EvalReport(BaseModel):
+    """``metrics.json``."""
+
+    tool_version: str
+    checkpoint: str
+    step: int
+    store: str
+    options: EvalOptions
+    action_names: list[str]
+    n_episodes: int
+    n_anchors: int
+    train_mean: list[float] = Field(description="The train-mean baseline's action (physical units).")
+    overall: Comparison
+    scenarios: dict[str, Comparison] = Field(description="The same figures for each scenario of the split.")
+
+
+class PredictedStep(BaseModel):
+    """One frame of `vla-data predict`: the runner's chunk and the action the operator recorded next."""
+
+    t: int = Field(description="Frame index in the episode.")
+    predicted: list[list[float]] = Field(description="(K, A) chunk, physical units; row 0 is for frame t + offset.")
+    recorded: list[float] | None = Field(description="The recorded action row t + offset; null past the episode end.")
+
+
+class PredictReport(BaseModel):
+    """`vla-data predict --json`."""
+
+    checkpoint: str
+    episode: str
+    instruction: str
+    action_names: list[str]
+    window: int
+    chunk: int
+    action_offset: int
+    first_action_mae: list[float | None] = Field(description="Per channel, over the frames with a recorded action.")
+    steps: list[PredictedStep]

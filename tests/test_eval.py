@@ -1,0 +1,243 @@
+"""vla-data eval / predict, the metrics, Policy.from_checkpoint and PolicyRunner."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import zarr
+from click.testing import CliRunner
+from conftest import SMALL_MODEL
+
+from pipelines.cli import main
+from schemas.evaluation import EvalOptions, EvalReport, Horizon, Predictor, PredictReport
+from schemas.train import TrainConfig
+from vla_data.dataset import WindowDataset
+from vla_data.synthetic import Episode, write_episode
+from vla_model import Policy
+from vla_model.checkpoint import ADAPTER, HEADS, META
+from vla_model.metrics import action_metrics, compare
+from vla_model.trainer import train
+
+# The runner and the batch model do the same float32 arithmetic on the same frames, in other batch shapes.
+RUNNER_ATOL = 1e-5  # physical units (actions here are up to about 1.2)
+
+
+def run_cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.output
+
+
+# -- metrics against hand-computed values ---------------------------------------------------------------------
+PRED = np.array([[[0.1, -0.2], [0.5, 0.0]], [[0.0, -0.3], [9.0, 9.0]]])  # (N=2, K=2, A=2); [1, 1] is masked
+TRUE = np.array([[[0.0, -0.1], [0.2, 0.02]], [[0.04, -0.3], [0.0, 0.0]]])
+MASK = np.array([[True, True], [True, False]])
+
+
+def test_metrics_match_hand_computed_values_and_skip_masked_actions() -> None:
+    # unmasked errors: (0.1, -0.1), (0.3, -0.02), (-0.04, 0.0)
+    m = action_metrics(PRED, TRUE, MASK, tolerance=0.15, dead_band=0.05)
+    assert m.count == 3
+    np.testing.assert_allclose(m.mae, [0.44 / 3, 0.12 / 3])
+    np.testing.assert_allclose(m.mse, [0.1016 / 3, 0.0104 / 3])
+    np.testing.assert_allclose(m.rmse, np.sqrt([0.1016 / 3, 0.0104 / 3]))
+    # signs with the dead band: pred x (+, +, 0) vs true x (0, +, 0); pred y (-, 0, -) vs true y (-, 0, -)
+    np.testing.assert_allclose(m.direction_accuracy, [2 / 3, 1.0])
+    assert m.success == pytest.approx(2 / 3)  # the second action misses by 0.3 on x
+    assert action_metrics(PRED, TRUE, MASK, tolerance=0.5, dead_band=0.0).success == 1.0
+
+    empty = action_metrics(PRED, TRUE, np.zeros_like(MASK), tolerance=0.1, dead_band=0.05)
+    assert empty.count == 0 and empty.mae == [None, None] and empty.success is None
+    with pytest.raises(ValueError, match="do not line up"):
+        action_metrics(PRED, TRUE[:1], MASK, 0.1, 0.05)
+
+
+def test_compare_scores_first_action_and_chunk_beside_both_baselines() -> None:
+    result = compare(PRED, TRUE, MASK, np.array([0.1, 0.1]), EvalOptions(tolerance=0.15))
+    first, chunk = result[Horizon.first], result[Horizon.chunk]
+    assert first[Predictor.policy].count == 2 and chunk[Predictor.policy].count == 3
+    np.testing.assert_allclose(first[Predictor.policy].mae, [(0.1 + 0.04) / 2, (0.1 + 0.0) / 2])
+    np.testing.assert_allclose(first[Predictor.train_mean].mae, [(0.1 + 0.06) / 2, (0.2 + 0.4) / 2])
+    np.testing.assert_allclose(first[Predictor.zero_velocity].mae, [(0.0 + 0.04) / 2, (0.1 + 0.3) / 2])
+    np.testing.assert_allclose(chunk[Predictor.zero_velocity].mae, [0.24 / 3, 0.42 / 3])
+    assert first[Predictor.zero_velocity].direction_accuracy == [1.0, 0.0]  # x: 0 = 0 twice; y: true is - twice
+    assert first[Predictor.policy].success == 1.0
+
+
+# -- eval of a trained model ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def evaluated(trained_run: Path, learn_store: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("eval") / "out"
+    code, output = run_cli("eval", str(trained_run), str(learn_store), "--split", "val", "-o", str(out))
+    assert code == 0, output
+    return out, output
+
+
+def test_eval_of_a_trained_model_beats_both_baselines(evaluated: tuple[Path, str]) -> None:
+    out, output = evaluated
+    report = EvalReport.model_validate_json((out / "metrics.json").read_text())
+    assert report.options.split == "val" and report.options.tolerance == 0.1
+    for horizon in Horizon:
+        scores = report.overall[horizon]
+        policy_mae = np.mean(scores[Predictor.policy].mae)
+        assert policy_mae < 0.7 * np.mean(scores[Predictor.train_mean].mae), (horizon, scores)
+        assert policy_mae < np.mean(scores[Predictor.zero_velocity].mae)
+        assert scores[Predictor.policy].success > scores[Predictor.train_mean].success
+    assert sum(s[Horizon.first][Predictor.policy].count for s in report.scenarios.values()) == \
+        report.overall[Horizon.first][Predictor.policy].count
+    assert "train-mean" in output and "success@0.1" in output and "per scenario" in output
+
+
+def test_eval_scores_every_anchor_and_writes_readable_files(evaluated: tuple[Path, str], learn_store: Path) -> None:
+    out, _ = evaluated
+    report = EvalReport.model_validate_json((out / "metrics.json").read_text())
+    table = pd.read_csv(learn_store / "episodes.csv")
+    val = table[table["split"] == "val"]
+    assert report.n_episodes == len(val) and report.n_anchors == int(val["n_frames"].sum())
+    # the first action of the last anchor of each episode is past its end (offset 1): never scored
+    assert report.overall[Horizon.first][Predictor.policy].count == report.n_anchors - len(val)
+    per_episode = pd.read_csv(out / "per_episode.csv")
+    assert len(per_episode) == len(val) * len(Horizon) * len(Predictor)
+    assert {"mae_linear_x", "rmse_linear_y", "direction_accuracy_linear_x", "success"} <= set(per_episode.columns)
+    first_policy = per_episode[(per_episode["horizon"] == "first") & (per_episode["predictor"] == "policy")]
+    assert first_policy["count"].sum() == report.overall[Horizon.first][Predictor.policy].count
+    for png in ("trajectories.png", "errors.png", "scenarios.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_mean_baseline_comes_from_the_train_split_only(evaluated: tuple[Path, str], learn_store: Path) -> None:
+    out, _ = evaluated
+    report = EvalReport.model_validate_json((out / "metrics.json").read_text())
+    group, table = zarr.open_group(learn_store, mode="r"), pd.read_csv(learn_store / "episodes.csv")
+    ends, action = group["meta/episode_ends"][:], group["data/action"][:]
+
+    def split_mean(split: str) -> np.ndarray:
+        rows = table[table["split"] == split]
+        pairs = zip(rows["episode"], rows["n_frames"], strict=True)
+        return np.concatenate([action[ends[e] - n : ends[e]] for e, n in pairs]).mean(0)
+
+    np.testing.assert_allclose(report.train_mean, split_mean("train"), rtol=1e-5)
+    assert not np.allclose(report.train_mean, action.mean(0), rtol=1e-3)  # val frames would move it
+
+
+# -- Policy and PolicyRunner ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def window8_run(learn_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3-step run at W=8, K=4 (longer windows than the trained fixture, so padding is exercised)."""
+    config = TrainConfig.model_validate({
+        "data": {"store": str(learn_store), "window": {"window": 8, "chunk": 4}},
+        "model": SMALL_MODEL,
+        "optim": {"lr": 1e-2, "batch_size": 4, "max_steps": 3},
+        "log": {"val_every": 3, "val_batches": 1, "save_every": 3},
+    })
+    run = tmp_path_factory.mktemp("w8") / "run"
+    train(config, run)
+    return run
+
+
+def _raw_episode(learn_store: Path, episode: int) -> tuple[Path, np.ndarray]:
+    source = pd.read_csv(learn_store / "episodes.csv").set_index("episode").loc[episode, "source_path"]
+    path = Path(source) if Path(source).is_absolute() else learn_store.parent / "raw" / source
+    with h5py.File(path, "r") as f:
+        return path, f["images"][()]
+
+
+def test_runner_equals_the_batch_model_on_every_window(window8_run: Path, learn_store: Path) -> None:
+    policy = Policy.from_checkpoint(window8_run, "cpu")
+    assert policy.path.name == "checkpoint-3" and policy.window == 8 and policy.chunk == 4
+    ds = WindowDataset(learn_store, "val", window=8, chunk=4)
+    e = 0
+    path, raw = _raw_episode(learn_store, int(ds.episode_ids[e]))
+    runner = policy.runner()
+    runner.reset(ds.instructions[e])
+    indices = np.flatnonzero(ds.which == e)
+    assert len(raw) == len(indices) > 8
+    for t, frame in enumerate(raw):
+        stepped = runner.step(frame)  # raw BGR frame, resized by the checkpoint's preprocessing
+        sample = ds[int(indices[t])]  # stored frames, the window padded as in training
+        with torch.no_grad():
+            batch = policy.model(sample["rgb"][None], [sample["instruction"]])[0, -1]
+        expected = policy.normalizer.denormalize(batch.numpy())
+        np.testing.assert_allclose(stepped, expected, atol=RUNNER_ATOL, err_msg=f"frame {t}")
+        np.testing.assert_allclose(policy.predict(raw[max(0, t - 7) : t + 1], ds.instructions[e]), expected,
+                                   atol=RUNNER_ATOL)
+    assert runner.steps == len(raw)
+    whole = policy.episode_chunks(ds.frames.episode(e), ds.instructions[e])
+    np.testing.assert_allclose(whole[-1], stepped, atol=RUNNER_ATOL)
+
+
+def test_runner_refuses_misuse(window8_run: Path) -> None:
+    runner = Policy.from_checkpoint(window8_run, "cpu").runner()
+    frame = np.zeros((48, 80, 3), np.uint8)
+    with pytest.raises(RuntimeError, match="reset"):
+        runner.step(frame)
+    with pytest.raises(ValueError, match="non-empty"):
+        runner.reset("  ")
+    runner.reset("go to the bottle on the left")
+    with pytest.raises(ValueError, match="uint8"):
+        runner.step(frame.astype(np.float32))
+    with pytest.raises(ValueError, match="one"):
+        runner.step(np.zeros((2, 48, 80, 3), np.uint8))
+    assert runner.step(frame).shape == (4, 2)
+
+
+def test_predict_runs_an_episode_shorter_than_the_window(window8_run: Path, learn_store: Path, tmp_path: Path) -> None:
+    path, raw = _raw_episode(learn_store, 0)
+    with h5py.File(path, "r") as f:
+        actions = f["actions"][()]
+    short = write_episode(tmp_path / "episode_20251110_120000_1box_hori_left_core_medium.h5",
+                          Episode("short", raw[:3, ..., ::-1], actions[:3], ["episode_start"] + ["start_action"] * 2,
+                                  "Reach the bottle on the left", {"num_frames": 3}))
+    code, output = run_cli("predict", str(window8_run), str(short), "--json")
+    assert code == 0, output
+    report = PredictReport.model_validate_json(output)
+    assert [s.t for s in report.steps] == [0, 1, 2] and report.window == 8
+    assert np.shape(report.steps[0].predicted) == (4, 2)
+    np.testing.assert_allclose([s.recorded for s in report.steps[:2]], actions[1:3, :2], rtol=1e-6)
+    assert report.steps[2].recorded is None  # row 3 is past the end
+    policy = Policy.from_checkpoint(window8_run, "cpu")
+    np.testing.assert_allclose(report.steps[2].predicted, policy.predict(raw[:3], report.instruction), atol=RUNNER_ATOL)
+
+    code, text = run_cli("predict", str(window8_run), str(short))
+    assert code == 0 and "recorded (t+1)" in text and "first-action MAE" in text and "3 frames" in text
+
+
+# -- refusals ---------------------------------------------------------------------------------------------------
+def test_eval_refuses_a_store_that_does_not_fit_the_checkpoint(window8_run: Path, learn_store: Path,
+                                                              tmp_path: Path) -> None:
+    other = tmp_path / "other.zarr"
+    code, output = run_cli("build-splits", str(learn_store.parent / "raw"), "-o", str(other), "--image-size", "48",
+                           "--action-channels", "0,1,2")
+    assert code == 0, output
+    code, output = run_cli("eval", str(window8_run), str(other), "-o", str(tmp_path / "out"))
+    assert code == 1 and "Traceback" not in output
+    assert "action dimension: checkpoint 2, store 3" in output
+    assert "preprocessing image_size: checkpoint 56, store 48" in output
+    assert not (tmp_path / "out").exists()
+
+
+def test_corrupt_or_partial_checkpoints_are_refused(window8_run: Path, learn_store: Path, tmp_path: Path) -> None:
+    episode = str(_raw_episode(learn_store, 0)[0])
+    source = window8_run / "checkpoint-3"
+    cases = {
+        "heads": (lambda c: (c / HEADS).write_bytes((c / HEADS).read_bytes()[:-10]), "does not match its checksum"),
+        "adapter": (lambda c: (c / ADAPTER).unlink(), "missing; the checkpoint is partial"),
+        "meta": (lambda c: (c / META).write_text("{not json"), "unreadable"),
+        "nometa": (lambda c: (c / META).unlink(), "neither a checkpoint nor a run folder"),
+        "format": (lambda c: (c / META).write_text(json.dumps({"format_version": 1})), "checkpoint format 1"),
+    }
+    for name, (damage, message) in cases.items():
+        broken = tmp_path / name
+        shutil.copytree(source, broken)
+        damage(broken)
+        for args in (["eval", str(broken), str(learn_store), "-o", str(tmp_path / "out")],
+                     ["predict", str(broken), episode]):
+            code, output = run_cli(*args)
+            assert code == 1 and message in output and "Traceback" not in output, (name, args[0], output)

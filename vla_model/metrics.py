@@ -1,0 +1,60 @@
+"""Action metrics in physical units, over unmasked actions only (plain numpy; ``schemas.evaluation`` holds
+the shapes they are reported in).
+
+``pred`` and ``true`` are (N, K, A): N chunks of K actions of A channels; ``mask`` (N, K) is True where the
+true action exists (False past an episode's end: padding, never scored).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from schemas.evaluation import Comparison, EvalOptions, Horizon, MetricSet, Predictor
+
+
+def direction(x: np.ndarray, dead_band: float) -> np.ndarray:
+    """-1, 0 or +1 per entry: 0 where |x| is below the dead band."""
+    return np.where(np.abs(x) < dead_band, 0, np.sign(x)).astype(np.int8)
+
+
+def _listed(values: np.ndarray | None, channels: int) -> list[float | None]:
+    return [None] * channels if values is None else [float(v) for v in values]
+
+
+def action_metrics(pred: np.ndarray, true: np.ndarray, mask: np.ndarray, tolerance: float, dead_band: float) -> MetricSet:
+    """Per-channel MAE, MSE, RMSE and direction accuracy, and success@tolerance, over the unmasked actions."""
+    pred, true, mask = np.asarray(pred, np.float64), np.asarray(true, np.float64), np.asarray(mask, bool)
+    if pred.shape != true.shape or pred.shape[:-1] != mask.shape:
+        raise ValueError(f"pred {pred.shape}, true {true.shape} and mask {mask.shape} do not line up")
+    channels = pred.shape[-1]
+    p, t = pred[mask], true[mask]  # (M, A)
+    if len(p) == 0:
+        return MetricSet(count=0, mae=[None] * channels, mse=[None] * channels, rmse=[None] * channels,
+                         direction_accuracy=[None] * channels, success=None)
+    error = p - t
+    mse = (error**2).mean(axis=0)
+    return MetricSet(
+        count=len(p),
+        mae=_listed(np.abs(error).mean(axis=0), channels),
+        mse=_listed(mse, channels),
+        rmse=_listed(np.sqrt(mse), channels),
+        direction_accuracy=_listed((direction(p, dead_band) == direction(t, dead_band)).mean(axis=0), channels),
+        success=float((np.abs(error) <= tolerance).all(axis=1).mean()),
+    )
+
+
+def compare(pred: np.ndarray, true: np.ndarray, mask: np.ndarray, train_mean: np.ndarray, options: EvalOptions) -> Comparison:
+    """The policy and both baselines, for the first action of each chunk and for the whole chunk."""
+    predictions = {
+        Predictor.policy: np.asarray(pred),
+        Predictor.train_mean: np.broadcast_to(np.asarray(train_mean, np.float64), np.shape(true)),
+        Predictor.zero_velocity: np.zeros(np.shape(true)),
+    }
+    spans = {Horizon.first: slice(0, 1), Horizon.chunk: slice(None)}
+    return {
+        horizon: {
+            who: action_metrics(p[:, span], true[:, span], mask[:, span], options.tolerance, options.dead_band)
+            for who, p in predictions.items()
+        }
+        for horizon, span in spans.items()
+    }
