@@ -72,8 +72,8 @@ def evaluate_checkpoint(
 ) -> tuple[EvalReport, list[EpisodeResult]]:
     """Score ``checkpoint`` on every anchor of ``options.split`` of ``store``; raises CheckpointError,
     StoreError or ValueError with a message for the user."""
-    policy = Policy.from_checkpoint(checkpoint, device)
     opened = open_store(store)
+    policy = Policy.from_checkpoint(checkpoint, device)
     check_store(policy.meta, opened.manifest)
     spec = policy.spec
     train_split = policy.meta.train_config.data.train_split

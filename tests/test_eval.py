@@ -22,6 +22,7 @@ from vla_data.dataset import WindowDataset
 from vla_data.synthetic import Episode, write_episode
 from vla_model import Policy
 from vla_model.checkpoint import ADAPTER, HEADS, META
+from vla_model.loading import load_policy
 from vla_model.metrics import action_metrics, compare
 from vla_model.trainer import train
 
@@ -150,8 +151,10 @@ def _raw_episode(learn_store: Path, episode: int) -> tuple[Path, np.ndarray]:
 
 
 def test_runner_equals_the_batch_model_on_every_window(window8_run: Path, learn_store: Path) -> None:
-    policy = Policy.from_checkpoint(window8_run, "cpu")
+    policy = Policy.from_checkpoint(window8_run, "cpu")  # LoRA merged into the backbone for inference
     assert policy.path.name == "checkpoint-3" and policy.window == 8 and policy.chunk == 4
+    batch_model, _ = load_policy(window8_run)  # the trained model as training runs it: LoRA unmerged
+    assert policy.model.lora_merged and not batch_model.lora_merged
     ds = WindowDataset(learn_store, "val", window=8, chunk=4)
     e = 0
     path, raw = _raw_episode(learn_store, int(ds.episode_ids[e]))
@@ -163,7 +166,7 @@ def test_runner_equals_the_batch_model_on_every_window(window8_run: Path, learn_
         stepped = runner.step(frame)  # raw BGR frame, resized by the checkpoint's preprocessing
         sample = ds[int(indices[t])]  # stored frames, the window padded as in training
         with torch.no_grad():
-            batch = policy.model(sample["rgb"][None], [sample["instruction"]])[0, -1]
+            batch = batch_model(sample["rgb"][None], [sample["instruction"]])[0, -1]
         expected = policy.normalizer.denormalize(batch.numpy())
         np.testing.assert_allclose(stepped, expected, atol=RUNNER_ATOL, err_msg=f"frame {t}")
         np.testing.assert_allclose(policy.predict(raw[max(0, t - 7) : t + 1], ds.instructions[e]), expected,
@@ -241,3 +244,12 @@ def test_corrupt_or_partial_checkpoints_are_refused(window8_run: Path, learn_sto
                      ["predict", str(broken), episode]):
             code, output = run_cli(*args)
             assert code == 1 and message in output and "Traceback" not in output, (name, args[0], output)
+
+
+def test_a_device_this_machine_lacks_is_refused(window8_run: Path, learn_store: Path) -> None:
+    episode = str(_raw_episode(learn_store, 0)[0])
+    code, output = run_cli("predict", str(window8_run), episode, "--device", "gpu0")
+    assert code == 1 and "not a torch device" in output
+    if not torch.cuda.is_available():
+        code, output = run_cli("predict", str(window8_run), episode, "--device", "cuda")
+        assert code == 1 and "no CUDA GPU is visible" in output

@@ -20,21 +20,26 @@ def to_rgb(frame: np.ndarray, order: ColorOrder) -> np.ndarray:
 
 
 def resize_frame(frame: np.ndarray, pre: Preprocessing) -> np.ndarray:
-    """(H, W, 3) uint8 in the source colour order -> (S, S, 3) uint8 RGB, as ``pre`` says."""
-    image = Image.fromarray(np.ascontiguousarray(to_rgb(frame, pre.source_color_order)))
+    """(H, W, 3) uint8 in the source colour order -> (S, S, 3) uint8 RGB, as ``pre`` says.
+
+    Resizing treats each channel alone, so the frame is resized in its own order and only the S x S
+    result is turned into RGB: the same pixels as converting first, without copying the full frame.
+    """
+    image = Image.fromarray(np.ascontiguousarray(frame))
     s, (w, h), resample = pre.image_size, image.size, _FILTERS[pre.interpolation]
     if pre.resize == ResizeMode.squash:
-        return np.asarray(image.resize((s, s), resample))
-    if pre.resize == ResizeMode.letterbox:
+        out = image.resize((s, s), resample)
+    elif pre.resize == ResizeMode.letterbox:
         scale = s / max(w, h)
         inner = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), resample)
-        canvas = Image.new("RGB", (s, s))
-        canvas.paste(inner, ((s - inner.width) // 2, (s - inner.height) // 2))
-        return np.asarray(canvas)
-    scale = s / min(w, h)  # center-crop: cover, then cut the long side
-    cover = image.resize((max(s, round(w * scale)), max(s, round(h * scale))), resample)
-    left, top = (cover.width - s) // 2, (cover.height - s) // 2
-    return np.asarray(cover.crop((left, top, left + s, top + s)))
+        out = Image.new("RGB", (s, s))
+        out.paste(inner, ((s - inner.width) // 2, (s - inner.height) // 2))
+    else:  # center-crop: cover, then cut the long side
+        scale = s / min(w, h)
+        cover = image.resize((max(s, round(w * scale)), max(s, round(h * scale))), resample)
+        left, top = (cover.width - s) // 2, (cover.height - s) // 2
+        out = cover.crop((left, top, left + s, top + s))
+    return np.ascontiguousarray(to_rgb(np.asarray(out), pre.source_color_order))
 
 
 def resize_frames(frames: np.ndarray, pre: Preprocessing) -> np.ndarray:

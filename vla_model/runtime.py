@@ -31,14 +31,25 @@ from vla_model.loading import load_policy
 from vla_model.policy import VLAPolicy
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def pick_device(device: str | torch.device | None) -> torch.device:
+    """``device`` checked against this machine; None: CUDA when available, else the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"device {device!r} is not a torch device (cpu, cuda, cuda:1, ...)") from exc
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: no CUDA GPU is visible on this machine; use cpu")
+    return chosen
 
 
 class Policy:
     """A trained policy with the preprocessing and action stats it was trained with."""
 
     def __init__(self, model: VLAPolicy, meta: CheckpointMeta, path: Path | None = None) -> None:
+        if not model.lora_merged:
+            model.merge_lora()  # inference only: one matmul per projection
         self.model = model.eval()
         self.meta = meta
         self.path = path  # the checkpoint folder it came from
@@ -54,7 +65,7 @@ class Policy:
         ``device``: "cpu", "cuda", "cuda:1", ... [default: CUDA when available]. No store is needed.
         """
         folder = resolve(Path(path))
-        model, meta = load_policy(folder, torch.device(device) if device is not None else default_device())
+        model, meta = load_policy(folder, pick_device(device))
         return cls(model, meta, folder)
 
     @property
@@ -79,14 +90,14 @@ class Policy:
                              f"got {array.shape} {array.dtype}")
         return torch.from_numpy(resize_frames(array, self.preprocessing)).permute(0, 3, 1, 2)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def features(self, rgb: torch.Tensor, instruction: str, batch_size: int = 64) -> torch.Tensor:
         """(T, 3, S, S) prepared uint8 frames -> (T, D) frame features, ``batch_size`` frames per backbone call."""
         parts = [self.model.frame_features(rgb[i : i + batch_size], [instruction] * len(rgb[i : i + batch_size]))
                  for i in range(0, len(rgb), batch_size)]
         return torch.cat(parts)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def act(self, windows: torch.Tensor) -> np.ndarray:
         """(B, W, D) features of B windows (oldest first) -> (B, K, A) chunks of each window's last frame, physical."""
         normalised = self.model.act(windows)[:, -1]
