@@ -24,12 +24,11 @@ import pandas as pd
 from tqdm import tqdm
 
 from schemas.evaluation import Comparison, EvalOptions, EvalReport, Horizon, MetricSet, Predictor
-from schemas.sample import WindowSpec
 from vla_data import __version__
 from vla_data.dataset import WindowDataset
 from vla_data.files import atomic_path, write_text_atomic
 from vla_data.store import open_store
-from vla_data.windows import window_index
+from vla_data.windows import anchor_chunks
 from vla_model.loading import check_store
 from vla_model.metrics import compare
 from vla_model.runtime import Policy
@@ -50,15 +49,6 @@ class EpisodeResult:
     pred: np.ndarray  # (N, K, A) physical
     true: np.ndarray  # (N, K, A) physical, zero velocity where masked
     mask: np.ndarray  # (N, K) True where the recorded action exists
-
-
-def chunk_truth(actions: np.ndarray, t: np.ndarray, spec: WindowSpec) -> tuple[np.ndarray, np.ndarray]:
-    """The recorded chunk of each anchor's last window frame (t itself) and its mask, as training scores it."""
-    last = [window_index(int(a), len(actions), spec) for a in t]
-    rows = np.stack([ix.rows[-1] for ix in last]) if last else np.zeros((0, spec.chunk), np.int64)
-    past = np.stack([ix.past_end[-1] for ix in last]) if last else np.zeros((0, spec.chunk), bool)
-    true = np.where(past[..., None], np.float32(0), actions[rows])
-    return true.astype(np.float32), ~past
 
 
 def _concat(results: Iterable[EpisodeResult]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -89,7 +79,7 @@ def evaluate_checkpoint(
     for e in tqdm(range(len(ds.episode_ids)), desc=f"eval {options.split.value}", unit="episode", disable=not progress):
         t = ds.t[ds.which == e]
         chunks = policy.episode_chunks(ds.frames.episode(e), ds.instructions[e], options.batch_size)[t]
-        true, mask = chunk_truth(ds.actions[e], t, spec)
+        true, mask = anchor_chunks(ds.actions[e], t, spec)
         episode = int(ds.episode_ids[e])
         results.append(EpisodeResult(episode, scenario_of[episode], ds.instructions[e], t, chunks, true, mask))
 

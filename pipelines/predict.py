@@ -17,6 +17,7 @@ from schemas.evaluation import PredictedStep, PredictReport
 from schemas.findings import Severity
 from vla_data.recorder import InstructionIndex, open_episode
 from vla_data.validation import check_file
+from vla_data.windows import anchor_chunks
 from vla_model.metrics import action_metrics
 from vla_model.runtime import Policy
 
@@ -50,20 +51,14 @@ def predict_episode(policy: Policy, path: Path, settings: RecorderSettings, inst
         raise ValueError(f"{path}: no instruction in the file, a dataset_index.csv or the file name; pass --instruction")
     runner = policy.runner()
     runner.reset(instruction)
-    offset, steps = policy.spec.action_offset, []
-    for t, frame in enumerate(tqdm(frames, desc="predict", unit="frame", disable=not progress)):
-        chunk = runner.step(frame)
-        row = t + offset
-        recorded = [float(v) for v in actions[row]] if row < len(actions) else None
-        steps.append(PredictedStep(t=t, predicted=chunk.tolist(), recorded=recorded))
-    has_row = np.array([s.recorded is not None for s in steps])
-    first = np.array([s.predicted[0] for s in steps], np.float32)[:, None]
-    true = np.zeros_like(first)
-    true[has_row, 0] = [s.recorded for s in steps if s.recorded is not None]
-    mae = action_metrics(first, true, has_row[:, None], tolerance=np.inf, dead_band=0).mae
+    chunks = np.stack([runner.step(frame) for frame in tqdm(frames, desc="predict", unit="frame", disable=not progress)])
+    true, mask = anchor_chunks(actions, np.arange(len(frames)), policy.spec)
+    steps = [PredictedStep(t=t, predicted=chunks[t].tolist(), recorded=true[t, 0].tolist() if mask[t, 0] else None)
+             for t in range(len(frames))]
+    mae = action_metrics(chunks[:, :1], true[:, :1], mask[:, :1], tolerance=np.inf, dead_band=0).mae
     return PredictReport(checkpoint=str(policy.path), episode=str(path), instruction=instruction,
                          action_names=policy.action_names, window=policy.window, chunk=policy.chunk,
-                         action_offset=offset, first_action_mae=mae, steps=steps)
+                         action_offset=policy.spec.action_offset, first_action_mae=mae, steps=steps)
 
 
 def render_predictions(report: PredictReport) -> str:

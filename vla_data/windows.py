@@ -46,3 +46,14 @@ def anchors(n_frames: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
     which = np.repeat(np.arange(len(n_frames)), [len(a) for a in per_episode])
     t = np.concatenate(per_episode) if per_episode else np.zeros(0, np.int64)
     return which.astype(np.int64), t.astype(np.int64)
+
+
+def anchor_chunks(actions: np.ndarray, t: np.ndarray, spec: WindowSpec) -> tuple[np.ndarray, np.ndarray]:
+    """The recorded chunk after each anchor t (the last window frame's rows t+o..t+o+K-1) and its mask.
+
+    ``actions`` (n, A) of one episode -> (len(t), K, A) float32 with zero velocity past the end, (len(t), K) bool.
+    """
+    last = [window_index(int(a), len(actions), spec) for a in t]
+    rows = np.stack([ix.rows[-1] for ix in last]) if last else np.zeros((0, spec.chunk), np.int64)
+    past = np.stack([ix.past_end[-1] for ix in last]) if last else np.zeros((0, spec.chunk), bool)
+    return np.where(past[..., None], np.float32(0), actions[rows]).astype(np.float32), ~past

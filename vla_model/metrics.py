@@ -17,8 +17,8 @@ def direction(x: np.ndarray, dead_band: float) -> np.ndarray:
     return np.where(np.abs(x) < dead_band, 0, np.sign(x)).astype(np.int8)
 
 
-def _listed(values: np.ndarray | None, channels: int) -> list[float | None]:
-    return [None] * channels if values is None else [float(v) for v in values]
+def _listed(values: np.ndarray) -> list[float | None]:
+    return [float(v) for v in values]
 
 
 def action_metrics(pred: np.ndarray, true: np.ndarray, mask: np.ndarray, tolerance: float, dead_band: float) -> MetricSet:
@@ -35,10 +35,10 @@ def action_metrics(pred: np.ndarray, true: np.ndarray, mask: np.ndarray, toleran
     mse = (error**2).mean(axis=0)
     return MetricSet(
         count=len(p),
-        mae=_listed(np.abs(error).mean(axis=0), channels),
-        mse=_listed(mse, channels),
-        rmse=_listed(np.sqrt(mse), channels),
-        direction_accuracy=_listed((direction(p, dead_band) == direction(t, dead_band)).mean(axis=0), channels),
+        mae=_listed(np.abs(error).mean(axis=0)),
+        mse=_listed(mse),
+        rmse=_listed(np.sqrt(mse)),
+        direction_accuracy=_listed((direction(p, dead_band) == direction(t, dead_band)).mean(axis=0)),
         success=float((np.abs(error) <= tolerance).all(axis=1).mean()),
     )
 
