@@ -108,7 +108,8 @@ class Policy:
 
         Recomputes every frame's feature; in a loop use ``runner()``, which computes each frame once.
         """
-        rgb = self.prepare(frames)[-self.window :]
+        array = np.asarray(frames)
+        rgb = self.prepare(array[-self.window :] if array.ndim == 4 else array)  # only the frames the window uses
         features = self.features(rgb, instruction)
         rows = window_index(len(rgb) - 1, len(rgb), self.spec).frames
         return self.act(features[torch.from_numpy(rows)][None])[0]
