@@ -1,14 +1,17 @@
 """The build-splits job: validated recorder episodes -> one zarr store with splits and train-only stats.
 
-Sources are validated first (default pass); the store is built in a staging folder and published by
-renames (``vla_data.store.publish``). Re-running on the same output adds only episodes whose content is
-new, keeps every existing episode's frames and split, and recomputes the stats.
+The output is checked first: it must not overlap a source folder, and only a vla-data store (or nothing)
+may be there (``vla_data.ownership``). The whole build holds the store's writer lock
+(``vla_data.writer_lock``). Sources are validated (default pass); the store is built in a staging folder and
+published by renames (``vla_data.store.publish``). Re-running on the same output adds only episodes whose
+content is new, keeps every existing episode's frames and split, and recomputes the stats; a stored source
+whose content changed is refused (or, asked to, replaced in its split); duplicates are listed.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,14 +25,19 @@ from schemas.store import (
     BuildLog,
     BuildLogEntry,
     BuildOptions,
+    DroppedChannel,
+    Duplicate,
     EpisodeRecord,
     NormStats,
+    ReplacedEpisode,
     SkippedEpisode,
     Split,
     StoreManifest,
+    StoreMarker,
     Stratify,
 )
 from vla_data import __version__
+from vla_data.ownership import Ownership, check_output, ownership, remove_ours
 from vla_data.recorder import common_root, episode_files, fingerprint, header, open_episode, stored_frame_bytes
 from vla_data.shards import EpisodeSource, fill_frames, plan_shards
 from vla_data.splits import assign_splits, match_split_file, read_split_file
@@ -45,10 +53,12 @@ from vla_data.store import (
     open_store,
     publish,
     recover,
+    staging_path,
     write_episode_ends,
     write_table,
 )
 from vla_data.validation import validate
+from vla_data.writer_lock import writer_lock
 
 
 class BuildRefused(Exception):
@@ -66,12 +76,14 @@ class Source:
     report: FileReport
     content_hash: str
     actions: np.ndarray  # all recorder channels, physical units
+    frames_key: str
 
 
 def select_channels(usable: list[FileReport], options: BuildOptions, action_dim: int) -> ActionSelection:
+    """The channels to keep, and the others with the value they held when dropped as constant (auto)."""
+    lo = np.min([r.action_min for r in usable], axis=0)
+    hi = np.max([r.action_max for r in usable], axis=0)
     if options.action_channels == "auto":
-        lo = np.min([r.action_min for r in usable], axis=0)
-        hi = np.max([r.action_max for r in usable], axis=0)
         channels = [c for c in range(action_dim) if lo[c] != hi[c]]
         if not channels:
             raise StoreError("every action channel is constant across the sources; nothing to learn")
@@ -80,9 +92,13 @@ def select_channels(usable: list[FileReport], options: BuildOptions, action_dim:
         bad = [c for c in channels if not 0 <= c < action_dim]
         if bad:
             raise StoreError(f"--action-channels {bad} out of range: the recorder writes channels 0..{action_dim - 1}")
-    names = options.action_names or [default_action_names(action_dim)[c] for c in channels]
+    default_names = default_action_names(action_dim)
+    names = options.action_names or [default_names[c] for c in channels]
+    auto = options.action_channels == "auto"
+    dropped = [DroppedChannel(channel=c, name=default_names[c], value=float(lo[c]) if auto else None)
+               for c in range(action_dim) if c not in channels]
     try:
-        return ActionSelection(channels=channels, names=names)
+        return ActionSelection(channels=channels, names=names, dropped=dropped)
     except ValueError as exc:
         raise StoreError(f"action channels {channels} and names {names} do not fit: {exc}") from exc
 
@@ -92,21 +108,15 @@ def _read_source(report: FileReport, settings: RecorderSettings) -> Source:
     with open_episode(path) as f:
         frames_ds, actions = f[settings.frames_key], np.asarray(f[settings.actions_key][()], np.float32)
         digest = fingerprint(actions, header(frames_ds, settings.frames_key), stored_frame_bytes(frames_ds))
-    return Source(report=report, content_hash=digest, actions=actions)
+    return Source(report=report, content_hash=digest, actions=actions, frames_key=settings.frames_key)
 
 
 def _load_previous(out: Path, options: BuildOptions) -> DatasetStore | None:
-    recover(out)
-    if not out.exists():
+    """The store already at ``out`` that this build extends, or None (nothing there, or --overwrite)."""
+    kind = ownership(out)
+    if kind in (Ownership.absent, Ownership.empty) or (options.overwrite and kind != Ownership.foreign):
         return None
-    try:
-        previous = open_store(out)
-    except StoreError:
-        if options.overwrite:
-            return None
-        raise
-    if options.overwrite:
-        return None
+    previous = open_store(out)  # a foreign folder or an incomplete store is refused here, saying which
     m = previous.manifest
     if m.preprocessing != options.preprocessing:
         raise StoreError(
@@ -130,18 +140,154 @@ class BuildProgress(Protocol):
     def advance(self, frames: int, episodes: int) -> None: ...
 
 
+@dataclass
+class Entry:
+    """One episode of the store being built: copied from the previous store, or read from a source."""
+
+    record: EpisodeRecord  # its split is settled once every entry is known
+    source: Source | None = None  # None: frames and actions copied from the previous store
+    fixed: bool = True  # False: a new episode, placed by the split rule
+
+
+@dataclass
+class Sorted:
+    """The sources sorted against the store: what is added, replaced, left out, and what changed."""
+
+    entries: list[Entry]
+    duplicates: list[Duplicate]
+    replaced: list[ReplacedEpisode]
+    changed: list[tuple[EpisodeRecord, Source]]
+    hash_of: dict[Path, str]
+
+
+def _sort_sources(usable: list[FileReport], previous: DatasetStore | None, options: BuildOptions,
+                  settings: RecorderSettings) -> Sorted:
+    """One pass over the sources: each is already stored (by content), a duplicate of another (listed), a
+    stored source whose content changed (refused, or replacing its stored episode in its split), or new."""
+    stored = [EpisodeRecord.model_validate(row) for row in previous.episodes.to_dict("records")] if previous else []
+    by_hash = {r.content_hash: r for r in stored}
+    by_path = {_resolved(r.source_path): r for r in stored}
+    first_of: dict[str, str] = {}
+    replacing: dict[int, Source] = {}
+    removed: set[int] = set()
+    new: list[Source] = []
+    result = Sorted([], [], [], [], {})
+    for r in usable:
+        source = _read_source(r, settings)
+        digest, path = source.content_hash, Path(r.path)
+        result.hash_of[path] = digest
+        old = by_path.get(path)
+        if old is not None and old.content_hash != digest:
+            result.changed.append((old, source))
+            if not options.replace_changed:
+                continue
+            removed.add(old.episode)
+            result.replaced.append(ReplacedEpisode(source_path=r.path, old_hash=old.content_hash, new_hash=digest,
+                                                   split=old.split))
+        same = by_hash.get(digest)
+        if same is not None or digest in first_of:
+            if same is None or _resolved(same.source_path) != path:
+                result.duplicates.append(Duplicate(source_path=r.path,
+                                                   same_as=same.source_path if same else first_of[digest]))
+            continue
+        first_of[digest] = r.path
+        if old is not None and old.episode in removed:
+            replacing[old.episode] = source
+        else:
+            new.append(source)
+    for record in stored:
+        if record.episode not in removed:
+            result.entries.append(Entry(record))
+        elif record.episode in replacing:
+            result.entries.append(Entry(_new_record(record.episode, replacing[record.episode], record.split),
+                                        replacing[record.episode]))
+    result.entries += [Entry(_new_record(0, s, Split.train), s, fixed=False) for s in new]
+    for i, entry in enumerate(result.entries):  # episode ids follow store order
+        entry.record = entry.record.model_copy(update={"episode": i})
+    return result
+
+
+def _resolved(path: str) -> Path:
+    return Path(path).resolve()
+
+
+def _new_record(episode: int, s: Source, split: Split) -> EpisodeRecord:
+    return EpisodeRecord(
+        episode=episode,
+        source_path=s.report.path,
+        content_hash=s.content_hash,
+        n_frames=len(s.actions),
+        instruction=s.report.instruction or "",
+        instruction_source=s.report.instruction_source,
+        scenario=s.report.scenario or "unknown",
+        split=split,
+    )
+
+
+def _refuse_changed(changed: list[tuple[EpisodeRecord, Source]], out: Path) -> None:
+    listed = "; ".join(f"{s.report.path} (stored {old.content_hash[:12]}, now {s.content_hash[:12]})"
+                       for old, s in changed[:5])
+    more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+    raise StoreError(
+        f"{len(changed)} source(s) changed since {out} stored them: {listed}{more}. Restore the recorded files, or "
+        "pass --replace-changed to replace each stored episode with the file's new content, in the same split"
+    )
+
+
+def _refuse_dropped_channels(previous: DatasetStore, sources: list[Source], options: BuildOptions,
+                             settings: RecorderSettings) -> None:
+    """An incremental build keeps the store's channels; it refuses episodes that use a channel dropped as
+    constant (unless the same --action-channels are given explicitly: then dropping it is a choice)."""
+    selection = previous.manifest.actions
+    if options.action_channels != "auto":
+        return
+    names = default_action_names(settings.action_dim)
+    dropped = selection.dropped or [  # stores built before the choice was recorded: the recorder's unused zero
+        DroppedChannel(channel=c, name=names[c], value=0.0) for c in range(settings.action_dim)
+        if c not in selection.channels
+    ]
+    for d in dropped:
+        users = [s.report.path for s in sources
+                 if d.value is not None and d.channel < s.actions.shape[1] and np.any(s.actions[:, d.channel] != d.value)]
+        if users:
+            every = ",".join(str(c) for c in sorted({*selection.channels, d.channel}))
+            kept = ",".join(str(c) for c in selection.channels)
+            raise StoreError(
+                f"{len(users)} new episode(s) use action channel {d.channel} ({d.name}), which {previous.path} "
+                f"dropped because it was {d.value:g} in every episode it was built from, e.g. "
+                f"{', '.join(users[:3])}; adding them would throw those commands away. Rebuild with the channel: "
+                f"`vla-data build-splits SRC... -o {previous.path} --overwrite --action-channels {every}`, or pass "
+                f"`--action-channels {kept}` to drop it knowingly"
+            )
+
+
 def build_splits(
     sources: list[Path],
     out: Path,
     options: BuildOptions,
     settings: RecorderSettings,
     progress: BuildProgress | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> StoreManifest:
+    """Build (or extend) the store at ``out`` from ``sources``; see the module doc. Raises ``BuildRefused``,
+    ``StoreError``, ``OwnershipError`` or ``StoreBusy`` with a message for the user; ``on_wait`` hears that
+    the build waits for another one writing the same store."""
+    sources = [s.resolve() for s in sources]
+    out = out.resolve()
+    check_output(out, sources)
     files = episode_files(sources)
     root = Path(common_root(sources))
     report = validate(files, settings, ValidateOptions(), root=str(root))
     if report.n_errors and not options.skip_invalid:
-        raise BuildRefused(report)
+        raise BuildRefused(report)  # before the lock: a refused build writes nothing at all
+    with writer_lock(out, options.wait, on_wait):
+        recover(out)
+        check_output(out, sources)
+        return _build_locked(report, root, out, options, settings, progress)
+
+
+def _build_locked(report: ValidationReport, root: Path, out: Path, options: BuildOptions, settings: RecorderSettings,
+                  progress: BuildProgress | None) -> StoreManifest:
     skipped = [
         SkippedEpisode(
             source_path=r.path,
@@ -158,42 +304,31 @@ def build_splits(
     if previous is not None and options.action_channels != "auto" and list(options.action_channels) != selection.channels:
         raise StoreError(f"{out} keeps channels {selection.channels}; pass --overwrite to change them")
 
-    stored = dict(zip(previous.episodes["content_hash"], previous.episodes["split"], strict=True)) if previous else {}
-    new: list[Source] = []
-    new_hashes: set[str] = set()
-    hash_of: dict[Path, str] = {}
-    duplicates: list[str] = []
-    for r in usable:
-        source = _read_source(r, settings)
-        hash_of[Path(r.path)] = source.content_hash
-        if source.content_hash in stored:
-            continue  # already in the store: kept as it is
-        if source.content_hash in new_hashes:
-            duplicates.append(r.path)
-            continue
-        new_hashes.add(source.content_hash)
-        new.append(source)
-    explicit, unmatched = _explicit_splits(options, usable, root, hash_of, stored)
-
-    kept = (
-        [EpisodeRecord.model_validate(row) for row in previous.episodes.to_dict("records")] if previous else []
-    )
+    plan = _sort_sources(usable, previous, options, settings)
+    if plan.changed and not options.replace_changed:
+        _refuse_changed(plan.changed, out)
+    if previous is not None:
+        _refuse_dropped_channels(previous, [e.source for e in plan.entries if e.source is not None], options, settings)
+    stored = {e.record.content_hash: e.record.split for e in plan.entries if e.fixed}
+    explicit, unmatched = _explicit_splits(options, usable, root, plan.hash_of, stored)
     entry = BuildLogEntry(
         tool_version=__version__,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
-        added=[s.report.path for s in new],
-        kept=len(kept),
+        added=[e.record.source_path for e in plan.entries if not e.fixed],
+        kept=sum(e.source is None for e in plan.entries),
         skipped=skipped,
-        duplicates=duplicates,
+        duplicates=plan.duplicates,
+        replaced=plan.replaced,
         unmatched_split_rows=unmatched,
     )
-    staging = out.with_name(f".{out.name}.staging-{os.getpid()}")
+    staging = staging_path(out, os.getpid())
     try:
-        manifest = _write_staging(staging, previous, new, kept, selection, explicit, entry, options, settings, progress)
+        manifest = _write_staging(staging, previous, plan.entries, selection, explicit, entry, options, progress)
+        publish(staging, out)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging.exists():
+            remove_ours(staging)
         raise
-    publish(staging, out)
     return manifest
 
 
@@ -219,57 +354,51 @@ def _explicit_splits(
 def _write_staging(
     staging: Path,
     previous: DatasetStore | None,
-    new: list[Source],
-    kept: list[EpisodeRecord],
+    entries: list[Entry],
     selection: ActionSelection,
     explicit: dict[str, Split],
     entry: BuildLogEntry,
     options: BuildOptions,
-    settings: RecorderSettings,
     progress: BuildProgress | None,
 ) -> StoreManifest:
     pre = options.preprocessing
-    hashes = [e.content_hash for e in kept] + [s.content_hash for s in new]
+    hashes = [e.record.content_hash for e in entries]
     how = options.splits.stratify
-    strata = [_stratum(e.scenario, e.instruction, how) for e in kept]
-    strata += [_stratum(s.report.scenario, s.report.instruction, how) for s in new]
-    fixed = explicit | {e.content_hash: e.split for e in kept}
+    strata = [_stratum(e.record.scenario, e.record.instruction, how) for e in entries]
+    fixed = explicit | {e.record.content_hash: e.record.split for e in entries if e.fixed}
     splits = assign_splits(hashes, strata, options.splits, existing=fixed)
-    records = kept + [
-        EpisodeRecord(
-            episode=len(kept) + i,
-            source_path=s.report.path,
-            content_hash=s.content_hash,
-            n_frames=len(s.actions),
-            instruction=s.report.instruction or "",
-            instruction_source=s.report.instruction_source,
-            scenario=s.report.scenario or "unknown",
-            split=splits[len(kept) + i],
-        )
-        for i, s in enumerate(new)
-    ]
+    records = [e.record.model_copy(update={"split": split}) for e, split in zip(entries, splits, strict=True)]
     n_frames = sum(r.n_frames for r in records)
-    n_kept_frames = sum(e.n_frames for e in kept)
-    group = create_arrays(staging, n_frames, pre.image_size, len(selection.channels))
-    kept_actions = [np.asarray(previous.action[:n_kept_frames])] if previous is not None and kept else []
-    actions = np.concatenate(kept_actions + [s.actions[:, selection.channels] for s in new]).astype(np.float32)
-    group["data/action"][:] = actions
-    write_episode_ends(group, [r.n_frames for r in records])
+    marker = StoreMarker(tool_version=__version__, created=entry.created)
+    group = create_arrays(staging, n_frames, pre.image_size, len(selection.channels), marker)
 
-    episode_sources, offset = [], 0
-    for e in kept:
-        episode_sources.append(EpisodeSource(e.episode, e.n_frames, previous.path / "data" / "rgb", None, offset))
-        offset += e.n_frames
-    for r, s in zip(records[len(kept) :], new, strict=True):
-        episode_sources.append(EpisodeSource(r.episode, r.n_frames, Path(s.report.path), settings.frames_key))
+    previous_actions = np.asarray(previous.action[:], np.float32) if previous is not None else None
+    previous_start = {}
+    if previous is not None:
+        ends = previous.episode_ends
+        previous_start = {h: int(ends[ep]) - int(n) for h, ep, n in zip(
+            previous.episodes["content_hash"], previous.episodes["episode"], previous.episodes["n_frames"], strict=True)}
+    actions, episode_sources = [], []
+    for r, e in zip(records, entries, strict=True):
+        if e.source is None:
+            assert previous is not None and previous_actions is not None
+            start = previous_start[r.content_hash]
+            actions.append(previous_actions[start : start + r.n_frames])
+            episode_sources.append(EpisodeSource(r.episode, r.n_frames, previous.path / "data" / "rgb", None, start))
+        else:
+            actions.append(e.source.actions[:, selection.channels])
+            episode_sources.append(EpisodeSource(r.episode, r.n_frames, Path(e.source.report.path), e.source.frames_key))
+    all_actions = np.concatenate(actions).astype(np.float32)
+    group["data/action"][:] = all_actions
+    write_episode_ends(group, [r.n_frames for r in records])
     tasks = plan_shards(episode_sources, staging / "data" / "rgb", FRAMES_PER_SHARD, pre)
     if progress:
         progress.start(n_frames, len(records))
     moments = fill_frames(tasks, options.workers, progress.advance if progress else None)
 
-    stats = _train_stats(actions, records, moments, options)
+    stats = _train_stats(all_actions, records, moments, options)
     write_table(staging, records)
-    log = previous_log(previous)
+    log = previous.build_log() if previous is not None else BuildLog()
     log.runs.append(entry)
     (staging / BUILD_LOG).write_text(log.model_dump_json(indent=2) + "\n")
     manifest = StoreManifest(
@@ -292,12 +421,6 @@ def _write_staging(
 
 def _stratum(scenario: str | None, instruction: str | None, how: Stratify) -> str:
     return {Stratify.scenario: scenario or "unknown", Stratify.instruction: instruction or "", Stratify.none: ""}[how]
-
-
-def previous_log(previous: DatasetStore | None) -> BuildLog:
-    if previous is None:
-        return BuildLog()
-    return BuildLog.model_validate_json((previous.path / BUILD_LOG).read_text())
 
 
 def _train_stats(

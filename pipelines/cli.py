@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sys
@@ -27,11 +28,23 @@ from schemas.synthetic import SyntheticConfig
 from schemas.train import TrainConfig
 from vla_data import __version__
 from vla_data.files import write_text_atomic
+from vla_data.ownership import OwnershipError
 from vla_data.recorder import EPISODE_SUFFIXES
 from vla_data.splits import SplitError
 from vla_data.store import StoreError, open_store
 from vla_data.store import verify as verify_store
 from vla_data.synthetic import make_synthetic
+from vla_data.writer_lock import StoreBusy
+
+
+INTERRUPTED = 130  # the shell's code for a job ended by Ctrl-C
+OS_HINTS = {
+    errno.ENOSPC: "the disk is full: free some space, or write to another disk",
+    errno.EROFS: "the file system is read-only: write to a folder on a writable disk",
+    errno.EACCES: "no permission: write to a folder you own",
+    errno.EPERM: "not permitted: write to a folder you own",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+}
 
 
 def fail(message: str) -> NoReturn:
@@ -40,7 +53,28 @@ def fail(message: str) -> NoReturn:
     sys.exit(1)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+def os_error(exc: OSError) -> str:
+    """An OS error as one line: the file, what the OS said, and what to do."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    hint = OS_HINTS.get(exc.errno or 0)
+    return f"{where}{exc.strerror or exc}" + (f" ({hint})" if hint else "")
+
+
+class Commands(click.Group):
+    """Every command ends in a message, never a traceback: Ctrl-C exits 130 with one line, an OS error (a full
+    disk, a read-only folder) exits 1 naming the file."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(INTERRUPTED)
+        except OSError as exc:
+            fail(os_error(exc))
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="vla-data")
 def main() -> None:
     """vla-data: from recorded robot episodes (HDF5) to a fine-tuned vision-language-action policy.
@@ -202,17 +236,30 @@ class BuildBar:
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
               help="Processes that decode and resize frames; each writes whole shards.")
 @click.option("--skip-invalid", is_flag=True, help="Leave out episodes with errors (listed in the build log) instead of stopping.")
-@click.option("--overwrite", is_flag=True, help="Replace a store built with other preprocessing, action channels or split options.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace a store built with other preprocessing, action channels or split options. Only ever a "
+                   "vla-data store: any other folder at -o is refused, never deleted.")
+@click.option("--replace-changed", is_flag=True,
+              help="A stored source file whose content changed (re-exported) replaces its stored episode, in the "
+                   "same split [default: refuse, naming the files].")
+@click.option("--no-wait", is_flag=True, help="If another build is writing the same store, refuse instead of waiting.")
 @recorder_options
 def build_splits_cmd(sources: tuple[Path, ...], out: Path, image_size: int, resize: str, interpolation: str,
                      val_ratio: float, test_ratio: float, seed: int, stratify: str, action_channels: str | list[int],
                      action_names: str | None, norm_mode: str, split_file: Path | None, workers: int,
-                     skip_invalid: bool, overwrite: bool, **settings_flags: object) -> None:
+                     skip_invalid: bool, overwrite: bool, replace_changed: bool, no_wait: bool,
+                     **settings_flags: object) -> None:
     """Build one zarr store from recorder episodes: frames resized once, actions, splits, train-only stats.
 
     Sources are validated first; any error stops the build and writes nothing (or, with --skip-invalid,
     those episodes are left out). Re-running with the same -o adds only episodes with new content and
-    keeps every existing split. The store is complete only when its manifest is written, last.
+    keeps every existing split; a stored file whose content changed is refused (--replace-changed replaces
+    it); duplicates are listed. The store is complete only when its manifest is written, last.
+
+    \b
+    Safe by construction: -o must not be, hold or lie inside a source folder; only a vla-data store (or a
+    new or empty folder) is ever written there or replaced; one build at a time writes a store (a second
+    one waits, or refuses with --no-wait); Ctrl-C or a crash leaves the previous store as it was.
 
     \b
     Examples:
@@ -233,21 +280,35 @@ def build_splits_cmd(sources: tuple[Path, ...], out: Path, image_size: int, resi
             "norm_mode": norm_mode,
             "skip_invalid": skip_invalid,
             "overwrite": overwrite,
+            "replace_changed": replace_changed,
+            "wait": not no_wait,
             "workers": workers,
         },
         "build-splits options",
     )
     try:
         with BuildBar() as bar:
-            manifest = build_splits(list(sources), out, options, settings, progress=bar)
+            manifest = build_splits(list(sources), out, options, settings, progress=bar,
+                                    on_wait=lambda message: click.echo(message, err=True))
     except BuildRefused as refused:
-        click.echo(render_report(refused.report))
-        click.echo(click.style(f"build refused, nothing written: {refused}; fix them or pass --skip-invalid", fg="red"))
-        sys.exit(1)
-    except (StoreError, SplitError) as exc:
+        click.echo(render_report(refused.report), err=True)
+        fail(f"build refused, nothing written: {refused}; fix them or pass --skip-invalid")
+    except (StoreError, SplitError, OwnershipError, StoreBusy) as exc:
         fail(str(exc))
-    click.echo(render_info(open_store(out)))
-    click.echo(f"wrote {out} ({manifest.n_episodes} episodes, {manifest.n_frames} frames)")
+    except OSError as exc:
+        fail(f"{os_error(exc)}; nothing was published, any previous store at {out} is as it was")
+    except KeyboardInterrupt:
+        click.echo("interrupted, nothing published; any previous store at " f"{out} is as it was", err=True)
+        sys.exit(INTERRUPTED)
+    opened = open_store(out.resolve())
+    click.echo(render_info(opened))
+    last = opened.build_log().runs[-1]
+    for d in last.duplicates:
+        click.echo(f"left out (same content as {d.same_as}): {d.source_path}")
+    for r in last.replaced:
+        click.echo(f"replaced in {r.split.value} (content changed {r.old_hash[:12]} -> {r.new_hash[:12]}): {r.source_path}")
+    click.echo(f"wrote {opened.path} ({manifest.n_episodes} episodes, {manifest.n_frames} frames; "
+               f"{len(last.added)} added, {last.kept} kept, {len(last.duplicates)} duplicates left out)")
 
 
 def _png_path(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
@@ -324,7 +385,10 @@ def inspect_sample_cmd(store: Path, split: str, index: int, window: int, chunk: 
     if not -len(ds) <= index < len(ds):
         fail(f"--index {index}: the {split} split has {len(ds)} samples (0..{len(ds) - 1})")
     index %= len(ds)
-    summary = summarize_sample(ds, index)
+    try:
+        summary = summarize_sample(ds, index)
+    except StoreError as exc:  # a damaged shard: named, with the command that finds every damaged object
+        fail(str(exc))
     if as_json:
         click.echo(summary.model_dump_json(indent=2))
     else:

@@ -38,6 +38,20 @@ class Preprocessing(BaseModel):
     interpolation: Interpolation = Interpolation.area
 
 
+class DroppedChannel(BaseModel):
+    """A recorder action channel the store does not keep."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    channel: int
+    name: str
+    value: float | None = Field(
+        None,
+        description="The one value it held in every source episode when it was dropped as constant "
+        "(--action-channels auto); None: dropped by an explicit --action-channels.",
+    )
+
+
 class ActionSelection(BaseModel):
     """Which recorder action channels the store keeps, and their names, in stored order."""
 
@@ -45,6 +59,10 @@ class ActionSelection(BaseModel):
 
     channels: list[int] = Field(min_length=1)
     names: list[str] = Field(min_length=1)
+    dropped: list[DroppedChannel] = Field(
+        default_factory=list,
+        description="The recorder's other channels; an incremental build refuses episodes that use one of them.",
+    )
 
     @model_validator(mode="after")
     def _aligned(self) -> ActionSelection:
@@ -195,8 +213,58 @@ class BuildOptions(BaseModel):
     action_names: list[str] | None = Field(None, description="Names of the kept channels; default by position.")
     norm_mode: NormMode = NormMode.mean_std
     skip_invalid: bool = Field(False, description="Leave out episodes with errors instead of stopping.")
-    overwrite: bool = Field(False, description="Replace a store built with other preprocessing, channels or splits.")
+    overwrite: bool = Field(
+        False, description="Replace a store built with other preprocessing, channels or splits (only ever a vla-data store)."
+    )
+    replace_changed: bool = Field(
+        False, description="A stored source whose content changed replaces its stored episode, in the same split."
+    )
+    wait: bool = Field(True, description="When another build is writing the same store, wait for it (else refuse).")
     workers: int = Field(1, ge=1, description="Processes that decode and resize frames; each writes whole shards.")
+
+
+class StoreMarker(BaseModel):
+    """``vla-data-store.json``: written first into every store vla-data builds, so that vla-data can prove a
+    folder is its own before it ever replaces or deletes it."""
+
+    tool: Literal["vla-data"] = "vla-data"
+    tool_version: str
+    created: str
+
+
+class StoreWriter(BaseModel):
+    """Who holds a store's writer lock (written into the lock file while held), for the message a second
+    build prints while it waits."""
+
+    pid: int
+    host: str
+    command: str
+    started: str
+
+    def describe(self) -> str:
+        return f"`{self.command}` (pid {self.pid} on {self.host}, started {self.started})"
+
+
+class Duplicate(BaseModel):
+    """A source left out because another episode has the same content."""
+
+    source_path: str
+    same_as: str = Field(description="The source path of the episode kept (stored earlier, or first in this build).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_path(cls, value: object) -> object:
+        # build logs written before same_as was recorded hold the path alone
+        return {"source_path": value, "same_as": "unknown"} if isinstance(value, str) else value
+
+
+class ReplacedEpisode(BaseModel):
+    """A stored episode whose source changed, replaced in its split (``--replace-changed``)."""
+
+    source_path: str
+    old_hash: str
+    new_hash: str
+    split: Split
 
 
 class SkippedEpisode(BaseModel):
@@ -212,7 +280,8 @@ class BuildLogEntry(BaseModel):
     added: list[str] = Field(description="Source paths of the episodes this run added.")
     kept: int = Field(description="Episodes already in the store, kept as they were.")
     skipped: list[SkippedEpisode] = Field(default_factory=list)
-    duplicates: list[str] = Field(default_factory=list, description="Sources left out: same content as another.")
+    duplicates: list[Duplicate] = Field(default_factory=list, description="Sources left out: same content as another.")
+    replaced: list[ReplacedEpisode] = Field(default_factory=list)
     unmatched_split_rows: list[str] = Field(
         default_factory=list, description="--split-file rows that named no source episode (ignored)."
     )

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from vla_data.store import StoreError
+
 MEMORY_FRACTION = 0.25  # default budget: this share of the RAM available when the dataset is made
 
 
@@ -32,9 +34,11 @@ def default_memory_budget() -> int:
 class EpisodeFrames:
     """``episode(i)`` -> (n, S, S, 3) uint8 frames of the i-th of ``ranges`` (store frame [start, stop))."""
 
-    def __init__(self, rgb_path: Path, ranges: list[tuple[int, int]], in_memory: bool, cache_episodes: int) -> None:
+    def __init__(self, rgb_path: Path, ranges: list[tuple[int, int]], in_memory: bool, cache_episodes: int,
+                 episode_ids: list[int] | None = None) -> None:
         self.rgb_path = rgb_path
         self.ranges = ranges
+        self.episode_ids = episode_ids if episode_ids is not None else list(range(len(ranges)))  # for messages
         self.in_memory = in_memory
         self.cache_episodes = max(1, cache_episodes)
         self.decoded_episodes = 0  # how many episode reads this process made (the tests and benchmark read it)
@@ -64,9 +68,19 @@ class EpisodeFrames:
             self._rgb = zarr.open_array(self.rgb_path, mode="r")
         return self._rgb
 
-    def _read(self, start: int, stop: int) -> np.ndarray:
+    def _read(self, i: int) -> np.ndarray:
+        """Decode the i-th episode; a damaged shard is a ``StoreError`` naming the array, frames and episode."""
+        start, stop = self.ranges[i]
         self.decoded_episodes += 1
-        return np.asarray(self._array()[start:stop])
+        try:
+            return np.asarray(self._array()[start:stop])
+        except Exception as exc:  # the codecs raise many kinds for damaged bytes (checksum, zstd, truncation)
+            store = self.rgb_path.parent.parent
+            raise StoreError(
+                f"{store}: data/rgb frames {start}..{stop - 1} (episode {self.episode_ids[i]}) cannot be decoded "
+                f"({type(exc).__name__}: {str(exc)[:120]}); the store is damaged: `vla-data info {store} --verify` "
+                "names every damaged object; rebuild the store from its sources"
+            ) from exc
 
     def load_all(self) -> None:
         """Decode every episode into one array (the in-memory path); a no-op when already loaded here."""
@@ -77,8 +91,8 @@ class EpisodeFrames:
         self._offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         first = self._array()
         frames = np.empty((int(self._offsets[-1]), *first.shape[1:]), np.uint8)
-        for i, (a, b) in enumerate(self.ranges):
-            frames[self._offsets[i] : self._offsets[i + 1]] = self._read(a, b)
+        for i in range(len(self.ranges)):
+            frames[self._offsets[i] : self._offsets[i + 1]] = self._read(i)
         self._all = frames
 
     def episode(self, i: int) -> np.ndarray:
@@ -90,7 +104,7 @@ class EpisodeFrames:
         if i in self._lru:
             self._lru.move_to_end(i)
             return self._lru[i]
-        frames = self._read(*self.ranges[i])
+        frames = self._read(i)
         self._lru[i] = frames
         while len(self._lru) > self.cache_episodes:
             self._lru.popitem(last=False)

@@ -4,12 +4,15 @@ A store's frames come from pieces: frame ranges of recorder files (decoded, conv
 or of the previous store (copied as they are). ``plan_shards`` cuts that sequence at shard boundaries;
 ``write_shard`` fills one shard and returns the image moments of what it wrote, per episode, so the
 train-split image statistics need no second pass. ``fill_frames`` runs the shards in-process or on a
-spawned process pool (spawn: workers start clean, whatever threads the parent runs).
+spawned process pool (spawn: workers start clean, whatever threads the parent runs). Workers ignore Ctrl-C:
+the parent alone handles it, cancels the shards not started and waits for the running ones, so the caller
+can remove the staging folder knowing no worker still writes into it.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import signal
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -97,17 +100,24 @@ def write_shard(task: ShardTask) -> tuple[int, dict[int, ImageMoments]]:
     return task.stop - task.start, moments
 
 
+def _ignore_interrupt() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _results(tasks: list[ShardTask], workers: int) -> Iterator[tuple[ShardTask, tuple[int, dict[int, ImageMoments]]]]:
     if workers <= 1:
         for task in tasks:
             yield task, write_shard(task)
         return
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_interrupt)
+    try:
         pending = {pool.submit(write_shard, task): task for task in tasks}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 yield pending.pop(future), future.result()
+    finally:  # also on Ctrl-C, a failed shard or the caller giving up: no worker writes after this returns
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def fill_frames(

@@ -5,16 +5,18 @@ dataset.zarr/
   zarr.json, data/rgb (N,S,S,3) uint8, data/action (N,A) float32, meta/episode_ends (E,) int64
   episodes.csv     the episode table (schemas.store.EpisodeRecord), pandas.read_csv reads it
   build_log.json   what each build added and left out
+  vla-data-store.json  schemas.store.StoreMarker, written first: the proof that vla-data made the folder
   manifest.json    schemas.store.StoreManifest, written last
 ```
 A store is built in a staging folder beside its destination and published by renames, so a reader sees
-either no store, the previous complete store, or the new complete one.
+either no store, the previous complete store, or the new complete one. Only folders vla-data can prove it
+made are ever replaced or deleted (``vla_data.ownership``); one build at a time writes a store
+(``vla_data.writer_lock``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +25,9 @@ import pandas as pd
 import zarr
 from zarr.codecs import ZstdCodec
 
-from schemas.store import FORMAT_VERSION, EpisodeRecord, StoreManifest
+from schemas.store import FORMAT_VERSION, BuildLog, EpisodeRecord, StoreManifest, StoreMarker
+from vla_data.ownership import MANIFEST, MARKER, Ownership, OwnershipError, listing, mark, ownership, remove_ours
 
-MANIFEST = "manifest.json"
 EPISODES = "episodes.csv"
 BUILD_LOG = "build_log.json"
 FRAMES_PER_SHARD = 64
@@ -59,6 +61,10 @@ class DatasetStore:
         ends = self.episode_ends
         return (int(ends[episode - 1]) if episode else 0), int(ends[episode])
 
+    def build_log(self) -> BuildLog:
+        """What each build of this store added, kept, replaced and left out."""
+        return BuildLog.model_validate_json((self.path / BUILD_LOG).read_text())
+
     def split_actions(self, split: str) -> np.ndarray:
         """Every action row of one split's episodes, (N, A) float32 in physical units."""
         ends, action = self.episode_ends, np.asarray(self.action[:], np.float32)
@@ -67,9 +73,15 @@ class DatasetStore:
         return action[np.concatenate(rows)] if rows else np.zeros((0, action.shape[1]), np.float32)
 
 
-def create_arrays(root: Path, n_frames: int, image_size: int, action_dim: int) -> zarr.Group:
-    """Empty arrays for ``n_frames``: one frame per inner chunk, ``FRAMES_PER_SHARD`` frames per shard, zstd."""
-    group = zarr.open_group(root, mode="w", zarr_format=3)
+def staging_path(out: Path, pid: int) -> Path:
+    return out.with_name(f".{out.name}.staging-{pid}")
+
+
+def create_arrays(root: Path, n_frames: int, image_size: int, action_dim: int, marker: StoreMarker) -> zarr.Group:
+    """A new store folder claimed with ``marker``, then empty arrays for ``n_frames``: one frame per inner chunk,
+    ``FRAMES_PER_SHARD`` frames per shard, zstd."""
+    mark(root, marker)
+    group = zarr.open_group(root, mode="a", zarr_format=3)
     s = image_size
     group.create_array(
         "data/rgb",
@@ -114,40 +126,54 @@ def finalize(root: Path, manifest: StoreManifest) -> None:
     (root / MANIFEST).write_text(manifest.model_dump_json(indent=2) + "\n")
 
 
+def _aside(out: Path) -> Path:
+    return out.with_name(f".{out.name}.previous")
+
+
 def publish(staging: Path, out: Path) -> None:
-    """Move a finished staging store to ``out``, replacing a previous store there.
+    """Move a finished staging store to ``out``, replacing a previous store there (only a vla-data store, or
+    an empty folder: anything else raises ``OwnershipError`` and stays as it is).
 
     The previous store is first renamed aside (``out`` then briefly holds nothing, never a partial store),
     the new one renamed in, and the old one deleted. ``recover`` undoes a crash between the two renames.
     """
-    aside = out.with_name(f".{out.name}.previous")
-    if aside.exists():
-        shutil.rmtree(aside)
-    if out.exists():
+    aside = _aside(out)
+    remove_ours(aside)
+    kind = ownership(out)
+    if kind == Ownership.foreign:
+        raise OwnershipError(f"{out} is not a vla-data store ({listing(out)}); it was not replaced")
+    if kind == Ownership.empty:
+        out.rmdir()
+    elif kind != Ownership.absent:
         out.rename(aside)
     staging.rename(out)
-    shutil.rmtree(aside, ignore_errors=True)
+    remove_ours(aside)
 
 
 def recover(out: Path) -> None:
-    """After a crash mid-publish, put the previous complete store back; drop stale staging folders."""
-    aside = out.with_name(f".{out.name}.previous")
-    if not out.exists() and (aside / MANIFEST).exists():
+    """With the writer lock held: after a crash mid-publish, put the previous complete store back; remove
+    staging folders of builds that died (vla-data's own only; a folder it cannot prove it made stays)."""
+    aside = _aside(out)
+    if ownership(out) == Ownership.absent and ownership(aside) == Ownership.store:
         aside.rename(out)
     for stale in out.parent.glob(f".{out.name}.staging-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+        if ownership(stale) != Ownership.foreign:
+            remove_ours(stale)
 
 
 def open_store(path: Path) -> DatasetStore:
     """Open a complete store, or raise ``StoreError`` saying what is wrong with it."""
-    if not path.is_dir():
+    if not path.exists():
         raise StoreError(f"{path}: no such store; build one with `vla-data build-splits SRC -o {path}`")
     manifest_path = path / MANIFEST
-    if not manifest_path.is_file():
-        raise StoreError(
-            f"{path}: incomplete store (no {MANIFEST}; its build was interrupted); rebuild it with "
-            f"`vla-data build-splits SRC -o {path} --overwrite`"
-        )
+    if not path.is_dir() or not manifest_path.is_file():
+        if path.is_dir() and (path / MARKER).is_file():
+            raise StoreError(
+                f"{path}: incomplete store (vla-data's, without its {MANIFEST}: its build did not finish); "
+                f"build it again with `vla-data build-splits SRC -o {path} --overwrite`"
+            )
+        raise StoreError(f"{path}: not a vla-data store ({listing(path)}); a store is what "
+                         "`vla-data build-splits SRC -o OUT.zarr` writes")
     try:
         manifest = StoreManifest.model_validate_json(manifest_path.read_text())
     except ValueError as exc:
