@@ -20,6 +20,7 @@ from schemas.sample import SampleField
 from schemas.train import ModelConfig, TrainConfig
 from vla_data.dataset import WindowDataset
 from vla_data.loader import make_loader
+from vla_data.store import open_store
 from vla_model import checkpoint as ckpt
 from vla_model.backbone import build_tiny_random
 from vla_model.loading import load_policy
@@ -184,6 +185,22 @@ def test_config_file_and_flags_make_one_config(learn_store: Path, tmp_path: Path
     cfg = assemble_config(file, {"lr": 0.5, "chunk": 7})
     assert (cfg.optim.lr, cfg.optim.batch_size, cfg.data.window.window, cfg.data.window.chunk) == (0.5, 2, 3, 7)
     assert cfg.model.lora.r == 32 and cfg.model.lora.alpha == 16 and cfg.model.lora.dropout == 0.1  # the seed's
+
+
+def test_mirror_side_words_come_from_the_config_and_unmirrored_episodes_are_reported(worded_store: Path,
+                                                                                       tmp_path: Path) -> None:
+    file = tmp_path / "train.yaml"
+    file.write_text("data:\n  augment: mirror\n  mirror:\n    side_words: [[왼쪽, 오른쪽]]\n", encoding="utf-8")
+    run = tmp_path / "run"
+    code, out = run_cli("train", str(worded_store), "-o", str(run), "--config", str(file), "--max-steps", "1",
+                        "--window", "2", "--chunk", "4", "--hidden", "16", "--lora-r", "4", "--batch-size", "4")
+    assert code == 0, out
+    summary = TrainSummary.model_validate_json((run / SUMMARY_FILE).read_text())
+    ids = {text: int(e) for e, text in open_store(worded_store).episodes[["episode", "instruction"]].to_numpy()}
+    assert summary.unmirrored_episodes == [ids["Drive up to the bottle"]]  # the Korean one is mirrored
+    notes = [line for line in out.splitlines() if "not mirrored" in line]
+    assert notes == [f"augment=mirror: 1 of 3 train episodes are not mirrored, their instruction names no side word "
+                     f"(data.mirror.side_words): episodes {ids['Drive up to the bottle']} (all in summary.json)"]
 
 
 def test_two_processes_hold_identical_weights_and_only_rank_0_writes(learn_store: Path, tmp_path: Path) -> None:
