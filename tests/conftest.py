@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,14 @@ from vla_data.synthetic import Episode, make_synthetic, write_episode
 SMALL = {"height": 24, "width": 40}
 # the policy the training and evaluation tests train: tiny-random with a small head and LoRA
 SMALL_MODEL = {"hidden": 64, "lora": {"r": 8, "alpha": 16, "dropout": 0.0}}
+
+
+@pytest.fixture
+def umask_022() -> Iterator[int]:
+    """The common umask 022 for one test, so files written as a plain open() would are 0644."""
+    old = os.umask(0o022)
+    yield 0o644
+    os.umask(old)
 
 
 def store_of(episodes: list[tuple[Episode, str]], src: Path, out: Path, image_size: int) -> Path:

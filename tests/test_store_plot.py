@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +28,10 @@ def store(clean_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> DatasetS
     return open_store(out)
 
 
-def test_plot_is_a_png_and_leaves_no_temporary_file(store: DatasetStore, tmp_path: Path) -> None:
+def test_plot_is_a_png_and_leaves_no_temporary_file(store: DatasetStore, tmp_path: Path, umask_022: int) -> None:
     out = tmp_path / "overview.png"
     assert plot_store(store, out) == out
+    assert stat.S_IMODE(out.stat().st_mode) == umask_022
     assert out.read_bytes()[:8] == PNG_MAGIC
     with Image.open(out) as img:
         img.verify()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -98,7 +99,8 @@ def test_preflight_refuses_non_finite_stats(batch_and_policy) -> None:
         preflight(policy, batch, ds.manifest.model_copy(update={"stats": broken}), 2, 1.0)
 
 
-def test_checkpoints_are_small_pickle_free_verified_and_pruned(learn_store: Path, tmp_path: Path) -> None:
+def test_checkpoints_are_small_pickle_free_verified_and_pruned(learn_store: Path, tmp_path: Path,
+                                                                umask_022: int) -> None:
     run = tmp_path / "run"
     summary = train(config(learn_store), run)
     assert summary.steps == 6 and summary.processes == 1 and summary.ranks_identical
@@ -109,6 +111,7 @@ def test_checkpoints_are_small_pickle_free_verified_and_pruned(learn_store: Path
     assert files == sorted(["checkpoint.json", "adapter.safetensors", "heads.safetensors", "resume/optimizer.safetensors",
                             "resume/rng.safetensors", "resume/state.json"])
     assert all(not (p.read_bytes()[:2] == b"\x80\x04") for p in path.rglob("*") if p.is_file())  # no pickle
+    assert {f: oct(stat.S_IMODE((path / f).stat().st_mode)) for f in files} == {f: oct(umask_022) for f in files}
     meta = ckpt.load_meta(path)
     assert meta.step == 6 and meta.action_names == ["linear_x", "linear_y"] and meta.preprocessing.image_size == 56
     policy, _ = load_policy(run)  # the latest checkpoint, from the folder alone
