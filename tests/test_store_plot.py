@@ -97,3 +97,16 @@ def test_failed_render_keeps_the_previous_file(
         plot_store(store, out)
     assert out.read_bytes() == b"previous"
     assert [p.name for p in tmp_path.iterdir()] == ["overview.png"]
+
+
+def test_info_says_the_store_size_as_a_share_of_the_sources(store: DatasetStore) -> None:
+    from click.testing import CliRunner
+
+    from pipelines.cli import main
+
+    result = CliRunner().invoke(main, ["info", str(store.path)])
+    assert result.exit_code == 0, result.output
+    store_mb = sum(p.stat().st_size for p in store.path.rglob("*") if p.is_file()) / 1e6
+    source_mb = sum(Path(p).stat().st_size for p in store.episodes["source_path"]) / 1e6
+    line = next(line for line in result.output.splitlines() if line.startswith("size on disk"))
+    assert line == f"size on disk: {store_mb:.1f} MB, {100 * store_mb / source_mb:.1f}% of the {source_mb:.1f} MB of sources"
