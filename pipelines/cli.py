@@ -22,7 +22,7 @@ from pipelines.train import FLAGS as TRAIN_FLAGS
 from pipelines.validate import render_report, run_validate
 from schemas import ValidateOptions
 from schemas.evaluation import EvalOptions
-from schemas.sample import Augment
+from schemas.sample import Augment, MirrorRule
 from schemas.store import BuildOptions, Interpolation, NormMode, ResizeMode, Split, Stratify
 from schemas.synthetic import SyntheticConfig
 from schemas.train import TrainConfig
@@ -352,18 +352,29 @@ def info_cmd(store: Path, verify: bool, as_json: bool, plot: Path | None) -> Non
         sys.exit(1 if problems else 0)
 
 
+def _side_words(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> MirrorRule:
+    pairs = [tuple(w.strip() for w in v.split(",")) for v in value]
+    if any(len(p) != 2 for p in pairs):
+        raise click.BadParameter("give each pair as LEFT,RIGHT, e.g. 왼쪽,오른쪽")
+    return build_model(MirrorRule, {"side_words": pairs}, "--side-words")
+
+
 @main.command("inspect-sample")
 @click.argument("store", type=click.Path(path_type=Path))
 @click.option("--split", type=click.Choice([s.value for s in Split]), default=Split.train.value, show_default=True)
 @click.option("--index", default=0, show_default=True, type=int, help="Sample index in the split (negative counts from the end).")
 @window_options
 @click.option("--augment", type=click.Choice([a.value for a in Augment]), default=Augment.none.value, show_default=True,
-              help="mirror doubles the split: samples n..2n-1 are mirrored copies of 0..n-1.")
+              help="mirror appends a mirrored copy of every sample whose instruction names a side: samples n.. are "
+                   "mirrored copies, in order, of the samples of episodes with a side word (others are not mirrored).")
+@click.option("--side-words", "side_words", multiple=True, callback=_side_words, metavar="LEFT,RIGHT",
+              help="A (left, right) word pair besides English's, e.g. 왼쪽,오른쪽; repeat for more (the train "
+                   "config's data.mirror.side_words).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), callback=_png_path,
               help="Draw the window frames and their action chunks to this PNG.")
 @click.option("--json", "as_json", is_flag=True, help="Print the sample's shapes, masks and physical actions as JSON.")
 def inspect_sample_cmd(store: Path, split: str, index: int, window: int, chunk: int, action_offset: int, augment: str,
-                       out: Path | None, as_json: bool) -> None:
+                       side_words: MirrorRule, out: Path | None, as_json: bool) -> None:
     """Show one training sample exactly as WindowDataset gives it to the model.
 
     The W frames t-W+1..t (frames repeated before the episode start greyed and marked pad) and, under
@@ -379,7 +390,8 @@ def inspect_sample_cmd(store: Path, split: str, index: int, window: int, chunk: 
     from vla_data.dataset import WindowDataset
 
     try:
-        ds = WindowDataset(store, split, window=window, chunk=chunk, action_offset=action_offset, augment=augment)
+        ds = WindowDataset(store, split, window=window, chunk=chunk, action_offset=action_offset, augment=augment,
+                           mirror=side_words)
     except (StoreError, ValueError) as exc:
         fail(str(exc))
     if not -len(ds) <= index < len(ds):

@@ -12,6 +12,8 @@ from pipelines.evaluate import LABELS, EpisodeResult
 from pipelines.figures import save_png
 from schemas.evaluation import EvalReport, Horizon, Predictor
 
+PANEL_FRAMES = 300  # anchors per trajectory panel: more is a solid block at the figure's width
+FEW_POINTS = 60  # up to this many anchors per panel each is marked (a single point draws no line)
 COLORS = {Predictor.policy: "tab:blue", Predictor.train_mean: "tab:gray", Predictor.zero_velocity: "tab:red"}
 
 
@@ -21,23 +23,41 @@ def _figure(width: float, height: float) -> Figure:
     return fig
 
 
-def plot_trajectories(report: EvalReport, results: list[EpisodeResult], out: Path) -> Path:
-    """Per episode (rows) and channel (columns): recorded vs predicted first action over the anchors."""
-    shown = results[: report.options.plot_episodes] or results[:1]
+def shown_episodes(report: EvalReport, results: list[EpisodeResult]) -> list[EpisodeResult]:
+    """The episodes trajectories.png draws: the first ``plot_episodes`` of the split (at least one), those
+    with a recorded first action before those without (a 1-frame episode has none at action offset 1)."""
+    recorded_first = sorted(results, key=lambda r: not r.mask[:, 0].any())  # stable: split order otherwise
+    return recorded_first[: report.options.plot_episodes] or recorded_first[:1]
+
+
+def trajectories_figure(report: EvalReport, results: list[EpisodeResult]) -> Figure:
+    """The figure ``plot_trajectories`` saves. Each panel shows at most ``PANEL_FRAMES`` anchors of its
+    episode (the first ones, their range in the title) and marks every point when there are few."""
+    shown = shown_episodes(report, results)
     names = report.action_names
     fig = _figure(4.0 * len(names), 2.4 * max(len(shown), 1))
     axes = fig.subplots(max(len(shown), 1), len(names), squeeze=False)
     for row, r in zip(axes, shown, strict=False):
-        real = r.mask[:, 0]
+        part = slice(0, PANEL_FRAMES)
+        t, true, pred, real = r.t[part], r.true[part, 0], r.pred[part, 0], r.mask[part, 0]
+        marker = "o" if len(t) <= FEW_POINTS else None
+        frames = f"frames {t[0]}-{t[-1]} of {len(r.t)}" if len(r.t) > len(t) else f"{len(t)} frame{'s' * (len(t) != 1)}"
+        if not real.any():
+            frames += ", none recorded"  # e.g. a 1-frame episode: its next action was never sent
         for c, (ax, name) in enumerate(zip(row, names, strict=True)):
-            ax.plot(r.t[real], r.true[real, 0, c], color="black", lw=1.5, label="recorded")
-            ax.plot(r.t, r.pred[:, 0, c], color=COLORS[Predictor.policy], lw=1.2, label="policy")
+            ax.plot(t[real], true[real, c], color="black", lw=1.5, marker=marker, ms=4, label="recorded")
+            ax.plot(t, pred[:, c], color=COLORS[Predictor.policy], lw=1.2, marker=marker, ms=3, label="policy")
             ax.axhline(report.train_mean[c], color=COLORS[Predictor.train_mean], ls="--", lw=1, label="train mean")
-            ax.set_title(f"episode {r.episode} ({r.scenario}): {name}", fontsize=8)
+            ax.set_title(f"episode {r.episode} ({r.scenario}): {name}, {frames}", fontsize=8)
             ax.set_xlabel("frame", fontsize=8)
             ax.tick_params(labelsize=7)
     axes[0][0].legend(fontsize=7)
-    return save_png(fig, out, dpi=100)
+    return fig
+
+
+def plot_trajectories(report: EvalReport, results: list[EpisodeResult], out: Path) -> Path:
+    """Per episode (rows) and channel (columns): recorded vs predicted first action over the anchors."""
+    return save_png(trajectories_figure(report, results), out, dpi=100)
 
 
 def plot_errors(report: EvalReport, results: list[EpisodeResult], out: Path) -> Path:

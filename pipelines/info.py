@@ -37,7 +37,9 @@ def render_info(store: DatasetStore) -> str:
     sources = [Path(p) for p in table["source_path"] if Path(p).exists()]
     if sources:
         source_mb = _size_mb(sources)
-        out.append(f"size on disk: {store_mb:.1f} MB (sources {source_mb:.1f} MB, {source_mb / max(store_mb, 1e-9):.1f}x larger)")
+        percent = 100 * store_mb / max(source_mb, 1e-9)
+        share = f"{percent:.1f}%" if percent >= 0.1 else "under 0.1%"
+        out.append(f"size on disk: {store_mb:.1f} MB, {share} of the {source_mb:.1f} MB of sources")
     else:
         out.append(f"size on disk: {store_mb:.1f} MB")
     return "\n".join(out)

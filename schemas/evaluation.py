@@ -36,7 +36,9 @@ class EvalOptions(BaseModel):
     dead_band: float = Field(
         0.05, ge=0, description="Direction accuracy: |value| below this counts as 'no motion' (sign 0)."
     )
-    plot_episodes: int = Field(4, ge=0, description="Episodes drawn in trajectories.png (the first of the split).")
+    plot_episodes: int = Field(
+        4, ge=0, description="Episodes drawn in trajectories.png (the first of the split, those with recorded actions first)."
+    )
     batch_size: int = Field(64, ge=1, description="Frames per backbone call.")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class SampleField(StrEnum):
@@ -43,13 +43,43 @@ class WindowSpec(BaseModel):
     )
 
 
+ENGLISH_SIDE_WORDS: tuple[tuple[str, str], ...] = (("left", "right"),)
+
+
 class MirrorRule(BaseModel):
-    """What ``augment=mirror`` changes besides flipping the frames left-right."""
+    """What ``augment=mirror`` changes besides flipping the frames left-right.
+
+    The instruction's side words are swapped (each pair's left word with its right word; English built in,
+    other languages from ``side_words``). An episode whose instruction holds no side word is not mirrored:
+    its mirrored copy would name the side the picture no longer shows.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     negate: tuple[str, ...] = Field(("linear_y", "angular_z"), description="Action channels (by name) that change sign.")
-    swap_words: tuple[tuple[str, str], ...] = (("left", "right"),)
+    side_words: tuple[tuple[str, str], ...] = Field(
+        (),
+        description="(left, right) word pairs besides the built-in English (left, right), e.g. [[왼쪽, 오른쪽]]. "
+        "A side word counts where no cased letter or digit touches it: in Latin, Greek or Cyrillic text as a "
+        "whole word (left, not leftover); in Hangul or CJK text also with its particle attached (왼쪽에, "
+        "왼쪽으로). A language that inflects words in a cased script lists each form as a pair.",
+    )
+
+    @property
+    def pairs(self) -> tuple[tuple[str, str], ...]:
+        """Every (left, right) pair: English first, then ``side_words``."""
+        return ENGLISH_SIDE_WORDS + self.side_words
+
+    @field_validator("side_words")
+    @classmethod
+    def _one_meaning_per_word(cls, pairs: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+        words = [w.strip().lower() for pair in ENGLISH_SIDE_WORDS + pairs for w in pair]
+        if not all(words):
+            raise ValueError("a side word is empty")
+        repeated = sorted({w for w in words if words.count(w) > 1})
+        if repeated:
+            raise ValueError(f"side word(s) {repeated} appear more than once; each word swaps with exactly one other")
+        return tuple((a.strip(), b.strip()) for a, b in pairs)
 
 
 class SampleSummary(BaseModel):

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.sample import Augment, WindowSpec
+from schemas.sample import Augment, MirrorRule, WindowSpec
 from schemas.store import ActionSelection, NormStats, Preprocessing, Split
 
 TINY_RANDOM = "tiny-random"
@@ -44,6 +44,7 @@ class DataConfig(BaseModel):
     val_split: Split = Split.val
     window: WindowSpec = WindowSpec()
     augment: Augment = Augment.none
+    mirror: MirrorRule = Field(MirrorRule(), description="What augment=mirror negates and which side words it swaps.")
     workers: int = Field(0, ge=0, description="DataLoader worker processes.")
     memory_budget: int | None = Field(None, ge=0, description="Bytes of decoded frames held in memory per split.")
 

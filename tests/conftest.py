@@ -1,18 +1,68 @@
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from pipelines.build_splits import build_splits
 from schemas import RecorderSettings
 from schemas.store import BuildOptions, Preprocessing, SplitConfig
 from schemas.synthetic import SyntheticConfig
-from vla_data.synthetic import make_synthetic
+from vla_data.synthetic import Episode, make_synthetic, write_episode
 
 SMALL = {"height": 24, "width": 40}
 # the policy the training and evaluation tests train: tiny-random with a small head and LoRA
 SMALL_MODEL = {"hidden": 64, "lora": {"r": 8, "alpha": 16, "dropout": 0.0}}
+
+
+@pytest.fixture
+def umask_022() -> Iterator[int]:
+    """The common umask 022 for one test, so files written as a plain open() would are 0644."""
+    old = os.umask(0o022)
+    yield 0o644
+    os.umask(old)
+
+
+def store_of(episodes: list[tuple[Episode, str]], src: Path, out: Path, image_size: int) -> Path:
+    """Write each (episode, split) into ``src`` as the recorder would and build the store ``out`` with exactly
+    those splits (a split file)."""
+    for episode, _ in episodes:
+        write_episode(src / f"{episode.name}.h5", episode)
+    rows = [{"episode": f"{episode.name}.h5", "split": split} for episode, split in episodes]
+    pd.DataFrame(rows).to_csv(src / "splits.csv", index=False)
+    options = BuildOptions(preprocessing=Preprocessing(image_size=image_size),
+                           splits=SplitConfig(split_file=str(src / "splits.csv")))
+    build_splits([src], out, options, RecorderSettings())
+    return out
+
+
+# (frames, split, instruction): English side words, none at all, and Korean with particles attached
+WORDED = [
+    (5, "train", "Reach the bottle on the left"),
+    (4, "train", "Drive up to the bottle"),
+    (6, "train", "장애물을 피해 왼쪽에 있는 음료수 병 앞까지 이동"),
+    (4, "val", "Reach the bottle on the right"),
+]
+
+
+@pytest.fixture(scope="session")
+def worded_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four short episodes of random frames and teleop actions whose instructions are ``WORDED``, at the
+    tiny model's 56x56."""
+    rng = np.random.default_rng(0)
+    episodes = []
+    for i, (n, split, instruction) in enumerate(WORDED):
+        actions = np.zeros((n, 3), np.float32)
+        actions[1:, :2] = rng.choice([-1.15, 0.0, 1.15], (n - 1, 2))
+        frames = rng.integers(0, 256, (n, 12, 20, 3), dtype=np.uint8)
+        name = f"episode_20251106_13{i:02d}00_1box_hori_left_core_medium"
+        events = ["episode_start"] + ["start_action"] * (n - 1)
+        episodes.append((Episode(name, frames, actions, events, instruction, {"num_frames": n}), split))
+    return store_of(episodes, tmp_path_factory.mktemp("worded"), tmp_path_factory.mktemp("worded_store") / "w.zarr", 56)
 
 
 @pytest.fixture(scope="session")

@@ -10,16 +10,15 @@ import pytest
 import torch
 import zarr
 
-from pipelines.build_splits import build_splits
-from schemas import RecorderSettings
+from conftest import WORDED, store_of
+
 from schemas.sample import MirrorRule, SampleField, WindowSpec
-from schemas.store import BuildOptions, Preprocessing, SplitConfig
 from vla_data.augment import mirror_frames, mirror_words
 from vla_data.dataset import WindowDataset
 from vla_data.loader import EpisodeBlockSampler, make_loader
 from vla_data.normalize import Normalizer
 from vla_data.store import open_store
-from vla_data.synthetic import Episode, write_episode
+from vla_data.synthetic import Episode
 
 # (length, side, split): a 3-frame and an 18-frame episode at W=8, K=10, plus others for the loaders
 RAMP = [(3, "left", "train"), (18, "right", "train"), (7, "left", "val"), (12, "right", "train"), (5, "left", "val")]
@@ -32,25 +31,17 @@ def ramp_value(episode: int, row: int) -> float:
 @pytest.fixture(scope="module")
 def ramp_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Episodes whose every frame is one grey level and every action row a distinct value (episode, row)."""
-    src = tmp_path_factory.mktemp("ramp")
-    rows = []
+    episodes = []
     for i, (n, side, split) in enumerate(RAMP):
         frames = np.stack([np.full((12, 20, 3), 40 * i + r, np.uint8) for r in range(n)])
         actions = np.zeros((n, 3), np.float32)
         actions[1:, 0] = [ramp_value(i, r) for r in range(1, n)]
         actions[1:, 1] = [-ramp_value(i, r) for r in range(1, n)]
         name = f"episode_20251106_12{i:02d}00_1box_hori_{side}_core_medium"
-        write_episode(
-            src / f"{name}.h5",
-            Episode(name, frames, actions, ["episode_start"] + ["start_action"] * (n - 1),
-                    f"Reach the bottle on the {side}", {"num_frames": n}),
-        )
-        rows.append({"episode": f"{name}.h5", "split": split})
-    pd.DataFrame(rows).to_csv(src / "splits.csv", index=False)
-    out = tmp_path_factory.mktemp("ramp_store") / "ramp.zarr"
-    options = BuildOptions(preprocessing=Preprocessing(image_size=8), splits=SplitConfig(split_file=str(src / "splits.csv")))
-    build_splits([src], out, options, RecorderSettings())
-    return out
+        episode = Episode(name, frames, actions, ["episode_start"] + ["start_action"] * (n - 1),
+                          f"Reach the bottle on the {side}", {"num_frames": n})
+        episodes.append((episode, split))
+    return store_of(episodes, tmp_path_factory.mktemp("ramp"), tmp_path_factory.mktemp("ramp_store") / "ramp.zarr", 8)
 
 
 def by_episode(ds: WindowDataset) -> dict[int, list[int]]:
@@ -155,6 +146,41 @@ def test_mirror_flips_frames_negates_lateral_swaps_words_and_is_its_own_inverse(
     assert not np.array_equal(mirror_frames(frames), frames)
 
 
+KOREAN = MirrorRule(side_words=(("왼쪽", "오른쪽"),))
+
+
+def test_mirror_words_swap_configured_pairs_with_particles_and_english_whole_words() -> None:
+    assert mirror_words("장애물을 피해 왼쪽에 있는 음료수 병 앞까지 이동", KOREAN) == "장애물을 피해 오른쪽에 있는 음료수 병 앞까지 이동"
+    assert mirror_words("왼쪽으로 돌고 오른쪽 병까지", KOREAN) == "오른쪽으로 돌고 왼쪽 병까지"
+    assert mirror_words("왼쪽에 있는 병", MirrorRule()) == "왼쪽에 있는 병"  # not a side word without the pair
+    assert mirror_words("LEFT, then left2 and leftover; Right.", KOREAN) == "RIGHT, then left2 and leftover; Left."
+    with pytest.raises(ValueError, match=r"\['left'\] appear more than once"):
+        MirrorRule(side_words=(("Left", "links"),))
+    with pytest.raises(ValueError, match="empty"):
+        MirrorRule(side_words=(("왼쪽", " "),))
+
+
+def test_mirror_leaves_out_episodes_whose_instruction_names_no_side(worded_store: Path) -> None:
+    ids = {text: int(e) for e, text in open_store(worded_store).episodes[["episode", "instruction"]].to_numpy()}
+    korean, sideless, english = (ids[text] for _, _, text in (WORDED[2], WORDED[1], WORDED[0]))
+    plain = WindowDataset(worded_store, "train", normalize=False)
+    ds = WindowDataset(worded_store, "train", normalize=False, augment="mirror", mirror=KOREAN)
+    n = len(plain)
+    assert len(ds) == n + 5 + 6 and ds.unmirrored_episodes == [sideless]  # the English and the Korean episode
+    mirrored = [ds[i] for i in range(n, len(ds))]
+    assert [s["episode"] for s in mirrored] == [english] * 5 + [korean] * 6
+    assert {s["instruction"] for s in mirrored} == {"Reach the bottle on the right", "장애물을 피해 오른쪽에 있는 음료수 병 앞까지 이동"}
+    by_anchor = {(s["episode"], s["t"]): s for s in (plain[i] for i in range(n))}
+    for i, s in enumerate(mirrored, start=n):
+        assert ds.is_mirrored(i) and int(ds.episode_ids[ds.sample_episode(i)]) == s["episode"]
+        original = by_anchor[s["episode"], s["t"]]
+        assert torch.equal(s["rgb"], original["rgb"].flip(-1))
+        assert torch.equal(s["actions"][..., 1], -original["actions"][..., 1])
+    english_only = WindowDataset(worded_store, "train", augment="mirror")
+    assert len(english_only) == n + 5 and english_only.unmirrored_episodes == sorted([sideless, korean])
+    assert WindowDataset(worded_store, "train").unmirrored_episodes == []  # no augment, nothing left out
+
+
 def _epoch(loader: torch.utils.data.DataLoader) -> list[tuple[int, int]]:
     return [(int(e), int(t)) for batch in loader for e, t in zip(batch[SampleField.episode], batch[SampleField.t], strict=True)]
 
@@ -241,3 +267,20 @@ def test_inspect_sample_cli_json_png_and_errors(ramp_store: Path, tmp_path: Path
     assert code == 1 and f"has {len(ds)} samples" in err
     code, _, err = run("--split", "test")
     assert code == 1 and "no episodes" in err
+
+
+def test_inspect_sample_mirrors_with_the_side_words_given(worded_store: Path) -> None:
+    from click.testing import CliRunner
+
+    from pipelines.cli import main
+    from schemas.sample import SampleSummary
+
+    args = ["inspect-sample", str(worded_store), "--augment", "mirror", "--index", "-1", "--json"]
+    result = CliRunner().invoke(main, [*args, "--side-words", "왼쪽,오른쪽"])
+    assert result.exit_code == 0, result.output
+    summary = SampleSummary.model_validate_json(result.stdout)
+    assert summary.mirrored and summary.instruction == "장애물을 피해 오른쪽에 있는 음료수 병 앞까지 이동"
+    english = SampleSummary.model_validate_json(CliRunner().invoke(main, args).stdout)
+    assert english.mirrored and english.instruction == "Reach the bottle on the right"  # Korean not mirrored
+    result = CliRunner().invoke(main, [*args, "--side-words", "왼쪽"])
+    assert result.exit_code == 2 and "LEFT,RIGHT" in result.output

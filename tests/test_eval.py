@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from conftest import SMALL_MODEL
 
 from pipelines.cli import main
+from pipelines.evaluate import EpisodeResult
 from schemas.evaluation import EvalOptions, EvalReport, Horizon, Predictor, PredictReport
 from schemas.train import TrainConfig
 from vla_data.dataset import WindowDataset
@@ -253,3 +254,39 @@ def test_a_device_this_machine_lacks_is_refused(window8_run: Path, learn_store: 
     if not torch.cuda.is_available():
         code, output = run_cli("predict", str(window8_run), episode, "--device", "cuda")
         assert code == 1 and "no CUDA GPU is visible" in output
+
+
+def _episode_result(episode: int, n: int) -> EpisodeResult:
+    """``n`` anchors of one episode at action offset 1: the last anchor's first action is past the end."""
+    t = np.arange(n)
+    true = np.stack([np.sin(t / 50.0), np.cos(t / 50.0)], -1)[:, None].repeat(2, 1)  # (n, K=2, A=2)
+    mask = np.ones((n, 2), bool)
+    mask[-1] = False
+    mask[-2:, 1] = False
+    return EpisodeResult(episode, "1box_hori_left", "Reach the bottle on the left", t, true + 0.1, true * mask[..., None], mask)
+
+
+def test_trajectories_stay_readable_for_long_and_one_frame_episodes() -> None:
+    from pipelines.eval_plots import PANEL_FRAMES, trajectories_figure
+
+    one, long, two = _episode_result(7, 1), _episode_result(8, 3000), _episode_result(9, 2)
+    report = EvalReport(tool_version="0", checkpoint="c", step=0, store="s", options=EvalOptions(plot_episodes=2),
+                        action_names=["linear_x", "linear_y"], n_episodes=3, n_anchors=3003, train_mean=[0.0, 0.0],
+                        overall={}, scenarios={})
+    fig = trajectories_figure(report, [one, long, two])
+    rows = [fig.axes[i : i + 2] for i in range(0, len(fig.axes), 2)]
+    # episodes with a recorded first action first: the 1-frame episode (none at offset 1) waits its turn
+    assert [ax.get_title().split(" (")[0] for ax, _ in rows] == ["episode 8", "episode 9"]
+    recorded, policy, _ = rows[0][1].get_lines()
+    assert rows[0][1].get_title().endswith("linear_y, frames 0-299 of 3000")
+    assert np.array_equal(policy.get_xdata(), np.arange(PANEL_FRAMES))
+    assert np.allclose(policy.get_ydata(), long.pred[:PANEL_FRAMES, 0, 1])
+    assert np.array_equal(recorded.get_xdata(), np.arange(PANEL_FRAMES)) and policy.get_marker() == "None"
+    recorded, policy, _ = rows[1][0].get_lines()
+    assert rows[1][0].get_title().endswith("linear_x, 2 frames")
+    assert recorded.get_xdata().tolist() == [0] and policy.get_xdata().tolist() == [0, 1]
+    assert recorded.get_marker() == policy.get_marker() == "o"  # a single point is visible
+    fig = trajectories_figure(report.model_copy(update={"options": EvalOptions(plot_episodes=5)}), [one, long, two])
+    recorded, policy, _ = fig.axes[-1].get_lines()
+    assert fig.axes[-1].get_title().startswith("episode 7") and fig.axes[-1].get_title().endswith("1 frame, none recorded")
+    assert len(recorded.get_xdata()) == 0 and policy.get_xdata().tolist() == [0] and policy.get_marker() == "o"

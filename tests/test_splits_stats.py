@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -88,3 +90,22 @@ def test_constant_channel_normalises_without_dividing_by_zero(mode: NormMode) ->
 def test_channel_stats_round_trip_json() -> None:
     c = ChannelStats(count=3, mean=0.1, std=0.2, min=-1, max=1, q01=-0.9, q99=0.9)
     assert ChannelStats.model_validate_json(c.model_dump_json()) == c
+
+
+@pytest.mark.parametrize("only", [Split.train, Split.val])
+def test_a_split_file_without_val_or_train_rows_says_so(clean_dir: Path, tmp_path: Path, only: Split) -> None:
+    from click.testing import CliRunner
+
+    from pipelines.cli import main
+
+    split_file = tmp_path / "splits.csv"
+    names = sorted(p.name for p in clean_dir.glob("*.h5"))
+    split_file.write_text("episode,split\n" + "".join(f"{name},{only.value}\n" for name in names))
+    result = CliRunner().invoke(main, ["build-splits", str(clean_dir), "-o", str(tmp_path / "ds.zarr"), "--image-size",
+                                       "8", "--split-file", str(split_file)])
+    missing = ({Split.train, Split.val} - {only}).pop().value
+    assert result.exit_code == 1
+    assert f"the split file assigns no episode to {missing}; add rows with split {missing}" in result.output
+    assert "record more" not in result.output
+    with pytest.raises(SplitError, match="record more episodes"):  # without a split file that is the advice
+        assign_splits(["a"], ["x"], SplitConfig(), existing={"a": only})

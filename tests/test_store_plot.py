@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import stat
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 from PIL import Image
 
 from pipelines.build_splits import build_splits
+from pipelines.figures import MissingGlyphs, save_png
 from pipelines.store_plot import EPISODE_LENGTH, plot_store, sample_frames, store_figure
 from schemas import RecorderSettings
 from schemas.store import BuildOptions, Preprocessing, SplitConfig
@@ -27,9 +30,10 @@ def store(clean_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> DatasetS
     return open_store(out)
 
 
-def test_plot_is_a_png_and_leaves_no_temporary_file(store: DatasetStore, tmp_path: Path) -> None:
+def test_plot_is_a_png_and_leaves_no_temporary_file(store: DatasetStore, tmp_path: Path, umask_022: int) -> None:
     out = tmp_path / "overview.png"
     assert plot_store(store, out) == out
+    assert stat.S_IMODE(out.stat().st_mode) == umask_022
     assert out.read_bytes()[:8] == PNG_MAGIC
     with Image.open(out) as img:
         img.verify()
@@ -95,3 +99,60 @@ def test_failed_render_keeps_the_previous_file(
         plot_store(store, out)
     assert out.read_bytes() == b"previous"
     assert [p.name for p in tmp_path.iterdir()] == ["overview.png"]
+
+
+def test_info_says_the_store_size_as_a_share_of_the_sources(store: DatasetStore) -> None:
+    from click.testing import CliRunner
+
+    from pipelines.cli import main
+
+    result = CliRunner().invoke(main, ["info", str(store.path)])
+    assert result.exit_code == 0, result.output
+    store_mb = sum(p.stat().st_size for p in store.path.rglob("*") if p.is_file()) / 1e6
+    source_mb = sum(Path(p).stat().st_size for p in store.episodes["source_path"]) / 1e6
+    line = next(line for line in result.output.splitlines() if line.startswith("size on disk"))
+    assert line == f"size on disk: {store_mb:.1f} MB, {100 * store_mb / source_mb:.1f}% of the {source_mb:.1f} MB of sources"
+
+
+def _installed_font_has(char: str) -> bool:
+    """Whether a real installed font (not matplotlib's placeholder Last Resort) has a glyph for ``char``."""
+    from matplotlib.font_manager import fontManager
+    from matplotlib.ft2font import FT2Font
+
+    return any(ord(char) in FT2Font(f.fname, face_index=f.index).get_charmap()
+               for f in fontManager.ttflist if "LastResort" not in f.fname)
+
+
+def test_korean_instructions_give_one_warning_naming_the_font_to_install(worded_store: Path, tmp_path: Path) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plot_store(open_store(worded_store), tmp_path / "overview.png", n_sample_frames=4)  # every episode's title
+    messages = [str(w.message) for w in caught]
+    if _installed_font_has("왼"):
+        assert messages == []  # drawn with that font
+    else:
+        assert len(messages) == 1 and "fonts-noto-cjk" in messages[0] and "왼" in messages[0], messages
+        assert caught[0].category is MissingGlyphs
+    assert (tmp_path / "overview.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_text_a_default_font_lacks_is_drawn_with_an_installed_font_that_has_it(tmp_path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.font_manager import FontProperties, findfont
+    from matplotlib.ft2font import FT2Font
+
+    watch = "\N{WATCH}"  # in matplotlib's own STIX fonts, not in DejaVu Sans
+    fig = Figure()
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.set_title(f"wait {watch}")
+    ax.set_xlabel("frame")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        save_png(fig, tmp_path / "f.png", dpi=50)
+    assert [str(w.message) for w in caught] == []
+    own, *fallbacks = ax.title.get_fontfamily()
+    assert own == "sans-serif" and fallbacks
+    assert any(ord(watch) in FT2Font(findfont(FontProperties(family=f))).get_charmap() for f in fallbacks)
+    assert ax.xaxis.label.get_fontfamily() == ["sans-serif"]  # text the default font has keeps it alone

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from schemas.sample import SampleField
 from schemas.train import ModelConfig, TrainConfig
 from vla_data.dataset import WindowDataset
 from vla_data.loader import make_loader
+from vla_data.store import open_store
 from vla_model import checkpoint as ckpt
 from vla_model.backbone import build_tiny_random
 from vla_model.loading import load_policy
@@ -97,7 +99,8 @@ def test_preflight_refuses_non_finite_stats(batch_and_policy) -> None:
         preflight(policy, batch, ds.manifest.model_copy(update={"stats": broken}), 2, 1.0)
 
 
-def test_checkpoints_are_small_pickle_free_verified_and_pruned(learn_store: Path, tmp_path: Path) -> None:
+def test_checkpoints_are_small_pickle_free_verified_and_pruned(learn_store: Path, tmp_path: Path,
+                                                                umask_022: int) -> None:
     run = tmp_path / "run"
     summary = train(config(learn_store), run)
     assert summary.steps == 6 and summary.processes == 1 and summary.ranks_identical
@@ -108,6 +111,7 @@ def test_checkpoints_are_small_pickle_free_verified_and_pruned(learn_store: Path
     assert files == sorted(["checkpoint.json", "adapter.safetensors", "heads.safetensors", "resume/optimizer.safetensors",
                             "resume/rng.safetensors", "resume/state.json"])
     assert all(not (p.read_bytes()[:2] == b"\x80\x04") for p in path.rglob("*") if p.is_file())  # no pickle
+    assert {f: oct(stat.S_IMODE((path / f).stat().st_mode)) for f in files} == {f: oct(umask_022) for f in files}
     meta = ckpt.load_meta(path)
     assert meta.step == 6 and meta.action_names == ["linear_x", "linear_y"] and meta.preprocessing.image_size == 56
     policy, _ = load_policy(run)  # the latest checkpoint, from the folder alone
@@ -184,6 +188,22 @@ def test_config_file_and_flags_make_one_config(learn_store: Path, tmp_path: Path
     cfg = assemble_config(file, {"lr": 0.5, "chunk": 7})
     assert (cfg.optim.lr, cfg.optim.batch_size, cfg.data.window.window, cfg.data.window.chunk) == (0.5, 2, 3, 7)
     assert cfg.model.lora.r == 32 and cfg.model.lora.alpha == 16 and cfg.model.lora.dropout == 0.1  # the seed's
+
+
+def test_mirror_side_words_come_from_the_config_and_unmirrored_episodes_are_reported(worded_store: Path,
+                                                                                       tmp_path: Path) -> None:
+    file = tmp_path / "train.yaml"
+    file.write_text("data:\n  augment: mirror\n  mirror:\n    side_words: [[왼쪽, 오른쪽]]\n", encoding="utf-8")
+    run = tmp_path / "run"
+    code, out = run_cli("train", str(worded_store), "-o", str(run), "--config", str(file), "--max-steps", "1",
+                        "--window", "2", "--chunk", "4", "--hidden", "16", "--lora-r", "4", "--batch-size", "4")
+    assert code == 0, out
+    summary = TrainSummary.model_validate_json((run / SUMMARY_FILE).read_text())
+    ids = {text: int(e) for e, text in open_store(worded_store).episodes[["episode", "instruction"]].to_numpy()}
+    assert summary.unmirrored_episodes == [ids["Drive up to the bottle"]]  # the Korean one is mirrored
+    notes = [line for line in out.splitlines() if "not mirrored" in line]
+    assert notes == [f"augment=mirror: 1 of 3 train episodes are not mirrored, their instruction names no side word "
+                     f"(data.mirror.side_words): episodes {ids['Drive up to the bottle']} (all in summary.json)"]
 
 
 def test_two_processes_hold_identical_weights_and_only_rank_0_writes(learn_store: Path, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -54,9 +55,10 @@ def test_defects_exit_1_and_list_every_defect_file_with_code_and_hint(defect_dir
         assert section[1].strip().startswith("hint:")
 
 
-def test_json_report_round_trips(defect_dir: Path, tmp_path: Path) -> None:
+def test_json_report_round_trips(defect_dir: Path, tmp_path: Path, umask_022: int) -> None:
     target = tmp_path / "report.json"
     code, _ = run("validate", str(defect_dir), "--json", str(target))
+    assert stat.S_IMODE(target.stat().st_mode) == umask_022  # readable by others, as a plain open() would make it
     assert code == 1
     report = ValidationReport.model_validate_json(target.read_text())
     assert report.model_dump() == ValidationReport.model_validate(json.loads(target.read_text())).model_dump()

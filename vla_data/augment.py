@@ -3,25 +3,45 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 import numpy as np
 
 from schemas.sample import MirrorRule
 
 
+GLUE = frozenset({"Lu", "Ll", "Lt", "Nd", "Pc"})  # cased letters, digits, _: these make a longer word
+
+
+def _glued(text: str, at: int) -> bool:
+    """Whether the character at ``at`` joins a side word beside it into a longer word (left -> leftover).
+
+    Cased letters do (Latin, Greek, Cyrillic: words are separated by spaces there). Uncased letters do not:
+    Hangul particles (왼쪽에, 왼쪽으로) and CJK text without spaces keep the side word a side word.
+    """
+    return 0 <= at < len(text) and unicodedata.category(text[at]) in GLUE
+
+
+def side_words(instruction: str, rule: MirrorRule) -> list[re.Match[str]]:
+    """The side words of ``instruction`` (``rule.pairs``, any case), left to right."""
+    words = sorted({w for pair in rule.pairs for w in pair}, key=len, reverse=True)  # longest first
+    found = re.finditer("|".join(re.escape(w) for w in words), instruction, flags=re.IGNORECASE)
+    return [m for m in found if not _glued(instruction, m.start() - 1) and not _glued(instruction, m.end())]
+
+
 def mirror_words(instruction: str, rule: MirrorRule) -> str:
-    """Swap each word pair (whole words, keeping a leading capital): left <-> right."""
-    swap = {a: b for a, b in rule.swap_words} | {b: a for a, b in rule.swap_words}
-    if not swap:
-        return instruction
-
-    def replace(match: re.Match[str]) -> str:
-        word = match.group(0)
-        other = swap[word.lower()]
-        return other.capitalize() if word[0].isupper() else other
-
-    pattern = r"\b(" + "|".join(re.escape(w) for w in swap) + r")\b"
-    return re.sub(pattern, replace, instruction, flags=re.IGNORECASE)
+    """Swap each side word with its pair's other word (left <-> right), keeping its capitals."""
+    swap = {a.lower(): b for a, b in rule.pairs} | {b.lower(): a for a, b in rule.pairs}
+    out, done = [], 0
+    for match in side_words(instruction, rule):
+        word, other = match.group(0), swap[match.group(0).lower()]
+        if word.isupper() and len(word) > 1:
+            other = other.upper()
+        elif word[0].isupper():
+            other = other.capitalize()
+        out += [instruction[done : match.start()], other]
+        done = match.end()
+    return "".join(out) + instruction[done:]
 
 
 def mirror_sign(action_names: list[str], rule: MirrorRule) -> np.ndarray:

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from schemas.sample import Augment, MirrorRule, SampleField, WindowSpec
 from schemas.store import Split, StoreManifest
-from vla_data.augment import mirror_frames, mirror_sign, mirror_words
+from vla_data.augment import mirror_frames, mirror_sign, mirror_words, side_words
 from vla_data.frames import EpisodeFrames, default_memory_budget
 from vla_data.normalize import Normalizer
 from vla_data.store import DatasetStore, open_store
@@ -38,9 +38,11 @@ class Sample(TypedDict):
 class WindowDataset(Dataset[Sample]):
     """Windowed, chunked samples of one split of a store (see ``schemas.sample`` for the contract).
 
-    ``augment="mirror"`` doubles the dataset: sample ``i + n`` is sample ``i`` seen in a mirror (frames
-    flipped left-right, ``mirror.negate`` channels negated in physical units, left/right swapped in the
-    instruction). Deterministic, so every worker count and every resume gives the same samples.
+    ``augment="mirror"`` appends a mirrored copy of every anchor whose episode's instruction names a side
+    (``mirror.pairs``): samples ``n..`` are those anchors in order, seen in a mirror (frames flipped
+    left-right, ``mirror.negate`` channels negated in physical units, side words swapped). An episode whose
+    instruction names no side is not mirrored (``unmirrored_episodes``), so the dataset has ``n`` plus the
+    anchors of the mirrored episodes. Deterministic, so every worker count and every resume gives the same samples.
     ``memory_budget`` (bytes; default a quarter of the RAM available) decides whether the split's decoded
     frames are held in memory; otherwise ``cache_episodes`` whole episodes are kept (LRU).
     """
@@ -86,6 +88,12 @@ class WindowDataset(Dataset[Sample]):
         all_actions = np.asarray(opened.action[:], np.float32)
         self.actions = [all_actions[a:b] for a, b in ranges]  # physical units
         self.which, self.t = anchors(self.n_frames, stride)
+        mirrored = np.array([self.augment == Augment.mirror and bool(side_words(s, self.mirror))
+                             for s in self.instructions], bool)
+        self.mirrored_anchors = np.flatnonzero(mirrored[self.which])  # sample n + j mirrors anchor mirrored_anchors[j]
+        self.unmirrored_episodes: list[int] = (
+            self.episode_ids[~mirrored].tolist() if self.augment == Augment.mirror else []
+        )  # store ids of the episodes augment=mirror leaves out: their instruction names no side
 
         s = self.manifest.preprocessing.image_size
         self.frame_bytes = int(self.n_frames.sum()) * s * s * 3
@@ -98,11 +106,15 @@ class WindowDataset(Dataset[Sample]):
         return len(self.t)
 
     def __len__(self) -> int:
-        return self.n_anchors * (2 if self.augment == Augment.mirror else 1)
+        return self.n_anchors + len(self.mirrored_anchors)
+
+    def anchor(self, index: int) -> int:
+        """The anchor (position in ``which``/``t``) that sample ``index`` (0..len-1) reads, mirrored or not."""
+        return index if index < self.n_anchors else int(self.mirrored_anchors[index - self.n_anchors])
 
     def sample_episode(self, index: int) -> int:
         """Position (in this split) of the episode that sample ``index`` reads; the sampler groups by it."""
-        return int(self.which[index % self.n_anchors])
+        return int(self.which[self.anchor(index)])
 
     def is_mirrored(self, index: int) -> bool:
         return index >= self.n_anchors
@@ -111,7 +123,7 @@ class WindowDataset(Dataset[Sample]):
         if not -len(self) <= index < len(self):
             raise IndexError(f"sample {index} of {len(self)}")
         index %= len(self)
-        anchor = index % self.n_anchors
+        anchor = self.anchor(index)
         e, t = int(self.which[anchor]), int(self.t[anchor])
         ix = window_index(t, int(self.n_frames[e]), self.spec)
         frames = self.frames.episode(e)[ix.frames]  # (W, S, S, 3)

@@ -67,7 +67,13 @@ def assign_splits(
     everyone = list(range(len(content_hashes)))
     ensure(everyone, Split.train)
     ensure(everyone, Split.val)
-    if Split.train not in splits or Split.val not in splits:
+    lacking = [s.value for s in (Split.train, Split.val) if s not in splits]
+    if lacking and config.split_file is not None and not any(movable):
+        raise SplitError(
+            f"{config.split_file}: the split file assigns no episode to {' or '.join(lacking)}; add rows with split "
+            f"{' and '.join(lacking)} (a store needs at least one train and one val episode), like\n{SPLIT_FILE_EXAMPLE}"
+        )
+    if lacking:
         raise SplitError(
             f"{len(splits)} episode(s) cannot give at least one train and one val episode; record more episodes"
         )

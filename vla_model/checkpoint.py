@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from schemas.train import CHECKPOINT_FORMAT, CheckpointMeta
+from vla_data.files import open_permissions
 
 META = "checkpoint.json"
 ADAPTER = "adapter.safetensors"
@@ -115,6 +116,8 @@ def save_checkpoint(
     opt_tensors, opt_plain = optimizer_tensors(optimizer)
     save_file(_contiguous(opt_tensors), tmp / OPTIMIZER)
     save_file(_contiguous(rng_tensors()), tmp / RNG)
+    for name in (ADAPTER, HEADS, OPTIMIZER, RNG):
+        open_permissions(tmp / name)  # safetensors writes 0600; the JSON files follow the umask
     numpy_state = np.random.get_state()
     state = {
         "resume": resume.__dict__,

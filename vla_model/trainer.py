@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
 
@@ -51,6 +51,9 @@ class TrainSummary(BaseModel):
     samples_per_s: float
     ranks_identical: bool
     trainable_parameters: dict[str, int]
+    unmirrored_episodes: list[int] = Field(
+        default_factory=list, description="Train episodes augment=mirror left out: their instruction names no side word."
+    )
 
 
 def build_policy(config: TrainConfig, manifest: StoreManifest) -> VLAPolicy:
@@ -116,7 +119,12 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: 
     main = accelerator.is_main_process
     set_seed(config.optim.seed)
     train_ds = WindowDataset(config.data.store, config.data.train_split, **_window(config), augment=config.data.augment,
-                             memory_budget=config.data.memory_budget)
+                             mirror=config.data.mirror, memory_budget=config.data.memory_budget)
+    unmirrored = train_ds.unmirrored_episodes
+    if main and unmirrored:
+        tqdm.write(f"augment=mirror: {len(unmirrored)} of {len(train_ds.episode_ids)} train episodes are not mirrored, "
+                   f"their instruction names no side word (data.mirror.side_words): episodes "
+                   f"{', '.join(map(str, unmirrored[:10]))}{', ...' if len(unmirrored) > 10 else ''} (all in {SUMMARY_FILE})")
     val_ds = WindowDataset(config.data.store, config.data.val_split, **_window(config),
                            memory_budget=config.data.memory_budget)
     manifest = train_ds.manifest
@@ -211,6 +219,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: 
         samples_per_s=seen_samples / max(time.perf_counter() - started, 1e-9),
         ranks_identical=bool((digests == digests[0]).all()),
         trainable_parameters=counts,
+        unmirrored_episodes=unmirrored,
     )
     if writer is not None:
         (run_dir / SUMMARY_FILE).write_text(summary.model_dump_json(indent=2) + "\n")
