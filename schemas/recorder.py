@@ -31,6 +31,10 @@ from schemas.findings import Finding, FindingCode
 DEFAULT_ACTION_NAMES = ("linear_x", "linear_y", "angular_z")
 # Names other recorders and tools use for the same things; used only to suggest a fix.
 KNOWN_FRAME_KEYS = ("images", "observations/images", "rgb", "image", "frames", "observation/image", "camera")
+# The colour order of the recorder layouts known by their frames key: the ROS 2 collector stores cv_bridge's
+# bgr8 under `images`; the newer recorder stores RGB under `observations/images`. A hint that names a frames
+# key names its colour order with it, so following the hint never swaps red and blue.
+KNOWN_COLOR_ORDERS = {"images": "bgr", "observations/images": "rgb"}
 KNOWN_ACTION_KEYS = ("actions", "action", "observations/actions", "cmd_vel", "velocity")
 
 
@@ -192,6 +196,11 @@ class RawEpisode(BaseModel):
         if near:
             message = f"no dataset `{wanted}`; found `{near}`; the recorder writes `{wanted}`"
             hint = f"rename `{near}` to `{wanted}`, or pass --{which}-key {near}"
+            if which == "frames":
+                order = KNOWN_COLOR_ORDERS.get(near)
+                hint += (f" --color-order {order} (that recorder layout stores {order.upper()} frames)" if order else
+                         " with --color-order bgr or rgb, as that recorder stores its frames (a red object must look "
+                         "red in `vla-data inspect-sample`)")
         else:
             have = ", ".join(f"`{k}`" for k in keys) or "no datasets at all"
             message = f"no dataset `{wanted}` (the file has {have})"

@@ -11,7 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import pytest
+import zarr
 from click.testing import CliRunner
 
 from pipelines.cli import main
@@ -167,3 +169,27 @@ def test_bad_index_csv_is_a_usage_error(clean_dir: Path, tmp_path: Path) -> None
 def test_help_explains(clean_dir: Path) -> None:
     code, out = run("validate", "--help")
     assert code == 0 and "Exit status" in out and "--deep" in out and "--frames-key" in out
+
+
+def test_the_hint_for_the_newer_layout_names_its_colour_order_and_following_it_keeps_red_red(
+        clean_dir: Path, tmp_path: Path) -> None:
+    newer = tmp_path / "newer"
+    newer.mkdir()
+    for old in sorted(clean_dir.glob("*.h5")):  # the newer recorder: RGB frames under observations/images
+        with h5py.File(old, "r") as src, h5py.File(newer / old.name, "w") as dst:
+            for key in src:
+                if key != "images":
+                    src.copy(key, dst)
+            dst.attrs.update(src.attrs)
+            dst.create_dataset("observations/images", data=src["images"][()][..., ::-1], chunks=True)
+    shutil.copy(clean_dir / "dataset_index.csv", newer)
+    report = ValidationReport.model_validate_json(run("validate", str(newer), "--json", "-")[1])
+    hints = {f.hint for f in report.findings if f.code == FindingCode.dataset_missing}
+    assert hints and all("--frames-key observations/images --color-order rgb" in h for h in hints)
+    out = tmp_path / "ds.zarr"
+    code, text = run("build-splits", str(newer), "-o", str(out), "--image-size", "16",
+                     "--frames-key", "observations/images", "--color-order", "rgb")
+    assert code == 0, text
+    rgb = zarr.open_group(out, mode="r")["data/rgb"][:].astype(int)
+    assert ((rgb[..., 0] > 150) & (rgb[..., 2] < 80)).any()  # the bottle is red, not blue
+    assert not ((rgb[..., 2] > 150) & (rgb[..., 0] < 80)).any()
