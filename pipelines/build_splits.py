@@ -413,10 +413,19 @@ def _write_staging(
         n_episodes=len(records),
         n_frames=n_frames,
         stats=stats,
+        source_frame_sizes=_frame_sizes(previous, entries),
         checksums=object_checksums(staging),
     )
     finalize(staging, manifest)
     return manifest
+
+
+def _frame_sizes(previous: DatasetStore | None, entries: list[Entry]) -> list[str]:
+    """The source frame sizes (HxW) the store's episodes came from: the previous store's and the new ones'."""
+    sizes = set(previous.manifest.source_frame_sizes) if previous is not None else set()
+    sizes |= {f"{e.source.report.frame_size[0]}x{e.source.report.frame_size[1]}" for e in entries
+              if e.source is not None and e.source.report.frame_size is not None}
+    return sorted(sizes)
 
 
 def _stratum(scenario: str | None, instruction: str | None, how: Stratify) -> str:

@@ -197,6 +197,10 @@ class StoreManifest(BaseModel):
     n_episodes: int
     n_frames: int
     stats: NormStats
+    source_frame_sizes: list[str] = Field(
+        default_factory=list,
+        description="Frame sizes (HxW) of the source episodes, before resizing; inference warns on another aspect.",
+    )
     checksums: dict[str, str] = Field(description="sha256 of every stored object, by path inside the store.")
 
 

@@ -69,13 +69,15 @@ def test_a_folder_that_is_not_a_store_is_never_replaced(raw: Path, tmp_path: Pat
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("calibration notes")
-    code, out = build(str(raw), "-o", str(other), "--overwrite")
-    assert code == 1 and "is not a vla-data store (it holds notes.txt)" in out
+    result = CliRunner().invoke(main, ["build-splits", str(raw), "-o", str(other), "--overwrite"])
+    assert result.exit_code == 1 and "is not a vla-data store (it holds notes.txt)" in result.stderr
+    assert "not a vla-data store" not in result.stdout  # refusals go to stderr
     assert (other / "notes.txt").read_text() == "calibration notes" and len(list(other.iterdir())) == 1
     empty = tmp_path / "empty"
     empty.mkdir()
     assert build(str(raw), "-o", str(empty))[0] == 0  # a new, empty folder is fine
     assert open_store(empty).manifest.n_episodes == 8
+    assert open_store(empty).manifest.source_frame_sizes == ["24x40"]
 
 
 def test_readers_call_a_foreign_folder_not_a_store_and_never_suggest_overwrite(raw: Path, tmp_path: Path,
