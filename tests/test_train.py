@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +17,11 @@ from click.testing import CliRunner
 from conftest import SMALL_MODEL
 from safetensors.torch import load_file
 
+from pipelines.build_splits import build_splits
 from pipelines.cli import main
+from schemas import RecorderSettings
 from schemas.sample import SampleField
+from schemas.store import BuildOptions, Preprocessing, SplitConfig
 from schemas.train import ModelConfig, TrainConfig
 from vla_data.dataset import WindowDataset
 from vla_data.loader import make_loader
@@ -146,6 +151,43 @@ def test_resume_continues_exactly(learn_store: Path, tmp_path: Path) -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
     losses = [[json.loads(line)["loss"] for line in (r / LOG_FILE).read_text().splitlines()] for r in (straight, stopped)]
     assert losses[0] == losses[1]  # steps 1-3 before the stop, 4-6 after the resume
+
+
+def _logged(run: Path) -> list[dict]:
+    log = run / LOG_FILE
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_resume_after_sigkill_continues_exactly(clean_dir: Path, tmp_path: Path) -> None:
+    """A real process killed (SIGKILL) past checkpoint-12, in its third epoch, with LoRA dropout, accumulation and
+    a log window the checkpoint splits: the resumed run logs and ends exactly as an uninterrupted one."""
+    store = tmp_path / "ds.zarr"  # 76 train samples: 10 batches of 8, 5 steps per epoch
+    build_splits([clean_dir], store, BuildOptions(preprocessing=Preprocessing(image_size=56),
+                                                  splits=SplitConfig(val_ratio=0.25)), RecorderSettings())
+    cli = [sys.executable, "-m", "pipelines.cli", "train"]
+    flags = [str(store), "--max-steps", "18", "--window", "2", "--chunk", "4", "--hidden", "16", "--lora-r", "4",
+             "--lora-dropout", "0.1", "--batch-size", "8", "--accumulation", "2", "--log-every", "5",
+             "--save-every", "6", "--val-every", "6", "--val-batches", "1", "--keep-last", "5"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same float arithmetic in every process
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    uninterrupted = subprocess.Popen([*cli, *flags, "-o", str(straight)], env=env, stderr=subprocess.PIPE, text=True)
+    victim = subprocess.Popen([*cli, *flags, "-o", str(killed)], env=env, stderr=subprocess.DEVNULL)
+    while victim.poll() is None and not any(line["step"] == 15 for line in _logged(killed)):
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait() == -signal.SIGKILL  # killed mid-run: steps 13-15 done and logged, no checkpoint-18
+    assert [p.name for p in ckpt.checkpoints(killed)] == ["checkpoint-6", "checkpoint-12"]
+    resumed = subprocess.run([*cli, "--resume", str(killed)], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert uninterrupted.wait(timeout=300) == 0, uninterrupted.stderr.read()[-3000:]
+
+    fields = ("step", "epoch", "loss", "lr", "val_loss")
+    logs = [[tuple(line.get(f) for f in fields) for line in _logged(run)] for run in (straight, killed)]
+    assert [row[0] for row in logs[1]] == [5, 6, 10, 12, 15, 18]  # each step once; 15 as the resumed run logged it
+    assert logs[0] == logs[1]
+    for name in ("adapter.safetensors", "heads.safetensors", "resume/optimizer.safetensors"):
+        a, b = (load_file(run / "checkpoint-18" / name) for run in (straight, killed))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
 
 
 def run_cli(*args: str) -> tuple[int, str]:
