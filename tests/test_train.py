@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from schemas.store import BuildOptions, Preprocessing, SplitConfig
 from schemas.train import ModelConfig, TrainConfig
 from vla_data.dataset import WindowDataset
 from vla_data.loader import make_loader
+from vla_model import Policy
 from vla_model import checkpoint as ckpt
 from vla_model.backbone import build_tiny_random
 from vla_model.loading import load_policy
@@ -100,6 +102,59 @@ def test_preflight_refuses_non_finite_stats(batch_and_policy) -> None:
     broken = stats.model_copy(update={"action": [stats.action[0].model_copy(update={"std": float("nan")}), *stats.action[1:]]})
     with pytest.raises(PreflightError, match="stats are missing or not finite"):
         preflight(policy, batch, ds.manifest.model_copy(update={"stats": broken}), 2, 1.0)
+
+
+# A probe on every backbone call of `vla-data train`, run as a real process (accelerate fixes one precision per
+# process): the autocast state, activation checkpointing, and train/eval mode.
+PROBE = """
+import json, sys
+from pathlib import Path
+import torch
+from transformers import Kosmos2Model
+
+seen = []
+
+def observe(module, args, output):
+    if isinstance(module, Kosmos2Model):
+        seen.append({"autocast": torch.is_autocast_enabled("cpu"), "dtype": str(torch.get_autocast_dtype("cpu")),
+                     "checkpointing": module.is_activation_checkpointing, "training": module.training})
+
+torch.nn.modules.module.register_module_forward_hook(observe)
+from pipelines.cli import main
+try:
+    main(sys.argv[2:])
+finally:
+    Path(sys.argv[1]).write_text(json.dumps(seen))
+"""
+
+
+def test_preflight_runs_in_the_training_precision_and_checkpointing(learn_store: Path, tmp_path: Path) -> None:
+    seen = tmp_path / "seen.json"
+    cmd = [sys.executable, "-c", PROBE, str(seen), "train", str(learn_store), "-o", str(tmp_path / "run"),
+           "--precision", "bf16", "--gradient-checkpointing", "--max-steps", "1", "--window", "2", "--chunk", "4",
+           "--hidden", "16", "--lora-r", "4", "--batch-size", "2", "--val-batches", "1"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    preflight_call, step, val = json.loads(seen.read_text())  # the preflight's forward comes before the step's
+    training = {"autocast": True, "dtype": "torch.bfloat16", "checkpointing": True, "training": True}
+    assert preflight_call == training and step == training
+    assert val == training | {"training": False}
+
+
+def test_activation_checkpointing_is_for_training_only(learn_store: Path, tmp_path: Path) -> None:
+    """A checkpoint trained with checkpointing loads for inference without it; no deprecated call is made."""
+    run = tmp_path / "run"
+    cfg = config(learn_store, max_steps=1)
+    cfg.model.gradient_checkpointing = True
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(cfg, run)
+        policy, meta = load_policy(run)
+        served = Policy.from_checkpoint(run, "cpu")
+    assert meta.train_config.model.gradient_checkpointing
+    assert not policy.backbone.is_activation_checkpointing and not served.model.backbone.is_activation_checkpointing
+    deprecated = [str(w.message) for w in caught if issubclass(w.category, FutureWarning) and "checkpointing" in str(w.message)]
+    assert deprecated == []
 
 
 def test_checkpoints_are_small_pickle_free_verified_and_pruned(learn_store: Path, tmp_path: Path) -> None:

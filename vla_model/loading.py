@@ -68,6 +68,7 @@ def load_policy(path: Path, device: str | torch.device = "cpu") -> tuple[VLAPoli
     backbone = load_backbone(meta.backbone.source)
     check_backbone(meta, backbone.model.config.to_dict())
     model_config = meta.train_config.model
-    policy = VLAPolicy(backbone, model_config, len(meta.action_names), meta.train_config.data.window.chunk)
+    policy = VLAPolicy(backbone, model_config, len(meta.action_names), meta.train_config.data.window.chunk,
+                       inference=True)
     load_trained(policy, *ckpt.load_weights(path))
     return policy.to(device).eval(), meta

@@ -123,8 +123,6 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: 
     policy = build_policy(config, manifest).to(accelerator.device)
     loader = make_loader(train_ds, config.optim.batch_size, workers=config.data.workers, seed=config.optim.seed)
     val_loader = make_loader(val_ds, config.optim.batch_size, shuffle=False, workers=0)
-    counts = preflight(policy, next(iter(make_loader(train_ds, config.optim.batch_size, seed=config.optim.seed))),
-                       manifest, config.data.window.window, config.optim.huber_delta)
 
     groups = policy.parameter_groups()
     optimizer = torch.optim.AdamW(
@@ -139,7 +137,10 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: 
         if position.scaler and accelerator.scaler is not None:
             accelerator.scaler.load_state_dict(position.scaler)
     policy, optimizer, loader = accelerator.prepare(policy, optimizer, loader)
-    model = accelerator.unwrap_model(policy)
+    model = accelerator.unwrap_model(policy)  # its forward runs in accelerate's autocast, as the steps' do
+    # on the prepared model: the training precision and checkpointing, so it needs no more memory than a step
+    counts = preflight(model, next(iter(make_loader(train_ds, config.optim.batch_size, seed=config.optim.seed))),
+                       manifest, config.data.window.window, config.optim.huber_delta)
 
     writer = _Writers(run_dir, config, position.step) if main else None
     bar = tqdm(total=config.optim.max_steps, initial=position.step, desc="train", unit="step", disable=not main or None)
