@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -14,6 +17,7 @@ import torch
 import zarr
 from click.testing import CliRunner
 from conftest import SMALL_MODEL
+from transformers import Kosmos2Model
 
 from pipelines.cli import main
 from schemas.evaluation import EvalOptions, EvalReport, Horizon, Predictor, PredictReport
@@ -21,6 +25,8 @@ from schemas.train import TrainConfig
 from vla_data.dataset import WindowDataset
 from vla_data.synthetic import Episode, write_episode
 from vla_model import Policy
+from vla_model import checkpoint as ckpt
+from vla_model.backbone import build_tiny_random, tiny_config
 from vla_model.checkpoint import ADAPTER, HEADS, META
 from vla_model.loading import load_policy
 from vla_model.metrics import action_metrics, compare
@@ -34,6 +40,13 @@ def run_cli(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(main, list(args))
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     return result.exit_code, result.output
+
+
+def predict_json(*args: str) -> PredictReport:
+    """`vla-data predict ... --json`, read from stdout alone (a backbone loaded from a folder shows a progress bar)."""
+    result = CliRunner().invoke(main, ["predict", *args, "--json"])
+    assert result.exit_code == 0, result.output
+    return PredictReport.model_validate_json(result.stdout)
 
 
 # -- metrics against hand-computed values ---------------------------------------------------------------------
@@ -244,6 +257,45 @@ def test_corrupt_or_partial_checkpoints_are_refused(window8_run: Path, learn_sto
                      ["predict", str(broken), episode]):
             code, output = run_cli(*args)
             assert code == 1 and message in output and "Traceback" not in output, (name, args[0], output)
+
+
+def test_a_local_backbone_is_found_from_any_directory_or_by_model(learn_store: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trained with a relative --model from one directory, used from another; moved, found again by --model;
+    a backbone of other shapes refused by name."""
+    project, elsewhere, moved, other = (tmp_path / name for name in ("project", "elsewhere", "moved", "other"))
+    elsewhere.mkdir()
+    tiny = build_tiny_random()
+    for part in (tiny.model, tiny.tokenizer):
+        part.save_pretrained(project / "models" / "tiny")
+    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "train", str(learn_store), "-o", "run", "--model", "models/tiny", "--max-steps", "2",
+                           "--window", "2", "--chunk", "4", "--hidden", "16", "--lora-r", "4", "--batch-size", "2",
+                           "--val-batches", "1"], cwd=project, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = project / "run"
+    assert ckpt.load_meta(ckpt.resolve(run)).backbone.source == str((project / "models" / "tiny").resolve())
+
+    monkeypatch.chdir(elsewhere)
+    code, output = run_cli("eval", str(run), str(learn_store), "-o", "out")
+    assert code == 0, output
+    assert EvalReport.model_validate_json((elsewhere / "out" / "metrics.json").read_text()).n_anchors > 0
+    episode, frames = _raw_episode(learn_store, 0)
+    before = predict_json(str(run), str(episode))
+    shutil.move(project / "models" / "tiny", moved)
+    code, output = run_cli("predict", str(run), str(episode))
+    assert code == 1 and "not found here" in output and "pass --model DIR" in output and "Traceback" not in output
+    assert predict_json(str(run), str(episode), "--model", str(moved)).steps == before.steps
+    policy = Policy.from_checkpoint(run, "cpu", model=moved)
+    np.testing.assert_allclose(policy.predict(frames, before.instruction), before.steps[-1].predicted, atol=RUNNER_ATOL)
+
+    config = tiny_config(len(tiny.tokenizer))
+    config.text_config.layers = 1
+    Kosmos2Model(config).save_pretrained(other)
+    tiny.tokenizer.save_pretrained(other)
+    code, output = run_cli("eval", str(run), str(learn_store), "-o", "refused", "--model", str(other))
+    assert code == 1 and "Traceback" not in output and not Path("refused").exists()
+    assert f"the backbone {other} is not the one the checkpoint was trained on" in output
+    assert "text_config.layers: checkpoint 2, found 1" in output
 
 
 def test_a_device_this_machine_lacks_is_refused(window8_run: Path, learn_store: Path) -> None:

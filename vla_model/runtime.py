@@ -59,14 +59,17 @@ class Policy:
         self.normalizer = Normalizer(meta.stats)
 
     @classmethod
-    def from_checkpoint(cls, path: Path | str, device: str | torch.device | None = None) -> Policy:
+    def from_checkpoint(cls, path: Path | str, device: str | torch.device | None = None,
+                        model: str | Path | None = None) -> Policy:
         """Load model, adapter, heads, preprocessing and stats from a checkpoint (or a run's latest one).
 
         ``device``: "cpu", "cuda", "cuda:1", ... [default: CUDA when available]. No store is needed.
+        ``model``: where the backbone is now, when not where the checkpoint records it (another machine, a
+        moved directory); refused, naming the difference, unless its shapes are the trained backbone's.
         """
         folder = resolve(Path(path))
-        model, meta = load_policy(folder, pick_device(device))
-        return cls(model, meta, folder)
+        trained, meta = load_policy(folder, pick_device(device), None if model is None else str(model))
+        return cls(trained, meta, folder)
 
     @property
     def window(self) -> int:

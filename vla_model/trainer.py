@@ -29,7 +29,7 @@ from vla_data import __version__
 from vla_data.dataset import WindowDataset
 from vla_data.loader import make_loader
 from vla_model import checkpoint as ckpt
-from vla_model.backbone import load_backbone
+from vla_model.backbone import load_backbone, locate
 from vla_model.loading import load_trained
 from vla_model.loss import masked_huber
 from vla_model.policy import ConfigError, VLAPolicy
@@ -114,6 +114,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: 
     """
     accelerator = _accelerator(config)
     main = accelerator.is_main_process
+    # the config and every checkpoint record what finds the backbone from any directory (not "models/tiny")
+    config = config.model_copy(update={"model": config.model.model_copy(update={"source": locate(config.model.source)})})
     set_seed(config.optim.seed)
     train_ds = WindowDataset(config.data.store, config.data.train_split, **_window(config), augment=config.data.augment,
                              memory_budget=config.data.memory_budget)
