@@ -465,7 +465,8 @@ def predict_cmd(checkpoint: Path, episode: Path, as_json: bool, instruction: str
     A PolicyRunner (vla_model.PolicyRunner) is reset with the episode's instruction and stepped with each
     raw frame; per frame it prints the predicted first action beside the action recorded after that
     frame (row t + action offset), then the first-action MAE. Episodes shorter than the window work: the
-    first frame stands in for the frames before it, as in training.
+    first frame stands in for the frames before it, as in training. Frames are read in --color-order (or
+    the --recorder-config's) when given, else in the checkpoint's source colour order, then made RGB.
 
     \b
     Examples:

@@ -225,6 +225,51 @@ def test_predict_runs_an_episode_shorter_than_the_window(window8_run: Path, lear
     assert code == 0 and "recorded (t+1)" in text and "first-action MAE" in text and "3 frames" in text
 
 
+def test_predict_shows_a_dash_where_no_action_was_recorded(window8_run: Path, learn_store: Path, tmp_path: Path) -> None:
+    path, raw = _raw_episode(learn_store, 0)
+    with h5py.File(path, "r") as f:
+        actions = f["actions"][()]
+    one = write_episode(tmp_path / "episode_20251110_120000_1box_hori_left_core_medium.h5",
+                        Episode("one", raw[:1, ..., ::-1], actions[:1], ["episode_start"], "Reach the bottle on the left",
+                                {"num_frames": 1}))
+    code, text = run_cli("predict", str(window8_run), str(one))
+    assert code == 0, text
+    lines = text.strip().splitlines()
+    row = lines[-2].split()  # frame 0: two predicted values, then the two recorded (row 1: none)
+    assert row[0] == "0" and row[-2:] == ["-", "-"] and "None" not in text
+    assert lines[-1] == "first-action MAE: linear_x -, linear_y -"
+
+
+def test_colour_order_belongs_to_the_episode_not_the_checkpoint(window8_run: Path, learn_store: Path,
+                                                                tmp_path: Path) -> None:
+    """Trained from BGR sources; the same episode stored as RGB predicts the same when said to be RGB."""
+    path, bgr = _raw_episode(learn_store, 0)
+    rgb_copy = tmp_path / path.name
+    shutil.copy(path, rgb_copy)
+    with h5py.File(rgb_copy, "r+") as f:
+        del f["images"]
+        f.create_dataset("images", data=bgr[..., ::-1], compression="gzip")
+    (tmp_path / "rgb.yaml").write_text("color_order: rgb\n")
+    words = ["--instruction", "Navigate to the bottle on the left"]
+    as_trained = predict_json(str(window8_run), str(path), *words)
+    assert as_trained.color_order == "bgr"  # the checkpoint's source order when none is given
+    for given in (["--color-order", "rgb"], ["--recorder-config", str(tmp_path / "rgb.yaml")]):
+        read = predict_json(str(window8_run), str(rgb_copy), *words, *given)
+        assert read.color_order == "rgb" and read.steps == as_trained.steps, given
+    misread = predict_json(str(window8_run), str(rgb_copy), *words)  # RGB frames taken for the recorder's BGR
+    assert misread.steps != as_trained.steps
+
+    policy = Policy.from_checkpoint(window8_run, "cpu")
+    instruction = as_trained.instruction
+    np.testing.assert_array_equal(policy.predict(bgr[::-1][:8], instruction, color_order="rgb"),
+                                  policy.predict(bgr[::-1][:8, ..., ::-1], instruction))
+    runner, rgb_runner = policy.runner(), policy.runner(color_order="rgb")
+    runner.reset(instruction)
+    rgb_runner.reset(instruction)
+    for frame in bgr[:3]:
+        np.testing.assert_array_equal(rgb_runner.step(frame[..., ::-1]), runner.step(frame))
+
+
 # -- refusals ---------------------------------------------------------------------------------------------------
 def test_eval_refuses_a_store_that_does_not_fit_the_checkpoint(window8_run: Path, learn_store: Path,
                                                               tmp_path: Path) -> None:
