@@ -31,9 +31,10 @@ def load_trained(policy: VLAPolicy, adapter: dict[str, torch.Tensor], heads: dic
     policy.load_state_dict(heads, strict=False)
 
 
-def check_backbone(meta: CheckpointMeta, found: dict, source: str) -> None:
-    """Refuse a backbone (``found``: its config as a dict, loaded from ``source``) of other shapes than the
-    checkpoint's; the message names every setting that differs."""
+def check_backbone(meta: CheckpointMeta, found: dict, source: str | None = None) -> None:
+    """Refuse a backbone (``found``: its config as a dict, loaded from ``source`` [default: the checkpoint's])
+    of other shapes than the checkpoint's; the message names every setting that differs."""
+    source = source or meta.backbone.source
     saved = meta.backbone.config
     differ = [
         f"{part}.{key}: checkpoint {saved.get(part, {}).get(key)}, found {found.get(part, {}).get(key)}"
