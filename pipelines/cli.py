@@ -478,6 +478,10 @@ def train_cmd(store: Path | None, run_dir: Path | None, config_file: Path | None
 
 EVAL_FLAGS = {name: (name,) for name in EvalOptions.model_fields}
 DEVICE_HELP = "cpu, cuda, cuda:1, ... [default: cuda when available, else cpu]"
+backbone_option = click.option(
+    "--model", "model", default=None, metavar="SOURCE",
+    help="Where the backbone is now (a directory, a cached hub id, tiny-random), when not where the checkpoint "
+         "records it (another machine, a moved folder); it must have the trained backbone's shapes.")
 
 
 @main.command("eval")
@@ -487,7 +491,8 @@ DEVICE_HELP = "cpu, cuda, cuda:1, ... [default: cuda when available, else cpu]"
               help="Folder for metrics.json, per_episode.csv and the PNGs (created; files in it are replaced).")
 @model_flags(EvalOptions, EVAL_FLAGS)
 @click.option("--device", default=None, help=DEVICE_HELP)
-def eval_cmd(checkpoint: Path, store: Path, out: Path, device: str | None, **flags: object) -> None:
+@backbone_option
+def eval_cmd(checkpoint: Path, store: Path, out: Path, device: str | None, model: str | None, **flags: object) -> None:
     """Score a trained policy on every anchor of a store split, beside two baselines.
 
     CHECKPOINT is a checkpoint folder or a run folder (its latest checkpoint). All figures are in physical
@@ -505,6 +510,7 @@ def eval_cmd(checkpoint: Path, store: Path, out: Path, device: str | None, **fla
     \b
     Example:
       vla-data eval runs/tiny dataset.zarr --split val -o runs/tiny/eval
+      vla-data eval runs/k2 dataset.zarr -o eval --model /data/models/kosmos-2   # the backbone moved
     """
     from pipelines.evaluate import evaluate_checkpoint, render_report, write_outputs
     from vla_model.backbone import ModelNotFound
@@ -512,7 +518,7 @@ def eval_cmd(checkpoint: Path, store: Path, out: Path, device: str | None, **fla
 
     options = build_model(EvalOptions, {k: v for k, v in flags.items() if v is not None}, "eval options")
     try:
-        report, results = evaluate_checkpoint(checkpoint, store, options, device)
+        report, results = evaluate_checkpoint(checkpoint, store, options, device, model=model)
         written = write_outputs(report, results, out)
     except (StoreError, CheckpointError, ModelNotFound, ValueError) as exc:
         fail(str(exc))
@@ -526,15 +532,17 @@ def eval_cmd(checkpoint: Path, store: Path, out: Path, device: str | None, **fla
 @click.option("--json", "as_json", is_flag=True, help="Print every frame's whole chunk and recorded action as JSON.")
 @click.option("--instruction", default=None, help="Use this instruction instead of the one found for the episode.")
 @click.option("--device", default=None, help=DEVICE_HELP)
+@backbone_option
 @recorder_options
 def predict_cmd(checkpoint: Path, episode: Path, as_json: bool, instruction: str | None, device: str | None,
-                **recorder: object) -> None:
+                model: str | None, **recorder: object) -> None:
     """Replay one recorded episode through the policy, one frame at a time, as a robot loop would.
 
     A PolicyRunner (vla_model.PolicyRunner) is reset with the episode's instruction and stepped with each
     raw frame; per frame it prints the predicted first action beside the action recorded after that
     frame (row t + action offset), then the first-action MAE. Episodes shorter than the window work: the
-    first frame stands in for the frames before it, as in training.
+    first frame stands in for the frames before it, as in training. Frames are read in --color-order (or
+    the --recorder-config's) when given, else in the checkpoint's source colour order, then made RGB.
 
     \b
     Examples:
@@ -548,7 +556,7 @@ def predict_cmd(checkpoint: Path, episode: Path, as_json: bool, instruction: str
 
     settings = recorder_settings(**recorder)  # type: ignore[arg-type]
     try:
-        policy = Policy.from_checkpoint(checkpoint, device)
+        policy = Policy.from_checkpoint(checkpoint, device, model)
         report = predict_episode(policy, episode, settings, instruction, progress=not as_json)
     except (CheckpointError, ModelNotFound, ValueError) as exc:
         fail(str(exc))

@@ -58,12 +58,13 @@ def _concat(results: Iterable[EpisodeResult]) -> tuple[np.ndarray, np.ndarray, n
 
 
 def evaluate_checkpoint(
-    checkpoint: Path, store: Path, options: EvalOptions, device: str | None = None, progress: bool = True
+    checkpoint: Path, store: Path, options: EvalOptions, device: str | None = None, progress: bool = True,
+    model: str | None = None,
 ) -> tuple[EvalReport, list[EpisodeResult]]:
-    """Score ``checkpoint`` on every anchor of ``options.split`` of ``store``; raises CheckpointError,
-    StoreError or ValueError with a message for the user."""
+    """Score ``checkpoint`` (its backbone from ``model`` when given) on every anchor of ``options.split`` of
+    ``store``; raises CheckpointError, StoreError, ModelNotFound or ValueError with a message for the user."""
     opened = open_store(store)
-    policy = Policy.from_checkpoint(checkpoint, device)
+    policy = Policy.from_checkpoint(checkpoint, device, model)
     check_store(policy.meta, opened.manifest)
     spec = policy.spec
     train_split = policy.meta.train_config.data.train_split

@@ -1,7 +1,9 @@
 """`vla-data predict`: a ``PolicyRunner`` driven through one recorded episode, frame by frame, as on the robot.
 
 The episode is validated first (an episode with errors is refused with its findings); its instruction comes
-from the file, the folder's ``dataset_index.csv`` or the file name, as for validate and build-splits.
+from the file, the folder's ``dataset_index.csv`` or the file name, as for validate and build-splits. Its
+frames are read in the colour order the user gave (``--color-order`` or ``--recorder-config``), else in the
+training recorder's, and turned into RGB as training frames were: the colour order belongs to the source.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from schemas import RecorderSettings, ValidateOptions
+from schemas import ColorOrder, RecorderSettings, ValidateOptions
 from schemas.evaluation import PredictedStep, PredictReport
 from schemas.findings import Severity
 from vla_data.recorder import InstructionIndex, open_episode
@@ -31,9 +33,6 @@ def read_episode(path: Path, settings: RecorderSettings, policy: Policy) -> tupl
     if errors:
         listed = "; ".join(f"{f.code}: {f.message}" for f in errors)
         raise ValueError(f"{path}: cannot be replayed ({listed}); `vla-data validate {path}` says how to fix it")
-    if settings.color_order != policy.preprocessing.source_color_order:
-        raise ValueError(f"the checkpoint was trained on {policy.preprocessing.source_color_order.value} frames, "
-                         f"but --color-order says {settings.color_order.value}")
     channels = policy.meta.actions.channels
     with open_episode(path) as f:
         actions = np.asarray(f[settings.actions_key][()], np.float32)
@@ -43,13 +42,19 @@ def read_episode(path: Path, settings: RecorderSettings, policy: Policy) -> tupl
     return frames, actions[:, channels], report.instruction
 
 
+def episode_color_order(settings: RecorderSettings, policy: Policy) -> ColorOrder:
+    """The colour order the settings were given (flag or file), else the checkpoint's source's (the same camera)."""
+    return settings.color_order if "color_order" in settings.model_fields_set else policy.preprocessing.source_color_order
+
+
 def predict_episode(policy: Policy, path: Path, settings: RecorderSettings, instruction: str | None = None,
                     progress: bool = True) -> PredictReport:
     frames, actions, found = read_episode(path, settings, policy)
     instruction = instruction or found
     if not instruction:
         raise ValueError(f"{path}: no instruction in the file, a dataset_index.csv or the file name; pass --instruction")
-    runner = policy.runner()
+    color_order = episode_color_order(settings, policy)
+    runner = policy.runner(color_order)
     runner.reset(instruction)
     chunks = np.stack([runner.step(frame) for frame in tqdm(frames, desc="predict", unit="frame", disable=not progress)])
     true, mask = anchor_chunks(actions, np.arange(len(frames)), policy.spec)
@@ -58,7 +63,8 @@ def predict_episode(policy: Policy, path: Path, settings: RecorderSettings, inst
     mae = action_metrics(chunks[:, :1], true[:, :1], mask[:, :1], tolerance=np.inf, dead_band=0).mae
     return PredictReport(checkpoint=str(policy.path), episode=str(path), instruction=instruction,
                          action_names=policy.action_names, window=policy.window, chunk=policy.chunk,
-                         action_offset=policy.spec.action_offset, first_action_mae=mae, steps=steps)
+                         action_offset=policy.spec.action_offset, color_order=color_order, first_action_mae=mae,
+                         steps=steps)
 
 
 def render_predictions(report: PredictReport) -> str:
@@ -66,13 +72,13 @@ def render_predictions(report: PredictReport) -> str:
     names = report.action_names
     rows = []
     for s in report.steps:
-        recorded = s.recorded if s.recorded is not None else [None] * len(names)
+        recorded = s.recorded if s.recorded is not None else [np.nan] * len(names)  # shown as "-"
         rows.append([s.t, *s.predicted[0], *recorded])
     columns = pd.MultiIndex.from_tuples([("", "frame")] + [("predicted", n) for n in names]
                                         + [(f"recorded (t+{report.action_offset})", n) for n in names])
     table = pd.DataFrame(rows, columns=columns)
     mae = ", ".join(f"{n} {'-' if v is None else f'{v:.3f}'}" for n, v in zip(names, report.first_action_mae, strict=True))
-    head = (f"{report.episode}: {len(report.steps)} frames, instruction {report.instruction!r}; "
-            f"window {report.window}, chunk {report.chunk}; first action of each chunk shown")
+    head = (f"{report.episode}: {len(report.steps)} frames ({report.color_order.value}), instruction "
+            f"{report.instruction!r}; window {report.window}, chunk {report.chunk}; first action of each chunk shown")
     return "\n".join([head, table.to_string(index=False, float_format=lambda v: f"{v:+.3f}", na_rep="-"),
                       f"first-action MAE: {mae}"])

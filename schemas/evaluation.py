@@ -12,6 +12,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.recorder import ColorOrder
 from schemas.store import Split
 
 
@@ -92,5 +93,7 @@ class PredictReport(BaseModel):
     window: int
     chunk: int
     action_offset: int
+    color_order: ColorOrder = Field(description="The channel order the episode's frames were read in (then turned into "
+                                    "RGB): --color-order or --recorder-config if given, else the checkpoint's source's.")
     first_action_mae: list[float | None] = Field(description="Per channel, over the frames with a recorded action.")
     steps: list[PredictedStep]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -14,6 +17,7 @@ import torch
 import zarr
 from click.testing import CliRunner
 from conftest import SMALL_MODEL
+from transformers import Kosmos2Model
 
 from pipelines.cli import main
 from pipelines.evaluate import EpisodeResult
@@ -22,6 +26,8 @@ from schemas.train import TrainConfig
 from vla_data.dataset import WindowDataset
 from vla_data.synthetic import Episode, write_episode
 from vla_model import Policy
+from vla_model import checkpoint as ckpt
+from vla_model.backbone import build_tiny_random, tiny_config
 from vla_model.checkpoint import ADAPTER, HEADS, META
 from vla_model.loading import load_policy
 from vla_model.metrics import action_metrics, compare
@@ -35,6 +41,13 @@ def run_cli(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(main, list(args))
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     return result.exit_code, result.output
+
+
+def predict_json(*args: str) -> PredictReport:
+    """`vla-data predict ... --json`, read from stdout alone (a backbone loaded from a folder shows a progress bar)."""
+    result = CliRunner().invoke(main, ["predict", *args, "--json"])
+    assert result.exit_code == 0, result.output
+    return PredictReport.model_validate_json(result.stdout)
 
 
 # -- metrics against hand-computed values ---------------------------------------------------------------------
@@ -213,6 +226,51 @@ def test_predict_runs_an_episode_shorter_than_the_window(window8_run: Path, lear
     assert code == 0 and "recorded (t+1)" in text and "first-action MAE" in text and "3 frames" in text
 
 
+def test_predict_shows_a_dash_where_no_action_was_recorded(window8_run: Path, learn_store: Path, tmp_path: Path) -> None:
+    path, raw = _raw_episode(learn_store, 0)
+    with h5py.File(path, "r") as f:
+        actions = f["actions"][()]
+    one = write_episode(tmp_path / "episode_20251110_120000_1box_hori_left_core_medium.h5",
+                        Episode("one", raw[:1, ..., ::-1], actions[:1], ["episode_start"], "Reach the bottle on the left",
+                                {"num_frames": 1}))
+    code, text = run_cli("predict", str(window8_run), str(one))
+    assert code == 0, text
+    lines = text.strip().splitlines()
+    row = lines[-2].split()  # frame 0: two predicted values, then the two recorded (row 1: none)
+    assert row[0] == "0" and row[-2:] == ["-", "-"] and "None" not in text
+    assert lines[-1] == "first-action MAE: linear_x -, linear_y -"
+
+
+def test_colour_order_belongs_to_the_episode_not_the_checkpoint(window8_run: Path, learn_store: Path,
+                                                                tmp_path: Path) -> None:
+    """Trained from BGR sources; the same episode stored as RGB predicts the same when said to be RGB."""
+    path, bgr = _raw_episode(learn_store, 0)
+    rgb_copy = tmp_path / path.name
+    shutil.copy(path, rgb_copy)
+    with h5py.File(rgb_copy, "r+") as f:
+        del f["images"]
+        f.create_dataset("images", data=bgr[..., ::-1], compression="gzip")
+    (tmp_path / "rgb.yaml").write_text("color_order: rgb\n")
+    words = ["--instruction", "Navigate to the bottle on the left"]
+    as_trained = predict_json(str(window8_run), str(path), *words)
+    assert as_trained.color_order == "bgr"  # the checkpoint's source order when none is given
+    for given in (["--color-order", "rgb"], ["--recorder-config", str(tmp_path / "rgb.yaml")]):
+        read = predict_json(str(window8_run), str(rgb_copy), *words, *given)
+        assert read.color_order == "rgb" and read.steps == as_trained.steps, given
+    misread = predict_json(str(window8_run), str(rgb_copy), *words)  # RGB frames taken for the recorder's BGR
+    assert misread.steps != as_trained.steps
+
+    policy = Policy.from_checkpoint(window8_run, "cpu")
+    instruction = as_trained.instruction
+    np.testing.assert_array_equal(policy.predict(bgr[::-1][:8], instruction, color_order="rgb"),
+                                  policy.predict(bgr[::-1][:8, ..., ::-1], instruction))
+    runner, rgb_runner = policy.runner(), policy.runner(color_order="rgb")
+    runner.reset(instruction)
+    rgb_runner.reset(instruction)
+    for frame in bgr[:3]:
+        np.testing.assert_array_equal(rgb_runner.step(frame[..., ::-1]), runner.step(frame))
+
+
 # -- refusals ---------------------------------------------------------------------------------------------------
 def test_eval_refuses_a_store_that_does_not_fit_the_checkpoint(window8_run: Path, learn_store: Path,
                                                               tmp_path: Path) -> None:
@@ -245,6 +303,45 @@ def test_corrupt_or_partial_checkpoints_are_refused(window8_run: Path, learn_sto
                      ["predict", str(broken), episode]):
             code, output = run_cli(*args)
             assert code == 1 and message in output and "Traceback" not in output, (name, args[0], output)
+
+
+def test_a_local_backbone_is_found_from_any_directory_or_by_model(learn_store: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trained with a relative --model from one directory, used from another; moved, found again by --model;
+    a backbone of other shapes refused by name."""
+    project, elsewhere, moved, other = (tmp_path / name for name in ("project", "elsewhere", "moved", "other"))
+    elsewhere.mkdir()
+    tiny = build_tiny_random()
+    for part in (tiny.model, tiny.tokenizer):
+        part.save_pretrained(project / "models" / "tiny")
+    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "train", str(learn_store), "-o", "run", "--model", "models/tiny", "--max-steps", "2",
+                           "--window", "2", "--chunk", "4", "--hidden", "16", "--lora-r", "4", "--batch-size", "2",
+                           "--val-batches", "1"], cwd=project, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = project / "run"
+    assert ckpt.load_meta(ckpt.resolve(run)).backbone.source == str((project / "models" / "tiny").resolve())
+
+    monkeypatch.chdir(elsewhere)
+    code, output = run_cli("eval", str(run), str(learn_store), "-o", "out")
+    assert code == 0, output
+    assert EvalReport.model_validate_json((elsewhere / "out" / "metrics.json").read_text()).n_anchors > 0
+    episode, frames = _raw_episode(learn_store, 0)
+    before = predict_json(str(run), str(episode))
+    shutil.move(project / "models" / "tiny", moved)
+    code, output = run_cli("predict", str(run), str(episode))
+    assert code == 1 and "not found here" in output and "pass --model DIR" in output and "Traceback" not in output
+    assert predict_json(str(run), str(episode), "--model", str(moved)).steps == before.steps
+    policy = Policy.from_checkpoint(run, "cpu", model=moved)
+    np.testing.assert_allclose(policy.predict(frames, before.instruction), before.steps[-1].predicted, atol=RUNNER_ATOL)
+
+    config = tiny_config(len(tiny.tokenizer))
+    config.text_config.layers = 1
+    Kosmos2Model(config).save_pretrained(other)
+    tiny.tokenizer.save_pretrained(other)
+    code, output = run_cli("eval", str(run), str(learn_store), "-o", "refused", "--model", str(other))
+    assert code == 1 and "Traceback" not in output and not Path("refused").exists()
+    assert f"the backbone {other} is not the one the checkpoint was trained on" in output
+    assert "text_config.layers: checkpoint 2, found 1" in output
 
 
 def test_a_device_this_machine_lacks_is_refused(window8_run: Path, learn_store: Path) -> None:

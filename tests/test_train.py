@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
+import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +19,16 @@ from click.testing import CliRunner
 from conftest import SMALL_MODEL
 from safetensors.torch import load_file
 
+from pipelines.build_splits import build_splits
 from pipelines.cli import main
+from schemas import RecorderSettings
 from schemas.sample import SampleField
+from schemas.store import BuildOptions, Preprocessing, SplitConfig
 from schemas.train import ModelConfig, TrainConfig
 from vla_data.dataset import WindowDataset
 from vla_data.loader import make_loader
 from vla_data.store import open_store
+from vla_model import Policy
 from vla_model import checkpoint as ckpt
 from vla_model.backbone import build_tiny_random
 from vla_model.loading import load_policy
@@ -99,6 +106,59 @@ def test_preflight_refuses_non_finite_stats(batch_and_policy) -> None:
         preflight(policy, batch, ds.manifest.model_copy(update={"stats": broken}), 2, 1.0)
 
 
+# A probe on every backbone call of `vla-data train`, run as a real process (accelerate fixes one precision per
+# process): the autocast state, activation checkpointing, and train/eval mode.
+PROBE = """
+import json, sys
+from pathlib import Path
+import torch
+from transformers import Kosmos2Model
+
+seen = []
+
+def observe(module, args, output):
+    if isinstance(module, Kosmos2Model):
+        seen.append({"autocast": torch.is_autocast_enabled("cpu"), "dtype": str(torch.get_autocast_dtype("cpu")),
+                     "checkpointing": module.is_activation_checkpointing, "training": module.training})
+
+torch.nn.modules.module.register_module_forward_hook(observe)
+from pipelines.cli import main
+try:
+    main(sys.argv[2:])
+finally:
+    Path(sys.argv[1]).write_text(json.dumps(seen))
+"""
+
+
+def test_preflight_runs_in_the_training_precision_and_checkpointing(learn_store: Path, tmp_path: Path) -> None:
+    seen = tmp_path / "seen.json"
+    cmd = [sys.executable, "-c", PROBE, str(seen), "train", str(learn_store), "-o", str(tmp_path / "run"),
+           "--precision", "bf16", "--gradient-checkpointing", "--max-steps", "1", "--window", "2", "--chunk", "4",
+           "--hidden", "16", "--lora-r", "4", "--batch-size", "2", "--val-batches", "1"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    preflight_call, step, val = json.loads(seen.read_text())  # the preflight's forward comes before the step's
+    training = {"autocast": True, "dtype": "torch.bfloat16", "checkpointing": True, "training": True}
+    assert preflight_call == training and step == training
+    assert val == training | {"training": False}
+
+
+def test_activation_checkpointing_is_for_training_only(learn_store: Path, tmp_path: Path) -> None:
+    """A checkpoint trained with checkpointing loads for inference without it; no deprecated call is made."""
+    run = tmp_path / "run"
+    cfg = config(learn_store, max_steps=1)
+    cfg.model.gradient_checkpointing = True
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(cfg, run)
+        policy, meta = load_policy(run)
+        served = Policy.from_checkpoint(run, "cpu")
+    assert meta.train_config.model.gradient_checkpointing
+    assert not policy.backbone.is_activation_checkpointing and not served.model.backbone.is_activation_checkpointing
+    deprecated = [str(w.message) for w in caught if issubclass(w.category, FutureWarning) and "checkpointing" in str(w.message)]
+    assert deprecated == []
+
+
 def test_checkpoints_are_small_pickle_free_verified_and_pruned(learn_store: Path, tmp_path: Path,
                                                                 umask_022: int) -> None:
     run = tmp_path / "run"
@@ -150,6 +210,43 @@ def test_resume_continues_exactly(learn_store: Path, tmp_path: Path) -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
     losses = [[json.loads(line)["loss"] for line in (r / LOG_FILE).read_text().splitlines()] for r in (straight, stopped)]
     assert losses[0] == losses[1]  # steps 1-3 before the stop, 4-6 after the resume
+
+
+def _logged(run: Path) -> list[dict]:
+    log = run / LOG_FILE
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_resume_after_sigkill_continues_exactly(clean_dir: Path, tmp_path: Path) -> None:
+    """A real process killed (SIGKILL) past checkpoint-12, in its third epoch, with LoRA dropout, accumulation and
+    a log window the checkpoint splits: the resumed run logs and ends exactly as an uninterrupted one."""
+    store = tmp_path / "ds.zarr"  # 76 train samples: 10 batches of 8, 5 steps per epoch
+    build_splits([clean_dir], store, BuildOptions(preprocessing=Preprocessing(image_size=56),
+                                                  splits=SplitConfig(val_ratio=0.25)), RecorderSettings())
+    cli = [sys.executable, "-m", "pipelines.cli", "train"]
+    flags = [str(store), "--max-steps", "18", "--window", "2", "--chunk", "4", "--hidden", "16", "--lora-r", "4",
+             "--lora-dropout", "0.1", "--batch-size", "8", "--accumulation", "2", "--log-every", "5",
+             "--save-every", "6", "--val-every", "6", "--val-batches", "1", "--keep-last", "5"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same float arithmetic in every process
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    uninterrupted = subprocess.Popen([*cli, *flags, "-o", str(straight)], env=env, stderr=subprocess.PIPE, text=True)
+    victim = subprocess.Popen([*cli, *flags, "-o", str(killed)], env=env, stderr=subprocess.DEVNULL)
+    while victim.poll() is None and not any(line["step"] == 15 for line in _logged(killed)):
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait() == -signal.SIGKILL  # killed mid-run: steps 13-15 done and logged, no checkpoint-18
+    assert [p.name for p in ckpt.checkpoints(killed)] == ["checkpoint-6", "checkpoint-12"]
+    resumed = subprocess.run([*cli, "--resume", str(killed)], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert uninterrupted.wait(timeout=300) == 0, uninterrupted.stderr.read()[-3000:]
+
+    fields = ("step", "epoch", "loss", "lr", "val_loss")
+    logs = [[tuple(line.get(f) for f in fields) for line in _logged(run)] for run in (straight, killed)]
+    assert [row[0] for row in logs[1]] == [5, 6, 10, 12, 15, 18]  # each step once; 15 as the resumed run logged it
+    assert logs[0] == logs[1]
+    for name in ("adapter.safetensors", "heads.safetensors", "resume/optimizer.safetensors"):
+        a, b = (load_file(run / "checkpoint-18" / name) for run in (straight, killed))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
 
 
 def run_cli(*args: str) -> tuple[int, str]:

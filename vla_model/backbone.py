@@ -81,14 +81,21 @@ def build_tiny_random() -> Backbone:
     return Backbone(model=model, tokenizer=tokenizer, source=TINY_RANDOM)
 
 
+def locate(source: str) -> str:
+    """What finds the backbone again from any working directory: a local directory's absolute path; a hub id
+    or ``tiny-random`` as given."""
+    local = Path(source).expanduser()
+    return str(local.resolve()) if source != TINY_RANDOM and local.is_dir() else source
+
+
 def load_backbone(source: str) -> Backbone:
-    """``tiny-random``, a local directory, or a hub id present in the local cache."""
+    """``tiny-random``, a local directory, or a hub id present in the local cache; ``Backbone.source`` is
+    ``locate(source)``."""
     if source == TINY_RANDOM:
         return build_tiny_random()
-    local = Path(source).expanduser()
-    if source.startswith((".", "/", "~")) and not local.is_dir():
+    if source.startswith((".", "/", "~")) and not Path(source).expanduser().is_dir():
         raise ModelNotFound(f"--model {source}: no such directory")
-    name = str(local) if local.is_dir() else source
+    name = locate(source)
     try:
         model = Kosmos2Model.from_pretrained(name, local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=True)
@@ -103,4 +110,4 @@ def load_backbone(source: str) -> Backbone:
     missing = [t for t in (IMAGE_START, IMAGE_END) if t not in tokenizer.get_vocab()]
     if missing:
         raise ModelNotFound(f"--model {source}: its tokenizer lacks {missing}; is this a Kosmos-2 model?")
-    return Backbone(model=model, tokenizer=tokenizer, source=source)
+    return Backbone(model=model, tokenizer=tokenizer, source=name)

@@ -43,11 +43,16 @@ class CheckpointError(Exception):
 
 @dataclass
 class ResumeState:
+    """Where the loop stands after an optimiser step: everything besides tensors that the next step depends on."""
+
     step: int
     epoch: int
     batch_in_epoch: int
     best_val_loss: float | None
     best_step: int | None
+    window_loss: float = 0.0  # the log window's loss sum and batches so far, so its next logged mean is the same
+    window_batches: int = 0
+    scaler: dict[str, Any] | None = None  # fp16's GradScaler state_dict (its scale grows over the run)
 
 
 def _sha256(path: Path) -> str:

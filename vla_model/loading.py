@@ -9,7 +9,7 @@ import torch
 from schemas.store import StoreManifest
 from schemas.train import CheckpointMeta
 from vla_model import checkpoint as ckpt
-from vla_model.backbone import load_backbone
+from vla_model.backbone import ModelNotFound, load_backbone
 from vla_model.policy import VLAPolicy
 
 # the backbone settings a checkpoint's adapter depends on; the weights found must have the same
@@ -31,7 +31,10 @@ def load_trained(policy: VLAPolicy, adapter: dict[str, torch.Tensor], heads: dic
     policy.load_state_dict(heads, strict=False)
 
 
-def check_backbone(meta: CheckpointMeta, found: dict) -> None:
+def check_backbone(meta: CheckpointMeta, found: dict, source: str | None = None) -> None:
+    """Refuse a backbone (``found``: its config as a dict, loaded from ``source`` [default: the checkpoint's])
+    of other shapes than the checkpoint's; the message names every setting that differs."""
+    source = source or meta.backbone.source
     saved = meta.backbone.config
     differ = [
         f"{part}.{key}: checkpoint {saved.get(part, {}).get(key)}, found {found.get(part, {}).get(key)}"
@@ -40,9 +43,10 @@ def check_backbone(meta: CheckpointMeta, found: dict) -> None:
         if saved.get(part, {}).get(key) != found.get(part, {}).get(key)
     ]
     if saved.get("latent_query_num") != found.get("latent_query_num"):
-        differ.append("latent_query_num")
+        differ.append(f"latent_query_num: checkpoint {saved.get('latent_query_num')}, found {found.get('latent_query_num')}")
     if differ:
-        raise ckpt.CheckpointError(f"the backbone found for {meta.backbone.source} is not the one trained on: {differ}")
+        raise ckpt.CheckpointError(f"the backbone {source} is not the one the checkpoint was trained on "
+                                   f"({meta.backbone.source}): {'; '.join(differ)}")
 
 
 def check_store(meta: CheckpointMeta, manifest: StoreManifest) -> None:
@@ -61,13 +65,25 @@ def check_store(meta: CheckpointMeta, manifest: StoreManifest) -> None:
                                    "store built like its training store (`vla-data info STORE` shows how one was built)")
 
 
-def load_policy(path: Path, device: str | torch.device = "cpu") -> tuple[VLAPolicy, CheckpointMeta]:
-    """The policy of a checkpoint (or of a run's latest checkpoint), in eval mode on ``device``."""
+def load_policy(path: Path, device: str | torch.device = "cpu", model: str | None = None) -> tuple[VLAPolicy, CheckpointMeta]:
+    """The policy of a checkpoint (or of a run's latest checkpoint), in eval mode on ``device``.
+
+    ``model``: where the backbone is now (a directory, hub id or ``tiny-random``), e.g. on another machine
+    [default: the source the checkpoint records]; it must have the shapes the checkpoint was trained on.
+    """
     path = ckpt.resolve(path)
     meta = ckpt.load_meta(path)
-    backbone = load_backbone(meta.backbone.source)
-    check_backbone(meta, backbone.model.config.to_dict())
+    source = model or meta.backbone.source
+    try:
+        backbone = load_backbone(source)
+    except ModelNotFound as exc:
+        if model is not None:
+            raise
+        raise ModelNotFound(f"{path} was trained on the backbone {source}, which is not found here ({exc}); if it "
+                            "has moved, pass --model DIR (eval, predict) or model=DIR (Policy.from_checkpoint)") from exc
+    check_backbone(meta, backbone.model.config.to_dict(), source)
     model_config = meta.train_config.model
-    policy = VLAPolicy(backbone, model_config, len(meta.action_names), meta.train_config.data.window.chunk)
+    policy = VLAPolicy(backbone, model_config, len(meta.action_names), meta.train_config.data.window.chunk,
+                       inference=True)
     load_trained(policy, *ckpt.load_weights(path))
     return policy.to(device).eval(), meta

@@ -23,7 +23,11 @@ class ConfigError(Exception):
 
 
 class VLAPolicy(nn.Module):
-    def __init__(self, backbone: Backbone, config: ModelConfig, action_dim: int, chunk: int) -> None:
+    """``inference=True`` leaves activation checkpointing off whatever ``config`` says: without a backward
+    there is nothing to recompute, and it would only slow every forward."""
+
+    def __init__(self, backbone: Backbone, config: ModelConfig, action_dim: int, chunk: int, *,
+                 inference: bool = False) -> None:
         super().__init__()
         self.backbone = backbone.model
         self.tokenizer = backbone.tokenizer
@@ -44,8 +48,8 @@ class VLAPolicy(nn.Module):
         self._image_start, self._image_end = int(ids[0]), int(ids[1])
         self.lora_merged = False
         self._add_lora()
-        if config.gradient_checkpointing:
-            self.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if config.gradient_checkpointing and not inference:
+            self.backbone.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
 
     def _add_lora(self) -> None:
         lora = self.config.lora

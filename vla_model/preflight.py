@@ -1,7 +1,10 @@
 """Checks run on one real batch before the first step: a run that cannot learn is refused, with the fix.
 
 Each failed check raises ``PreflightError`` naming what is wrong and what to change. The dry backward's
-gradients are cleared afterwards, so the first real step starts from a clean slate.
+gradients are cleared afterwards and its dropout draws come from a forked RNG, so the first real step starts
+from a clean slate and the same random state (a resumed run's restored RNG is not moved). The trainer runs
+it on the prepared model, so it runs in the training precision (autocast) with the training's activation
+checkpointing: it needs no more memory than a training step.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ def preflight(policy: VLAPolicy, batch: dict, manifest: StoreManifest, window: i
     if len(stats.action) != len(manifest.actions.names):
         raise PreflightError(f"the store has {len(manifest.actions.names)} action channels but stats for {len(stats.action)}")
 
-    rgb, actions, mask = batch[SampleField.rgb], batch[SampleField.actions], batch[SampleField.chunk_mask]
+    rgb, mask = batch[SampleField.rgb], batch[SampleField.chunk_mask]
     b = rgb.shape[0]
     want = {
         SampleField.rgb: (b, window, 3, manifest.preprocessing.image_size, manifest.preprocessing.image_size),
@@ -63,13 +66,30 @@ def preflight(policy: VLAPolicy, batch: dict, manifest: StoreManifest, window: i
     was_training = policy.training
     policy.train()
     policy.zero_grad(set_to_none=True)
-    pred = policy(rgb, list(batch[SampleField.instruction]))
-    loss = masked_huber(pred, actions.to(pred.device), mask.to(pred.device), huber_delta)
+    device = policy.action_query.device
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            _dry_step(policy, batch, huber_delta)
+        _check_gradients(groups)
+    finally:
+        policy.zero_grad(set_to_none=True)
+        policy.train(was_training)
+    return counts
+
+
+def _dry_step(policy: VLAPolicy, batch: dict, huber_delta: float) -> None:
+    """One forward and backward as a training step does them; only the gradients outlive it."""
+    pred = policy(batch[SampleField.rgb], list(batch[SampleField.instruction]))
+    mask = batch[SampleField.chunk_mask].to(pred.device)
+    loss = masked_huber(pred, batch[SampleField.actions].to(pred.device), mask, huber_delta)
     if not loss.requires_grad:
         raise PreflightError("the loss does not require grad: no trainable parameter reaches it")
     if not torch.isfinite(loss):
         raise PreflightError(f"the first loss is {loss.item()}; check the store's stats and frames")
     loss.backward()
+
+
+def _check_gradients(groups: dict[str, list[torch.nn.Parameter]]) -> None:
     for name, params in groups.items():
         grads = [p.grad for p in params if p.grad is not None]
         if not grads:
@@ -78,6 +98,3 @@ def preflight(policy: VLAPolicy, batch: dict, manifest: StoreManifest, window: i
             raise PreflightError(f"the {name} parameters got non-finite gradients on the first batch")
         if not any(bool(g.abs().sum() > 0) for g in grads):
             raise PreflightError(f"every gradient of the {name} parameters is zero on the first batch")
-    policy.zero_grad(set_to_none=True)
-    policy.train(was_training)
-    return counts

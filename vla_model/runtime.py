@@ -6,8 +6,10 @@ chunk = policy.predict(recent_frames, "go to the bottle on the left")   # (K, A)
 runner = policy.runner(); runner.reset(instruction)
 for frame in camera: chunk = runner.step(frame)       # one backbone call per frame
 ```
-Frames are raw recorder frames, (H, W, 3) uint8 in the recorder's colour order; the checkpoint's
-``Preprocessing`` turns them into what the model was trained on (``vla_data.resize``). The policy reads
+Frames are raw camera frames, (H, W, 3) uint8, in the colour order of the training recorder (the checkpoint's
+``preprocessing.source_color_order``) unless ``color_order`` says otherwise: the colour order belongs to the
+camera, and the model only ever sees RGB. The checkpoint's ``Preprocessing`` turns them into what the model
+was trained on (``vla_data.resize``). The policy reads
 each frame on its own (``VLAPolicy.frame_features``), so a runner that keeps the last W frame features gives
 the batch model's output while running the backbone on one frame per step. Before W frames have been seen,
 the first frame stands in for the missing ones, exactly as ``vla_data.windows`` pads a training window.
@@ -21,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from schemas import ColorOrder
 from schemas.store import Preprocessing
 from schemas.train import CheckpointMeta
 from vla_data.normalize import Normalizer
@@ -59,14 +62,17 @@ class Policy:
         self.normalizer = Normalizer(meta.stats)
 
     @classmethod
-    def from_checkpoint(cls, path: Path | str, device: str | torch.device | None = None) -> Policy:
+    def from_checkpoint(cls, path: Path | str, device: str | torch.device | None = None,
+                        model: str | Path | None = None) -> Policy:
         """Load model, adapter, heads, preprocessing and stats from a checkpoint (or a run's latest one).
 
         ``device``: "cpu", "cuda", "cuda:1", ... [default: CUDA when available]. No store is needed.
+        ``model``: where the backbone is now, when not where the checkpoint records it (another machine, a
+        moved directory); refused, naming the difference, unless its shapes are the trained backbone's.
         """
         folder = resolve(Path(path))
-        model, meta = load_policy(folder, pick_device(device))
-        return cls(model, meta, folder)
+        trained, meta = load_policy(folder, pick_device(device), None if model is None else str(model))
+        return cls(trained, meta, folder)
 
     @property
     def window(self) -> int:
@@ -80,15 +86,22 @@ class Policy:
     def device(self) -> torch.device:
         return self.model.action_query.device
 
-    def prepare(self, frames: np.ndarray) -> torch.Tensor:
-        """Raw frames, (H, W, 3) or (T, H, W, 3) uint8 in the recorder's colour order -> (T, 3, S, S) uint8 RGB."""
+    def prepare(self, frames: np.ndarray, color_order: ColorOrder | str | None = None) -> torch.Tensor:
+        """Raw frames, (H, W, 3) or (T, H, W, 3) uint8 -> (T, 3, S, S) uint8 RGB.
+
+        ``color_order``: the frames' channel order, "bgr" or "rgb" [default: the training recorder's,
+        ``preprocessing.source_color_order``]; converted to RGB as the store's frames were.
+        """
         array = np.asarray(frames)
         if array.ndim == 3:
             array = array[None]
         if array.ndim != 4 or array.shape[-1] != 3 or array.dtype != np.uint8 or not len(array):
             raise ValueError(f"frames must be (H, W, 3) or (T, H, W, 3) uint8 as the recorder writes them; "
                              f"got {array.shape} {array.dtype}")
-        return torch.from_numpy(resize_frames(array, self.preprocessing)).permute(0, 3, 1, 2)
+        pre = self.preprocessing
+        if color_order is not None:
+            pre = pre.model_copy(update={"source_color_order": ColorOrder(color_order)})
+        return torch.from_numpy(resize_frames(array, pre)).permute(0, 3, 1, 2)
 
     @torch.inference_mode()
     def features(self, rgb: torch.Tensor, instruction: str, batch_size: int = 64) -> torch.Tensor:
@@ -103,13 +116,14 @@ class Policy:
         normalised = self.model.act(windows)[:, -1]
         return self.normalizer.denormalize(normalised.float().cpu().numpy())
 
-    def predict(self, frames: np.ndarray, instruction: str) -> np.ndarray:
+    def predict(self, frames: np.ndarray, instruction: str, color_order: ColorOrder | str | None = None) -> np.ndarray:
         """The (K, A) chunk after the latest of ``frames`` (oldest first; the last W are used), physical units.
 
-        Recomputes every frame's feature; in a loop use ``runner()``, which computes each frame once.
+        ``color_order`` as for ``prepare``. Recomputes every frame's feature; in a loop use ``runner()``, which
+        computes each frame once.
         """
         array = np.asarray(frames)
-        rgb = self.prepare(array[-self.window :] if array.ndim == 4 else array)  # only the frames the window uses
+        rgb = self.prepare(array[-self.window :] if array.ndim == 4 else array, color_order)  # only what the window uses
         features = self.features(rgb, instruction)
         rows = window_index(len(rgb) - 1, len(rgb), self.spec).frames
         return self.act(features[torch.from_numpy(rows)][None])[0]
@@ -126,8 +140,9 @@ class Policy:
                   for i in range(0, len(rows), batch_size)]
         return np.concatenate(chunks)
 
-    def runner(self) -> PolicyRunner:
-        return PolicyRunner(self)
+    def runner(self, color_order: ColorOrder | str | None = None) -> PolicyRunner:
+        """A runner for one camera; ``color_order`` is its frames' channel order, as for ``prepare``."""
+        return PolicyRunner(self, color_order)
 
 
 class PolicyRunner:
@@ -136,8 +151,9 @@ class PolicyRunner:
     Keeps the features of the last W frames, so a step runs the backbone on the new frame only.
     """
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, color_order: ColorOrder | str | None = None) -> None:
         self.policy = policy
+        self.color_order = ColorOrder(color_order) if color_order is not None else policy.preprocessing.source_color_order
         self.instruction: str | None = None
         self._features: deque[torch.Tensor] = deque(maxlen=policy.window)
         self.steps = 0  # frames seen since reset
@@ -156,7 +172,7 @@ class PolicyRunner:
             raise RuntimeError("call reset(instruction) before step(frame)")
         if np.ndim(frame) != 3:
             raise ValueError(f"step takes one (H, W, 3) frame; got shape {np.shape(frame)}")
-        feature = self.policy.features(self.policy.prepare(frame), self.instruction)[0]
+        feature = self.policy.features(self.policy.prepare(frame, self.color_order), self.instruction)[0]
         if not self._features:
             self._features.extend([feature] * self.policy.window)  # before the start, the first frame stands in
         else:

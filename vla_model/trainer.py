@@ -29,7 +29,7 @@ from vla_data import __version__
 from vla_data.dataset import WindowDataset
 from vla_data.loader import make_loader
 from vla_model import checkpoint as ckpt
-from vla_model.backbone import load_backbone
+from vla_model.backbone import load_backbone, locate
 from vla_model.loading import load_trained
 from vla_model.loss import masked_huber
 from vla_model.policy import ConfigError, VLAPolicy
@@ -117,6 +117,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: 
     """
     accelerator = _accelerator(config)
     main = accelerator.is_main_process
+    # the config and every checkpoint record what finds the backbone from any directory (not "models/tiny")
+    config = config.model_copy(update={"model": config.model.model_copy(update={"source": locate(config.model.source)})})
     set_seed(config.optim.seed)
     train_ds = WindowDataset(config.data.store, config.data.train_split, **_window(config), augment=config.data.augment,
                              mirror=config.data.mirror, memory_budget=config.data.memory_budget)
@@ -131,9 +133,6 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: 
     policy = build_policy(config, manifest).to(accelerator.device)
     loader = make_loader(train_ds, config.optim.batch_size, workers=config.data.workers, seed=config.optim.seed)
     val_loader = make_loader(val_ds, config.optim.batch_size, shuffle=False, workers=0)
-    sampler = loader.sampler
-    counts = preflight(policy, next(iter(make_loader(train_ds, config.optim.batch_size, seed=config.optim.seed))),
-                       manifest, config.data.window.window, config.optim.huber_delta)
 
     groups = policy.parameter_groups()
     optimizer = torch.optim.AdamW(
@@ -145,17 +144,25 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: 
     position = ckpt.ResumeState(step=0, epoch=0, batch_in_epoch=0, best_val_loss=None, best_step=None)
     if resume:
         position = _resume(run_dir, policy, optimizer, scheduler)
+        if position.scaler and accelerator.scaler is not None:
+            accelerator.scaler.load_state_dict(position.scaler)
     policy, optimizer, loader = accelerator.prepare(policy, optimizer, loader)
-    model = accelerator.unwrap_model(policy)
+    model = accelerator.unwrap_model(policy)  # its forward runs in accelerate's autocast, as the steps' do
+    # on the prepared model: the training precision and checkpointing, so it needs no more memory than a step
+    counts = preflight(model, next(iter(make_loader(train_ds, config.optim.batch_size, seed=config.optim.seed))),
+                       manifest, config.data.window.window, config.optim.huber_delta)
 
-    writer = _Writers(run_dir, config) if main else None
+    writer = _Writers(run_dir, config, position.step) if main else None
     bar = tqdm(total=config.optim.max_steps, initial=position.step, desc="train", unit="step", disable=not main or None)
     step, epoch, batch_in_epoch = position.step, position.epoch, position.batch_in_epoch
-    window_loss, window_batches, window_samples, window_start = 0.0, 0, 0, time.perf_counter()
+    window_loss, window_batches, window_samples, window_start = (position.window_loss, position.window_batches, 0,
+                                                                 time.perf_counter())
     seen_samples, started = 0, time.perf_counter()
     last_loss, last_checkpoint = None, None
     while step < config.optim.max_steps and step != stop_after:
-        sampler.set_epoch(epoch)
+        # on the prepared loader, not its sampler: accelerate's loader sets the sampler's epoch from its own
+        # iteration counter at every pass, and a new process (a resumed run) starts that counter at 0
+        loader.set_epoch(epoch)
         batches = accelerator.skip_first_batches(loader, batch_in_epoch) if batch_in_epoch else loader
         for batch in batches:
             batch_in_epoch += 1
@@ -198,6 +205,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: 
                 writer.log(step, epoch, record)
             if improved or step % config.log.save_every == 0 or step in (config.optim.max_steps, stop_after):
                 position.step, position.epoch, position.batch_in_epoch = step, epoch, batch_in_epoch
+                position.window_loss, position.window_batches = window_loss, window_batches
+                position.scaler = accelerator.scaler.state_dict() if accelerator.scaler is not None else None
                 if main:
                     last_checkpoint = _save(run_dir, config, manifest, model, optimizer, scheduler, position, record)
                 accelerator.wait_for_everyone()
@@ -267,15 +276,23 @@ def _save(run_dir: Path, config: TrainConfig, manifest: StoreManifest, model: VL
 
 
 class _Writers:
-    """The main process's logs: JSONL of every logged step and TensorBoard scalars."""
+    """The main process's logs: JSONL of every logged step and TensorBoard scalars.
 
-    def __init__(self, run_dir: Path, config: TrainConfig) -> None:
+    A run resumed from step N drops what a killed process logged after N (those steps are run again), so
+    each step is logged once, with the values of the steps the weights went through.
+    """
+
+    def __init__(self, run_dir: Path, config: TrainConfig, start_step: int = 0) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / CONFIG_FILE).write_text(config.model_dump_json(indent=2) + "\n")
-        self.jsonl = open(run_dir / LOG_FILE, "a")  # noqa: SIM115 - closed in close()
-        self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
+        log = run_dir / LOG_FILE
+        if start_step and log.exists():
+            log.write_text("".join(line + "\n" for line in log.read_text().splitlines()
+                                   if _logged_step(line) <= start_step))
+        self.jsonl = open(log, "a")  # noqa: SIM115 - closed in close()
+        self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step + 1 if start_step else None)
 
     def log(self, step: int, epoch: int, record: dict[str, float | int]) -> None:
         line = {"step": step, "epoch": epoch, "time": datetime.now(UTC).isoformat(timespec="seconds")} | record
@@ -287,3 +304,11 @@ class _Writers:
     def close(self) -> None:
         self.jsonl.close()
         self.tensorboard.close()
+
+
+def _logged_step(line: str) -> float:
+    """The step of one log.jsonl line; infinity for a line a killed process left half-written."""
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return math.inf
