@@ -560,6 +560,8 @@ def predict_cmd(checkpoint: Path, episode: Path, as_json: bool, instruction: str
         report = predict_episode(policy, episode, settings, instruction, progress=not as_json)
     except (CheckpointError, ModelNotFound, ValueError) as exc:
         fail(str(exc))
+    for warning in report.warnings:
+        click.echo(click.style(f"warning: {warning}", fg="yellow"), err=True)
     click.echo(report.model_dump_json(indent=2) if as_json else render_predictions(report))
 
 

@@ -54,6 +54,7 @@ def predict_episode(policy: Policy, path: Path, settings: RecorderSettings, inst
     if not instruction:
         raise ValueError(f"{path}: no instruction in the file, a dataset_index.csv or the file name; pass --instruction")
     color_order = episode_color_order(settings, policy)
+    aspect = policy.aspect_warning(*frames.shape[1:3])
     runner = policy.runner(color_order)
     runner.reset(instruction)
     chunks = np.stack([runner.step(frame) for frame in tqdm(frames, desc="predict", unit="frame", disable=not progress)])
@@ -64,7 +65,7 @@ def predict_episode(policy: Policy, path: Path, settings: RecorderSettings, inst
     return PredictReport(checkpoint=str(policy.path), episode=str(path), instruction=instruction,
                          action_names=policy.action_names, window=policy.window, chunk=policy.chunk,
                          action_offset=policy.spec.action_offset, color_order=color_order, first_action_mae=mae,
-                         steps=steps)
+                         warnings=[aspect] if aspect else [], steps=steps)
 
 
 def render_predictions(report: PredictReport) -> str:

@@ -96,4 +96,5 @@ class PredictReport(BaseModel):
     color_order: ColorOrder = Field(description="The channel order the episode's frames were read in (then turned into "
                                     "RGB): --color-order or --recorder-config if given, else the checkpoint's source's.")
     first_action_mae: list[float | None] = Field(description="Per channel, over the frames with a recorded action.")
+    warnings: list[str] = Field(default_factory=list, description="What may make the predictions worse than eval's.")
     steps: list[PredictedStep]

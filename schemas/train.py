@@ -135,6 +135,9 @@ class CheckpointMeta(BaseModel):
     preprocessing: Preprocessing
     actions: ActionSelection = Field(description="The recorder channels the policy predicts, and their names, in order.")
     stats: NormStats
+    source_frame_sizes: list[str] = Field(
+        default_factory=list, description="Frame sizes (HxW) of the training store's sources, before resizing."
+    )
     files: dict[str, str] = Field(description="sha256 of every weight file in the checkpoint, by name.")
 
     @property

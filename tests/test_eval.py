@@ -387,3 +387,21 @@ def test_trajectories_stay_readable_for_long_and_one_frame_episodes() -> None:
     recorded, policy, _ = fig.axes[-1].get_lines()
     assert fig.axes[-1].get_title().startswith("episode 7") and fig.axes[-1].get_title().endswith("1 frame, none recorded")
     assert len(recorded.get_xdata()) == 0 and policy.get_xdata().tolist() == [0] and policy.get_marker() == "o"
+
+
+def test_predict_warns_when_the_frames_have_another_aspect_than_trained_on(window8_run: Path, learn_store: Path,
+                                                                           tmp_path: Path) -> None:
+    path, raw = _raw_episode(learn_store, 0)  # the store's sources are 48x80
+    with h5py.File(path, "r") as f:
+        actions = f["actions"][()]
+    assert ckpt.load_meta(ckpt.resolve(window8_run)).source_frame_sizes == ["48x80"]
+    for name, frames, warned in (("same", raw[:3], False), ("square", raw[:3, :, :48], True)):
+        episode = write_episode(tmp_path / f"episode_20251110_12000{int(warned)}_1box_hori_left_core_medium.h5",
+                                Episode(name, frames[..., ::-1], actions[:3], ["episode_start"] + ["start_action"] * 2,
+                                        "Reach the bottle on the left", {"num_frames": 3}))
+        result = CliRunner().invoke(main, ["predict", str(window8_run), str(episode), "--json"])
+        assert result.exit_code == 0, result.output
+        report = PredictReport.model_validate_json(result.stdout)
+        assert bool(report.warnings) == warned and ("frames are 48x48 (aspect 1.00)" in result.stderr) == warned
+        if warned:
+            assert "trained on 48x80 (aspect 1.67)" in report.warnings[0]

@@ -47,6 +47,9 @@ def pick_device(device: str | torch.device | None) -> torch.device:
     return chosen
 
 
+ASPECT_TOLERANCE = 0.02  # relative difference of width/height that still counts as the same aspect
+
+
 class Policy:
     """A trained policy with the preprocessing and action stats it was trained with."""
 
@@ -85,6 +88,19 @@ class Policy:
     @property
     def device(self) -> torch.device:
         return self.model.action_query.device
+
+    def aspect_warning(self, height: int, width: int) -> str | None:
+        """A warning when frames of this size have another aspect ratio than the frames trained on (they are
+        resized to the same S x S, so objects look stretched otherwise than in training); None when it fits or
+        the checkpoint does not say (trained before the sizes were recorded)."""
+        trained = [tuple(int(n) for n in size.split("x")) for size in self.meta.source_frame_sizes]
+        if not trained or any(abs(width / height - w / h) <= ASPECT_TOLERANCE * w / h for h, w in trained):
+            return None
+        sizes = ", ".join(self.meta.source_frame_sizes)
+        return (f"frames are {height}x{width} (aspect {width / height:.2f}), the policy was trained on {sizes} "
+                f"(aspect {trained[0][1] / trained[0][0]:.2f}), resized ({self.preprocessing.resize.value}) to "
+                f"{self.preprocessing.image_size}x{self.preprocessing.image_size}: the scene will look stretched "
+                "otherwise than in training; use the training camera's resolution, or crop to its aspect")
 
     def prepare(self, frames: np.ndarray, color_order: ColorOrder | str | None = None) -> torch.Tensor:
         """Raw frames, (H, W, 3) or (T, H, W, 3) uint8 -> (T, 3, S, S) uint8 RGB.

@@ -267,6 +267,7 @@ def _save(run_dir: Path, config: TrainConfig, manifest: StoreManifest, model: VL
         preprocessing=manifest.preprocessing,
         actions=manifest.actions,
         stats=manifest.stats,
+        source_frame_sizes=manifest.source_frame_sizes,
         files={},
     )
     path = ckpt.save_checkpoint(run_dir, meta, model.adapter_state(), model.head_state(), optimizer.state_dict(),
