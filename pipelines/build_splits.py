@@ -181,9 +181,7 @@ def _sort_sources(usable: list[FileReport], previous: DatasetStore | None, optio
             result.changed.append((old, source))
             if not options.replace_changed:
                 continue
-            removed.add(old.episode)
-            result.replaced.append(ReplacedEpisode(source_path=r.path, old_hash=old.content_hash, new_hash=digest,
-                                                   split=old.split))
+            removed.add(old.episode)  # its new content replaces it below, unless another episode holds it already
         same = by_hash.get(digest)
         if same is not None or digest in first_of:
             if same is None or _resolved(same.source_path) != path:
@@ -193,6 +191,8 @@ def _sort_sources(usable: list[FileReport], previous: DatasetStore | None, optio
         first_of[digest] = r.path
         if old is not None and old.episode in removed:
             replacing[old.episode] = source
+            result.replaced.append(ReplacedEpisode(source_path=r.path, old_hash=old.content_hash, new_hash=digest,
+                                                   split=old.split))
         else:
             new.append(source)
     for record in stored:
