@@ -1,64 +1,43 @@
 """The build-splits job: validated recorder episodes -> one zarr store with splits and train-only stats.
 
-The output is checked first: it must not overlap a source folder, and only a vla-data store (or nothing)
-may be there (``vla_data.ownership``). The whole build holds the store's writer lock
-(``vla_data.writer_lock``). Sources are validated (default pass); the store is built in a staging folder and
-published by renames (``vla_data.store.publish``). Re-running on the same output adds only episodes whose
-content is new, keeps every existing episode's frames and split, and recomputes the stats; a stored source
-whose content changed is refused (or, asked to, replaced in its split); duplicates are listed.
+This module decides what the next version of the store holds: the output is checked and the sources
+validated first; under the store's writer lock (``vla_data.store_writer.writing``) each source is sorted
+against the store (already stored by content, a duplicate, a stored source whose content changed: refused
+or replaced in its split, or new), the action channels are chosen (an incremental build keeps the store's
+and refuses episodes that use a channel it dropped), and every new episode gets its split. The store
+writes and publishes the version (``vla_data.store_writer.write_version``).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
 from schemas import FileReport, RecorderSettings, ValidateOptions, ValidationReport, default_action_names
 from schemas.store import (
     ActionSelection,
-    BuildLog,
     BuildLogEntry,
     BuildOptions,
     DroppedChannel,
     Duplicate,
     EpisodeRecord,
-    NormStats,
     ReplacedEpisode,
     SkippedEpisode,
     Split,
     StoreManifest,
-    StoreMarker,
     Stratify,
 )
 from vla_data import __version__
-from vla_data.ownership import Ownership, check_output, ownership, remove_ours
+from vla_data.ownership import Ownership, check_output, ownership
 from vla_data.recorder import common_root, episode_files, fingerprint, header, open_episode, stored_frame_bytes
-from vla_data.shards import EpisodeSource, fill_frames, plan_shards
 from vla_data.splits import assign_splits, match_split_file, read_split_file
-from vla_data.stats import ImageMoments, action_stats
-from vla_data.store import (
-    BUILD_LOG,
-    FRAMES_PER_SHARD,
-    DatasetStore,
-    StoreError,
-    create_arrays,
-    finalize,
-    object_checksums,
-    open_store,
-    publish,
-    recover,
-    staging_path,
-    write_episode_ends,
-    write_table,
-)
+from vla_data.store import DatasetStore, StoreError, open_store
+from vla_data.store_writer import BuildProgress, EpisodeInput, write_version, writing
 from vla_data.validation import validate
-from vla_data.writer_lock import writer_lock
 
 
 class BuildRefused(Exception):
@@ -130,14 +109,6 @@ def _load_previous(out: Path, options: BuildOptions) -> DatasetStore | None:
             "split either way: pass the same split options, or --overwrite to re-split everything"
         )
     return previous
-
-
-class BuildProgress(Protocol):
-    """What build_splits reports while it writes frames (the CLI draws a bar from it)."""
-
-    def start(self, frames: int, episodes: int) -> None: ...
-
-    def advance(self, frames: int, episodes: int) -> None: ...
 
 
 @dataclass
@@ -274,15 +245,13 @@ def build_splits(
     the build waits for another one writing the same store."""
     sources = [s.resolve() for s in sources]
     out = out.resolve()
-    check_output(out, sources)
+    check_output(out, sources)  # before validating: a wrong output is refused at once, nothing written
     files = episode_files(sources)
     root = Path(common_root(sources))
     report = validate(files, settings, ValidateOptions(), root=str(root))
     if report.n_errors and not options.skip_invalid:
         raise BuildRefused(report)  # before the lock: a refused build writes nothing at all
-    with writer_lock(out, options.wait, on_wait):
-        recover(out)
-        check_output(out, sources)
+    with writing(out, sources, options.wait, on_wait):
         return _build_locked(report, root, out, options, settings, progress)
 
 
@@ -321,15 +290,8 @@ def _build_locked(report: ValidationReport, root: Path, out: Path, options: Buil
         replaced=plan.replaced,
         unmatched_split_rows=unmatched,
     )
-    staging = staging_path(out, os.getpid())
-    try:
-        manifest = _write_staging(staging, previous, plan.entries, selection, explicit, entry, options, progress)
-        publish(staging, out)
-    except BaseException:
-        if staging.exists():
-            remove_ours(staging)
-        raise
-    return manifest
+    episodes = _settle_splits(plan.entries, explicit, options, selection)
+    return write_version(out, previous, episodes, selection, options, entry, progress)
 
 
 def _explicit_splits(
@@ -351,94 +313,23 @@ def _explicit_splits(
     return explicit, unmatched
 
 
-def _write_staging(
-    staging: Path,
-    previous: DatasetStore | None,
-    entries: list[Entry],
-    selection: ActionSelection,
-    explicit: dict[str, Split],
-    entry: BuildLogEntry,
-    options: BuildOptions,
-    progress: BuildProgress | None,
-) -> StoreManifest:
-    pre = options.preprocessing
-    hashes = [e.record.content_hash for e in entries]
+def _settle_splits(entries: list[Entry], explicit: dict[str, Split], options: BuildOptions,
+                   selection: ActionSelection) -> list[EpisodeInput]:
+    """Every episode of the new version with its split: stored ones keep theirs, the split file's are as it
+    says, new ones by the split rule; new episodes keep only the selected action channels."""
     how = options.splits.stratify
-    strata = [_stratum(e.record.scenario, e.record.instruction, how) for e in entries]
     fixed = explicit | {e.record.content_hash: e.record.split for e in entries if e.fixed}
-    splits = assign_splits(hashes, strata, options.splits, existing=fixed)
-    records = [e.record.model_copy(update={"split": split}) for e, split in zip(entries, splits, strict=True)]
-    n_frames = sum(r.n_frames for r in records)
-    marker = StoreMarker(tool_version=__version__, created=entry.created)
-    group = create_arrays(staging, n_frames, pre.image_size, len(selection.channels), marker)
-
-    previous_actions = np.asarray(previous.action[:], np.float32) if previous is not None else None
-    previous_start = {}
-    if previous is not None:
-        ends = previous.episode_ends
-        previous_start = {h: int(ends[ep]) - int(n) for h, ep, n in zip(
-            previous.episodes["content_hash"], previous.episodes["episode"], previous.episodes["n_frames"], strict=True)}
-    actions, episode_sources = [], []
-    for r, e in zip(records, entries, strict=True):
-        if e.source is None:
-            assert previous is not None and previous_actions is not None
-            start = previous_start[r.content_hash]
-            actions.append(previous_actions[start : start + r.n_frames])
-            episode_sources.append(EpisodeSource(r.episode, r.n_frames, previous.path / "data" / "rgb", None, start))
-        else:
-            actions.append(e.source.actions[:, selection.channels])
-            episode_sources.append(EpisodeSource(r.episode, r.n_frames, Path(e.source.report.path), e.source.frames_key))
-    all_actions = np.concatenate(actions).astype(np.float32)
-    group["data/action"][:] = all_actions
-    write_episode_ends(group, [r.n_frames for r in records])
-    tasks = plan_shards(episode_sources, staging / "data" / "rgb", FRAMES_PER_SHARD, pre)
-    if progress:
-        progress.start(n_frames, len(records))
-    moments = fill_frames(tasks, options.workers, progress.advance if progress else None)
-
-    stats = _train_stats(all_actions, records, moments, options)
-    write_table(staging, records)
-    log = previous.build_log() if previous is not None else BuildLog()
-    log.runs.append(entry)
-    (staging / BUILD_LOG).write_text(log.model_dump_json(indent=2) + "\n")
-    manifest = StoreManifest(
-        tool_version=__version__,
-        created=entry.created,
-        sources=sorted({str(Path(r.source_path).parent) for r in records}),
-        preprocessing=pre,
-        actions=selection,
-        splits=options.splits,
-        split_episodes={s: sum(r.split == s for r in records) for s in Split},
-        split_frames={s: sum(r.n_frames for r in records if r.split == s) for s in Split},
-        n_episodes=len(records),
-        n_frames=n_frames,
-        stats=stats,
-        source_frame_sizes=_frame_sizes(previous, entries),
-        checksums=object_checksums(staging),
-    )
-    finalize(staging, manifest)
-    return manifest
-
-
-def _frame_sizes(previous: DatasetStore | None, entries: list[Entry]) -> list[str]:
-    """The source frame sizes (HxW) the store's episodes came from: the previous store's and the new ones'."""
-    sizes = set(previous.manifest.source_frame_sizes) if previous is not None else set()
-    sizes |= {f"{e.source.report.frame_size[0]}x{e.source.report.frame_size[1]}" for e in entries
-              if e.source is not None and e.source.report.frame_size is not None}
-    return sorted(sizes)
+    splits = assign_splits([e.record.content_hash for e in entries],
+                           [_stratum(e.record.scenario, e.record.instruction, how) for e in entries],
+                           options.splits, existing=fixed)
+    out = []
+    for e, split in zip(entries, splits, strict=True):
+        record = e.record.model_copy(update={"split": split})
+        out.append(EpisodeInput.copied(record) if e.source is None else EpisodeInput.recorded(
+            record, Path(e.source.report.path), e.source.frames_key, e.source.actions[:, selection.channels],
+            e.source.report.frame_size))
+    return out
 
 
 def _stratum(scenario: str | None, instruction: str | None, how: Stratify) -> str:
     return {Stratify.scenario: scenario or "unknown", Stratify.instruction: instruction or "", Stratify.none: ""}[how]
-
-
-def _train_stats(
-    actions: np.ndarray, records: list[EpisodeRecord], moments: dict[int, ImageMoments], options: BuildOptions
-) -> NormStats:
-    train = np.repeat([r.split == Split.train for r in records], [r.n_frames for r in records])
-    images = ImageMoments()
-    for r in records:
-        if r.split == Split.train:
-            images.merge(moments[r.episode])
-    mean, std = images.mean_std()
-    return NormStats(mode=options.norm_mode, action=action_stats(actions[train]), image_mean=mean, image_std=std)

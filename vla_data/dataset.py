@@ -98,7 +98,7 @@ class WindowDataset(Dataset[Sample]):
         s = self.manifest.preprocessing.image_size
         self.frame_bytes = int(self.n_frames.sum()) * s * s * 3
         budget = default_memory_budget() if memory_budget is None else memory_budget
-        self.frames = EpisodeFrames(self.path / "data" / "rgb", ranges, self.frame_bytes <= budget, cache_episodes,
+        self.frames = EpisodeFrames(opened.rgb_path, ranges, self.frame_bytes <= budget, cache_episodes,
                                     self.episode_ids.tolist())
 
     @property

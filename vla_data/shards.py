@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -111,7 +112,15 @@ def _results(tasks: list[ShardTask], workers: int) -> Iterator[tuple[ShardTask, 
         return
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_interrupt)
     try:
-        pending = {pool.submit(write_shard, task): task for task in tasks}
+        # the workers start while submitting: with SIGINT ignored here they inherit the ignore from their first
+        # instruction on (Python keeps an inherited SIG_IGN), so a Ctrl-C never lands in a starting worker
+        main_thread = threading.current_thread() is threading.main_thread()  # only it may set handlers
+        handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+        try:
+            pending = {pool.submit(write_shard, task): task for task in tasks}
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGINT, handler)
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:

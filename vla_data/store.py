@@ -28,6 +28,8 @@ from zarr.codecs import ZstdCodec
 from schemas.store import FORMAT_VERSION, BuildLog, EpisodeRecord, StoreManifest, StoreMarker
 from vla_data.ownership import MANIFEST, MARKER, Ownership, OwnershipError, listing, mark, ownership, remove_ours
 
+RGB = "data/rgb"  # the frames array
+ACTION = "data/action"
 EPISODES = "episodes.csv"
 BUILD_LOG = "build_log.json"
 FRAMES_PER_SHARD = 64
@@ -47,11 +49,16 @@ class DatasetStore:
 
     @property
     def rgb(self) -> zarr.Array:
-        return self.group["data/rgb"]  # type: ignore[return-value]
+        return self.group[RGB]  # type: ignore[return-value]
+
+    @property
+    def rgb_path(self) -> Path:
+        """The frames array's folder, for processes that open it themselves (loader workers, build workers)."""
+        return self.path / RGB
 
     @property
     def action(self) -> zarr.Array:
-        return self.group["data/action"]  # type: ignore[return-value]
+        return self.group[ACTION]  # type: ignore[return-value]
 
     @property
     def episode_ends(self) -> np.ndarray:
@@ -84,7 +91,7 @@ def create_arrays(root: Path, n_frames: int, image_size: int, action_dim: int, m
     group = zarr.open_group(root, mode="a", zarr_format=3)
     s = image_size
     group.create_array(
-        "data/rgb",
+        RGB,
         shape=(n_frames, s, s, 3),
         chunks=(1, s, s, 3),
         shards=(FRAMES_PER_SHARD, s, s, 3),
@@ -93,7 +100,7 @@ def create_arrays(root: Path, n_frames: int, image_size: int, action_dim: int, m
         dimension_names=("frame", "height", "width", "channel"),
     )
     group.create_array(
-        "data/action",
+        ACTION,
         shape=(n_frames, action_dim),
         chunks=(max(1, min(n_frames, 65536)), action_dim),
         dtype="float32",
