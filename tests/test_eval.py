@@ -20,7 +20,7 @@ from conftest import SMALL_MODEL
 from transformers import Kosmos2Model
 
 from pipelines.cli import main
-from pipelines.evaluate import EpisodeResult
+from pipelines.eval_results import EpisodeResult
 from schemas.evaluation import EvalOptions, EvalReport, Horizon, Predictor, PredictReport
 from schemas.train import TrainConfig
 from vla_data.dataset import WindowDataset
