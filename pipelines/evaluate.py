@@ -59,8 +59,7 @@ def evaluate_checkpoint(
     if not len(train_actions):
         raise ValueError(f"{store}: split {train_split.value!r} is empty; the train-mean baseline needs it")
     train_mean = train_actions.astype(np.float64).mean(axis=0)
-    ds = WindowDataset(opened, options.split, window=spec.window, chunk=spec.chunk, stride=spec.stride,
-                       action_offset=spec.action_offset, normalize=False)
+    ds = WindowDataset(opened, options.split, spec=spec, normalize=False)
     scenario_of = dict(zip(opened.episodes["episode"], opened.episodes["scenario"].astype(str), strict=True))
 
     results = []
