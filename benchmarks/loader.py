@@ -20,6 +20,7 @@ from common import EPISODES, synthetic_episodes
 
 from pipelines.build_splits import build_splits
 from schemas import RecorderSettings
+from schemas.sample import WindowSpec
 from schemas.store import BuildOptions, Preprocessing
 from vla_data.dataset import WindowDataset
 from vla_data.loader import make_loader
@@ -48,7 +49,7 @@ def naive_samples(store: Path, n: int) -> float:
 def epochs(store: Path, workers: int, memory_budget: int | None) -> tuple[float, float, bool]:
     """Samples/s of the first (cold) and second epoch through make_loader."""
     start = time.perf_counter()
-    ds = WindowDataset(store, "train", window=W, chunk=K, memory_budget=memory_budget)
+    ds = WindowDataset(store, "train", WindowSpec(window=W, chunk=K), memory_budget=memory_budget)
     loader = make_loader(ds, batch_size=BATCH, workers=workers, seed=0)
     rates = []
     for _ in range(2):
@@ -81,7 +82,7 @@ def main() -> None:
         for budget, label in ((None, "in memory"), (0, "LRU of episodes")):
             cold, warm, _ = epochs(args.store, workers, budget)
             rows.append((f"WindowDataset, {workers} workers, {label}", cold, warm))
-    n = len(WindowDataset(args.store, "train", window=W, chunk=K))
+    n = len(WindowDataset(args.store, "train", WindowSpec(window=W, chunk=K)))
     print(f"\nW={W} K={K} S=224 batch {BATCH}; train split {n} samples; baseline on {args.baseline_samples} samples")
     print("| loader | epoch 1 (cold) samples/s | epoch 2 samples/s | epoch 2 vs baseline |")
     print("|---|---:|---:|---:|")

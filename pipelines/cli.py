@@ -22,7 +22,7 @@ from pipelines.train import FLAGS as TRAIN_FLAGS
 from pipelines.validate import render_report, run_validate
 from schemas import ValidateOptions
 from schemas.evaluation import EvalOptions
-from schemas.sample import Augment, MirrorRule
+from schemas.sample import Augment, MirrorRule, WindowSpec
 from schemas.store import BuildOptions, Interpolation, NormMode, ResizeMode, Split, Stratify
 from schemas.synthetic import SyntheticConfig
 from schemas.train import TrainConfig
@@ -146,9 +146,7 @@ def _report_path(ctx: click.Context, param: click.Parameter, value: Path | None)
 def validate_cmd(
     paths: tuple[Path, ...],
     deep: bool,
-    window: int,
-    chunk: int,
-    action_offset: int,
+    spec: WindowSpec,
     workers: int,
     json_out: Path | None,
     **settings_flags: object,
@@ -169,7 +167,7 @@ def validate_cmd(
       vla-data validate new_recorder/ --frames-key observations/images --color-order rgb
     """
     settings = recorder_settings(**settings_flags)  # type: ignore[arg-type]
-    options = ValidateOptions(deep=deep, window=window, chunk=chunk, action_offset=action_offset, workers=workers)
+    options = ValidateOptions(deep=deep, window=spec, workers=workers)
     report = run_validate(list(paths), settings, options)
     text = report.model_dump_json(indent=2)
     if json_out is not None and str(json_out) == "-":
@@ -373,7 +371,7 @@ def _side_words(ctx: click.Context, param: click.Parameter, value: tuple[str, ..
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), callback=_png_path,
               help="Draw the window frames and their action chunks to this PNG.")
 @click.option("--json", "as_json", is_flag=True, help="Print the sample's shapes, masks and physical actions as JSON.")
-def inspect_sample_cmd(store: Path, split: str, index: int, window: int, chunk: int, action_offset: int, augment: str,
+def inspect_sample_cmd(store: Path, split: str, index: int, spec: WindowSpec, augment: str,
                        side_words: MirrorRule, out: Path | None, as_json: bool) -> None:
     """Show one training sample exactly as WindowDataset gives it to the model.
 
@@ -390,8 +388,7 @@ def inspect_sample_cmd(store: Path, split: str, index: int, window: int, chunk: 
     from vla_data.dataset import WindowDataset
 
     try:
-        ds = WindowDataset(store, split, window=window, chunk=chunk, action_offset=action_offset, augment=augment,
-                           mirror=side_words)
+        ds = WindowDataset(store, split, spec=spec, augment=augment, mirror=side_words)
     except (StoreError, ValueError) as exc:
         fail(str(exc))
     if not -len(ds) <= index < len(ds):
@@ -406,7 +403,8 @@ def inspect_sample_cmd(store: Path, split: str, index: int, window: int, chunk: 
     else:
         masked = sum(not m for row in summary.chunk_mask for m in row)
         click.echo(f"{split} sample {index} of {len(ds)}: episode {summary.episode}, t={summary.t}, "
-                   f"{sum(summary.frame_mask)}/{window} real frames, {masked} of {window * chunk} actions padded")
+                   f"{sum(summary.frame_mask)}/{spec.window} real frames, "
+                   f"{masked} of {spec.window * spec.chunk} actions padded")
         click.echo(f"instruction: {summary.instruction}")
         click.echo("shapes: " + ", ".join(f"{k.value} {tuple(v)}" for k, v in summary.shapes.items()))
     if out is not None:

@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from pipelines.evaluate import LABELS, EpisodeResult
+from pipelines.eval_results import LABELS, EpisodeResult
 from pipelines.figures import save_png
 from schemas.evaluation import EvalReport, Horizon, Predictor
 

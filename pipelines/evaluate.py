@@ -16,13 +16,14 @@ scenarios.png      first-action MAE and success per scenario, policy and baselin
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from pipelines.eval_plots import plot_errors, plot_scenarios, plot_trajectories
+from pipelines.eval_results import LABELS, EpisodeResult
 from schemas.evaluation import Comparison, EvalOptions, EvalReport, Horizon, MetricSet, Predictor
 from vla_data import __version__
 from vla_data.dataset import WindowDataset
@@ -35,20 +36,6 @@ from vla_model.runtime import Policy
 
 METRICS = "metrics.json"
 PER_EPISODE = "per_episode.csv"
-LABELS = {Predictor.policy: "policy", Predictor.train_mean: "train-mean", Predictor.zero_velocity: "zero"}
-
-
-@dataclass
-class EpisodeResult:
-    """Every scored anchor of one episode."""
-
-    episode: int
-    scenario: str
-    instruction: str
-    t: np.ndarray  # (N,) anchors
-    pred: np.ndarray  # (N, K, A) physical
-    true: np.ndarray  # (N, K, A) physical, zero velocity where masked
-    mask: np.ndarray  # (N, K) True where the recorded action exists
 
 
 def _concat(results: Iterable[EpisodeResult]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -72,8 +59,7 @@ def evaluate_checkpoint(
     if not len(train_actions):
         raise ValueError(f"{store}: split {train_split.value!r} is empty; the train-mean baseline needs it")
     train_mean = train_actions.astype(np.float64).mean(axis=0)
-    ds = WindowDataset(opened, options.split, window=spec.window, chunk=spec.chunk, stride=spec.stride,
-                       action_offset=spec.action_offset, normalize=False)
+    ds = WindowDataset(opened, options.split, spec=spec, normalize=False)
     scenario_of = dict(zip(opened.episodes["episode"], opened.episodes["scenario"].astype(str), strict=True))
 
     results = []
@@ -126,8 +112,6 @@ def per_episode_table(report: EvalReport, results: list[EpisodeResult]) -> pd.Da
 
 def write_outputs(report: EvalReport, results: list[EpisodeResult], out: Path) -> list[Path]:
     """metrics.json, per_episode.csv and the three PNGs, each written atomically."""
-    from pipelines.eval_plots import plot_errors, plot_scenarios, plot_trajectories
-
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / METRICS, report.model_dump_json(indent=2))
     with atomic_path(out / PER_EPISODE) as tmp:

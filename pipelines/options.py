@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -81,8 +82,14 @@ def recorder_settings(recorder_config: Path | None, **flags: Any) -> RecorderSet
 
 
 def window_options(fn: F) -> F:
-    """--window, --chunk, --action-offset: the sample geometry (``schemas.sample.WindowSpec``)."""
+    """--window, --chunk, --action-offset: the sample geometry, handed to the command whole as its ``spec``
+    parameter (a ``schemas.sample.WindowSpec``; stride keeps its default). Defaults and help are WindowSpec's."""
     fields = WindowSpec.model_fields
+
+    @functools.wraps(fn)
+    def command(*args: Any, window: int, chunk: int, action_offset: int, **kwargs: Any) -> Any:
+        return fn(*args, spec=WindowSpec(window=window, chunk=chunk, action_offset=action_offset), **kwargs)
+
     options = [
         click.option("--window", default=fields["window"].default, show_default=True, type=click.IntRange(min=1),
                      help=fields["window"].description),
@@ -92,8 +99,8 @@ def window_options(fn: F) -> F:
                      type=click.IntRange(min=0), help=fields["action_offset"].description),
     ]
     for option in reversed(options):
-        fn = option(fn)
-    return fn
+        command = option(command)
+    return command  # type: ignore[return-value]
 
 
 def model_field(root: type[BaseModel], path: tuple[str, ...]) -> FieldInfo:

@@ -26,8 +26,7 @@ from vla_model.runtime import Policy
 
 def read_episode(path: Path, settings: RecorderSettings, policy: Policy) -> tuple[np.ndarray, np.ndarray, str | None]:
     """Frames (T, H, W, 3), the policy's action channels (T, A) and the instruction found, or ValueError."""
-    spec = policy.spec
-    options = ValidateOptions(window=spec.window, chunk=spec.chunk, action_offset=spec.action_offset)
+    options = ValidateOptions(window=policy.spec)
     report = check_file(path, settings, options, InstructionIndex.for_files([path], settings.index_csv_name))
     errors = [f for f in report.findings if f.severity == Severity.error]
     if errors:

@@ -96,7 +96,7 @@ def render_report(report: ValidationReport) -> str:
     out.append(
         f"  checked with: frames `{report.settings.frames_key}`, actions `{report.settings.actions_key}`, "
         f"colour {report.settings.color_order.value}, bound {report.settings.action_bound:g}, "
-        f"window {o.window}, chunk {o.chunk}, {'deep' if o.deep else 'default'} pass"
+        f"window {o.window.window}, chunk {o.window.chunk}, {'deep' if o.deep else 'default'} pass"
     )
     bad = report.n_errors
     verdict = (

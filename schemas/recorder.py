@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from schemas.findings import Finding, FindingCode
+from schemas.sample import WindowSpec
 
 DEFAULT_ACTION_NAMES = ("linear_x", "linear_y", "angular_z")
 # Names other recorders and tools use for the same things; used only to suggest a fix.
@@ -349,7 +350,7 @@ class RawEpisode(BaseModel):
         assert self.frames is not None
         return self.frames.shape[1], self.frames.shape[2]
 
-    def warnings(self, settings: RecorderSettings, window: int, chunk: int, action_offset: int) -> list[Finding]:
+    def warnings(self, settings: RecorderSettings, spec: WindowSpec) -> list[Finding]:
         """Per-file warnings and infos for a valid episode."""
         out: list[Finding] = []
         t = self.n_frames
@@ -376,7 +377,7 @@ class RawEpisode(BaseModel):
                         hint="check the units (teleop sends +-1.15); raise --action-bound if this speed is real",
                     )
                 )
-        full = full_windows(t, window, chunk, action_offset)
+        full = full_windows(t, spec)
         if full == 0:
             out.append(
                 Finding(
@@ -384,8 +385,8 @@ class RawEpisode(BaseModel):
                     file=self.path,
                     key=settings.frames_key,
                     message=(
-                        f"{t} frames give {t} samples at window {window} / chunk {chunk}, none of them without "
-                        f"padding (that needs {window + chunk + action_offset - 1} frames)"
+                        f"{t} frames give {t} samples at window {spec.window} / chunk {spec.chunk}, none of them "
+                        f"without padding (that needs {spec.window + spec.chunk + spec.action_offset - 1} frames)"
                     ),
                     hint="fine for training (pad masks cover it); record longer episodes for more full windows",
                 )
@@ -403,9 +404,9 @@ class RawEpisode(BaseModel):
         return out
 
 
-def full_windows(n_frames: int, window: int, chunk: int, action_offset: int) -> int:
+def full_windows(n_frames: int, spec: WindowSpec) -> int:
     """Anchors of an episode whose window and action chunk need no padding (every frame is an anchor)."""
-    return max(0, n_frames - (window - 1) - (chunk + action_offset - 1))
+    return max(0, n_frames - (spec.window - 1) - (spec.chunk + spec.action_offset - 1))
 
 
 def _as_int(value: Any) -> int | None:

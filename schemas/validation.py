@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.findings import Finding, Severity
 from schemas.recorder import InstructionSource, RecorderSettings
+from schemas.sample import WindowSpec
 
 
 class ValidateOptions(BaseModel):
@@ -14,10 +17,17 @@ class ValidateOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     deep: bool = Field(False, description="Also read every frame (frozen camera, undecodable chunks).")
-    window: int = Field(8, ge=1, description="Frames per sample window W.")
-    chunk: int = Field(10, ge=1, description="Actions per chunk K.")
-    action_offset: int = Field(1, ge=0, description="Action row a policy chooses after frame t is t + offset.")
+    window: WindowSpec = Field(default_factory=WindowSpec, description="The sample geometry short episodes are judged by.")
     workers: int = Field(1, ge=1, description="Parallel processes checking files.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_window(cls, data: Any) -> Any:
+        """Reports written before the geometry travelled whole held its fields flat (``"window": 8, "chunk": 10``)."""
+        if isinstance(data, dict) and isinstance(data.get("window"), int):
+            data = dict(data)
+            data["window"] = {name: data.pop(name) for name in WindowSpec.model_fields if name in data}
+        return data
 
 
 class FileReport(BaseModel):

@@ -54,17 +54,17 @@ def by_episode(ds: WindowDataset) -> dict[int, list[int]]:
 def test_sample_count_is_the_split_frame_count(ramp_store: Path) -> None:
     m = open_store(ramp_store).manifest
     for split in ("train", "val"):
-        ds = WindowDataset(ramp_store, split, window=8, chunk=10)
+        ds = WindowDataset(ramp_store, split, WindowSpec(window=8, chunk=10))
         assert len(ds) == m.split_frames[split] == sum(n for n, _, s in RAMP if s == split)
-    assert len(WindowDataset(ramp_store, "train", window=3, chunk=25)) == 33  # any W and K
-    assert len(WindowDataset(ramp_store, "train", stride=4)) == 1 + 5 + 3  # t = 0, 4, 8, ... per episode
+    assert len(WindowDataset(ramp_store, "train", WindowSpec(window=3, chunk=25))) == 33  # any W and K
+    assert len(WindowDataset(ramp_store, "train", WindowSpec(stride=4))) == 1 + 5 + 3  # t = 0, 4, 8, ... per episode
     with pytest.raises(ValueError, match="split 'test' has no episodes"):
         WindowDataset(ramp_store, "test")
 
 
 @pytest.mark.parametrize("length", [3, 18])
 def test_window_values_and_masks_match_the_store(ramp_store: Path, length: int) -> None:
-    ds = WindowDataset(ramp_store, "train", window=8, chunk=10, normalize=False)
+    ds = WindowDataset(ramp_store, "train", WindowSpec(window=8, chunk=10), normalize=False)
     group = zarr.open_group(ramp_store, mode="r")  # read back with plain zarr, independently of the dataset
     table = pd.read_csv(ramp_store / "episodes.csv")
     row = table[table["n_frames"] == length].iloc[0]
@@ -95,7 +95,7 @@ def test_window_values_and_masks_match_the_store(ramp_store: Path, length: int) 
 
 
 def test_no_window_reads_another_episode(ramp_store: Path) -> None:
-    ds = WindowDataset(ramp_store, "train", window=8, chunk=10, normalize=False)
+    ds = WindowDataset(ramp_store, "train", WindowSpec(window=8, chunk=10), normalize=False)
     table = open_store(ramp_store).episodes.set_index("episode")
     for i in range(len(ds)):
         s = ds[i]
@@ -186,7 +186,7 @@ def _epoch(loader: torch.utils.data.DataLoader) -> list[tuple[int, int]]:
 
 
 def test_two_workers_yield_the_same_batches_as_none(ramp_store: Path) -> None:
-    ds = WindowDataset(ramp_store, "train", window=4, chunk=3, augment="mirror")
+    ds = WindowDataset(ramp_store, "train", WindowSpec(window=4, chunk=3), augment="mirror")
     zero = make_loader(ds, batch_size=5, workers=0, seed=3)
     two = make_loader(ds, batch_size=5, workers=2, seed=3)
     for _ in range(2):  # two epochs: the order changes per epoch, identically
@@ -267,6 +267,28 @@ def test_inspect_sample_cli_json_png_and_errors(ramp_store: Path, tmp_path: Path
     assert code == 1 and f"has {len(ds)} samples" in err
     code, _, err = run("--split", "test")
     assert code == 1 and "no episodes" in err
+
+
+def test_inspect_sample_window_flags_reach_the_dataset_whole(ramp_store: Path) -> None:
+    from click.testing import CliRunner
+
+    from pipelines.cli import main
+    from schemas.sample import SampleSummary
+
+    index = 10  # the 18-frame episode, t > 0
+    args = ["inspect-sample", str(ramp_store), "--index", str(index), "--json"]
+    result = CliRunner().invoke(main, [*args, "--window", "3", "--chunk", "2", "--action-offset", "0"])
+    assert result.exit_code == 0, result.output
+    summary = SampleSummary.model_validate_json(result.stdout)
+    ds = WindowDataset(ramp_store, "train", WindowSpec(window=3, chunk=2, action_offset=0), normalize=False)
+    size = ds.manifest.preprocessing.image_size
+    assert summary.shapes[SampleField.rgb] == [3, 3, size, size] and summary.shapes[SampleField.actions] == [3, 2, 2]
+    rows = ds.actions[ds.sample_episode(index)]
+    assert np.allclose(summary.actions[-1], rows[summary.t : summary.t + 2], atol=1e-6)  # offset 0: rows t, t+1
+    default = SampleSummary.model_validate_json(CliRunner().invoke(main, args).stdout)  # no flags: WindowSpec()
+    spec = WindowSpec()
+    assert default.shapes[SampleField.actions] == [spec.window, spec.chunk, 2]
+    assert np.allclose(default.actions[-1][0], rows[default.t + spec.action_offset], atol=1e-6)
 
 
 def test_inspect_sample_mirrors_with_the_side_words_given(worded_store: Path) -> None:

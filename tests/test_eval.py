@@ -20,8 +20,9 @@ from conftest import SMALL_MODEL
 from transformers import Kosmos2Model
 
 from pipelines.cli import main
-from pipelines.evaluate import EpisodeResult
+from pipelines.eval_results import EpisodeResult
 from schemas.evaluation import EvalOptions, EvalReport, Horizon, Predictor, PredictReport
+from schemas.sample import WindowSpec
 from schemas.train import TrainConfig
 from vla_data.dataset import WindowDataset
 from vla_data.synthetic import Episode, write_episode
@@ -169,7 +170,7 @@ def test_runner_equals_the_batch_model_on_every_window(window8_run: Path, learn_
     assert policy.path.name == "checkpoint-3" and policy.window == 8 and policy.chunk == 4
     batch_model, _ = load_policy(window8_run)  # the trained model as training runs it: LoRA unmerged
     assert policy.model.lora_merged and not batch_model.lora_merged
-    ds = WindowDataset(learn_store, "val", window=8, chunk=4)
+    ds = WindowDataset(learn_store, "val", WindowSpec(window=8, chunk=4))
     e = 0
     path, raw = _raw_episode(learn_store, int(ds.episode_ids[e]))
     runner = policy.runner()

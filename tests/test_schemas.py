@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from schemas import FindingCode, RawEpisode, RecorderSettings, Scenario, full_windows
+from schemas.sample import WindowSpec
 
 
 @pytest.mark.parametrize(
@@ -30,7 +31,7 @@ def test_scenario_absent(name: str) -> None:
 
 @pytest.mark.parametrize("t, expected", [(18, 1), (17, 0), (3, 0), (30, 13), (0, 0)])
 def test_full_windows_at_w8_k10_offset1(t: int, expected: int) -> None:
-    assert full_windows(t, 8, 10, 1) == expected
+    assert full_windows(t, WindowSpec(window=8, chunk=10, action_offset=1)) == expected
 
 
 def test_settings_refuse_unknown_and_bad_values() -> None:

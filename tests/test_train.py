@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 from pipelines.build_splits import build_splits
 from pipelines.cli import main
 from schemas import RecorderSettings
-from schemas.sample import SampleField
+from schemas.sample import SampleField, WindowSpec
 from schemas.store import BuildOptions, Preprocessing, SplitConfig
 from schemas.train import ModelConfig, TrainConfig
 from vla_data.dataset import WindowDataset
@@ -60,7 +60,7 @@ def test_masked_huber_averages_over_unmasked_entries_only() -> None:
 
 @pytest.fixture(scope="module")
 def batch_and_policy(learn_store: Path) -> tuple[dict, VLAPolicy, WindowDataset]:
-    ds = WindowDataset(learn_store, "train", window=2, chunk=4)
+    ds = WindowDataset(learn_store, "train", WindowSpec(window=2, chunk=4))
     batch = next(iter(make_loader(ds, 4, seed=0)))
     policy = VLAPolicy(build_tiny_random(), ModelConfig.model_validate(SMALL_MODEL), action_dim=2, chunk=4)
     return batch, policy, ds
@@ -321,7 +321,7 @@ def test_two_processes_hold_identical_weights_and_only_rank_0_writes(learn_store
 def test_tiny_model_learns_the_synthetic_task(learn_store: Path, trained_run: Path) -> None:
     """Val MAE (physical units, every unmasked entry of every window step) below 60% of the train-mean action."""
     policy, meta = load_policy(trained_run)
-    ds = WindowDataset(learn_store, "val", window=2, chunk=4)
+    ds = WindowDataset(learn_store, "val", WindowSpec(window=2, chunk=4))
     mean = np.array([c.mean for c in meta.stats.action], np.float32)
     errors, baseline = [], []
     with torch.no_grad():

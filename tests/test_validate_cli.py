@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from pipelines.cli import main
 from schemas import FindingCode, ValidationReport
+from schemas.sample import WindowSpec
 from vla_data.synthetic import DEFECT_CODES
 
 
@@ -82,6 +83,16 @@ def test_workers_give_the_same_report(defect_dir: Path) -> None:
     a, b = ValidationReport.model_validate_json(one), ValidationReport.model_validate_json(two)
     assert (a.options.workers, b.options.workers) == (1, 2)
     assert a.model_dump(exclude={"options"}) == b.model_dump(exclude={"options"})
+
+
+def test_the_window_flags_reach_the_report_whole_and_old_reports_still_read(clean_dir: Path) -> None:
+    out = run("validate", str(clean_dir), "--json", "-", "--window", "3", "--chunk", "2", "--action-offset", "0")[1]
+    report = ValidationReport.model_validate_json(out)
+    assert report.options.window == WindowSpec(window=3, chunk=2, action_offset=0)  # stride: WindowSpec's default
+    assert json.loads(out)["options"]["window"] == WindowSpec(window=3, chunk=2, action_offset=0).model_dump()
+    old = json.loads(out)  # a report written when window, chunk and action_offset sat flat in the options
+    old["options"] = {"deep": False, "window": 3, "chunk": 2, "action_offset": 0, "workers": 1}
+    assert ValidationReport.model_validate(old).options == report.options
 
 
 def test_inputs_are_never_touched(defect_dir: Path) -> None:

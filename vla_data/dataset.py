@@ -51,10 +51,7 @@ class WindowDataset(Dataset[Sample]):
         self,
         store: Path | str | DatasetStore,
         split: Split | str = Split.train,
-        window: int = 8,
-        chunk: int = 10,
-        stride: int = 1,
-        action_offset: int = 1,
+        spec: WindowSpec = WindowSpec(),
         normalize: bool = True,
         augment: Augment | str = Augment.none,
         mirror: MirrorRule | None = None,
@@ -65,7 +62,7 @@ class WindowDataset(Dataset[Sample]):
         self.path = opened.path
         self.manifest: StoreManifest = opened.manifest
         self.split = Split(split)
-        self.spec = WindowSpec(window=window, chunk=chunk, stride=stride, action_offset=action_offset)
+        self.spec = spec
         self.normalize = normalize
         self.augment = Augment(augment)
         self.mirror = mirror or MirrorRule()
@@ -87,7 +84,7 @@ class WindowDataset(Dataset[Sample]):
         ranges = [(int(b - n), int(b)) for b, n in zip(stops, self.n_frames, strict=True)]
         all_actions = np.asarray(opened.action[:], np.float32)
         self.actions = [all_actions[a:b] for a, b in ranges]  # physical units
-        self.which, self.t = anchors(self.n_frames, stride)
+        self.which, self.t = anchors(self.n_frames, spec.stride)
         mirrored = np.array([self.augment == Augment.mirror and bool(side_words(s, self.mirror))
                              for s in self.instructions], bool)
         self.mirrored_anchors = np.flatnonzero(mirrored[self.which])  # sample n + j mirrors anchor mirrored_anchors[j]

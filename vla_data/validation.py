@@ -117,7 +117,7 @@ def _check_open_file(
     if values is not None and values.size:
         report.action_min = values.min(axis=0).astype(float).tolist()
         report.action_max = values.max(axis=0).astype(float).tolist()
-    report.findings.extend(episode.warnings(settings, options.window, options.chunk, options.action_offset))
+    report.findings.extend(episode.warnings(settings, options.window))
     frames = layout.datasets[settings.frames_key]
     assert episode.frames is not None
     if options.deep:

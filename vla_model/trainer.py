@@ -120,14 +120,14 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: 
     # the config and every checkpoint record what finds the backbone from any directory (not "models/tiny")
     config = config.model_copy(update={"model": config.model.model_copy(update={"source": locate(config.model.source)})})
     set_seed(config.optim.seed)
-    train_ds = WindowDataset(config.data.store, config.data.train_split, **_window(config), augment=config.data.augment,
+    train_ds = WindowDataset(config.data.store, config.data.train_split, spec=config.data.window, augment=config.data.augment,
                              mirror=config.data.mirror, memory_budget=config.data.memory_budget)
     unmirrored = train_ds.unmirrored_episodes
     if main and unmirrored:
         tqdm.write(f"augment=mirror: {len(unmirrored)} of {len(train_ds.episode_ids)} train episodes are not mirrored, "
                    f"their instruction names no side word (data.mirror.side_words): episodes "
                    f"{', '.join(map(str, unmirrored[:10]))}{', ...' if len(unmirrored) > 10 else ''} (all in {SUMMARY_FILE})")
-    val_ds = WindowDataset(config.data.store, config.data.val_split, **_window(config),
+    val_ds = WindowDataset(config.data.store, config.data.val_split, spec=config.data.window,
                            memory_budget=config.data.memory_budget)
     manifest = train_ds.manifest
     policy = build_policy(config, manifest).to(accelerator.device)
@@ -236,11 +236,6 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: 
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return summary
-
-
-def _window(config: TrainConfig) -> dict[str, int]:
-    w = config.data.window
-    return {"window": w.window, "chunk": w.chunk, "stride": w.stride, "action_offset": w.action_offset}
 
 
 def _resume(run_dir: Path, policy: VLAPolicy, optimizer: torch.optim.Optimizer, scheduler: LambdaLR) -> ckpt.ResumeState:

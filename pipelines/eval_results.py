@@ -1,0 +1,25 @@
+"""What `vla-data eval` computes per episode and how it names its predictors: shared by the scoring
+(``pipelines.evaluate``) and the figures (``pipelines.eval_plots``), so neither imports the other."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from schemas.evaluation import Predictor
+
+LABELS = {Predictor.policy: "policy", Predictor.train_mean: "train-mean", Predictor.zero_velocity: "zero"}
+
+
+@dataclass
+class EpisodeResult:
+    """Every scored anchor of one episode."""
+
+    episode: int
+    scenario: str
+    instruction: str
+    t: np.ndarray  # (N,) anchors
+    pred: np.ndarray  # (N, K, A) physical
+    true: np.ndarray  # (N, K, A) physical, zero velocity where masked
+    mask: np.ndarray  # (N, K) True where the recorded action exists
