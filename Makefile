@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/vla-data make-synthetic $(DEMO)/defective --episodes 4 --image-size 120x214 --seed 1 --defects
 	@echo "--- the same check on a folder with one defective file per finding class (exits 1 by design) ---"
 	$(BIN)/vla-data validate $(DEMO)/defective --deep; test $$? -eq 1
-	$(BIN)/vla-data build-splits $(DEMO)/raw -o $(DEMO)/dataset.zarr --image-size 96 --workers 2
+	$(BIN)/vla-data build-splits $(DEMO)/raw -o $(DEMO)/dataset.zarr --image-size 56 --workers 2
 	$(BIN)/vla-data info $(DEMO)/dataset.zarr --verify --plot $(DEMO)/dataset.png
 	$(BIN)/vla-data inspect-sample $(DEMO)/dataset.zarr --index 3 --out $(DEMO)/sample.png
 	$(BIN)/vla-data train $(DEMO)/dataset.zarr -o $(DEMO)/run --model tiny-random --max-steps 300 --window 4 \

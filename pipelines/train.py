@@ -29,6 +29,7 @@ FLAGS: dict[str, tuple[str, ...]] = {
     "history": ("model", "history"),
     "hidden": ("model", "hidden"),
     "gradient_checkpointing": ("model", "gradient_checkpointing"),
+    "resize_on_device": ("model", "resize_on_device"),
     "lora_r": ("model", "lora", "r"),
     "lora_alpha": ("model", "lora", "alpha"),
     "lora_dropout": ("model", "lora", "dropout"),

@@ -69,6 +69,11 @@ class ModelConfig(BaseModel):
     history: HistoryHead = HistoryHead.lstm
     hidden: int = Field(512, ge=1, description="Width of the history head.")
     gradient_checkpointing: bool = False
+    resize_on_device: bool = Field(
+        False,
+        description="Resize the store's frames to the backbone's input size on the device, every step, when the "
+        "two differ; otherwise a store of another image size is refused (build it at the backbone's size).",
+    )
     lora: LoraConfigModel = LoraConfigModel()
 
 

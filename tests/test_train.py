@@ -332,3 +332,18 @@ def test_tiny_model_learns_the_synthetic_task(learn_store: Path, trained_run: Pa
             baseline.append(np.abs(mean - true)[mask])
     mae, base = np.concatenate(errors).mean(), np.concatenate(baseline).mean()
     assert mae < 0.6 * base, f"val MAE {mae:.3f} vs train-mean baseline {base:.3f}"
+
+
+def test_a_store_of_another_image_size_is_refused_unless_resizing_on_the_device(learn_store: Path, tmp_path: Path) -> None:
+    """The store's size and the backbone's input size have one owner: the store, built at the backbone's size."""
+    small = tmp_path / "s48.zarr"
+    options = BuildOptions(preprocessing=Preprocessing(image_size=48), splits=SplitConfig(val_ratio=0.25))
+    build_splits([learn_store.parent / "raw"], small, options, RecorderSettings())
+    base = ["train", str(small), "--max-steps", "1", "--window", "2", "--chunk", "2", "--hidden", "16", "--lora-r", "2"]
+    code, out = run_cli(*base, "-o", str(tmp_path / "refused"))
+    assert code == 1 and "the store's frames are 48x48, the backbone tiny-random reads 56x56" in out
+    assert "--image-size 56" in out and "--resize-on-device" in out and not (tmp_path / "refused").exists()
+    code, out = run_cli(*base, "-o", str(tmp_path / "resized"), "--resize-on-device")
+    assert code == 0, out
+    meta = ckpt.load_meta(ckpt.resolve(tmp_path / "resized"))
+    assert meta.train_config.model.resize_on_device and meta.preprocessing.image_size == 48

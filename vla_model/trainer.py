@@ -57,7 +57,17 @@ class TrainSummary(BaseModel):
 
 
 def build_policy(config: TrainConfig, manifest: StoreManifest) -> VLAPolicy:
+    """The policy to train on a store; a store whose image size is not the backbone's input size is refused
+    unless resizing on the device was asked for (it costs a resize of every frame on every step)."""
     backbone = load_backbone(config.model.source)
+    stored = manifest.preprocessing.image_size
+    if stored != backbone.image_size and not config.model.resize_on_device:
+        raise ConfigError(
+            f"the store's frames are {stored}x{stored}, the backbone {backbone.source} reads "
+            f"{backbone.image_size}x{backbone.image_size}: each frame would be resized again on every step. Build "
+            f"the store at the backbone's size (build-splits --image-size {backbone.image_size}), or resize on the "
+            "device knowingly (model.resize_on_device, --resize-on-device)"
+        )
     return VLAPolicy(backbone, config.model, action_dim=len(manifest.actions.names), chunk=config.data.window.chunk)
 
 
