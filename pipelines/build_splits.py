@@ -30,6 +30,7 @@ from schemas.store import (
     Split,
     StoreManifest,
     Stratify,
+    store_features,
 )
 from vla_data import __version__
 from vla_data.ownership import Ownership, check_output, ownership
@@ -291,7 +292,8 @@ def _build_locked(report: ValidationReport, root: Path, out: Path, options: Buil
         unmatched_split_rows=unmatched,
     )
     episodes = _settle_splits(plan.entries, explicit, options, selection)
-    return write_version(out, previous, episodes, selection, options, entry, progress)
+    features = store_features(options.preprocessing, selection, settings.frames_key, settings.actions_key)
+    return write_version(out, previous, episodes, selection, features, options, entry, progress)
 
 
 def _explicit_splits(

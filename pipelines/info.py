@@ -24,6 +24,7 @@ def render_info(store: DatasetStore) -> str:
         f"preprocessing: {pre.source_color_order.value} -> rgb, {pre.image_size}x{pre.image_size}, "
         f"{pre.resize.value}, {pre.interpolation.value}",
         f"actions: {', '.join(f'{n} (channel {c})' for n, c in zip(m.actions.names, m.actions.channels, strict=True))}",
+        "features: " + "; ".join(f.describe() for f in m.features),
         "",
         "episodes per scenario and split:",
         pd.crosstab(table["scenario"], table["split"]).to_string(),

@@ -1,4 +1,5 @@
-"""The dataset store (``dataset.zarr``, format version 1): its manifest, episode table rows, splits and stats.
+"""The dataset store (``dataset.zarr``, format version 2): its manifest with the features table, episode table
+rows, splits and stats.
 
 See DESIGN.md, "The zarr store". The manifest is written last; a store without one is incomplete.
 """
@@ -12,7 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.recorder import ColorOrder, InstructionSource
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the manifest carries the features table; format 1 is read as it is (features derived)
+READABLE_FORMATS = (1, 2)
+CAMERA = "rgb"  # the name (and array data/<name>) of the one camera a store holds today
+ACTION = "action"
 
 
 class ResizeMode(StrEnum):
@@ -169,6 +173,37 @@ class NormStats(BaseModel):
         return offsets, scales
 
 
+class FeatureKind(StrEnum):
+    camera = "camera"  # (S, S, 3) uint8 RGB frames, one per frame of the episode
+    action = "action"  # (A,) float32 in physical units, one row per frame
+
+
+class Feature(BaseModel):
+    """One stored per-frame array: what it is, its per-frame shape, and where in a source episode it came from.
+    Cameras are features like any other; the array lives at ``data/<name>``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: FeatureKind
+    dtype: str
+    shape: list[int] = Field(description="Per frame (the array is (N, *shape)).")
+    source: str = Field(description="The source dataset it was made from, e.g. `images` or `actions[0,1]`.")
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.kind.value}, {self.dtype} {'x'.join(map(str, self.shape))}) <- {self.source}"
+
+
+def store_features(pre: Preprocessing, selection: ActionSelection, frames_key: str, actions_key: str) -> list[Feature]:
+    """The features of a store built with ``pre`` and ``selection`` from a recorder's ``frames_key``/``actions_key``."""
+    s = pre.image_size
+    return [
+        Feature(name=CAMERA, kind=FeatureKind.camera, dtype="uint8", shape=[s, s, 3], source=frames_key),
+        Feature(name=ACTION, kind=FeatureKind.action, dtype="float32", shape=[len(selection.channels)],
+                source=f"{actions_key}[{','.join(map(str, selection.channels))}]"),
+    ]
+
+
 class EpisodeRecord(BaseModel):
     """One row of the store's episode table (``episodes.csv``)."""
 
@@ -183,7 +218,11 @@ class EpisodeRecord(BaseModel):
 
 
 class StoreManifest(BaseModel):
-    """What the store holds and how it was made; written last, so its presence means the store is complete."""
+    """What the store holds and how it was made; written last, so its presence means the store is complete.
+
+    A format-1 manifest (before the features table) reads as it is: its features are the ones a format-1
+    build wrote (the camera from the recorder's `images`, the kept channels of `actions`).
+    """
 
     format_version: int = FORMAT_VERSION
     tool_version: str
@@ -201,7 +240,22 @@ class StoreManifest(BaseModel):
         default_factory=list,
         description="Frame sizes (HxW) of the source episodes, before resizing; inference warns on another aspect.",
     )
+    features: list[Feature] = Field(description="Every stored per-frame array (cameras, actions), by name.")
     checksums: dict[str, str] = Field(description="sha256 of every stored object, by path inside the store.")
+
+
+    @model_validator(mode="before")
+    @classmethod
+    def _format_1_features(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("format_version") == 1 and "features" not in data:
+            pre = Preprocessing.model_validate(data["preprocessing"])
+            selection = ActionSelection.model_validate(data["actions"])
+            data = {**data, "features": [f.model_dump() for f in store_features(pre, selection, "images", "actions")]}
+        return data
+
+    def feature(self, kind: FeatureKind) -> Feature:
+        """The store's one feature of ``kind`` (one camera and one action array today)."""
+        return next(f for f in self.features if f.kind == kind)
 
 
 class BuildOptions(BaseModel):

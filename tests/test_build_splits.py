@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -273,3 +274,21 @@ def test_info_plot_writes_a_png_and_refuses_other_suffixes(store: Path, tmp_path
     assert code == 0 and (tmp_path / "store.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     code, output = run("info", str(store), "--plot", str(tmp_path / "store.jpg"))
     assert code == 2 and "ending in .png" in output and not (tmp_path / "store.jpg").exists()
+
+
+def test_the_manifest_lists_every_feature_and_a_format_1_store_still_reads(store: Path, tmp_path: Path) -> None:
+    m = open_store(store).manifest
+    assert m.format_version == 2
+    assert [(f.name, f.kind.value, f.dtype, f.shape, f.source) for f in m.features] == [
+        ("rgb", "camera", "uint8", [16, 16, 3], "images"), ("action", "action", "float32", [2], "actions[0,1]")]
+    code, out = run("info", str(store))
+    assert code == 0 and "rgb (camera, uint8 16x16x3) <- images" in out
+    old = Path(shutil.copytree(store, tmp_path / "format1.zarr"))  # as vla-data 0.1.0 wrote it: no features table
+    raw = json.loads((old / MANIFEST).read_text())
+    del raw["features"]
+    (old / MANIFEST).write_text(json.dumps(raw | {"format_version": 1}))
+    assert open_store(old).manifest.features == m.features
+    assert np.array_equal(open_store(old).rgb[:8], open_store(store).rgb[:8])
+    (old / MANIFEST).write_text(json.dumps(raw | {"format_version": 3}))
+    code, out = run("info", str(old))
+    assert code == 1 and "store format 3" in out and "reads formats 1, 2" in out and "Traceback" not in out

@@ -17,6 +17,7 @@ made are ever replaced or deleted (``vla_data.ownership``); one build at a time 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,11 +26,18 @@ import pandas as pd
 import zarr
 from zarr.codecs import ZstdCodec
 
-from schemas.store import FORMAT_VERSION, BuildLog, EpisodeRecord, StoreManifest, StoreMarker
+from schemas.store import (
+    READABLE_FORMATS,
+    BuildLog,
+    EpisodeRecord,
+    Feature,
+    FeatureKind,
+    StoreManifest,
+    StoreMarker,
+)
+from vla_data import __version__
 from vla_data.ownership import MANIFEST, MARKER, Ownership, OwnershipError, listing, mark, ownership, remove_ours
 
-RGB = "data/rgb"  # the frames array
-ACTION = "data/action"
 EPISODES = "episodes.csv"
 BUILD_LOG = "build_log.json"
 FRAMES_PER_SHARD = 64
@@ -49,16 +57,16 @@ class DatasetStore:
 
     @property
     def rgb(self) -> zarr.Array:
-        return self.group[RGB]  # type: ignore[return-value]
+        return self.group[array_path(self.manifest.feature(FeatureKind.camera))]  # type: ignore[return-value]
 
     @property
     def rgb_path(self) -> Path:
         """The frames array's folder, for processes that open it themselves (loader workers, build workers)."""
-        return self.path / RGB
+        return self.path / array_path(self.manifest.feature(FeatureKind.camera))
 
     @property
     def action(self) -> zarr.Array:
-        return self.group[ACTION]  # type: ignore[return-value]
+        return self.group[array_path(self.manifest.feature(FeatureKind.action))]  # type: ignore[return-value]
 
     @property
     def episode_ends(self) -> np.ndarray:
@@ -84,29 +92,24 @@ def staging_path(out: Path, pid: int) -> Path:
     return out.with_name(f".{out.name}.staging-{pid}")
 
 
-def create_arrays(root: Path, n_frames: int, image_size: int, action_dim: int, marker: StoreMarker) -> zarr.Group:
-    """A new store folder claimed with ``marker``, then empty arrays for ``n_frames``: one frame per inner chunk,
-    ``FRAMES_PER_SHARD`` frames per shard, zstd."""
+def array_path(feature: Feature) -> str:
+    """Where a feature's (N, *shape) array lives inside the store."""
+    return f"data/{feature.name}"
+
+
+def create_arrays(root: Path, n_frames: int, features: list[Feature], marker: StoreMarker) -> zarr.Group:
+    """A new store folder claimed with ``marker``, then an empty array per feature for ``n_frames``: cameras one
+    frame per inner chunk, ``FRAMES_PER_SHARD`` frames per shard; actions in one chunk; zstd."""
     mark(root, marker)
     group = zarr.open_group(root, mode="a", zarr_format=3)
-    s = image_size
-    group.create_array(
-        RGB,
-        shape=(n_frames, s, s, 3),
-        chunks=(1, s, s, 3),
-        shards=(FRAMES_PER_SHARD, s, s, 3),
-        dtype="uint8",
-        compressors=ZSTD,
-        dimension_names=("frame", "height", "width", "channel"),
-    )
-    group.create_array(
-        ACTION,
-        shape=(n_frames, action_dim),
-        chunks=(max(1, min(n_frames, 65536)), action_dim),
-        dtype="float32",
-        compressors=ZSTD,
-        dimension_names=("frame", "action"),
-    )
+    for f in features:
+        if f.kind == FeatureKind.camera:
+            group.create_array(array_path(f), shape=(n_frames, *f.shape), chunks=(1, *f.shape),
+                               shards=(FRAMES_PER_SHARD, *f.shape), dtype=f.dtype, compressors=ZSTD,
+                               dimension_names=("frame", "height", "width", "channel"))
+        else:
+            group.create_array(array_path(f), shape=(n_frames, *f.shape), chunks=(max(1, min(n_frames, 65536)), *f.shape),
+                               dtype=f.dtype, compressors=ZSTD, dimension_names=("frame", "action"))
     return group
 
 
@@ -182,13 +185,17 @@ def open_store(path: Path) -> DatasetStore:
         raise StoreError(f"{path}: not a vla-data store ({listing(path)}); a store is what "
                          "`vla-data build-splits SRC -o OUT.zarr` writes")
     try:
-        manifest = StoreManifest.model_validate_json(manifest_path.read_text())
-    except ValueError as exc:
+        raw = json.loads(manifest_path.read_text())
+        version = raw.get("format_version") if isinstance(raw, dict) else None
+        if version not in READABLE_FORMATS:  # before reading the rest: another format has other fields
+            raise StoreError(
+                f"{path}: store format {version}, this vla-data {__version__} reads formats "
+                f"{', '.join(map(str, READABLE_FORMATS))}; use the vla-data that built it, or rebuild the store "
+                "from its sources with this one"
+            )
+        manifest = StoreManifest.model_validate(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
         raise StoreError(f"{manifest_path}: unreadable manifest ({exc}); rebuild the store") from exc
-    if manifest.format_version != FORMAT_VERSION:
-        raise StoreError(
-            f"{path}: store format {manifest.format_version}, this vla-data reads {FORMAT_VERSION}; rebuild it"
-        )
     try:
         episodes = pd.read_csv(path / EPISODES, keep_default_na=False)
         group = zarr.open_group(path, mode="r", zarr_format=3)
@@ -206,20 +213,20 @@ def verify(store: DatasetStore) -> list[str]:
         if found.get(name) == digest:
             continue
         what = "missing" if name not in found else "checksum mismatch"
-        problems.append(f"{name}: {what}{_frames_of(name, ends)}")
+        problems.append(f"{name}: {what}{_frames_of(name, ends, store.manifest)}")
     problems += [f"{name}: not in the manifest" for name in found.keys() - store.manifest.checksums.keys()]
     return problems
 
 
-def _frames_of(name: str, ends: np.ndarray) -> str:
-    """For a shard of data/rgb or data/action, the frame and episode range it holds."""
+def _frames_of(name: str, ends: np.ndarray, manifest: StoreManifest) -> str:
+    """For a shard of a camera array (or an object of another array), the frames and episodes it holds."""
     parts = name.split("/")
     if len(parts) < 4 or parts[0] != "data" or parts[2] != "c":
         return ""
-    per_object = FRAMES_PER_SHARD if parts[1] == "rgb" else None
-    if per_object is None:
+    feature = next((f for f in manifest.features if f.name == parts[1]), None)
+    if feature is None or feature.kind != FeatureKind.camera:
         return f" (array data/{parts[1]})"
-    first = int(parts[3]) * per_object
-    last = min(first + per_object, int(ends[-1]) if len(ends) else first) - 1
+    first = int(parts[3]) * FRAMES_PER_SHARD
+    last = min(first + FRAMES_PER_SHARD, int(ends[-1]) if len(ends) else first) - 1
     e0, e1 = (int(np.searchsorted(ends, f, side="right")) for f in (first, last))
-    return f" (array data/rgb, frames {first}..{last}, episodes {e0}..{e1})"
+    return f" (array data/{parts[1]}, frames {first}..{last}, episodes {e0}..{e1})"

@@ -28,6 +28,8 @@ from schemas.store import (
     BuildLogEntry,
     BuildOptions,
     EpisodeRecord,
+    Feature,
+    FeatureKind,
     NormStats,
     Split,
     StoreManifest,
@@ -38,11 +40,10 @@ from vla_data.ownership import check_output, remove_ours
 from vla_data.shards import EpisodeSource, fill_frames, plan_shards
 from vla_data.stats import ImageMoments, action_stats
 from vla_data.store import (
-    ACTION,
     BUILD_LOG,
     FRAMES_PER_SHARD,
-    RGB,
     DatasetStore,
+    array_path,
     create_arrays,
     finalize,
     object_checksums,
@@ -96,11 +97,13 @@ def writing(out: Path, sources: list[Path], wait: bool, on_wait: Callable[[str],
 
 
 def write_version(out: Path, previous: DatasetStore | None, episodes: list[EpisodeInput], selection: ActionSelection,
-                  options: BuildOptions, log_entry: BuildLogEntry, progress: BuildProgress | None = None) -> StoreManifest:
-    """Write the store's next version and publish it (call inside ``writing``); see the module doc."""
+                  features: list[Feature], options: BuildOptions, log_entry: BuildLogEntry,
+                  progress: BuildProgress | None = None) -> StoreManifest:
+    """Write the store's next version, holding ``features``, and publish it (call inside ``writing``); see the
+    module doc."""
     staging = staging_path(out, os.getpid())
     try:
-        manifest = _write_staging(staging, previous, episodes, selection, options, log_entry, progress)
+        manifest = _write_staging(staging, previous, episodes, selection, features, options, log_entry, progress)
         publish(staging, out)
     except BaseException:
         if staging.exists():
@@ -110,13 +113,14 @@ def write_version(out: Path, previous: DatasetStore | None, episodes: list[Episo
 
 
 def _write_staging(staging: Path, previous: DatasetStore | None, episodes: list[EpisodeInput],
-                   selection: ActionSelection, options: BuildOptions, log_entry: BuildLogEntry,
-                   progress: BuildProgress | None) -> StoreManifest:
+                   selection: ActionSelection, features: list[Feature], options: BuildOptions,
+                   log_entry: BuildLogEntry, progress: BuildProgress | None) -> StoreManifest:
     pre = options.preprocessing
     records = [e.record for e in episodes]
     n_frames = sum(r.n_frames for r in records)
     marker = StoreMarker(tool_version=__version__, created=log_entry.created)
-    group = create_arrays(staging, n_frames, pre.image_size, len(selection.channels), marker)
+    group = create_arrays(staging, n_frames, features, marker)
+    camera, action = (next(f for f in features if f.kind == kind) for kind in (FeatureKind.camera, FeatureKind.action))
 
     previous_actions = np.asarray(previous.action[:], np.float32) if previous is not None else None
     previous_start = {}
@@ -137,9 +141,9 @@ def _write_staging(staging: Path, previous: DatasetStore | None, episodes: list[
             actions.append(e.actions)
             frame_sources.append(EpisodeSource(r.episode, r.n_frames, e.recorder_file, e.frames_key))
     all_actions = np.concatenate(actions).astype(np.float32)
-    group[ACTION][:] = all_actions
+    group[array_path(action)][:] = all_actions
     write_episode_ends(group, [r.n_frames for r in records])
-    tasks = plan_shards(frame_sources, staging / RGB, FRAMES_PER_SHARD, pre)
+    tasks = plan_shards(frame_sources, staging / array_path(camera), FRAMES_PER_SHARD, pre)
     if progress:
         progress.start(n_frames, len(records))
     moments = fill_frames(tasks, options.workers, progress.advance if progress else None)
@@ -161,6 +165,7 @@ def _write_staging(staging: Path, previous: DatasetStore | None, episodes: list[
         n_frames=n_frames,
         stats=train_stats(all_actions, records, moments, options),
         source_frame_sizes=_frame_sizes(previous, episodes),
+        features=features,
         checksums=object_checksums(staging),
     )
     finalize(staging, manifest)
