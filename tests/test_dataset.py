@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 import torch
 import zarr
+from click.testing import CliRunner, Result
 
 from conftest import WORDED, store_of
 
 from schemas import RecorderSettings
-from schemas.sample import MirrorRule, SampleField, WindowSpec
+from schemas.sample import MirrorRule, SampleField, SampleSummary, WindowSpec
 from schemas.train import TrainConfig
 from vla_data.augment import mirror_frames, mirror_words
 from vla_data.dataset import WindowDataset
@@ -184,13 +185,27 @@ def test_mirror_negates_by_recorder_channel_not_by_name(tmp_path_factory: pytest
     assert mirrored_sign(WindowDataset(store, "train", normalize=False, augment="mirror")) == sign
 
 
+def inspect_sample(store: Path, *args: str) -> Result:
+    from pipelines.cli import main
+    return CliRunner().invoke(main, ["inspect-sample", str(store), *args])
+
+
 def test_mirror_refuses_a_recorder_it_cannot_tell_and_follows_an_explicit_rule(
         tmp_path_factory: pytest.TempPathFactory) -> None:
     store = lateral_store(tmp_path_factory, 2)  # [vx, wz] say: not the teleop recorder's row
     assert len(WindowDataset(store, "train")) == 6 + 9  # unaugmented, nothing to decide
     with pytest.raises(ValueError, match=r"recorder has 2 action channels .* data\.mirror\.negate_channels in the train "
-                                         r"config, MirrorRule\(negate_channels=\.\.\.\) in Python"):
+                                         r"config, --negate-channels for inspect-sample, "
+                                         r"MirrorRule\(negate_channels=\.\.\.\) in Python"):
         WindowDataset(store, "train", augment="mirror")
+    refused = inspect_sample(store, "--augment", "mirror", "--json")
+    assert refused.exit_code == 1 and "list their recorder indices in data.mirror.negate_channels" in refused.output
+    given = inspect_sample(store, "--augment", "mirror", "--negate-channels", "1", "--index", "-1", "--json")
+    assert given.exit_code == 0, given.output
+    summary = SampleSummary.model_validate_json(given.stdout)  # the 9-frame episode's last anchor, t=8, mirrored
+    assert summary.mirrored and summary.t == 8
+    row_8 = summary.actions[6][0]  # window frame 7's next row
+    assert np.allclose(row_8, [0.1 + 0.01 * 8, -2 * (0.1 + 0.01 * 8)])  # channel 0 kept, channel 1 negated
     explicit = WindowDataset(store, "train", normalize=False, augment="mirror", mirror=MirrorRule(negate_channels=(1,)))
     assert mirrored_sign(explicit) == [1.0, -1.0]
     with pytest.raises(ValueError, match=r"negate_channels \[2\] are not channels of the store's recorder"):

@@ -11,7 +11,8 @@ from schemas.recorder import DEFAULT_ACTION_NAMES, DEFAULT_MIRROR_NEGATE
 from schemas.sample import MirrorRule
 from schemas.store import ActionSelection
 
-NEGATE_SETTING = "data.mirror.negate_channels in the train config, MirrorRule(negate_channels=...) in Python"
+NEGATE_SETTING = ("data.mirror.negate_channels in the train config, --negate-channels for inspect-sample, "
+                  "MirrorRule(negate_channels=...) in Python")
 
 
 GLUE = frozenset({"Lu", "Ll", "Lt", "Nd", "Pc"})  # cased letters, digits, _: these make a longer word
