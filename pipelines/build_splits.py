@@ -38,7 +38,7 @@ from vla_data.recorder import common_root, episode_files, fingerprint, header, o
 from vla_data.splits import assign_splits, match_split_file, read_split_file
 from vla_data.store import DatasetStore, StoreError, open_store
 from vla_data.store_writer import BuildProgress, EpisodeInput, write_version, writing
-from vla_data.validation import validate
+from vla_data.validation import channel_range, validate
 
 
 class BuildRefused(Exception):
@@ -61,8 +61,7 @@ class Source:
 
 def select_channels(usable: list[FileReport], options: BuildOptions, action_dim: int) -> ActionSelection:
     """The channels to keep, and the others with the value they held when dropped as constant (auto)."""
-    lo = np.min([r.action_min for r in usable], axis=0)
-    hi = np.max([r.action_max for r in usable], axis=0)
+    lo, hi = channel_range(usable)
     if options.action_channels == "auto":
         channels = [c for c in range(action_dim) if lo[c] != hi[c]]
         if not channels:

@@ -350,11 +350,18 @@ def info_cmd(store: Path, verify: bool, as_json: bool, plot: Path | None) -> Non
         sys.exit(1 if problems else 0)
 
 
-def _side_words(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> MirrorRule:
+def _side_words(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[tuple[str, ...]]:
     pairs = [tuple(w.strip() for w in v.split(",")) for v in value]
     if any(len(p) != 2 for p in pairs):
         raise click.BadParameter("give each pair as LEFT,RIGHT, e.g. 왼쪽,오른쪽")
-    return build_model(MirrorRule, {"side_words": pairs}, "--side-words")
+    return pairs
+
+
+def _negate_channels(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    try:
+        return None if value is None else [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give recorder channel indices such as 1,2") from None
 
 
 @main.command("inspect-sample")
@@ -368,11 +375,16 @@ def _side_words(ctx: click.Context, param: click.Parameter, value: tuple[str, ..
 @click.option("--side-words", "side_words", multiple=True, callback=_side_words, metavar="LEFT,RIGHT",
               help="A (left, right) word pair besides English's, e.g. 왼쪽,오른쪽; repeat for more (the train "
                    "config's data.mirror.side_words).")
+@click.option("--negate-channels", callback=_negate_channels, metavar="C,C",
+              help="Recorder channels (indices, as --action-channels) mirror negates [default: 1,2, the teleop "
+                   "recorder's linear_y and angular_z; other recorders must give them] (the train config's "
+                   "data.mirror.negate_channels).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), callback=_png_path,
               help="Draw the window frames and their action chunks to this PNG.")
 @click.option("--json", "as_json", is_flag=True, help="Print the sample's shapes, masks and physical actions as JSON.")
 def inspect_sample_cmd(store: Path, split: str, index: int, spec: WindowSpec, augment: str,
-                       side_words: MirrorRule, out: Path | None, as_json: bool) -> None:
+                       side_words: list[tuple[str, ...]], negate_channels: list[int] | None, out: Path | None,
+                       as_json: bool) -> None:
     """Show one training sample exactly as WindowDataset gives it to the model.
 
     The W frames t-W+1..t (frames repeated before the episode start greyed and marked pad) and, under
@@ -387,8 +399,10 @@ def inspect_sample_cmd(store: Path, split: str, index: int, spec: WindowSpec, au
     from pipelines.inspect_sample import plot_sample, summarize_sample  # torch is loaded only here
     from vla_data.dataset import WindowDataset
 
+    mirror = build_model(MirrorRule, {"side_words": side_words, "negate_channels": negate_channels},
+                         "--side-words/--negate-channels")
     try:
-        ds = WindowDataset(store, split, spec=spec, augment=augment, mirror=side_words)
+        ds = WindowDataset(store, split, spec=spec, augment=augment, mirror=mirror)
     except (StoreError, ValueError) as exc:
         fail(str(exc))
     if not -len(ds) <= index < len(ds):

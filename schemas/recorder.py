@@ -30,6 +30,9 @@ from schemas.findings import Finding, FindingCode
 from schemas.sample import WindowSpec
 
 DEFAULT_ACTION_NAMES = ("linear_x", "linear_y", "angular_z")
+# The channels of that row that change sign when the scene is seen in a left-right mirror: sideways motion
+# and turning (linear_y, angular_z); forward motion does not. augment=mirror's rule when none is given.
+DEFAULT_MIRROR_NEGATE = (1, 2)
 # Names other recorders and tools use for the same things; used only to suggest a fix.
 KNOWN_FRAME_KEYS = ("images", "observations/images", "rgb", "image", "frames", "observation/image", "camera")
 # The colour order of the recorder layouts known by their frames key: the ROS 2 collector stores cv_bridge's

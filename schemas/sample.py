@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, field_validator, model_validator
 
 
 class SampleField(StrEnum):
@@ -44,19 +46,28 @@ class WindowSpec(BaseModel):
 
 
 ENGLISH_SIDE_WORDS: tuple[tuple[str, str], ...] = (("left", "right"),)
+# What configs and checkpoints before ``negate_channels`` held: the teleop recorder's lateral channels by name.
+LEGACY_NEGATE_NAMES = ("linear_y", "angular_z")
 
 
 class MirrorRule(BaseModel):
     """What ``augment=mirror`` changes besides flipping the frames left-right.
 
-    The instruction's side words are swapped (each pair's left word with its right word; English built in,
+    The actions of the recorder channels ``negate_channels`` change sign: a channel is known by what it is
+    in the recorder's row (the store's ``ActionSelection.channels``), never by the name it was given. The
+    instruction's side words are swapped (each pair's left word with its right word; English built in,
     other languages from ``side_words``). An episode whose instruction holds no side word is not mirrored:
     its mirrored copy would name the side the picture no longer shows.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    negate: tuple[str, ...] = Field(("linear_y", "angular_z"), description="Action channels (by name) that change sign.")
+    negate_channels: tuple[NonNegativeInt, ...] | None = Field(
+        None,
+        description="Recorder action channels (indices into the recorder's row, as --action-channels) that change "
+        "sign in a mirror. None: the teleop recorder's lateral ones, linear_y (1) and angular_z (2), and only for "
+        "a recorder of those 3 channels; any other recorder must list them.",
+    )
     side_words: tuple[tuple[str, str], ...] = Field(
         (),
         description="(left, right) word pairs besides the built-in English (left, right), e.g. [[왼쪽, 오른쪽]]. "
@@ -69,6 +80,27 @@ class MirrorRule(BaseModel):
     def pairs(self) -> tuple[tuple[str, str], ...]:
         """Every (left, right) pair: English first, then ``side_words``."""
         return ENGLISH_SIDE_WORDS + self.side_words
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_negate(cls, data: Any) -> Any:
+        """Configs and checkpoints written before ``negate_channels`` hold the old default ``negate`` names:
+        that is the default rule. Any other ``negate`` is refused, naming what replaced it."""
+        if not isinstance(data, dict) or "negate" not in data:
+            return data
+        data = dict(data)
+        negate = data.pop("negate")
+        if tuple(negate) != LEGACY_NEGATE_NAMES:
+            raise ValueError(f"negate {list(negate)}: channels are no longer negated by name; give "
+                             "negate_channels, the recorder channel indices (linear_x 0, linear_y 1, angular_z 2)")
+        return data
+
+    @field_validator("negate_channels")
+    @classmethod
+    def _unique(cls, channels: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if channels is not None and len(set(channels)) != len(channels):
+            raise ValueError(f"negate_channels {list(channels)} repeats a channel")
+        return channels
 
     @field_validator("side_words")
     @classmethod

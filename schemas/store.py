@@ -68,6 +68,12 @@ class ActionSelection(BaseModel):
         description="The recorder's other channels; an incremental build refuses episodes that use one of them.",
     )
 
+    @property
+    def recorder_dim(self) -> int:
+        """How many channels the recorder writes: the kept ones and the dropped ones. (A store built before
+        ``dropped`` was recorded lists none, so there this counts only the kept ones.)"""
+        return len(self.channels) + len(self.dropped)
+
     @model_validator(mode="after")
     def _aligned(self) -> ActionSelection:
         if len(self.channels) != len(self.names):

@@ -27,16 +27,17 @@ def umask_022() -> Iterator[int]:
     os.umask(old)
 
 
-def store_of(episodes: list[tuple[Episode, str]], src: Path, out: Path, image_size: int) -> Path:
+def store_of(episodes: list[tuple[Episode, str]], src: Path, out: Path, image_size: int,
+             settings: RecorderSettings = RecorderSettings(), **options: object) -> Path:
     """Write each (episode, split) into ``src`` as the recorder would and build the store ``out`` with exactly
-    those splits (a split file)."""
+    those splits (a split file); ``options``: further ``BuildOptions`` fields (action_channels, action_names)."""
     for episode, _ in episodes:
         write_episode(src / f"{episode.name}.h5", episode)
     rows = [{"episode": f"{episode.name}.h5", "split": split} for episode, split in episodes]
     pd.DataFrame(rows).to_csv(src / "splits.csv", index=False)
-    options = BuildOptions(preprocessing=Preprocessing(image_size=image_size),
-                           splits=SplitConfig(split_file=str(src / "splits.csv")))
-    build_splits([src], out, options, RecorderSettings())
+    build = BuildOptions.model_validate({"preprocessing": Preprocessing(image_size=image_size),
+                                         "splits": SplitConfig(split_file=str(src / "splits.csv")), **options})
+    build_splits([src], out, build, settings)
     return out
 
 

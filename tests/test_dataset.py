@@ -9,10 +9,13 @@ import pandas as pd
 import pytest
 import torch
 import zarr
+from click.testing import CliRunner, Result
 
 from conftest import WORDED, store_of
 
-from schemas.sample import MirrorRule, SampleField, WindowSpec
+from schemas import RecorderSettings
+from schemas.sample import MirrorRule, SampleField, SampleSummary, WindowSpec
+from schemas.train import TrainConfig
 from vla_data.augment import mirror_frames, mirror_words
 from vla_data.dataset import WindowDataset
 from vla_data.loader import EpisodeBlockSampler, make_loader
@@ -144,6 +147,81 @@ def test_mirror_flips_frames_negates_lateral_swaps_words_and_is_its_own_inverse(
     frames = np.random.default_rng(1).integers(0, 255, (2, 4, 6, 3), dtype=np.uint8)
     assert np.array_equal(mirror_frames(mirror_frames(frames)), frames)
     assert not np.array_equal(mirror_frames(frames), frames)
+
+
+def lateral_store(tmp: pytest.TempPathFactory, action_dim: int, **options: object) -> Path:
+    """Three mirrorable (side word) episodes of a recorder writing ``action_dim`` channels, each channel a
+    distinct non-zero ramp (channel c of row r: (c + 1) * (0.1 + 0.01 r)), built with ``options``."""
+    episodes = []
+    for i, (n, split) in enumerate([(6, "train"), (9, "train"), (5, "val")]):
+        rows = 0.1 + 0.01 * np.arange(n, dtype=np.float32)
+        actions = np.stack([(c + 1) * rows for c in range(action_dim)], axis=1).astype(np.float32)
+        name = f"episode_20251106_14{i:02d}00_1box_hori_left_core_medium"
+        episodes.append((Episode(name, np.zeros((n, 12, 20, 3), np.uint8), actions, ["start_action"] * n,
+                                 "Reach the bottle on the left", {"num_frames": n}), split))
+    return store_of(episodes, tmp.mktemp("lateral"), tmp.mktemp("lateral_store") / "s.zarr", 8,
+                    RecorderSettings(action_dim=action_dim), **options)
+
+
+def mirrored_sign(ds: WindowDataset) -> list[float]:
+    """Per stored channel, mirrored actions / plain actions, over every real entry of the first sample."""
+    plain, mirrored = ds[0], ds[ds.n_anchors]
+    mask = plain["chunk_mask"].numpy()
+    a, b = plain["actions"].numpy()[mask], mirrored["actions"].numpy()[mask]
+    assert (a != 0).all() and mask.any()  # every channel moves, so a sign change shows
+    ratio = b / a
+    assert np.allclose(ratio, ratio[0])
+    return ratio[0].tolist()
+
+
+@pytest.mark.parametrize(("channels", "names", "sign"), [
+    ([0, 1, 2], ["vx", "vy", "wz"], [1.0, -1.0, -1.0]),  # custom names on the recorder's channels
+    ([2, 0], ["turn", "forward"], [-1.0, 1.0]),  # another order: stored channel 0 is angular_z
+])
+def test_mirror_negates_by_recorder_channel_not_by_name(tmp_path_factory: pytest.TempPathFactory,
+                                                        channels: list[int], names: list[str], sign: list[float]) -> None:
+    store = lateral_store(tmp_path_factory, 3, action_channels=channels, action_names=names)
+    assert open_store(store).manifest.actions.names == names
+    assert mirrored_sign(WindowDataset(store, "train", normalize=False, augment="mirror")) == sign
+
+
+def inspect_sample(store: Path, *args: str) -> Result:
+    from pipelines.cli import main
+    return CliRunner().invoke(main, ["inspect-sample", str(store), *args])
+
+
+def test_mirror_refuses_a_recorder_it_cannot_tell_and_follows_an_explicit_rule(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    store = lateral_store(tmp_path_factory, 2)  # [vx, wz] say: not the teleop recorder's row
+    assert len(WindowDataset(store, "train")) == 6 + 9  # unaugmented, nothing to decide
+    with pytest.raises(ValueError, match=r"recorder has 2 action channels .* data\.mirror\.negate_channels in the train "
+                                         r"config, --negate-channels for inspect-sample, "
+                                         r"MirrorRule\(negate_channels=\.\.\.\) in Python"):
+        WindowDataset(store, "train", augment="mirror")
+    refused = inspect_sample(store, "--augment", "mirror", "--json")
+    assert refused.exit_code == 1 and "list their recorder indices in data.mirror.negate_channels" in refused.output
+    given = inspect_sample(store, "--augment", "mirror", "--negate-channels", "1", "--index", "-1", "--json")
+    assert given.exit_code == 0, given.output
+    summary = SampleSummary.model_validate_json(given.stdout)  # the 9-frame episode's last anchor, t=8, mirrored
+    assert summary.mirrored and summary.t == 8
+    row_8 = summary.actions[6][0]  # window frame 7's next row
+    assert np.allclose(row_8, [0.1 + 0.01 * 8, -2 * (0.1 + 0.01 * 8)])  # channel 0 kept, channel 1 negated
+    explicit = WindowDataset(store, "train", normalize=False, augment="mirror", mirror=MirrorRule(negate_channels=(1,)))
+    assert mirrored_sign(explicit) == [1.0, -1.0]
+    with pytest.raises(ValueError, match=r"negate_channels \[2\] are not channels of the store's recorder"):
+        WindowDataset(store, "train", augment="mirror", mirror=MirrorRule(negate_channels=(1, 2)))
+
+
+def test_mirror_rule_reads_old_configs_and_refuses_negation_by_name() -> None:
+    assert MirrorRule.model_validate({"negate": ["linear_y", "angular_z"], "side_words": []}) == MirrorRule()
+    assert TrainConfig.model_validate({"data": {"store": "s.zarr", "mirror": {"side_words": [["a", "b"]]}}}
+                                      ).data.mirror.negate_channels is None
+    with pytest.raises(ValueError, match=r"negate \['vy'\]: channels are no longer negated by name; give negate_channels"):
+        MirrorRule.model_validate({"negate": ["vy"]})
+    with pytest.raises(ValueError, match="repeats a channel"):
+        MirrorRule(negate_channels=(1, 1))
+    with pytest.raises(ValueError):
+        MirrorRule(negate_channels=(-1,))
 
 
 KOREAN = MirrorRule(side_words=(("왼쪽", "오른쪽"),))

@@ -7,10 +7,12 @@ from pathlib import Path
 import h5py
 import pytest
 
-from schemas import SEVERITY, FindingCode, RecorderSettings, Severity, ValidateOptions, ValidationReport
+from pipelines.build_splits import select_channels
+from schemas import SEVERITY, FileReport, FindingCode, RecorderSettings, Severity, ValidateOptions, ValidationReport
+from schemas.store import BuildOptions, DroppedChannel
 from vla_data.recorder import episode_files
 from vla_data.synthetic import DEFECT_CODES
-from vla_data.validation import validate
+from vla_data.validation import channel_range, validate
 
 DEEP_ONLY = {FindingCode.frozen_camera}
 ALSO_IN_CLEAN = {FindingCode.short_episode}  # the operator ends some clean episodes early too
@@ -76,6 +78,26 @@ def test_constant_channel_is_a_dataset_finding(defect_dir: Path, reports: dict[b
     assert finding.severity == Severity.warning
     assert finding.file == str(defect_dir)
     assert "angular_z" in finding.message
+
+
+def test_channel_range_spans_every_report_that_holds_one() -> None:
+    reports = [FileReport(path="a", action_min=[-1.0, 0.0, 0.0], action_max=[1.0, 0.0, 0.0]),
+               FileReport(path="b"),  # unreadable: no range
+               FileReport(path="c", action_min=[0.0, -2.0, 0.0], action_max=[0.5, 0.25, 0.0])]
+    assert channel_range(reports) == ([-1.0, -2.0, 0.0], [1.0, 0.25, 0.0])
+    assert channel_range(reports[1:2]) == ([], [])
+
+
+def test_findings_summary_and_build_agree_on_the_sources_channel_range(reports: dict[bool, ValidationReport]) -> None:
+    report = reports[False]
+    ok = [r for r in report.files if r.ok]
+    summary = report.summary
+    assert summary.action_min == [min(r.action_min[c] for r in ok if r.action_min) for c in range(3)]
+    assert summary.action_max == [max(r.action_max[c] for r in ok if r.action_max) for c in range(3)]
+    assert summary.action_min[0] < summary.action_max[0] and summary.action_min[2] == summary.action_max[2] == 0
+    (finding,) = report.dataset_findings
+    assert "action channel 2 (angular_z) is 0 in every episode" in finding.message
+    assert select_channels(ok, BuildOptions(), 3).dropped == [DroppedChannel(channel=2, name="angular_z", value=0.0)]
 
 
 def test_instruction_fallback_names_its_source(clean_dir: Path) -> None:

@@ -7,7 +7,12 @@ import unicodedata
 
 import numpy as np
 
+from schemas.recorder import DEFAULT_ACTION_NAMES, DEFAULT_MIRROR_NEGATE
 from schemas.sample import MirrorRule
+from schemas.store import ActionSelection
+
+NEGATE_SETTING = ("data.mirror.negate_channels in the train config, --negate-channels for inspect-sample, "
+                  "MirrorRule(negate_channels=...) in Python")
 
 
 GLUE = frozenset({"Lu", "Ll", "Lt", "Nd", "Pc"})  # cased letters, digits, _: these make a longer word
@@ -44,9 +49,28 @@ def mirror_words(instruction: str, rule: MirrorRule) -> str:
     return "".join(out) + instruction[done:]
 
 
-def mirror_sign(action_names: list[str], rule: MirrorRule) -> np.ndarray:
-    """(A,) of +1/-1: which stored channels change sign in the mirrored scene."""
-    return np.array([-1.0 if name in rule.negate else 1.0 for name in action_names], np.float32)
+def mirror_sign(actions: ActionSelection, rule: MirrorRule) -> np.ndarray:
+    """(A,) of +1/-1 over the stored channels: -1 where the stored channel is a recorder channel the rule
+    negates (by what it is in the recorder's row, whatever it was named).
+
+    ``ValueError`` naming the setting to give where the rule cannot tell: no ``negate_channels`` and a
+    recorder that is not the teleop one, or a channel the recorder does not write.
+    """
+    kept = f"kept {actions.channels}, dropped {[d.channel for d in actions.dropped]}"
+    negate = rule.negate_channels
+    if negate is None:
+        if actions.recorder_dim != len(DEFAULT_ACTION_NAMES):
+            raise ValueError(
+                f"augment=mirror: the store's recorder has {actions.recorder_dim} action channels ({kept}), not the "
+                f"teleop recorder's {len(DEFAULT_ACTION_NAMES)} ({', '.join(DEFAULT_ACTION_NAMES)}), so which of "
+                f"them change sign in a mirror is unknown; list their recorder indices in {NEGATE_SETTING}"
+            )
+        negate = DEFAULT_MIRROR_NEGATE
+    unknown = [c for c in negate if c >= actions.recorder_dim]
+    if unknown:
+        raise ValueError(f"augment=mirror: negate_channels {unknown} are not channels of the store's recorder "
+                         f"({kept}); fix {NEGATE_SETTING}")
+    return np.array([-1.0 if c in negate else 1.0 for c in actions.channels], np.float32)
 
 
 def mirror_frames(frames: np.ndarray) -> np.ndarray:

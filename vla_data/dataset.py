@@ -40,7 +40,8 @@ class WindowDataset(Dataset[Sample]):
 
     ``augment="mirror"`` appends a mirrored copy of every anchor whose episode's instruction names a side
     (``mirror.pairs``): samples ``n..`` are those anchors in order, seen in a mirror (frames flipped
-    left-right, ``mirror.negate`` channels negated in physical units, side words swapped). An episode whose
+    left-right, the recorder channels ``mirror.negate_channels`` negated in physical units, side words swapped;
+    ``ValueError`` at once where that rule cannot tell which channels change sign). An episode whose
     instruction names no side is not mirrored (``unmirrored_episodes``), so the dataset has ``n`` plus the
     anchors of the mirrored episodes. Deterministic, so every worker count and every resume gives the same samples.
     ``memory_budget`` (bytes; default a quarter of the RAM available) decides whether the split's decoded
@@ -68,6 +69,8 @@ class WindowDataset(Dataset[Sample]):
         self.mirror = mirror or MirrorRule()
         self.normalizer = Normalizer(self.manifest.stats)
         self.action_names = list(self.manifest.actions.names)
+        self.mirror_sign = (mirror_sign(self.manifest.actions, self.mirror) if self.augment == Augment.mirror
+                            else np.ones(len(self.action_names), np.float32))  # checked here, before any sample
 
         table = opened.episodes
         rows = table[table["split"] == self.split.value]
@@ -128,7 +131,7 @@ class WindowDataset(Dataset[Sample]):
         instruction = self.instructions[e]
         if self.is_mirrored(index):
             frames = mirror_frames(frames)
-            actions = actions * mirror_sign(self.action_names, self.mirror)
+            actions = actions * self.mirror_sign
             instruction = mirror_words(instruction, self.mirror)
         if self.normalize:
             actions = self.normalizer.normalize(actions)

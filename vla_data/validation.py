@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -180,13 +180,18 @@ def _file_instruction(layout: FileLayout, key: str) -> str | None:
 
 
 # -- across files ------------------------------------------------------------------------------------------
+def channel_range(reports: Iterable[FileReport]) -> tuple[list[float], list[float]]:
+    """Per action channel, the min and the max over every report that holds its episode's range; ([], [])
+    when none does. The one place the sources' channel range is computed (findings, summary, build-splits)."""
+    ranged = [r for r in reports if r.action_min is not None and r.action_max is not None]
+    if not ranged:
+        return [], []
+    return np.min([r.action_min for r in ranged], axis=0).tolist(), np.max([r.action_max for r in ranged], axis=0).tolist()
+
+
 def dataset_findings(reports: Sequence[FileReport], root: str, settings: RecorderSettings) -> list[Finding]:
     """Findings that need every file: constant action channels. Per-file cross checks go into the reports."""
-    ok = [r for r in reports if r.ok and r.action_min is not None and r.action_max is not None]
-    if not ok:
-        return []
-    lo = np.min([r.action_min for r in ok], axis=0)
-    hi = np.max([r.action_max for r in ok], axis=0)
+    lo, hi = channel_range(r for r in reports if r.ok)
     names = default_action_names(settings.action_dim)
     return [
         _finding(
@@ -239,15 +244,15 @@ def mark_odd_frame_sizes(reports: Sequence[FileReport], settings: RecorderSettin
 
 def summarize(reports: Sequence[FileReport], settings: RecorderSettings) -> DatasetSummary:
     ok = [r for r in reports if r.ok and r.n_frames is not None]
-    ranged = [r for r in ok if r.action_min is not None and r.action_max is not None]
+    lo, hi = channel_range(ok)
     return DatasetSummary(
         episodes=len(ok),
         frames=sum(r.n_frames or 0 for r in ok),
         instructions=dict(Counter(r.instruction for r in ok if r.instruction).most_common()),
         scenarios=dict(Counter(r.scenario or "unknown" for r in ok).most_common()),
         action_names=default_action_names(settings.action_dim),
-        action_min=np.min([r.action_min for r in ranged], axis=0).tolist() if ranged else [],
-        action_max=np.max([r.action_max for r in ranged], axis=0).tolist() if ranged else [],
+        action_min=lo,
+        action_max=hi,
     )
 
 
