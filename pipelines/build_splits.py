@@ -205,19 +205,13 @@ def _refuse_changed(changed: list[tuple[EpisodeRecord, Source]], out: Path) -> N
     )
 
 
-def _refuse_dropped_channels(previous: DatasetStore, sources: list[Source], options: BuildOptions,
-                             settings: RecorderSettings) -> None:
+def _refuse_dropped_channels(previous: DatasetStore, sources: list[Source], options: BuildOptions) -> None:
     """An incremental build keeps the store's channels; it refuses episodes that use a channel dropped as
     constant (unless the same --action-channels are given explicitly: then dropping it is a choice)."""
     selection = previous.manifest.actions
     if options.action_channels != "auto":
         return
-    names = default_action_names(settings.action_dim)
-    dropped = selection.dropped or [  # stores built before the choice was recorded: the recorder's unused zero
-        DroppedChannel(channel=c, name=names[c], value=0.0) for c in range(settings.action_dim)
-        if c not in selection.channels
-    ]
-    for d in dropped:
+    for d in selection.dropped:
         users = [s.report.path for s in sources
                  if d.value is not None and d.channel < s.actions.shape[1] and np.any(s.actions[:, d.channel] != d.value)]
         if users:
@@ -277,7 +271,7 @@ def _build_locked(report: ValidationReport, root: Path, out: Path, options: Buil
     if plan.changed and not options.replace_changed:
         _refuse_changed(plan.changed, out)
     if previous is not None:
-        _refuse_dropped_channels(previous, [e.source for e in plan.entries if e.source is not None], options, settings)
+        _refuse_dropped_channels(previous, [e.source for e in plan.entries if e.source is not None], options)
     stored = {e.record.content_hash: e.record.split for e in plan.entries if e.fixed}
     explicit, unmatched = _explicit_splits(options, usable, root, plan.hash_of, stored)
     entry = BuildLogEntry(

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.recorder import ColorOrder, InstructionSource
+from schemas.recorder import DEFAULT_ACTION_NAMES, ColorOrder, InstructionSource, default_action_names
 
 FORMAT_VERSION = 2  # 2: the manifest carries the features table; format 1 is read as it is (features derived)
 READABLE_FORMATS = (1, 2)
@@ -70,8 +70,7 @@ class ActionSelection(BaseModel):
 
     @property
     def recorder_dim(self) -> int:
-        """How many channels the recorder writes: the kept ones and the dropped ones. (A store built before
-        ``dropped`` was recorded lists none, so there this counts only the kept ones.)"""
+        """How many channels the recorder writes: the kept ones and the dropped ones."""
         return len(self.channels) + len(self.dropped)
 
     @model_validator(mode="after")
@@ -252,12 +251,20 @@ class StoreManifest(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _format_1_features(cls, data: object) -> object:
-        if isinstance(data, dict) and data.get("format_version") == 1 and "features" not in data:
-            pre = Preprocessing.model_validate(data["preprocessing"])
-            selection = ActionSelection.model_validate(data["actions"])
-            data = {**data, "features": [f.model_dump() for f in store_features(pre, selection, "images", "actions")]}
-        return data
+    def _read_format_1(cls, data: object) -> object:
+        """A format-1 manifest as format 2 reads it: the features a format-1 build wrote, and the recorder
+        channels it did not keep, dropped at the teleop recorder's unused value, 0."""
+        if not isinstance(data, dict) or data.get("format_version") != 1 or "features" in data:
+            return data
+        actions = dict(data["actions"])
+        if not actions.get("dropped"):
+            channels = actions["channels"]
+            names = default_action_names(max(len(DEFAULT_ACTION_NAMES), max(channels) + 1))
+            actions["dropped"] = [{"channel": c, "name": names[c], "value": 0.0}
+                                  for c in range(len(names)) if c not in channels]
+        pre, selection = Preprocessing.model_validate(data["preprocessing"]), ActionSelection.model_validate(actions)
+        features = [f.model_dump() for f in store_features(pre, selection, "images", "actions")]
+        return {**data, "actions": actions, "features": features}
 
     def feature(self, kind: FeatureKind) -> Feature:
         """The store's one feature of ``kind`` (one camera and one action array today)."""

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 from pipelines.cli import main
 from schemas.store import BuildLog, Preprocessing, Split
+from vla_data.dataset import WindowDataset
 from vla_data.resize import resize_frames
 from vla_data.shards import EpisodeSource, plan_shards
 from vla_data.store import FRAMES_PER_SHARD, MANIFEST, StoreError, open_store, verify
@@ -285,9 +286,11 @@ def test_the_manifest_lists_every_feature_and_a_format_1_store_still_reads(store
     assert code == 0 and "rgb (camera, uint8 16x16x3) <- images" in out
     old = Path(shutil.copytree(store, tmp_path / "format1.zarr"))  # as vla-data 0.1.0 wrote it: no features table
     raw = json.loads((old / MANIFEST).read_text())
-    del raw["features"]
+    del raw["features"], raw["actions"]["dropped"]
     (old / MANIFEST).write_text(json.dumps(raw | {"format_version": 1}))
     assert open_store(old).manifest.features == m.features
+    assert open_store(old).manifest.actions == m.actions  # angular_z dropped at the recorder's unused 0
+    assert len(WindowDataset(old, "train", augment="mirror")) > len(WindowDataset(old, "train"))
     assert np.array_equal(open_store(old).rgb[:8], open_store(store).rgb[:8])
     (old / MANIFEST).write_text(json.dumps(raw | {"format_version": 3}))
     code, out = run("info", str(old))
