@@ -7,7 +7,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-from pipelines.build_splits import select_channels
+from vla_data.store_plan import select_channels
 from schemas import SEVERITY, FileReport, FindingCode, RecorderSettings, Severity, ValidateOptions, ValidationReport
 from schemas.store import BuildOptions, DroppedChannel
 from vla_data.recorder import episode_files

@@ -1,0 +1,300 @@
+"""What the next version of a store holds, decided from validated sources and the store already there.
+
+Each source is sorted against the store: already stored (by content), a duplicate of another episode
+(listed, with the one kept), a stored source whose content changed (refused, or replacing its stored
+episode in its split), or new. The action channels are chosen (an incremental build keeps the store's and
+refuses episodes that use a channel it dropped as constant), every new episode gets its split, and
+``store_writer.write_version`` writes and publishes the version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from schemas import FileReport, RecorderSettings, ValidationReport, default_action_names
+from schemas.store import (
+    ActionSelection,
+    BuildLogEntry,
+    BuildOptions,
+    DroppedChannel,
+    Duplicate,
+    EpisodeRecord,
+    ReplacedEpisode,
+    SkippedEpisode,
+    Split,
+    StoreManifest,
+    Stratify,
+    store_features,
+)
+from vla_data import __version__
+from vla_data.ownership import Ownership, ownership
+from vla_data.recorder import fingerprint, header, open_episode, stored_frame_bytes
+from vla_data.splits import assign_splits, match_split_file, read_split_file
+from vla_data.store import DatasetStore, StoreError, open_store
+from vla_data.store_writer import BuildProgress, EpisodeInput, write_version
+from vla_data.validation import channel_range
+
+
+@dataclass
+class Source:
+    """A usable source episode, identified by its content."""
+
+    report: FileReport
+    content_hash: str
+    actions: np.ndarray  # all recorder channels, physical units
+    frames_key: str
+
+
+def select_channels(usable: list[FileReport], options: BuildOptions, action_dim: int) -> ActionSelection:
+    """The channels to keep, and the others with the value they held when dropped as constant (auto)."""
+    lo, hi = channel_range(usable)
+    if options.action_channels == "auto":
+        channels = [c for c in range(action_dim) if lo[c] != hi[c]]
+        if not channels:
+            raise StoreError("every action channel is constant across the sources; nothing to learn")
+    else:
+        channels = list(options.action_channels)
+        bad = [c for c in channels if not 0 <= c < action_dim]
+        if bad:
+            raise StoreError(f"--action-channels {bad} out of range: the recorder writes channels 0..{action_dim - 1}")
+    default_names = default_action_names(action_dim)
+    names = options.action_names or [default_names[c] for c in channels]
+    auto = options.action_channels == "auto"
+    dropped = [DroppedChannel(channel=c, name=default_names[c], value=float(lo[c]) if auto else None)
+               for c in range(action_dim) if c not in channels]
+    try:
+        return ActionSelection(channels=channels, names=names, dropped=dropped)
+    except ValueError as exc:
+        raise StoreError(f"action channels {channels} and names {names} do not fit: {exc}") from exc
+
+
+def _read_source(report: FileReport, settings: RecorderSettings) -> Source:
+    path = Path(report.path)
+    with open_episode(path) as f:
+        frames_ds, actions = f[settings.frames_key], np.asarray(f[settings.actions_key][()], np.float32)
+        digest = fingerprint(actions, header(frames_ds, settings.frames_key), stored_frame_bytes(frames_ds))
+    return Source(report=report, content_hash=digest, actions=actions, frames_key=settings.frames_key)
+
+
+def _load_previous(out: Path, options: BuildOptions) -> DatasetStore | None:
+    """The store already at ``out`` that this build extends, or None (nothing there, or --overwrite)."""
+    kind = ownership(out)
+    if kind in (Ownership.absent, Ownership.empty) or (options.overwrite and kind != Ownership.foreign):
+        return None
+    previous = open_store(out)  # a foreign folder or an incomplete store is refused here, saying which
+    m = previous.manifest
+    if m.preprocessing != options.preprocessing:
+        raise StoreError(
+            f"{out} was built with {m.preprocessing.model_dump(mode='json')}, not "
+            f"{options.preprocessing.model_dump(mode='json')}; pass --overwrite to rebuild it"
+        )
+    if not m.splits.same_rule(options.splits):
+        raise StoreError(
+            f"{out} assigns new episodes by {m.splits.model_dump(mode='json', exclude={'split_file'})}"
+            f"{' and a split file' if m.splits.split_file else ''}, not as asked now; stored episodes keep their "
+            "split either way: pass the same split options, or --overwrite to re-split everything"
+        )
+    return previous
+
+
+@dataclass
+class Entry:
+    """One episode of the store being built: copied from the previous store, or read from a source."""
+
+    record: EpisodeRecord  # its split is settled once every entry is known
+    source: Source | None = None  # None: frames and actions copied from the previous store
+    fixed: bool = True  # False: a new episode, placed by the split rule
+
+
+@dataclass
+class Sorted:
+    """The sources sorted against the store: what is added, replaced, left out, and what changed."""
+
+    entries: list[Entry]
+    duplicates: list[Duplicate]
+    replaced: list[ReplacedEpisode]
+    changed: list[tuple[EpisodeRecord, Source]]
+    hash_of: dict[Path, str]
+
+
+def _sort_sources(usable: list[FileReport], previous: DatasetStore | None, options: BuildOptions,
+                  settings: RecorderSettings) -> Sorted:
+    """One pass over the sources: each is already stored (by content), a duplicate of another (listed), a
+    stored source whose content changed (refused, or replacing its stored episode in its split), or new."""
+    stored = [EpisodeRecord.model_validate(row) for row in previous.episodes.to_dict("records")] if previous else []
+    by_hash = {r.content_hash: r for r in stored}
+    by_path = {_resolved(r.source_path): r for r in stored}
+    first_of: dict[str, str] = {}
+    replacing: dict[int, Source] = {}
+    removed: set[int] = set()
+    new: list[Source] = []
+    result = Sorted([], [], [], [], {})
+    for r in usable:
+        source = _read_source(r, settings)
+        digest, path = source.content_hash, Path(r.path)
+        result.hash_of[path] = digest
+        old = by_path.get(path)
+        if old is not None and old.content_hash != digest:
+            result.changed.append((old, source))
+            if not options.replace_changed:
+                continue
+            removed.add(old.episode)  # its new content replaces it below, unless another episode holds it already
+        same = by_hash.get(digest)
+        if same is not None or digest in first_of:
+            if same is None or _resolved(same.source_path) != path:
+                result.duplicates.append(Duplicate(source_path=r.path,
+                                                   same_as=same.source_path if same else first_of[digest]))
+            continue
+        first_of[digest] = r.path
+        if old is not None and old.episode in removed:
+            replacing[old.episode] = source
+            result.replaced.append(ReplacedEpisode(source_path=r.path, old_hash=old.content_hash, new_hash=digest,
+                                                   split=old.split))
+        else:
+            new.append(source)
+    for record in stored:
+        if record.episode not in removed:
+            result.entries.append(Entry(record))
+        elif record.episode in replacing:
+            result.entries.append(Entry(_new_record(record.episode, replacing[record.episode], record.split),
+                                        replacing[record.episode]))
+    result.entries += [Entry(_new_record(0, s, Split.train), s, fixed=False) for s in new]
+    for i, entry in enumerate(result.entries):  # episode ids follow store order
+        entry.record = entry.record.model_copy(update={"episode": i})
+    return result
+
+
+def _resolved(path: str) -> Path:
+    return Path(path).resolve()
+
+
+def _new_record(episode: int, s: Source, split: Split) -> EpisodeRecord:
+    return EpisodeRecord(
+        episode=episode,
+        source_path=s.report.path,
+        content_hash=s.content_hash,
+        n_frames=len(s.actions),
+        instruction=s.report.instruction or "",
+        instruction_source=s.report.instruction_source,
+        scenario=s.report.scenario or "unknown",
+        split=split,
+    )
+
+
+def _refuse_changed(changed: list[tuple[EpisodeRecord, Source]], out: Path) -> None:
+    listed = "; ".join(f"{s.report.path} (stored {old.content_hash[:12]}, now {s.content_hash[:12]})"
+                       for old, s in changed[:5])
+    more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+    raise StoreError(
+        f"{len(changed)} source(s) changed since {out} stored them: {listed}{more}. Restore the recorded files, or "
+        "pass --replace-changed to replace each stored episode with the file's new content, in the same split"
+    )
+
+
+def _refuse_dropped_channels(previous: DatasetStore, sources: list[Source], options: BuildOptions) -> None:
+    """An incremental build keeps the store's channels; it refuses episodes that use a channel dropped as
+    constant (unless the same --action-channels are given explicitly: then dropping it is a choice)."""
+    selection = previous.manifest.actions
+    if options.action_channels != "auto":
+        return
+    for d in selection.dropped:
+        users = [s.report.path for s in sources
+                 if d.value is not None and d.channel < s.actions.shape[1] and np.any(s.actions[:, d.channel] != d.value)]
+        if users:
+            every = ",".join(str(c) for c in sorted({*selection.channels, d.channel}))
+            kept = ",".join(str(c) for c in selection.channels)
+            raise StoreError(
+                f"{len(users)} new episode(s) use action channel {d.channel} ({d.name}), which {previous.path} "
+                f"dropped because it was {d.value:g} in every episode it was built from, e.g. "
+                f"{', '.join(users[:3])}; adding them would throw those commands away. Rebuild with the channel: "
+                f"`vla-data build-splits SRC... -o {previous.path} --overwrite --action-channels {every}`, or pass "
+                f"`--action-channels {kept}` to drop it knowingly"
+            )
+
+
+def build_version(report: ValidationReport, root: Path, out: Path, options: BuildOptions, settings: RecorderSettings,
+                  progress: BuildProgress | None = None) -> StoreManifest:
+    """Decide and write the next version of the store at ``out`` from validated sources (``report``, their
+    common folder ``root``); call it inside ``store_writer.writing``. Raises ``StoreError`` or ``SplitError``
+    with a message for the user."""
+    skipped = [
+        SkippedEpisode(
+            source_path=r.path,
+            reason="; ".join(f"{f.code.value}: {f.message}" for f in r.findings if f.severity.value == "error"),
+        )
+        for r in report.files
+        if not r.ok
+    ]
+    usable = [r for r in report.files if r.ok]
+    if not usable:
+        raise StoreError("no usable source episodes")
+    previous = _load_previous(out, options)
+    selection = previous.manifest.actions if previous is not None else select_channels(usable, options, settings.action_dim)
+    if previous is not None and options.action_channels != "auto" and list(options.action_channels) != selection.channels:
+        raise StoreError(f"{out} keeps channels {selection.channels}; pass --overwrite to change them")
+
+    plan = _sort_sources(usable, previous, options, settings)
+    if plan.changed and not options.replace_changed:
+        _refuse_changed(plan.changed, out)
+    if previous is not None:
+        _refuse_dropped_channels(previous, [e.source for e in plan.entries if e.source is not None], options)
+    stored = {e.record.content_hash: e.record.split for e in plan.entries if e.fixed}
+    explicit, unmatched = _explicit_splits(options, usable, root, plan.hash_of, stored)
+    entry = BuildLogEntry(
+        tool_version=__version__,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        added=[e.record.source_path for e in plan.entries if not e.fixed],
+        kept=sum(e.source is None for e in plan.entries),
+        skipped=skipped,
+        duplicates=plan.duplicates,
+        replaced=plan.replaced,
+        unmatched_split_rows=unmatched,
+    )
+    episodes = _settle_splits(plan.entries, explicit, options, selection)
+    features = store_features(options.preprocessing, selection, settings.frames_key, settings.actions_key)
+    return write_version(out, previous, episodes, selection, features, options, entry, progress)
+
+
+def _explicit_splits(
+    options: BuildOptions, usable: list[FileReport], root: Path, hash_of: dict[Path, str], stored: dict[str, str]
+) -> tuple[dict[str, Split], list[str]]:
+    """Content hash -> split from --split-file (empty without one), and its rows that named no source."""
+    if options.splits.split_file is None:
+        return {}, []
+    rows = read_split_file(Path(options.splits.split_file))
+    by_path, unmatched = match_split_file(rows, [Path(r.path) for r in usable], root)
+    explicit = {hash_of[p]: split for p, split in by_path.items()}
+    moved = [(p, stored[hash_of[p]], split) for p, split in by_path.items() if stored.get(hash_of[p], split) != split]
+    if moved:
+        p, was, now = moved[0]
+        raise StoreError(
+            f"the split file moves {len(moved)} stored episode(s), e.g. {p} from {was} to {now.value}; "
+            "stored episodes keep their split: pass --overwrite to rebuild with the file's splits"
+        )
+    return explicit, unmatched
+
+
+def _settle_splits(entries: list[Entry], explicit: dict[str, Split], options: BuildOptions,
+                   selection: ActionSelection) -> list[EpisodeInput]:
+    """Every episode of the new version with its split: stored ones keep theirs, the split file's are as it
+    says, new ones by the split rule; new episodes keep only the selected action channels."""
+    how = options.splits.stratify
+    fixed = explicit | {e.record.content_hash: e.record.split for e in entries if e.fixed}
+    splits = assign_splits([e.record.content_hash for e in entries],
+                           [_stratum(e.record.scenario, e.record.instruction, how) for e in entries],
+                           options.splits, existing=fixed)
+    out = []
+    for e, split in zip(entries, splits, strict=True):
+        record = e.record.model_copy(update={"split": split})
+        out.append(EpisodeInput.copied(record) if e.source is None else EpisodeInput.recorded(
+            record, Path(e.source.report.path), e.source.frames_key, e.source.actions[:, selection.channels],
+            e.source.report.frame_size))
+    return out
+
+
+def _stratum(scenario: str | None, instruction: str | None, how: Stratify) -> str:
+    return {Stratify.scenario: scenario or "unknown", Stratify.instruction: instruction or "", Stratify.none: ""}[how]
