@@ -33,7 +33,7 @@ from vla_data.recorder import EPISODE_SUFFIXES
 from vla_data.splits import SplitError
 from vla_data.store import StoreError, open_store
 from vla_data.store import verify as verify_store
-from vla_data.synthetic import make_synthetic
+from vla_data.synthetic import camera_settings, make_synthetic
 from vla_data.writer_lock import StoreBusy
 
 
@@ -107,7 +107,10 @@ def _image_size(ctx: click.Context, param: click.Parameter, value: str) -> tuple
 @click.option(
     "--defects", is_flag=True, help="Also write one defective file per validation finding class (for tests, demos)."
 )
-def make_synthetic_cmd(out: Path, episodes: int, image_size: tuple[int, int], seed: int, defects: bool) -> None:
+@click.option("--cameras", default=1, show_default=True, type=click.IntRange(1, 2),
+              help=SyntheticConfig.model_fields["cameras"].description)
+def make_synthetic_cmd(out: Path, episodes: int, image_size: tuple[int, int], seed: int, defects: bool,
+                       cameras: int) -> None:
     """Write synthetic episodes in the recorder's exact HDF5 format into OUT.
 
     A red bottle stands left or right of the robot behind grey boxes; the scripted teleop operator strafes
@@ -118,15 +121,20 @@ def make_synthetic_cmd(out: Path, episodes: int, image_size: tuple[int, int], se
     \b
     Example:
       vla-data make-synthetic data/raw --episodes 40 --image-size 96x160 --seed 0
+      vla-data make-synthetic data/raw2 --episodes 40 --image-size 96x160 --cameras 2
     """
     config = build_model(
         SyntheticConfig,
-        {"episodes": episodes, "height": image_size[0], "width": image_size[1], "seed": seed, "defects": defects},
+        {"episodes": episodes, "height": image_size[0], "width": image_size[1], "seed": seed, "defects": defects,
+         "cameras": cameras},
         "make-synthetic options",
     )
     with tqdm(total=episodes, desc="make-synthetic", unit="episode", disable=None) as bar:
         paths = make_synthetic(out, config, progress=bar.update)
     click.echo(f"wrote {len(paths)} episode files to {out}" + (" (with one defect file per class)" if defects else ""))
+    if cameras > 1:
+        flags = " ".join(f"--camera {c.name}={c.key}:{c.color_order.value}" for c in camera_settings(cameras).cameras)
+        click.echo(f"read them with {flags}")
 
 
 def _report_path(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
@@ -165,6 +173,7 @@ def validate_cmd(
       vla-data validate data/raw
       vla-data validate data/raw --deep --workers 4 --json report.json
       vla-data validate new_recorder/ --frames-key observations/images --color-order rgb
+      vla-data validate data/raw --camera front=images --camera rear=observations/rear_images:rgb
     """
     settings = recorder_settings(**settings_flags)  # type: ignore[arg-type]
     options = ValidateOptions(deep=deep, window=spec, workers=workers)
@@ -264,13 +273,13 @@ def build_splits_cmd(sources: tuple[Path, ...], out: Path, image_size: int, resi
       vla-data build-splits data/raw -o dataset.zarr
       vla-data build-splits data/raw data/new -o dataset.zarr --image-size 224 --resize letterbox --workers 4
       vla-data build-splits data/raw -o dataset.zarr --split-file our_splits.csv
+      vla-data build-splits data/raw -o dataset.zarr --camera front=images --camera rear=observations/rear_images:rgb
     """
     settings = recorder_settings(**settings_flags)  # type: ignore[arg-type]
     options = build_model(
         BuildOptions,
         {
-            "preprocessing": {"source_color_order": settings.color_order, "image_size": image_size,
-                              "resize": resize, "interpolation": interpolation},
+            "preprocessing": {"image_size": image_size, "resize": resize, "interpolation": interpolation},
             "splits": {"val_ratio": val_ratio, "test_ratio": test_ratio, "seed": seed, "stratify": stratify,
                        "split_file": str(split_file.resolve()) if split_file else None},
             "action_channels": action_channels,

@@ -65,7 +65,8 @@ def evaluate_checkpoint(
     results = []
     for e in tqdm(range(len(ds.episode_ids)), desc=f"eval {options.split.value}", unit="episode", disable=not progress):
         t = ds.t[ds.which == e]
-        chunks = policy.episode_chunks(ds.frames.episode(e), ds.instructions[e], options.batch_size)[t]
+        frames = {c: ds.camera_frames[c].episode(e) for c in policy.camera_names}
+        chunks = policy.episode_chunks(frames, ds.instructions[e], options.batch_size)[t]
         true, mask = anchor_chunks(ds.actions[e], t, spec)
         episode = int(ds.episode_ids[e])
         results.append(EpisodeResult(episode, scenario_of[episode], ds.instructions[e], t, chunks, true, mask))
@@ -78,6 +79,7 @@ def evaluate_checkpoint(
         store=str(store),
         options=options,
         action_names=policy.action_names,
+        cameras=policy.camera_names,
         n_episodes=len(results),
         n_anchors=int(sum(len(r.t) for r in results)),
         train_mean=[float(v) for v in train_mean],
@@ -161,7 +163,8 @@ def scenario_table(report: EvalReport) -> pd.DataFrame:
 
 def render_report(report: EvalReport) -> str:
     head = (f"{report.checkpoint} (step {report.step}) on {report.store}, split {report.options.split.value}: "
-            f"{report.n_episodes} episodes, {report.n_anchors} anchors; physical units; dead band "
+            f"{report.n_episodes} episodes, {report.n_anchors} anchors; camera(s) {', '.join(report.cameras) or '-'}; "
+            f"physical units; dead band "
             f"{report.options.dead_band:g}; baselines: train-mean {[round(v, 3) for v in report.train_mean]}, zero velocity")
     overall = comparison_table(report.overall, report.action_names, report.options.tolerance)
     return "\n\n".join([head, overall.to_string(), "per scenario:", scenario_table(report).to_string()])

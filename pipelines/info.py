@@ -21,8 +21,10 @@ def render_info(store: DatasetStore) -> str:
         f"store {store.path}  (format {m.format_version}, built by vla-data {m.tool_version}, {m.created})",
         f"episodes {m.n_episodes}, frames {m.n_frames}; "
         + ", ".join(f"{s.value} {m.split_episodes[s]} episodes / {m.split_frames[s]} frames" for s in m.split_episodes),
-        f"preprocessing: {pre.source_color_order.value} -> rgb, {pre.image_size}x{pre.image_size}, "
+        f"preprocessing: every camera -> rgb {pre.image_size}x{pre.image_size}, "
         f"{pre.resize.value}, {pre.interpolation.value}",
+        "cameras: " + ", ".join(f"{f.name} <- `{f.source}` ({f.color_order.value if f.color_order else '?'})"
+                                for f in m.cameras),
         f"actions: {', '.join(f'{n} (channel {c})' for n, c in zip(m.actions.names, m.actions.channels, strict=True))}",
         "features: " + "; ".join(f.describe() for f in m.features),
         "",

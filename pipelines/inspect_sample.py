@@ -1,6 +1,6 @@
 """`vla-data inspect-sample`: one training sample as the model sees it, drawn or as JSON.
 
-The PNG shows the W window frames in a row (repeated frames before the episode start greyed and marked
+The PNG shows the W window frames in a row per camera (repeated frames before the episode start greyed and marked
 "pad") and, under each frame, its K x A action chunk in physical units (masked entries hollow and grey).
 """
 
@@ -29,8 +29,8 @@ def summarize_sample(ds: WindowDataset, index: int) -> SampleSummary:
         instruction=s["instruction"],
         mirrored=ds.is_mirrored(index % len(ds)),
         action_names=ds.action_names,
-        shapes={f: list(s[f.value].shape) for f in (SampleField.rgb, SampleField.frame_mask, SampleField.actions,
-                                                    SampleField.chunk_mask)},
+        shapes={f: list(s[f.value].shape) for f in (SampleField.frame_mask, SampleField.actions, SampleField.chunk_mask)},
+        cameras={c: list(frames.shape) for c, frames in s["rgb"].items()},
         frame_mask=s["frame_mask"].tolist(),
         chunk_mask=s["chunk_mask"].tolist(),
         actions=np.round(actions.astype(np.float64), 6).tolist(),
@@ -41,23 +41,29 @@ def plot_sample(ds: WindowDataset, index: int, out: Path) -> Path:
     """Draw sample ``index`` to ``out`` (PNG), written atomically."""
     require_png(out)
     s, summary = ds[index], summarize_sample(ds, index)
-    rgb = s["rgb"].numpy().transpose(0, 2, 3, 1)  # (W, S, S, 3)
+    cameras = {c: f.numpy().transpose(0, 2, 3, 1) for c, f in s["rgb"].items()}  # each (W, S, S, 3)
     actions, chunk_mask = np.asarray(summary.actions), np.asarray(summary.chunk_mask)
     w, k = chunk_mask.shape
-    fig = Figure(figsize=(max(6.0, 1.8 * w), 4.2), layout="constrained")
+    n = len(cameras)
+    fig = Figure(figsize=(max(6.0, 1.8 * w), 2.1 * (n + 1)), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(2, w, squeeze=False, height_ratios=[1, 1])
+    axes = fig.subplots(n + 1, w, squeeze=False, height_ratios=[1] * (n + 1))
     lo, hi = float(min(actions.min(), -0.1)), float(max(actions.max(), 0.1))
     colors = [f"C{c}" for c in range(actions.shape[-1])]
     for j in range(w):
-        frame, real = rgb[j], bool(summary.frame_mask[j])
-        top = axes[0, j]
-        top.imshow(frame if real else (0.35 * frame + 0.65 * 128).astype(np.uint8))
-        top.set_title(f"t{j - w + 1:+d}" if j < w - 1 else "t (anchor)", fontsize="small", color="black" if real else "grey")
-        if not real:
-            top.text(0.5, 0.5, "pad", transform=top.transAxes, ha="center", va="center", color="white", weight="bold")
-        top.set_xticks([]), top.set_yticks([])
-        bottom = axes[1, j]
+        real = bool(summary.frame_mask[j])
+        for row, (camera, rgb) in enumerate(cameras.items()):
+            frame, top = rgb[j], axes[row, j]
+            top.imshow(frame if real else (0.35 * frame + 0.65 * 128).astype(np.uint8))
+            if row == 0:
+                top.set_title(f"t{j - w + 1:+d}" if j < w - 1 else "t (anchor)", fontsize="small",
+                              color="black" if real else "grey")
+            if j == 0 and n > 1:
+                top.set_ylabel(camera, fontsize="small")
+            if not real:
+                top.text(0.5, 0.5, "pad", transform=top.transAxes, ha="center", va="center", color="white", weight="bold")
+            top.set_xticks([]), top.set_yticks([])
+        bottom = axes[n, j]
         for c, name in enumerate(summary.action_names):
             bottom.plot(range(k), actions[j, :, c], color=colors[c], lw=1, label=name)
             on, off = chunk_mask[j], ~chunk_mask[j]
@@ -67,7 +73,7 @@ def plot_sample(ds: WindowDataset, index: int, out: Path) -> Path:
         bottom.set_xlabel("k", fontsize="small")
         if j:
             bottom.set_yticklabels([])
-    axes[1, 0].legend(fontsize="x-small", loc="best")
+    axes[n, 0].legend(fontsize="x-small", loc="best")
     fig.suptitle(
         f"{summary.split} sample {index}: episode {summary.episode}, t={summary.t}"
         f"{' (mirrored)' if summary.mirrored else ''}\n{summary.instruction}", fontsize="small"

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from schemas import ColorOrder, RecorderSettings
+from schemas.recorder import CameraSource
 from schemas.sample import WindowSpec
 
 M = TypeVar("M", bound=BaseModel)
@@ -23,14 +24,23 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def recorder_options(fn: F) -> F:
     """Flags for ``RecorderSettings``; each overrides the same field of ``--recorder-config``."""
-    fields = RecorderSettings.model_fields
+    fields, camera = RecorderSettings.model_fields, CameraSource.model_fields
     options = [
         click.option(
             "--recorder-config",
             type=click.Path(exists=True, dir_okay=False, path_type=Path),
-            help="YAML or JSON file with recorder settings (the keys below, with underscores); flags override it.",
+            help="YAML or JSON file with recorder settings (the keys below, with underscores; several cameras as "
+            "`cameras: [{name: front, key: images, color_order: bgr}, ...]`); flags override it.",
         ),
-        click.option("--frames-key", help=f"{fields['frames_key'].description} [default: images]"),
+        click.option(
+            "--camera", "cameras", multiple=True, metavar="NAME=KEY[:ORDER]",
+            help="A camera: its name in the store and the policy, the HDF5 dataset of its frames, and optionally "
+            "its colour order (bgr or rgb [default: --color-order]), e.g. --camera front=images "
+            "--camera rear=observations/rear_images:rgb. Repeat for each camera, in the order the policy reads "
+            "them. [default: one camera, rgb=images]",
+        ),
+        click.option("--frames-key", help=f"{camera['key'].description} The one camera's, without --camera. "
+                     "[default: images]"),
         click.option("--actions-key", help=f"{fields['actions_key'].description} [default: actions]"),
         click.option(
             "--instruction-key", help=f"{fields['instruction_key'].description} [default: language_instruction]"
@@ -38,7 +48,7 @@ def recorder_options(fn: F) -> F:
         click.option(
             "--color-order",
             type=click.Choice([c.value for c in ColorOrder]),
-            help=f"{fields['color_order'].description} [default: bgr]",
+            help=f"{camera['color_order'].description} Of every camera that names none. [default: bgr]",
         ),
         click.option("--action-dim", type=int, help=f"{fields['action_dim'].description} [default: 3]"),
         click.option("--action-bound", type=float, help=f"{fields['action_bound'].description} [default: 1.5]"),
@@ -75,9 +85,43 @@ def build_model(model: type[M], values: dict[str, Any], what: str) -> M:
         raise click.UsageError(f"invalid {what}: {problems}") from exc
 
 
-def recorder_settings(recorder_config: Path | None, **flags: Any) -> RecorderSettings:
+def parse_camera(text: str, default_order: str | None) -> dict[str, str]:
+    """``NAME=KEY[:ORDER]`` as the fields of a ``CameraSource`` (a usage error saying the form otherwise)."""
+    name, sep, rest = text.partition("=")
+    key, order = rest, default_order
+    head, colon, tail = rest.rpartition(":")
+    if colon and tail.lower() in {c.value for c in ColorOrder}:
+        key, order = head, tail.lower()
+    if not sep or not name.strip() or not key.strip():
+        raise click.BadParameter(f"{text!r} is not NAME=KEY[:ORDER], e.g. front=images or rear=observations/rear:rgb",
+                                 param_hint="--camera")
+    return {"name": name.strip(), "key": key.strip()} | ({"color_order": order} if order else {})
+
+
+def recorder_settings(recorder_config: Path | None, cameras: tuple[str, ...] = (), **flags: Any) -> RecorderSettings:
+    """The settings file's values, each overridden by the flag given for it. ``--camera`` replaces the file's
+    cameras; without it ``--frames-key`` / ``--color-order`` describe the one camera."""
     values = load_settings_file(recorder_config)
+    frames_key, color_order = flags.pop("frames_key", None), flags.pop("color_order", None)
     values.update({k: v for k, v in flags.items() if v is not None})
+    if cameras:
+        if frames_key is not None:
+            raise click.UsageError("--frames-key names the one camera's frames; with --camera give each camera's "
+                                   "key there (NAME=KEY)")
+        values.pop("frames_key", None)
+        values.pop("color_order", None)
+        values["cameras"] = [parse_camera(c, color_order) for c in cameras]
+    elif frames_key is not None or color_order is not None:
+        if "cameras" in values and len(values["cameras"]) > 1:
+            raise click.UsageError("--frames-key and --color-order describe one camera, and the recorder config "
+                                   "lists several: give them as --camera NAME=KEY:ORDER")
+        one = dict(values.pop("cameras", [{}])[0]) if "cameras" in values else {}
+        if "frames_key" in values:
+            one["key"] = values.pop("frames_key")
+        if "color_order" in values:
+            one["color_order"] = values.pop("color_order")
+        one |= {k: v for k, v in (("key", frames_key), ("color_order", color_order)) if v is not None}
+        values["cameras"] = [one]
     return build_model(RecorderSettings, values, "recorder settings")
 
 

@@ -1,9 +1,10 @@
 """`vla-data predict`: a ``PolicyRunner`` driven through one recorded episode, frame by frame, as on the robot.
 
 The episode is validated first (an episode with errors is refused with its findings); its instruction comes
-from the file, the folder's ``dataset_index.csv`` or the file name, as for validate and build-splits. Its
-frames are read in the colour order the user gave (``--color-order`` or ``--recorder-config``), else in the
-training recorder's, and turned into RGB as training frames were: the colour order belongs to the source.
+from the file, the folder's ``dataset_index.csv`` or the file name, as for validate and build-splits. Each
+camera the checkpoint reads is read from the dataset its training camera came from, unless the user names the
+cameras (``--camera``, ``--frames-key``, ``--recorder-config``), in the colour order the user gave, else in the
+training camera's, and turned into RGB as training frames were: the colour order belongs to the source.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from schemas import ColorOrder, RecorderSettings, ValidateOptions
+from schemas import RecorderSettings, ValidateOptions
 from schemas.evaluation import PredictedStep, PredictReport
 from schemas.findings import Severity
 from vla_data.recorder import InstructionIndex, open_episode
@@ -24,8 +25,32 @@ from vla_model.metrics import action_metrics
 from vla_model.runtime import Policy
 
 
-def read_episode(path: Path, settings: RecorderSettings, policy: Policy) -> tuple[np.ndarray, np.ndarray, str | None]:
-    """Frames (T, H, W, 3), the policy's action channels (T, A) and the instruction found, or ValueError."""
+def episode_cameras(settings: RecorderSettings, policy: Policy) -> RecorderSettings:
+    """The settings with the policy's cameras: as the user named them (flag or file), else as the checkpoint
+    recorded them. Each camera's colour order is the user's where given, else its training camera's."""
+    trained = {c.name: c for c in policy.cameras}
+    if "cameras" not in settings.model_fields_set:
+        return settings.model_copy(update={"cameras": tuple(c.camera_source for c in policy.cameras)})
+    if len(settings.cameras) == 1 and len(policy.cameras) == 1:  # one camera: its name needs no saying
+        given = settings.camera
+        order = given.color_order if "color_order" in given.model_fields_set else trained[policy.camera_names[0]].color_order
+        one = given.model_copy(update={"name": policy.camera_names[0], "color_order": order})
+        return settings.model_copy(update={"cameras": (one,)})
+    named = {c.name: c for c in settings.cameras}
+    missing = [c for c in policy.camera_names if c not in named]
+    if missing:
+        raise ValueError(f"the checkpoint reads camera(s) {', '.join(policy.camera_names)}; the cameras given "
+                         f"({', '.join(named)}) lack {', '.join(missing)}")
+    cameras = tuple(named[c].model_copy(update={"color_order": named[c].color_order if "color_order" in
+                                                named[c].model_fields_set else trained[c].color_order})
+                    for c in policy.camera_names)
+    return settings.model_copy(update={"cameras": cameras})
+
+
+def read_episode(path: Path, settings: RecorderSettings, policy: Policy
+                 ) -> tuple[dict[str, np.ndarray], np.ndarray, str | None]:
+    """Frames (T, H, W, 3) by camera name, the policy's action channels (T, A) and the instruction found, or
+    ValueError. ``settings`` name the policy's cameras (``episode_cameras``)."""
     options = ValidateOptions(window=policy.spec)
     report = check_file(path, settings, options, InstructionIndex.for_files([path], settings.index_csv_name))
     errors = [f for f in report.findings if f.severity == Severity.error]
@@ -37,34 +62,32 @@ def read_episode(path: Path, settings: RecorderSettings, policy: Policy) -> tupl
         actions = np.asarray(f[settings.actions_key][()], np.float32)
         if actions.shape[1] <= max(channels):
             raise ValueError(f"{path}: {actions.shape[1]} action channels, the checkpoint predicts channels {channels}")
-        frames = np.asarray(f[settings.frames_key][()])
+        frames = {c.name: np.asarray(f[c.key][()]) for c in settings.cameras}
     return frames, actions[:, channels], report.instruction
-
-
-def episode_color_order(settings: RecorderSettings, policy: Policy) -> ColorOrder:
-    """The colour order the settings were given (flag or file), else the checkpoint's source's (the same camera)."""
-    return settings.color_order if "color_order" in settings.model_fields_set else policy.preprocessing.source_color_order
 
 
 def predict_episode(policy: Policy, path: Path, settings: RecorderSettings, instruction: str | None = None,
                     progress: bool = True) -> PredictReport:
+    settings = episode_cameras(settings, policy)
     frames, actions, found = read_episode(path, settings, policy)
     instruction = instruction or found
     if not instruction:
         raise ValueError(f"{path}: no instruction in the file, a dataset_index.csv or the file name; pass --instruction")
-    color_order = episode_color_order(settings, policy)
-    aspect = policy.aspect_warning(*frames.shape[1:3])
-    runner = policy.runner(color_order)
+    color_orders = {c.name: c.color_order for c in settings.cameras}
+    warnings = [w for c, f in frames.items() if (w := policy.aspect_warning(*f.shape[1:3]))]
+    runner = policy.runner(color_orders)
     runner.reset(instruction)
-    chunks = np.stack([runner.step(frame) for frame in tqdm(frames, desc="predict", unit="frame", disable=not progress)])
-    true, mask = anchor_chunks(actions, np.arange(len(frames)), policy.spec)
+    t_frames = len(actions)
+    chunks = np.stack([runner.step({c: f[t] for c, f in frames.items()})
+                       for t in tqdm(range(t_frames), desc="predict", unit="frame", disable=not progress)])
+    true, mask = anchor_chunks(actions, np.arange(t_frames), policy.spec)
     steps = [PredictedStep(t=t, predicted=chunks[t].tolist(), recorded=true[t, 0].tolist() if mask[t, 0] else None)
-             for t in range(len(frames))]
+             for t in range(t_frames)]
     mae = action_metrics(chunks[:, :1], true[:, :1], mask[:, :1], tolerance=np.inf, dead_band=0).mae
     return PredictReport(checkpoint=str(policy.path), episode=str(path), instruction=instruction,
                          action_names=policy.action_names, window=policy.window, chunk=policy.chunk,
-                         action_offset=policy.spec.action_offset, color_order=color_order, first_action_mae=mae,
-                         warnings=[aspect] if aspect else [], steps=steps)
+                         action_offset=policy.spec.action_offset, cameras=[c.describe() for c in settings.cameras],
+                         color_orders=color_orders, first_action_mae=mae, warnings=sorted(set(warnings)), steps=steps)
 
 
 def render_predictions(report: PredictReport) -> str:
@@ -78,7 +101,7 @@ def render_predictions(report: PredictReport) -> str:
                                         + [(f"recorded (t+{report.action_offset})", n) for n in names])
     table = pd.DataFrame(rows, columns=columns)
     mae = ", ".join(f"{n} {'-' if v is None else f'{v:.3f}'}" for n, v in zip(names, report.first_action_mae, strict=True))
-    head = (f"{report.episode}: {len(report.steps)} frames ({report.color_order.value}), instruction "
+    head = (f"{report.episode}: {len(report.steps)} frames ({', '.join(report.cameras)}), instruction "
             f"{report.instruction!r}; window {report.window}, chunk {report.chunk}; first action of each chunk shown")
     return "\n".join([head, table.to_string(index=False, float_format=lambda v: f"{v:+.3f}", na_rep="-"),
                       f"first-action MAE: {mae}"])

@@ -2,7 +2,8 @@
 
 The figure holds, per action channel, a histogram of its values with one step histogram per split on
 shared bins; a histogram of episode lengths per split; and a grid of sample frames, each from a different
-episode (chosen reproducibly from ``seed``), titled with episode id, split and a shortened instruction.
+episode (chosen reproducibly from ``seed``; every camera's frame side by side), titled with episode id, split
+and a shortened instruction.
 Rendering uses ``Figure`` + ``FigureCanvasAgg`` directly: no pyplot, no global backend state.
 """
 
@@ -76,13 +77,16 @@ def store_figure(store: DatasetStore, n_sample_frames: int = 8, seed: int = 0) -
     ax.legend(fontsize="small")
 
     if samples:
-        frames = np.asarray(store.rgb.oindex[[i for _, i in samples]])  # only the sampled frames
+        cameras = store.manifest.camera_names
+        # only the sampled frames; the cameras of one frame side by side, in the policy's order
+        frames = np.concatenate([np.asarray(store.camera(c).oindex[[i for _, i in samples]]) for c in cameras], axis=2)
         cells = grid[1].subgridspec(rows, cols)
+        shown = f" [{' | '.join(cameras)}]" if len(cameras) > 1 else ""
         for k, ((episode, _), frame) in enumerate(zip(samples, frames, strict=True)):
             row = table.loc[table["episode"] == episode].iloc[0]
             ax = fig.add_subplot(cells[k // cols, k % cols])
             ax.imshow(frame)
-            ax.set_title(f"ep {episode} ({row['split']})\n{_shorten(str(row['instruction']))}", fontsize="small")
+            ax.set_title(f"ep {episode} ({row['split']}){shown}\n{_shorten(str(row['instruction']))}", fontsize="small")
             ax.set_axis_off()
     return fig
 

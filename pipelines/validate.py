@@ -94,8 +94,8 @@ def render_report(report: ValidationReport) -> str:
         )
     o = report.options
     out.append(
-        f"  checked with: frames `{report.settings.frames_key}`, actions `{report.settings.actions_key}`, "
-        f"colour {report.settings.color_order.value}, bound {report.settings.action_bound:g}, "
+        f"  checked with: {_cameras(report.settings)}, actions `{report.settings.actions_key}`, "
+        f"bound {report.settings.action_bound:g}, "
         f"window {o.window.window}, chunk {o.window.chunk}, {'deep' if o.deep else 'default'} pass"
     )
     bad = report.n_errors
@@ -107,3 +107,10 @@ def render_report(report: ValidationReport) -> str:
     out.append(verdict)
     return "\n".join(out)
 
+
+
+def _cameras(settings: RecorderSettings) -> str:
+    """``frames `images` (bgr)`` for one camera, ``cameras front <- `images` (bgr), ...`` for several."""
+    if len(settings.cameras) == 1:
+        return f"frames `{settings.camera.key}` ({settings.camera.color_order.value})"
+    return "cameras " + ", ".join(c.describe() for c in settings.cameras)

@@ -68,6 +68,7 @@ class EvalReport(BaseModel):
     store: str
     options: EvalOptions
     action_names: list[str]
+    cameras: list[str] = Field(default_factory=list, description="The cameras the policy read, in its order.")
     n_episodes: int
     n_anchors: int
     train_mean: list[float] = Field(description="The train-mean baseline's action (physical units).")
@@ -93,8 +94,10 @@ class PredictReport(BaseModel):
     window: int
     chunk: int
     action_offset: int
-    color_order: ColorOrder = Field(description="The channel order the episode's frames were read in (then turned into "
-                                    "RGB): --color-order or --recorder-config if given, else the checkpoint's source's.")
+    cameras: list[str] = Field(description="Each camera the policy read: its name, the dataset and colour order.")
+    color_orders: dict[str, ColorOrder] = Field(
+        description="Per camera, the channel order its frames were read in (then turned into RGB): --camera, "
+        "--color-order or --recorder-config if given, else the training camera's.")
     first_action_mae: list[float | None] = Field(description="Per channel, over the frames with a recorded action.")
     warnings: list[str] = Field(default_factory=list, description="What may make the predictions worse than eval's.")
     steps: list[PredictedStep]

@@ -58,16 +58,39 @@ class InstructionSource(StrEnum):
     file_name = "file_name"
 
 
+FEATURE_NAME = r"^[A-Za-z0-9_.-]+$"  # a stored feature's (and so a camera's) name
+DEFAULT_CAMERA = "rgb"  # the name of a recorder's one camera when none is given (every store before cameras had one)
+
+
+class CameraSource(BaseModel):
+    """One camera of a recorder: the name it is stored and fed to the policy under, the HDF5 dataset holding its
+    (T, H, W, 3) uint8 frames, and the channel order it writes them in (converted to RGB once, at build time)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(DEFAULT_CAMERA, pattern=FEATURE_NAME, description="The camera's name in the store and the policy.")
+    key: str = Field("images", min_length=1, description="HDF5 dataset holding the camera's (T, H, W, 3) uint8 frames.")
+    color_order: ColorOrder = Field(ColorOrder.bgr, description="Channel order of the stored frames.")
+
+    def describe(self) -> str:
+        return f"{self.name} <- `{self.key}` ({self.color_order.value})"
+
+
 class RecorderSettings(BaseModel):
-    """Where a recorder puts things and what it promises. Defaults describe the ROS 2 teleop collector."""
+    """Where a recorder puts things and what it promises. Defaults describe the ROS 2 teleop collector.
+
+    ``cameras`` lists every camera in the order the policy reads them; the first is the default. A settings
+    file may give the one camera the old way, ``frames_key`` / ``color_order``.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    frames_key: str = Field("images", description="HDF5 dataset holding the (T, H, W, 3) uint8 frames.")
+    cameras: tuple[CameraSource, ...] = Field(
+        (CameraSource(),), min_length=1,
+        description="Every camera (name, key, colour order), in the order the policy reads them.")
     actions_key: str = Field("actions", description="HDF5 dataset holding the (T, A) float actions.")
     instruction_key: str = Field("language_instruction", description="HDF5 dataset holding the instruction.")
     events_key: str = Field("action_event_types", description="HDF5 dataset holding per-frame event types.")
-    color_order: ColorOrder = Field(ColorOrder.bgr, description="Channel order of the stored frames.")
     action_dim: int = Field(3, ge=1, description="Number of action channels the recorder writes.")
     action_bound: float = Field(1.5, gt=0, description="Warn when any |action| exceeds this.")
     index_csv_name: str = Field(
@@ -77,6 +100,34 @@ class RecorderSettings(BaseModel):
         "Navigate around obstacles and reach the front of the beverage bottle on the {side}",
         description="Instruction made from the file name's target side when file and CSV have none.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_camera(cls, data: Any) -> Any:
+        """``frames_key`` / ``color_order`` (settings files and reports from before cameras) are the one camera."""
+        if not isinstance(data, dict) or not ({"frames_key", "color_order"} & data.keys()):
+            return data
+        data = dict(data)
+        legacy = {k: data.pop(f) for f, k in (("frames_key", "key"), ("color_order", "color_order")) if f in data}
+        if "cameras" in data:
+            raise ValueError("give the cameras either as `cameras` or as frames_key/color_order (one camera), not both")
+        data["cameras"] = [legacy]
+        return data
+
+    @field_validator("cameras")
+    @classmethod
+    def _distinct(cls, cameras: tuple[CameraSource, ...]) -> tuple[CameraSource, ...]:
+        for what in ("name", "key"):
+            values = [getattr(c, what) for c in cameras]
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            if repeated:
+                raise ValueError(f"camera {what}(s) {repeated} given more than once; each camera needs its own")
+        return cameras
+
+    @property
+    def camera(self) -> CameraSource:
+        """The first (default) camera."""
+        return self.cameras[0]
 
 
 _SCENARIO = re.compile(
@@ -171,7 +222,8 @@ class RawEpisode(BaseModel):
     external_links: list[str] = Field(default_factory=list)
     external_storage: list[str] = Field(default_factory=list)
     virtual_datasets: list[str] = Field(default_factory=list)
-    frames: ArrayHeader | None = Field(validate_default=True)
+    cameras: dict[str, ArrayHeader | None] = Field(
+        validate_default=True, description="Each camera's frames dataset by camera name (None: not in the file).")
     actions: ArrayHeader | None = Field(validate_default=True)
     action_values: np.ndarray | None = Field(None, description="The actions as read, when they could be read.")
     instruction: str | None = Field(None, validate_default=True)
@@ -189,64 +241,78 @@ class RawEpisode(BaseModel):
 
     # -- the datasets ----------------------------------------------------------------------------------
     @staticmethod
-    def _require(header: ArrayHeader | None, info: ValidationInfo, which: str) -> ArrayHeader | None:
+    def _missing(info: ValidationInfo, wanted: str, which: str, camera: str | None = None) -> PydanticCustomError:
+        """The finding for a dataset ``wanted`` that the file lacks: the closest dataset it has, and the fix."""
         settings: RecorderSettings = info.context["settings"]
-        wanted = getattr(settings, f"{which}_key")
-        if header is not None or wanted in info.data.get("external_links", []):
-            return header
         keys: list[str] = info.data.get("keys", [])
         known = KNOWN_FRAME_KEYS if which == "frames" else KNOWN_ACTION_KEYS
         near = _closest(wanted, [k for k in keys if k != wanted], known)
+        single = len(settings.cameras) == 1
         if near:
             message = f"no dataset `{wanted}`; found `{near}`; the recorder writes `{wanted}`"
-            hint = f"rename `{near}` to `{wanted}`, or pass --{which}-key {near}"
+            order = KNOWN_COLOR_ORDERS.get(near) if which == "frames" else None
+            if which == "actions":
+                fix = f"--actions-key {near}"
+            elif single:
+                fix = f"--frames-key {near} --color-order {order or 'bgr|rgb'}"
+            else:
+                fix = f"--camera {camera}={near}:{order or 'bgr|rgb'}"
+            hint = f"rename `{near}` to `{wanted}`, or pass {fix}"
             if which == "frames":
-                order = KNOWN_COLOR_ORDERS.get(near)
-                hint += (f" --color-order {order} (that recorder layout stores {order.upper()} frames)" if order else
-                         " with --color-order bgr or rgb, as that recorder stores its frames (a red object must look "
-                         "red in `vla-data inspect-sample`)")
+                hint += (f" (that recorder layout stores {order.upper()} frames)" if order else
+                         ", the colour order that recorder stores its frames in (a red object must look red in "
+                         "`vla-data inspect-sample`)")
         else:
             have = ", ".join(f"`{k}`" for k in keys) or "no datasets at all"
             message = f"no dataset `{wanted}` (the file has {have})"
-            hint = f"record the {which} under `{wanted}`, or pass --{which}-key with the name this recorder uses"
-        raise _fail(FindingCode.dataset_missing, message, hint, wanted)
+            flag = {"actions": "--actions-key", "frames": "--frames-key" if single else f"--camera {camera}=KEY"}[which]
+            hint = f"record the {which} under `{wanted}`, or pass {flag} with the name this recorder uses"
+        if camera is not None and len(settings.cameras) > 1:
+            message = f"camera {camera}: {message}"
+        return _fail(FindingCode.dataset_missing, message, hint, wanted)
 
-    @field_validator("frames")
+    @field_validator("cameras")
     @classmethod
-    def _frames(cls, v: ArrayHeader | None, info: ValidationInfo) -> ArrayHeader | None:
-        v = cls._require(v, info, "frames")
-        if v is None:
-            return v
-        if len(v.shape) != 4:
-            raise _fail(
-                FindingCode.wrong_rank,
-                f"`{v.key}` has shape {v.shape}; frames must be (T, H, W, 3)",
-                "store one HxWx3 image per frame, stacked along the first axis",
-                v.key,
-            )
-        if v.shape[-1] != 3:
-            raise _fail(
-                FindingCode.wrong_channels,
-                f"`{v.key}` has {v.shape[-1]} channels; frames must have 3 (colour, no alpha)",
-                "drop the alpha channel / convert greyscale to 3 channels when recording",
-                v.key,
-            )
-        if v.dtype != "uint8":
-            raise _fail(
-                FindingCode.wrong_dtype,
-                f"`{v.key}` is {v.dtype}; frames must be uint8",
-                "store frames as 8-bit images (0..255), as cv_bridge's bgr8 gives them",
-                v.key,
-            )
+    def _cameras(cls, v: dict[str, ArrayHeader | None], info: ValidationInfo) -> dict[str, ArrayHeader | None]:
+        """Every camera of the settings: present (or an external link, reported as such), (T, H, W, 3) uint8."""
+        settings: RecorderSettings = info.context["settings"]
+        for camera in settings.cameras:
+            h = v.get(camera.name)
+            if h is None:
+                if camera.key in info.data.get("external_links", []):
+                    continue
+                raise cls._missing(info, camera.key, "frames", camera.name)
+            if len(h.shape) != 4:
+                raise _fail(
+                    FindingCode.wrong_rank,
+                    f"`{h.key}` has shape {h.shape}; frames must be (T, H, W, 3)",
+                    "store one HxWx3 image per frame, stacked along the first axis",
+                    h.key,
+                )
+            if h.shape[-1] != 3:
+                raise _fail(
+                    FindingCode.wrong_channels,
+                    f"`{h.key}` has {h.shape[-1]} channels; frames must have 3 (colour, no alpha)",
+                    "drop the alpha channel / convert greyscale to 3 channels when recording",
+                    h.key,
+                )
+            if h.dtype != "uint8":
+                raise _fail(
+                    FindingCode.wrong_dtype,
+                    f"`{h.key}` is {h.dtype}; frames must be uint8",
+                    "store frames as 8-bit images (0..255), as cv_bridge's bgr8 gives them",
+                    h.key,
+                )
         return v
 
     @field_validator("actions")
     @classmethod
     def _actions(cls, v: ArrayHeader | None, info: ValidationInfo) -> ArrayHeader | None:
-        v = cls._require(v, info, "actions")
-        if v is None:
-            return v
         settings: RecorderSettings = info.context["settings"]
+        if v is None:
+            if settings.actions_key in info.data.get("external_links", []):
+                return v
+            raise cls._missing(info, settings.actions_key, "actions")
         if len(v.shape) != 2:
             raise _fail(
                 FindingCode.wrong_rank,
@@ -304,17 +370,21 @@ class RawEpisode(BaseModel):
 
     @model_validator(mode="after")
     def _lengths(self) -> Self:
-        frames, actions = self.frames, self.actions
-        if frames is None or actions is None:
+        actions = self.actions
+        cameras = [(name, h) for name, h in self.cameras.items() if h is not None]
+        if not cameras or actions is None or len(cameras) < len(self.cameras):
             return self
-        if frames.shape[0] != actions.shape[0]:
-            raise _fail(
-                FindingCode.length_mismatch,
-                f"{frames.shape[0]} frames but {actions.shape[0]} action rows",
-                "every frame needs exactly one action row (row 0 is the all-zero episode_start); "
-                "re-export the episode",
-                actions.key,
-            )
+        for name, frames in cameras:
+            if frames.shape[0] != actions.shape[0]:
+                which = f"camera {name}: " if len(cameras) > 1 else ""
+                raise _fail(
+                    FindingCode.length_mismatch,
+                    f"{which}{frames.shape[0]} frames (`{frames.key}`) but {actions.shape[0]} action rows",
+                    "every frame of every camera needs exactly one action row (row 0 is the all-zero "
+                    "episode_start); re-export the episode",
+                    frames.key if len(cameras) > 1 else actions.key,
+                )
+        frames = cameras[0][1]
         if frames.shape[0] == 0:
             raise _fail(
                 FindingCode.empty_episode,
@@ -345,13 +415,23 @@ class RawEpisode(BaseModel):
 
     @property
     def n_frames(self) -> int:
-        assert self.frames is not None
         return self.frames.shape[0]
 
     @property
+    def frames(self) -> ArrayHeader:
+        """The first (default) camera's frames."""
+        first = next(iter(self.cameras.values()))
+        assert first is not None
+        return first
+
+    @property
     def frame_size(self) -> tuple[int, int]:
-        assert self.frames is not None
         return self.frames.shape[1], self.frames.shape[2]
+
+    @property
+    def frame_sizes(self) -> dict[str, tuple[int, int]]:
+        """(H, W) of each camera's frames, by camera name."""
+        return {name: (h.shape[1], h.shape[2]) for name, h in self.cameras.items() if h is not None}
 
     def warnings(self, settings: RecorderSettings, spec: WindowSpec) -> list[Finding]:
         """Per-file warnings and infos for a valid episode."""
@@ -386,7 +466,7 @@ class RawEpisode(BaseModel):
                 Finding(
                     code=FindingCode.short_episode,
                     file=self.path,
-                    key=settings.frames_key,
+                    key=settings.camera.key,
                     message=(
                         f"{t} frames give {t} samples at window {spec.window} / chunk {spec.chunk}, none of them "
                         f"without padding (that needs {spec.window + spec.chunk + spec.action_offset - 1} frames)"

@@ -124,7 +124,8 @@ class SampleSummary(BaseModel):
     instruction: str
     mirrored: bool
     action_names: list[str]
-    shapes: dict[SampleField, list[int]]
+    shapes: dict[SampleField, list[int]] = Field(description="frame_mask, actions, chunk_mask.")
+    cameras: dict[str, list[int]] = Field(description="The rgb shape of each camera, (W, 3, S, S), in the store's order.")
     frame_mask: list[bool]
     chunk_mask: list[list[bool]]
     actions: list[list[list[float]]] = Field(description="(W, K, A), physical units; padded entries are zero velocity.")

@@ -11,11 +11,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.recorder import DEFAULT_ACTION_NAMES, ColorOrder, InstructionSource, default_action_names
+from schemas.recorder import (
+    DEFAULT_ACTION_NAMES,
+    DEFAULT_CAMERA,
+    FEATURE_NAME,
+    CameraSource,
+    ColorOrder,
+    InstructionSource,
+    default_action_names,
+)
 
 FORMAT_VERSION = 2  # 2: the manifest carries the features table; format 1 is read as it is (features derived)
 READABLE_FORMATS = (1, 2)
-CAMERA = "rgb"  # the name (and array data/<name>) of the one camera a store holds today
 ACTION = "action"
 
 
@@ -32,14 +39,29 @@ class Interpolation(StrEnum):
 
 
 class Preprocessing(BaseModel):
-    """How source frames became stored frames; a checkpoint carries it so inference does the same."""
+    """How source frames became stored frames, every camera alike; a checkpoint carries it so inference does the
+    same. Each camera's colour order is its own (``Feature.color_order``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    source_color_order: ColorOrder = ColorOrder.bgr
     image_size: int = Field(224, ge=8, le=2048, description="Stored frames are image_size x image_size RGB.")
     resize: ResizeMode = ResizeMode.squash
     interpolation: Interpolation = Interpolation.area
+
+    @model_validator(mode="before")
+    @classmethod
+    def _camera_order_moved(cls, data: object) -> object:
+        """Manifests and checkpoints from before cameras held the one camera's colour order here; the camera
+        feature holds it now (``legacy_color_order`` reads it before this drops it)."""
+        if isinstance(data, dict) and "source_color_order" in data:
+            data = {k: v for k, v in data.items() if k != "source_color_order"}
+        return data
+
+
+def legacy_color_order(preprocessing: object) -> ColorOrder:
+    """The one camera's colour order in a manifest or checkpoint written before cameras (bgr when absent)."""
+    order = preprocessing.get("source_color_order") if isinstance(preprocessing, dict) else None
+    return ColorOrder(order or ColorOrder.bgr)
 
 
 class DroppedChannel(BaseModel):
@@ -185,28 +207,55 @@ class FeatureKind(StrEnum):
 
 class Feature(BaseModel):
     """One stored per-frame array: what it is, its per-frame shape, and where in a source episode it came from.
-    Cameras are features like any other; the array lives at ``data/<name>``."""
+    Cameras are features like any other, any number of them, in the order the policy reads them."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=FEATURE_NAME)
     kind: FeatureKind
     dtype: str
     shape: list[int] = Field(description="Per frame (the array is (N, *shape)).")
     source: str = Field(description="The source dataset it was made from, e.g. `images` or `actions[0,1]`.")
+    color_order: ColorOrder | None = Field(
+        None, description="Cameras: the source's channel order, converted to RGB when stored (and at inference).")
+
+    @model_validator(mode="after")
+    def _camera_has_order(self) -> Feature:
+        if (self.kind == FeatureKind.camera) != (self.color_order is not None):
+            raise ValueError(f"feature {self.name}: a camera has a colour order, and only a camera")
+        return self
 
     def describe(self) -> str:
-        return f"{self.name} ({self.kind.value}, {self.dtype} {'x'.join(map(str, self.shape))}) <- {self.source}"
+        order = f", {self.color_order.value} -> rgb" if self.color_order else ""
+        return f"{self.name} ({self.kind.value}, {self.dtype} {'x'.join(map(str, self.shape))}) <- {self.source}{order}"
+
+    @property
+    def camera_source(self) -> CameraSource:
+        """A camera feature as the recorder camera it was built from."""
+        assert self.color_order is not None
+        return CameraSource(name=self.name, key=self.source, color_order=self.color_order)
 
 
-def store_features(pre: Preprocessing, selection: ActionSelection, frames_key: str, actions_key: str) -> list[Feature]:
-    """The features of a store built with ``pre`` and ``selection`` from a recorder's ``frames_key``/``actions_key``."""
+def camera_features(pre: Preprocessing, cameras: tuple[CameraSource, ...] | list[CameraSource]) -> list[Feature]:
+    """One (S, S, 3) uint8 RGB feature per recorder camera, in the recorder's camera order."""
     s = pre.image_size
-    return [
-        Feature(name=CAMERA, kind=FeatureKind.camera, dtype="uint8", shape=[s, s, 3], source=frames_key),
-        Feature(name=ACTION, kind=FeatureKind.action, dtype="float32", shape=[len(selection.channels)],
-                source=f"{actions_key}[{','.join(map(str, selection.channels))}]"),
-    ]
+    return [Feature(name=c.name, kind=FeatureKind.camera, dtype="uint8", shape=[s, s, 3], source=c.key,
+                    color_order=c.color_order) for c in cameras]
+
+
+def store_features(pre: Preprocessing, selection: ActionSelection, cameras: tuple[CameraSource, ...] | list[CameraSource],
+                   actions_key: str) -> list[Feature]:
+    """The features of a store built with ``pre`` and ``selection`` from a recorder's cameras and ``actions_key``."""
+    return [*camera_features(pre, cameras),
+            Feature(name=ACTION, kind=FeatureKind.action, dtype="float32", shape=[len(selection.channels)],
+                    source=f"{actions_key}[{','.join(map(str, selection.channels))}]")]
+
+
+def legacy_cameras(preprocessing: object) -> list[dict]:
+    """The camera features of a manifest or checkpoint from before cameras: its one camera, `images` -> ``rgb``."""
+    pre = Preprocessing.model_validate(preprocessing)
+    camera = CameraSource(name=DEFAULT_CAMERA, key="images", color_order=legacy_color_order(preprocessing))
+    return [f.model_dump(mode="json") for f in camera_features(pre, [camera])]
 
 
 class EpisodeRecord(BaseModel):
@@ -251,24 +300,51 @@ class StoreManifest(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _read_format_1(cls, data: object) -> object:
-        """A format-1 manifest as format 2 reads it: the features a format-1 build wrote, and the recorder
-        channels it did not keep, dropped at the teleop recorder's unused value, 0."""
-        if not isinstance(data, dict) or data.get("format_version") != 1 or "features" in data:
+    def _read_older(cls, data: object) -> object:
+        """Older manifests as this format reads them. Format 1: the features a format-1 build wrote, and the
+        recorder channels it did not keep, dropped at the teleop recorder's unused value, 0. Format 2 before
+        cameras: the one camera's colour order moves from the preprocessing to its feature."""
+        if not isinstance(data, dict) or "preprocessing" not in data:
             return data
-        actions = dict(data["actions"])
-        if not actions.get("dropped"):
-            channels = actions["channels"]
-            names = default_action_names(max(len(DEFAULT_ACTION_NAMES), max(channels) + 1))
-            actions["dropped"] = [{"channel": c, "name": names[c], "value": 0.0}
-                                  for c in range(len(names)) if c not in channels]
-        pre, selection = Preprocessing.model_validate(data["preprocessing"]), ActionSelection.model_validate(actions)
-        features = [f.model_dump() for f in store_features(pre, selection, "images", "actions")]
-        return {**data, "actions": actions, "features": features}
+        order = legacy_color_order(data["preprocessing"])
+        if data.get("format_version") == 1 and "features" not in data:
+            actions = dict(data["actions"])
+            if not actions.get("dropped"):
+                channels = actions["channels"]
+                names = default_action_names(max(len(DEFAULT_ACTION_NAMES), max(channels) + 1))
+                actions["dropped"] = [{"channel": c, "name": names[c], "value": 0.0}
+                                      for c in range(len(names)) if c not in channels]
+            pre, selection = Preprocessing.model_validate(data["preprocessing"]), ActionSelection.model_validate(actions)
+            camera = CameraSource(name=DEFAULT_CAMERA, key="images", color_order=order)
+            features = [f.model_dump(mode="json") for f in store_features(pre, selection, [camera], "actions")]
+            return {**data, "actions": actions, "features": features}
+        if isinstance(data.get("features"), list):
+            data = {**data, "features": [f | {"color_order": order} if isinstance(f, dict) and
+                                         f.get("kind") == FeatureKind.camera.value and "color_order" not in f else f
+                                         for f in data["features"]]}
+        return data
 
-    def feature(self, kind: FeatureKind) -> Feature:
-        """The store's one feature of ``kind`` (one camera and one action array today)."""
-        return next(f for f in self.features if f.kind == kind)
+    @model_validator(mode="after")
+    def _one_action_some_cameras(self) -> StoreManifest:
+        kinds = [f.kind for f in self.features]
+        names = [f.name for f in self.features]
+        if kinds.count(FeatureKind.action) != 1 or FeatureKind.camera not in kinds or len(set(names)) != len(names):
+            raise ValueError(f"features {names}: a store holds one action feature and one or more cameras, "
+                             "each name once")
+        return self
+
+    @property
+    def cameras(self) -> list[Feature]:
+        """The camera features, in the order the policy reads them."""
+        return [f for f in self.features if f.kind == FeatureKind.camera]
+
+    @property
+    def camera_names(self) -> list[str]:
+        return [f.name for f in self.cameras]
+
+    @property
+    def action_feature(self) -> Feature:
+        return next(f for f in self.features if f.kind == FeatureKind.action)
 
 
 class BuildOptions(BaseModel):

@@ -17,6 +17,11 @@ class SyntheticConfig(BaseModel):
         0.3, ge=0, le=1, description="Share of episodes written without language_instruction, as in older files."
     )
     noise: int = Field(3, ge=0, le=64, description="Sensor noise amplitude (grey levels); 0 gives identical still frames.")
+    cameras: int = Field(
+        1, ge=1, le=2,
+        description="Cameras per episode: 1 (`images`, BGR, as the collector writes); 2 adds a side camera, a crop "
+        "of the same scene shifted sideways, RGB under `observations/side_images`.",
+    )
 
     @model_validator(mode="after")
     def _defects_need_company(self) -> SyntheticConfig:

@@ -12,10 +12,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.sample import Augment, MirrorRule, WindowSpec
-from schemas.store import ActionSelection, NormStats, Preprocessing, Split
+from schemas.store import ActionSelection, Feature, FeatureKind, NormStats, Preprocessing, Split, legacy_cameras
 
 TINY_RANDOM = "tiny-random"
-CHECKPOINT_FORMAT = 2  # 2: the action channels (ActionSelection), not only their names
+CHECKPOINT_FORMAT = 3  # 2: the action channels (ActionSelection), not only their names; 3: the cameras
+READABLE_CHECKPOINTS = (2, 3)  # format 2 had one camera, `rgb`, its colour order in the preprocessing
 # LoRA on the attention projections of the vision and text towers (not the image-to-text resampler).
 ATTENTION_PROJECTIONS = r".*(vision_model|text_model)\..*self_attn\.(q_proj|k_proj|v_proj|out_proj)"
 
@@ -139,11 +140,31 @@ class CheckpointMeta(BaseModel):
     backbone: BackboneSpec
     preprocessing: Preprocessing
     actions: ActionSelection = Field(description="The recorder channels the policy predicts, and their names, in order.")
+    cameras: list[Feature] = Field(
+        min_length=1, description="The cameras the policy reads, in its order: name, source key, colour order.")
     stats: NormStats
     source_frame_sizes: list[str] = Field(
         default_factory=list, description="Frame sizes (HxW) of the training store's sources, before resizing."
     )
     files: dict[str, str] = Field(description="sha256 of every weight file in the checkpoint, by name.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_camera(cls, data: Any) -> Any:
+        """A format-2 checkpoint read one camera, ``rgb``, in the colour order its preprocessing recorded."""
+        if isinstance(data, dict) and "cameras" not in data and "preprocessing" in data:
+            data = {**data, "cameras": legacy_cameras(data["preprocessing"])}
+        return data
+
+    @model_validator(mode="after")
+    def _cameras_are_cameras(self) -> CheckpointMeta:
+        if any(f.kind != FeatureKind.camera for f in self.cameras):
+            raise ValueError("checkpoint cameras must be camera features")
+        return self
+
+    @property
+    def camera_names(self) -> list[str]:
+        return [f.name for f in self.cameras]
 
     @property
     def action_names(self) -> list[str]:

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.findings import Finding, Severity
-from schemas.recorder import InstructionSource, RecorderSettings
+from schemas.recorder import DEFAULT_CAMERA, InstructionSource, RecorderSettings
 from schemas.sample import WindowSpec
 
 
@@ -35,7 +35,8 @@ class FileReport(BaseModel):
 
     path: str
     n_frames: int | None = None
-    frame_size: tuple[int, int] | None = None
+    frame_size: tuple[int, int] | None = None  # the first camera's (H, W)
+    frame_sizes: dict[str, tuple[int, int]] = Field(default_factory=dict, description="(H, W) per camera name.")
     action_min: list[float] | None = None
     action_max: list[float] | None = None
     instruction: str | None = None
@@ -43,10 +44,17 @@ class FileReport(BaseModel):
     scenario: str | None = None
     fingerprint: str | None = Field(
         None,
-        description="sha256 of the actions, the frames' shape and the first stored frame chunk (default pass) "
+        description="sha256 of the actions, each camera's frame shape and first stored frame chunk (default pass) "
         "or every stored frame chunk (deep pass); equal fingerprints mean duplicate episodes (copies).",
     )
     findings: list[Finding] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _sizes_of_old_reports(self) -> FileReport:
+        """Reports from before cameras hold the one camera's size only."""
+        if self.frame_size is not None and not self.frame_sizes:
+            self.frame_sizes = {DEFAULT_CAMERA: self.frame_size}
+        return self
 
     @property
     def status(self) -> Severity | None:

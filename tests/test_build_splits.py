@@ -18,6 +18,7 @@ import zarr
 from click.testing import CliRunner
 
 from pipelines.cli import main
+from schemas import ColorOrder
 from schemas.store import BuildLog, Preprocessing, Split
 from vla_data.dataset import WindowDataset
 from vla_data.resize import resize_frames
@@ -50,7 +51,7 @@ def test_store_matches_sources_frame_for_frame(store: Path) -> None:
     start = 0
     for row, end in zip(table.itertuples(), ends, strict=True):
         with h5py.File(row.source_path, "r") as f:
-            want_rgb = resize_frames(f["images"][()], pre)
+            want_rgb = resize_frames(f["images"][()], pre, ColorOrder.bgr)
             want_action = f["actions"][()][:, [0, 1]]  # auto drops the always-zero angular_z
         assert np.array_equal(group["data/rgb"][start:end], want_rgb)
         assert np.array_equal(group["data/action"][start:end], want_action)
@@ -73,7 +74,7 @@ def test_splits_disjoint_complete_and_stats_on_train_only(store: Path) -> None:
     starts = ends - table["n_frames"].to_numpy()
     train = [(a, b) for a, b, s in zip(starts, ends, table["split"], strict=True) if s == "train"]
     actions = np.concatenate([opened.action[a:b] for a, b in train]).astype(np.float64)
-    frames = np.concatenate([opened.rgb[a:b] for a, b in train]).reshape(-1, 3).astype(np.float64)
+    frames = np.concatenate([opened.camera("rgb")[a:b] for a, b in train]).reshape(-1, 3).astype(np.float64)
     stats = m.stats
     assert [c.count for c in stats.action] == [len(actions)] * 2
     assert np.allclose([c.mean for c in stats.action], actions.mean(axis=0))
@@ -96,13 +97,13 @@ def test_adding_episodes_keeps_existing_ones(clean_dir: Path, tmp_path: Path) ->
     assert run("build-splits", str(first_half), "-o", str(out), "--image-size", "16")[0] == 0
     before = open_store(out)
     old = dict(zip(before.episodes["content_hash"], before.episodes["split"], strict=True))
-    old_rgb = before.rgb[:]
+    old_rgb = before.camera("rgb")[:]
     code, output = run("build-splits", str(everything), "-o", str(out), "--image-size", "16")
     assert code == 0, output
     after = open_store(out)
     assert len(after.episodes) == 8 and len(before.episodes) == 5
     assert {h: s for h, s in zip(after.episodes["content_hash"], after.episodes["split"], strict=True) if h in old} == old
-    assert np.array_equal(after.rgb[: len(old_rgb)], old_rgb)
+    assert np.array_equal(after.camera("rgb")[: len(old_rgb)], old_rgb)
     runs = BuildLog.model_validate_json((out / "build_log.json").read_text()).runs
     assert [(r.kept, len(r.added)) for r in runs] == [(0, 5), (5, 3)]
 
@@ -188,7 +189,7 @@ def test_workers_write_the_same_store(store: Path, clean_dir: Path, tmp_path: Pa
     assert code == 0, output
     one, two = open_store(store), open_store(out)
     assert two.manifest.n_frames > FRAMES_PER_SHARD  # several shards, so both workers wrote some
-    assert np.array_equal(one.rgb[:], two.rgb[:]) and np.array_equal(one.action[:], two.action[:])
+    assert np.array_equal(one.camera("rgb")[:], two.camera("rgb")[:]) and np.array_equal(one.action[:], two.action[:])
     assert one.manifest.stats == two.manifest.stats
     data = {k: v for k, v in one.manifest.checksums.items() if k.startswith(("data/", "meta/"))}
     assert len(data) > 3 and data.items() <= two.manifest.checksums.items()  # shard files byte for byte
@@ -291,7 +292,7 @@ def test_the_manifest_lists_every_feature_and_a_format_1_store_still_reads(store
     assert open_store(old).manifest.features == m.features
     assert open_store(old).manifest.actions == m.actions  # angular_z dropped at the recorder's unused 0
     assert len(WindowDataset(old, "train", augment="mirror")) > len(WindowDataset(old, "train"))
-    assert np.array_equal(open_store(old).rgb[:8], open_store(store).rgb[:8])
+    assert np.array_equal(open_store(old).camera("rgb")[:8], open_store(store).camera("rgb")[:8])
     (old / MANIFEST).write_text(json.dumps(raw | {"format_version": 3}))
     code, out = run("info", str(old))
     assert code == 1 and "store format 3" in out and "reads formats 1, 2" in out and "Traceback" not in out

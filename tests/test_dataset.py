@@ -80,7 +80,7 @@ def test_window_values_and_masks_match_the_store(ramp_store: Path, length: int) 
         for j in range(8):
             tau = t - 7 + j
             assert bool(s["frame_mask"][j]) == (tau >= 0)
-            assert np.array_equal(s["rgb"][j].numpy(), rgb[max(tau, 0)].transpose(2, 0, 1))
+            assert np.array_equal(s["rgb"]["rgb"][j].numpy(), rgb[max(tau, 0)].transpose(2, 0, 1))
             for k in range(10):
                 r = max(tau, 0) + 1 + k
                 assert bool(s["chunk_mask"][j, k]) == (tau >= 0 and r < length)
@@ -103,7 +103,7 @@ def test_no_window_reads_another_episode(ramp_store: Path) -> None:
     for i in range(len(ds)):
         s = ds[i]
         position = RAMP_POSITION[Path(table.loc[s["episode"], "source_path"]).name]
-        grey = s["rgb"].numpy().reshape(8, -1)
+        grey = s["rgb"]["rgb"].numpy().reshape(8, -1)
         assert ((grey // 40) == position).all()  # every frame, padded or not, is this episode's
         real = s["actions"][..., 0][s["chunk_mask"]].numpy()
         assert np.allclose(np.floor((real + 1e-4) / 0.3), position)
@@ -135,8 +135,8 @@ def test_mirror_flips_frames_negates_lateral_swaps_words_and_is_its_own_inverse(
     assert len(mirrored) == 2 * n
     for i in (0, 7, n - 1):
         a, b = plain[i], mirrored[i + n]
-        assert torch.equal(mirrored[i]["rgb"], a["rgb"])  # the first half is the plain dataset
-        assert torch.equal(b["rgb"], a["rgb"].flip(-1))
+        assert torch.equal(mirrored[i]["rgb"]["rgb"], a["rgb"]["rgb"])  # the first half is the plain dataset
+        assert torch.equal(b["rgb"]["rgb"], a["rgb"]["rgb"].flip(-1))
         assert torch.equal(b["actions"][..., 0], a["actions"][..., 0])  # linear_x unchanged
         assert torch.equal(b["actions"][..., 1], -a["actions"][..., 1])  # linear_y negated
         assert torch.equal(b["chunk_mask"], a["chunk_mask"])
@@ -252,7 +252,7 @@ def test_mirror_leaves_out_episodes_whose_instruction_names_no_side(worded_store
     for i, s in enumerate(mirrored, start=n):
         assert ds.is_mirrored(i) and int(ds.episode_ids[ds.sample_episode(i)]) == s["episode"]
         original = by_anchor[s["episode"], s["t"]]
-        assert torch.equal(s["rgb"], original["rgb"].flip(-1))
+        assert torch.equal(s["rgb"]["rgb"], original["rgb"]["rgb"].flip(-1))
         assert torch.equal(s["actions"][..., 1], -original["actions"][..., 1])
     english_only = WindowDataset(worded_store, "train", augment="mirror")
     assert len(english_only) == n + 5 and english_only.unmirrored_episodes == sorted([sideless, korean])
@@ -271,11 +271,13 @@ def test_two_workers_yield_the_same_batches_as_none(ramp_store: Path) -> None:
         a, b = list(zero), list(two)
         assert len(a) == len(b) == -(-len(ds) // 5)
         for x, y in zip(a, b, strict=True):
-            for field in (SampleField.rgb, SampleField.actions, SampleField.chunk_mask, SampleField.frame_mask):
+            assert x[SampleField.rgb].keys() == y[SampleField.rgb].keys() == {"rgb"}
+            assert torch.equal(x[SampleField.rgb]["rgb"], y[SampleField.rgb]["rgb"])
+            for field in (SampleField.actions, SampleField.chunk_mask, SampleField.frame_mask):
                 assert torch.equal(x[field], y[field])
             assert x[SampleField.instruction] == y[SampleField.instruction]
     batch = a[0]
-    assert batch[SampleField.rgb].dtype == torch.uint8 and batch[SampleField.rgb].shape[1:] == (4, 3, 8, 8)
+    assert batch[SampleField.rgb]["rgb"].dtype == torch.uint8 and batch[SampleField.rgb]["rgb"].shape[1:] == (4, 3, 8, 8)
     assert batch[SampleField.actions].shape[1:] == (4, 3, 2) and batch[SampleField.actions].dtype == torch.float32
     assert _epoch(make_loader(ds, batch_size=5, seed=3)) != _epoch(make_loader(ds, batch_size=5, seed=4))
 
@@ -286,7 +288,8 @@ def test_memory_and_lru_paths_give_identical_samples(ramp_store: Path) -> None:
     assert memory.frames.in_memory and not lru.frames.in_memory
     for i in range(len(memory)):
         a, b = memory[i], lru[i]
-        assert all(torch.equal(a[f], b[f]) for f in (SampleField.rgb, SampleField.actions, SampleField.chunk_mask))
+        assert torch.equal(a[SampleField.rgb]["rgb"], b[SampleField.rgb]["rgb"])
+        assert all(torch.equal(a[f], b[f]) for f in (SampleField.actions, SampleField.chunk_mask))
     n_episodes = len(memory.episode_ids)
     assert lru.frames.decoded_episodes == n_episodes  # in store order, one decode per episode, not per sample
     assert memory.frames.decoded_episodes == n_episodes
@@ -360,7 +363,7 @@ def test_inspect_sample_window_flags_reach_the_dataset_whole(ramp_store: Path) -
     summary = SampleSummary.model_validate_json(result.stdout)
     ds = WindowDataset(ramp_store, "train", WindowSpec(window=3, chunk=2, action_offset=0), normalize=False)
     size = ds.manifest.preprocessing.image_size
-    assert summary.shapes[SampleField.rgb] == [3, 3, size, size] and summary.shapes[SampleField.actions] == [3, 2, 2]
+    assert summary.cameras == {"rgb": [3, 3, size, size]} and summary.shapes[SampleField.actions] == [3, 2, 2]
     rows = ds.actions[ds.sample_episode(index)]
     assert np.allclose(summary.actions[-1], rows[summary.t : summary.t + 2], atol=1e-6)  # offset 0: rows t, t+1
     default = SampleSummary.model_validate_json(CliRunner().invoke(main, args).stdout)  # no flags: WindowSpec()

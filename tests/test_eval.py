@@ -181,7 +181,7 @@ def test_runner_equals_the_batch_model_on_every_window(window8_run: Path, learn_
         stepped = runner.step(frame)  # raw BGR frame, resized by the checkpoint's preprocessing
         sample = ds[int(indices[t])]  # stored frames, the window padded as in training
         with torch.no_grad():
-            batch = batch_model(sample["rgb"][None], [sample["instruction"]])[0, -1]
+            batch = batch_model({c: f[None] for c, f in sample["rgb"].items()}, [sample["instruction"]])[0, -1]
         expected = policy.normalizer.denormalize(batch.numpy())
         np.testing.assert_allclose(stepped, expected, atol=RUNNER_ATOL, err_msg=f"frame {t}")
         np.testing.assert_allclose(policy.predict(raw[max(0, t - 7) : t + 1], ds.instructions[e]), expected,
@@ -254,10 +254,10 @@ def test_colour_order_belongs_to_the_episode_not_the_checkpoint(window8_run: Pat
     (tmp_path / "rgb.yaml").write_text("color_order: rgb\n")
     words = ["--instruction", "Navigate to the bottle on the left"]
     as_trained = predict_json(str(window8_run), str(path), *words)
-    assert as_trained.color_order == "bgr"  # the checkpoint's source order when none is given
+    assert as_trained.color_orders == {"rgb": "bgr"}  # the checkpoint's camera's order when none is given
     for given in (["--color-order", "rgb"], ["--recorder-config", str(tmp_path / "rgb.yaml")]):
         read = predict_json(str(window8_run), str(rgb_copy), *words, *given)
-        assert read.color_order == "rgb" and read.steps == as_trained.steps, given
+        assert read.color_orders == {"rgb": "rgb"} and read.steps == as_trained.steps, given
     misread = predict_json(str(window8_run), str(rgb_copy), *words)  # RGB frames taken for the recorder's BGR
     assert misread.steps != as_trained.steps
 

@@ -16,26 +16,26 @@ def _frame() -> np.ndarray:
     return f
 
 
-def test_default_squash_keeps_the_left_edge_and_converts_bgr() -> None:
+def test_default_squash_keeps_the_left_edge_and_converts_bgr_to_rgb() -> None:
     pre = Preprocessing(image_size=32)
-    assert pre.resize == ResizeMode.squash and pre.source_color_order == ColorOrder.bgr
-    out = resize_frame(_frame(), pre)
+    assert pre.resize == ResizeMode.squash
+    out = resize_frame(_frame(), pre, ColorOrder.bgr)
     assert out.shape == (32, 32, 3) and out.dtype == np.uint8
     assert tuple(out[16, 0]) == (255, 0, 0) and tuple(out[16, 31]) == (0, 0, 0)
 
 
 def test_letterbox_pads_top_and_bottom_and_keeps_the_edges() -> None:
-    out = resize_frame(_frame(), Preprocessing(image_size=32, resize=ResizeMode.letterbox))
+    out = resize_frame(_frame(), Preprocessing(image_size=32, resize=ResizeMode.letterbox), ColorOrder.bgr)
     assert tuple(out[16, 0]) == (255, 0, 0)
     assert not out[:7].any() and not out[-7:].any()  # 128x72 -> 32x18, centred: 7 rows of padding
 
 
 def test_center_crop_loses_the_edges() -> None:
-    out = resize_frame(_frame(), Preprocessing(image_size=32, resize=ResizeMode.center_crop))
+    out = resize_frame(_frame(), Preprocessing(image_size=32, resize=ResizeMode.center_crop), ColorOrder.bgr)
     assert not (out[..., 0] > 100).any()
 
 
 @pytest.mark.parametrize("order, channel", [(ColorOrder.bgr, 0), (ColorOrder.rgb, 2)])
 def test_colour_order(order: ColorOrder, channel: int) -> None:
-    out = resize_frame(_frame(), Preprocessing(image_size=32, source_color_order=order))
+    out = resize_frame(_frame(), Preprocessing(image_size=32), order)
     assert out[16, 0, channel] == 255

@@ -45,7 +45,7 @@ def test_contract_reports_every_independent_violation_at_once() -> None:
     facts = {
         "path": "ep.h5",
         "keys": ["rgb", "actions"],
-        "frames": None,
+        "cameras": {"rgb": None},
         "actions": {"key": "actions", "shape": (5, 3), "dtype": "int32"},
         "instruction": "   ",
         "virtual_datasets": ["odom"],
@@ -59,6 +59,6 @@ def test_contract_reports_every_independent_violation_at_once() -> None:
 
 
 def test_messages_with_braces_survive() -> None:
-    facts = {"path": "ep.h5", "keys": [], "frames": None, "actions": None, "instruction": "go", "external_links": ["{x}"]}
+    facts = {"path": "ep.h5", "keys": [], "cameras": {"rgb": None}, "actions": None, "instruction": "go", "external_links": ["{x}"]}
     _, findings = RawEpisode.findings_for(facts, RecorderSettings())
     assert any("{x}" in f.message for f in findings)

@@ -60,7 +60,7 @@ def test_figure_has_a_panel_per_channel_lengths_and_frames(store: DatasetStore) 
     for ax, (episode, index) in zip(fig.axes[len(names) + 1 :], samples, strict=True):
         split = table.loc[table["episode"] == episode, "split"].item()
         assert ax.get_title().startswith(f"ep {episode} ({split})\n")
-        assert np.array_equal(np.asarray(ax.images[0].get_array()), store.rgb[index])
+        assert np.array_equal(np.asarray(ax.images[0].get_array()), store.camera("rgb")[index])
 
 
 def test_samples_are_reproducible_and_from_distinct_episodes(store: DatasetStore) -> None:

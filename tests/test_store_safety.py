@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipelines.cli import main
+from schemas import ColorOrder
 from schemas.store import BuildLog, DroppedChannel
 from schemas.synthetic import SyntheticConfig
 from vla_data.resize import resize_frames
@@ -169,7 +170,7 @@ def test_a_changed_source_is_refused_by_name_or_replaced_in_its_split(raw: Path,
     a, b = after.episode_range(int(new_row["episode"]))
     assert np.array_equal(after.action[a:b], new_actions[:, after.manifest.actions.channels])
     with h5py.File(changed, "r") as f:
-        assert np.array_equal(after.rgb[a:b], resize_frames(f["images"][()], after.manifest.preprocessing))
+        assert np.array_equal(after.camera("rgb")[a:b], resize_frames(f["images"][()], after.manifest.preprocessing, ColorOrder.bgr))
     (entry,) = after.build_log().runs[-1:]
     assert [(r.source_path, r.old_hash, r.split.value) for r in entry.replaced] == [
         (str(changed), row["content_hash"], row["split"])]

@@ -91,7 +91,7 @@ def test_preflight_refuses_frozen_heads_and_wrong_shapes(batch_and_policy) -> No
     finally:
         for p in heads:
             p.requires_grad_(True)
-    with pytest.raises(PreflightError, match="batch rgb has shape .* expects"):
+    with pytest.raises(PreflightError, match=r"batch rgb\[rgb\] has shape .* expects"):
         preflight(policy, batch, ds.manifest, 3, 1.0)
     wide = VLAPolicy(build_tiny_random(), ModelConfig.model_validate(SMALL_MODEL), action_dim=3, chunk=4)
     with pytest.raises(PreflightError, match="actions has shape"):

@@ -154,7 +154,7 @@ def test_frames_key_flag_and_config_file(defect_dir: Path, tmp_path: Path) -> No
         run("validate", str(renamed), "--recorder-config", str(config), "--json", "-")[1]
     )
     assert report.exit_code == 0
-    assert report.settings.frames_key == "rgb" and report.settings.action_bound == 2.0
+    assert report.settings.camera.key == "rgb" and report.settings.action_bound == 2.0
     # a flag overrides the file
     report = ValidationReport.model_validate_json(
         run("validate", str(renamed), "--recorder-config", str(config), "--action-bound", "3", "--json", "-")[1]

@@ -26,7 +26,7 @@ from vla_data.windows import anchors, window_index
 class Sample(TypedDict):
     """One sample; the keys are exactly ``SampleField``'s values."""
 
-    rgb: torch.Tensor  # (W, 3, S, S) uint8
+    rgb: dict[str, torch.Tensor]  # camera name -> (W, 3, S, S) uint8, in the store's camera order
     frame_mask: torch.Tensor  # (W,) bool
     actions: torch.Tensor  # (W, K, A) float32, normalised unless normalize=False
     chunk_mask: torch.Tensor  # (W, K) bool
@@ -96,10 +96,21 @@ class WindowDataset(Dataset[Sample]):
         )  # store ids of the episodes augment=mirror leaves out: their instruction names no side
 
         s = self.manifest.preprocessing.image_size
-        self.frame_bytes = int(self.n_frames.sum()) * s * s * 3
+        self.cameras = self.manifest.camera_names
+        self.frame_bytes = int(self.n_frames.sum()) * s * s * 3 * len(self.cameras)
         budget = default_memory_budget() if memory_budget is None else memory_budget
-        self.frames = EpisodeFrames(opened.rgb_path, ranges, self.frame_bytes <= budget, cache_episodes,
-                                    self.episode_ids.tolist())
+        self.camera_frames = {c: EpisodeFrames(opened.camera_path(c), ranges, self.frame_bytes <= budget, cache_episodes,
+                                               self.episode_ids.tolist()) for c in self.cameras}
+
+    @property
+    def frames(self) -> EpisodeFrames:
+        """The first camera's frames (each camera's cache holds the same episodes; the loader asks one)."""
+        return self.camera_frames[self.cameras[0]]
+
+    def load_all(self) -> None:
+        """Decode every camera's frames of the split into memory (the in-memory path)."""
+        for frames in self.camera_frames.values():
+            frames.load_all()
 
     @property
     def n_anchors(self) -> int:
@@ -126,17 +137,17 @@ class WindowDataset(Dataset[Sample]):
         anchor = self.anchor(index)
         e, t = int(self.which[anchor]), int(self.t[anchor])
         ix = window_index(t, int(self.n_frames[e]), self.spec)
-        frames = self.frames.episode(e)[ix.frames]  # (W, S, S, 3)
+        frames = {c: f.episode(e)[ix.frames] for c, f in self.camera_frames.items()}  # each (W, S, S, 3)
         actions = np.where(ix.past_end[..., None], np.float32(0), self.actions[e][ix.rows])  # (W, K, A) physical
         instruction = self.instructions[e]
         if self.is_mirrored(index):
-            frames = mirror_frames(frames)
+            frames = {c: mirror_frames(f) for c, f in frames.items()}  # the mirrored world, seen by every camera
             actions = actions * self.mirror_sign
             instruction = mirror_words(instruction, self.mirror)
         if self.normalize:
             actions = self.normalizer.normalize(actions)
         return Sample(
-            rgb=torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2))),
+            rgb={c: torch.from_numpy(np.ascontiguousarray(f.transpose(0, 3, 1, 2))) for c, f in frames.items()},
             frame_mask=torch.from_numpy(ix.frame_mask),
             actions=torch.from_numpy(np.ascontiguousarray(actions, np.float32)),
             chunk_mask=torch.from_numpy(ix.chunk_mask),

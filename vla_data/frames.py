@@ -32,11 +32,12 @@ def default_memory_budget() -> int:
 
 
 class EpisodeFrames:
-    """``episode(i)`` -> (n, S, S, 3) uint8 frames of the i-th of ``ranges`` (store frame [start, stop))."""
+    """``episode(i)`` -> (n, S, S, 3) uint8 frames of one camera (the array at ``array_path``) of the i-th of
+    ``ranges`` (store frame [start, stop))."""
 
-    def __init__(self, rgb_path: Path, ranges: list[tuple[int, int]], in_memory: bool, cache_episodes: int,
+    def __init__(self, array_path: Path, ranges: list[tuple[int, int]], in_memory: bool, cache_episodes: int,
                  episode_ids: list[int] | None = None) -> None:
-        self.rgb_path = rgb_path
+        self.array_path = array_path
         self.ranges = ranges
         self.episode_ids = episode_ids if episode_ids is not None else list(range(len(ranges)))  # for messages
         self.in_memory = in_memory
@@ -62,10 +63,10 @@ class EpisodeFrames:
         self._reset()
 
     def _array(self) -> zarr.Array:
-        """The rgb array, opened in this process (decoded frames inherited through a fork are kept)."""
+        """The camera array, opened in this process (decoded frames inherited through a fork are kept)."""
         if self._rgb is None or self._pid != os.getpid():
             self._pid = os.getpid()
-            self._rgb = zarr.open_array(self.rgb_path, mode="r")
+            self._rgb = zarr.open_array(self.array_path, mode="r")
         return self._rgb
 
     def _read(self, i: int) -> np.ndarray:
@@ -75,9 +76,9 @@ class EpisodeFrames:
         try:
             return np.asarray(self._array()[start:stop])
         except Exception as exc:  # the codecs raise many kinds for damaged bytes (checksum, zstd, truncation)
-            store = self.rgb_path.parent.parent
+            store = self.array_path.parent.parent
             raise StoreError(
-                f"{store}: data/rgb frames {start}..{stop - 1} (episode {self.episode_ids[i]}) cannot be decoded "
+                f"{store}: {self.array_path.parent.name}/{self.array_path.name} frames {start}..{stop - 1} (episode {self.episode_ids[i]}) cannot be decoded "
                 f"({type(exc).__name__}: {str(exc)[:120]}); the store is damaged: `vla-data info {store} --verify` "
                 "names every damaged object; rebuild the store from its sources"
             ) from exc

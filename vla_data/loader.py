@@ -50,9 +50,10 @@ class EpisodeBlockSampler(Sampler[int]):
 
 
 def collate_samples(samples: list[Sample]) -> dict[str, object]:
-    """Stack a list of samples into a batch; images stay uint8 (the model converts them on its device)."""
+    """Stack a list of samples into a batch (``rgb``: camera name -> (B, W, 3, S, S)); images stay uint8 (the
+    model converts them on its device)."""
     return {
-        SampleField.rgb: torch.stack([s["rgb"] for s in samples]),
+        SampleField.rgb: {c: torch.stack([s["rgb"][c] for s in samples]) for c in samples[0]["rgb"]},
         SampleField.frame_mask: torch.stack([s["frame_mask"] for s in samples]),
         SampleField.actions: torch.stack([s["actions"] for s in samples]),
         SampleField.chunk_mask: torch.stack([s["chunk_mask"] for s in samples]),
@@ -77,7 +78,7 @@ def make_loader(
     if dataset.frames.in_memory:
         block_episodes = None
         if workers and multiprocessing.get_start_method() == "fork":
-            dataset.frames.load_all()
+            dataset.load_all()
     elif block_episodes is None:
         block_episodes = dataset.frames.cache_episodes
     sampler = EpisodeBlockSampler(dataset, seed, block_episodes) if shuffle else None

@@ -209,14 +209,21 @@ def first_chunk_bytes(ds: h5py.Dataset) -> bytes:
     return np.ascontiguousarray(ds[0]).tobytes()
 
 
-def fingerprint(actions: np.ndarray | None, frames: ArrayHeader, frame_bytes: Iterable[bytes]) -> str:
-    """sha256 over the frames' shape and dtype, the actions, and the given frame bytes, streamed."""
+def fingerprint(actions: np.ndarray | None, cameras: list[tuple[ArrayHeader, Iterable[bytes]]]) -> str:
+    """sha256 over the first camera's frame shape and dtype, the actions and that camera's given frame bytes,
+    then each further camera's shape, dtype and bytes, streamed. An episode of one camera hashes as it did
+    before there were cameras, so stores built then keep recognising their episodes."""
     digest = hashlib.sha256()
-    digest.update(repr((frames.shape, frames.dtype)).encode())
+    (first, first_bytes), *others = cameras
+    digest.update(repr((first.shape, first.dtype)).encode())
     if actions is not None:
         digest.update(np.ascontiguousarray(actions).tobytes())
-    for chunk in frame_bytes:
+    for chunk in first_bytes:
         digest.update(chunk)
+    for header, frame_bytes in others:
+        digest.update(repr((header.shape, header.dtype)).encode())
+        for chunk in frame_bytes:
+            digest.update(chunk)
     return digest.hexdigest()
 
 

@@ -19,8 +19,8 @@ def to_rgb(frame: np.ndarray, order: ColorOrder) -> np.ndarray:
     return frame[..., ::-1] if order == ColorOrder.bgr else frame
 
 
-def resize_frame(frame: np.ndarray, pre: Preprocessing) -> np.ndarray:
-    """(H, W, 3) uint8 in the source colour order -> (S, S, 3) uint8 RGB, as ``pre`` says.
+def resize_frame(frame: np.ndarray, pre: Preprocessing, order: ColorOrder) -> np.ndarray:
+    """(H, W, 3) uint8 in the camera's colour ``order`` -> (S, S, 3) uint8 RGB, as ``pre`` says.
 
     Resizing treats each channel alone, so the frame is resized in its own order and only the S x S
     result is turned into RGB: the same pixels as converting first, without copying the full frame.
@@ -39,12 +39,12 @@ def resize_frame(frame: np.ndarray, pre: Preprocessing) -> np.ndarray:
         cover = image.resize((max(s, round(w * scale)), max(s, round(h * scale))), resample)
         left, top = (cover.width - s) // 2, (cover.height - s) // 2
         out = cover.crop((left, top, left + s, top + s))
-    return np.ascontiguousarray(to_rgb(np.asarray(out), pre.source_color_order))
+    return np.ascontiguousarray(to_rgb(np.asarray(out), order))
 
 
-def resize_frames(frames: np.ndarray, pre: Preprocessing) -> np.ndarray:
-    """(T, H, W, 3) -> (T, S, S, 3)."""
+def resize_frames(frames: np.ndarray, pre: Preprocessing, order: ColorOrder) -> np.ndarray:
+    """(T, H, W, 3) in colour ``order`` -> (T, S, S, 3) RGB."""
     out = np.empty((frames.shape[0], pre.image_size, pre.image_size, 3), np.uint8)
     for i, frame in enumerate(frames):
-        out[i] = resize_frame(frame, pre)
+        out[i] = resize_frame(frame, pre, order)
     return out

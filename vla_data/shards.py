@@ -1,4 +1,4 @@
-"""Filling ``data/rgb`` shard by shard, so that each shard file is written whole, by exactly one process.
+"""Filling a store's camera arrays shard by shard, so that each shard file is written whole, by exactly one process.
 
 A store's frames come from pieces: frame ranges of recorder files (decoded, converted to RGB and resized)
 or of the previous store (copied as they are). ``plan_shards`` cuts that sequence at shard boundaries;
@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from schemas import ColorOrder
 from schemas.store import Preprocessing
 from vla_data.recorder import open_episode
 from vla_data.resize import resize_frames
@@ -30,13 +31,14 @@ from vla_data.stats import ImageMoments
 
 @dataclass(frozen=True)
 class EpisodeSource:
-    """Where one stored episode's frames come from: a recorder file, or the previous store's rgb array."""
+    """Where one stored episode's frames of one camera come from: a recorder file, or the previous store's array."""
 
     episode: int
     n_frames: int
     path: Path
-    frames_key: str | None  # the recorder's frames dataset; None: ``path`` is a store rgb array, at ``offset``
+    frames_key: str | None  # the recorder's frames dataset; None: ``path`` is a store camera array, at ``offset``
     offset: int = 0
+    color_order: ColorOrder = ColorOrder.rgb  # of the recorder's frames (a store's are RGB)
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class Piece:
 
 @dataclass(frozen=True)
 class ShardTask:
-    rgb_path: Path
+    array_path: Path  # the camera array it fills
     start: int
     stop: int
     pieces: tuple[Piece, ...]
@@ -59,9 +61,9 @@ class ShardTask:
 
 
 def plan_shards(
-    sources: list[EpisodeSource], rgb_path: Path, frames_per_shard: int, pre: Preprocessing
+    sources: list[EpisodeSource], array_path: Path, frames_per_shard: int, pre: Preprocessing
 ) -> list[ShardTask]:
-    """One task per shard of the store's rgb array, in store order (sources are laid out in list order)."""
+    """One task per shard of one camera array of the store, in store order (sources are laid out in list order)."""
     pieces: list[Piece] = []
     cursor = 0
     for source in sources:
@@ -76,7 +78,7 @@ def plan_shards(
     for piece in pieces:
         tasks.setdefault(piece.start // frames_per_shard, []).append(piece)
     return [
-        ShardTask(rgb_path, k * frames_per_shard, min((k + 1) * frames_per_shard, cursor), tuple(group), pre)
+        ShardTask(array_path, k * frames_per_shard, min((k + 1) * frames_per_shard, cursor), tuple(group), pre)
         for k, group in sorted(tasks.items())
     ]
 
@@ -86,18 +88,18 @@ def _read(piece: Piece, pre: Preprocessing) -> np.ndarray:
     if src.frames_key is None:
         return np.asarray(zarr.open_array(src.path, mode="r")[src.offset + a : src.offset + b])
     with open_episode(src.path) as f:
-        return resize_frames(f[src.frames_key][a:b], pre)
+        return resize_frames(f[src.frames_key][a:b], pre, src.color_order)
 
 
 def write_shard(task: ShardTask) -> tuple[int, dict[int, ImageMoments]]:
     """Fill one shard in one write; the frames written and their moments per episode."""
-    block = np.empty((task.stop - task.start, *zarr.open_array(task.rgb_path, mode="r").shape[1:]), np.uint8)
+    block = np.empty((task.stop - task.start, *zarr.open_array(task.array_path, mode="r").shape[1:]), np.uint8)
     moments: dict[int, ImageMoments] = {}
     for piece in task.pieces:
         frames = _read(piece, task.preprocessing)
         block[piece.start - task.start : piece.start - task.start + piece.n] = frames
         moments.setdefault(piece.source.episode, ImageMoments()).add(frames)
-    zarr.open_array(task.rgb_path, mode="r+")[task.start : task.stop] = block
+    zarr.open_array(task.array_path, mode="r+")[task.start : task.stop] = block
     return task.stop - task.start, moments
 
 

@@ -2,7 +2,7 @@
 
 ```
 dataset.zarr/
-  zarr.json, data/rgb (N,S,S,3) uint8, data/action (N,A) float32, meta/episode_ends (E,) int64
+  zarr.json, data/<camera> (N,S,S,3) uint8 per camera, data/action (N,A) float32, meta/episode_ends (E,) int64
   episodes.csv     the episode table (schemas.store.EpisodeRecord), pandas.read_csv reads it
   build_log.json   what each build added and left out
   vla-data-store.json  schemas.store.StoreMarker, written first: the proof that vla-data made the folder
@@ -56,17 +56,28 @@ class DatasetStore:
     group: zarr.Group
 
     @property
-    def rgb(self) -> zarr.Array:
-        return self.group[array_path(self.manifest.feature(FeatureKind.camera))]  # type: ignore[return-value]
+    def cameras(self) -> list[Feature]:
+        """The camera features, in the order the policy reads them."""
+        return self.manifest.cameras
 
-    @property
-    def rgb_path(self) -> Path:
-        """The frames array's folder, for processes that open it themselves (loader workers, build workers)."""
-        return self.path / array_path(self.manifest.feature(FeatureKind.camera))
+    def _camera_feature(self, name: str) -> Feature:
+        for f in self.manifest.cameras:
+            if f.name == name:
+                return f
+        raise StoreError(f"{self.path}: no camera {name!r}; the store holds camera(s) "
+                         f"{', '.join(self.manifest.camera_names)}")
+
+    def camera(self, name: str) -> zarr.Array:
+        """One camera's (N, S, S, 3) uint8 RGB frames."""
+        return self.group[array_path(self._camera_feature(name))]  # type: ignore[return-value]
+
+    def camera_path(self, name: str) -> Path:
+        """One camera array's folder, for processes that open it themselves (loader workers, build workers)."""
+        return self.path / array_path(self._camera_feature(name))
 
     @property
     def action(self) -> zarr.Array:
-        return self.group[array_path(self.manifest.feature(FeatureKind.action))]  # type: ignore[return-value]
+        return self.group[array_path(self.manifest.action_feature)]  # type: ignore[return-value]
 
     @property
     def episode_ends(self) -> np.ndarray:

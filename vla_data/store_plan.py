@@ -46,7 +46,6 @@ class Source:
     report: FileReport
     content_hash: str
     actions: np.ndarray  # all recorder channels, physical units
-    frames_key: str
 
 
 def select_channels(usable: list[FileReport], options: BuildOptions, action_dim: int) -> ActionSelection:
@@ -75,12 +74,12 @@ def select_channels(usable: list[FileReport], options: BuildOptions, action_dim:
 def _read_source(report: FileReport, settings: RecorderSettings) -> Source:
     path = Path(report.path)
     with open_episode(path) as f:
-        frames_ds, actions = f[settings.frames_key], np.asarray(f[settings.actions_key][()], np.float32)
-        digest = fingerprint(actions, header(frames_ds, settings.frames_key), stored_frame_bytes(frames_ds))
-    return Source(report=report, content_hash=digest, actions=actions, frames_key=settings.frames_key)
+        actions = np.asarray(f[settings.actions_key][()], np.float32)
+        digest = fingerprint(actions, [(header(f[c.key], c.key), stored_frame_bytes(f[c.key])) for c in settings.cameras])
+    return Source(report=report, content_hash=digest, actions=actions)
 
 
-def _load_previous(out: Path, options: BuildOptions) -> DatasetStore | None:
+def _load_previous(out: Path, options: BuildOptions, settings: RecorderSettings) -> DatasetStore | None:
     """The store already at ``out`` that this build extends, or None (nothing there, or --overwrite)."""
     kind = ownership(out)
     if kind in (Ownership.absent, Ownership.empty) or (options.overwrite and kind != Ownership.foreign):
@@ -91,6 +90,13 @@ def _load_previous(out: Path, options: BuildOptions) -> DatasetStore | None:
         raise StoreError(
             f"{out} was built with {m.preprocessing.model_dump(mode='json')}, not "
             f"{options.preprocessing.model_dump(mode='json')}; pass --overwrite to rebuild it"
+        )
+    cameras = [c.camera_source for c in m.cameras]
+    if cameras != list(settings.cameras):
+        raise StoreError(
+            f"{out} holds camera(s) {'; '.join(c.describe() for c in cameras)}, not "
+            f"{'; '.join(c.describe() for c in settings.cameras)} as asked now; pass the same cameras, or "
+            "--overwrite to rebuild it with these"
         )
     if not m.splits.same_rule(options.splits):
         raise StoreError(
@@ -232,7 +238,7 @@ def build_version(report: ValidationReport, root: Path, out: Path, options: Buil
     usable = [r for r in report.files if r.ok]
     if not usable:
         raise StoreError("no usable source episodes")
-    previous = _load_previous(out, options)
+    previous = _load_previous(out, options, settings)
     selection = previous.manifest.actions if previous is not None else select_channels(usable, options, settings.action_dim)
     if previous is not None and options.action_channels != "auto" and list(options.action_channels) != selection.channels:
         raise StoreError(f"{out} keeps channels {selection.channels}; pass --overwrite to change them")
@@ -255,7 +261,7 @@ def build_version(report: ValidationReport, root: Path, out: Path, options: Buil
         unmatched_split_rows=unmatched,
     )
     episodes = _settle_splits(plan.entries, explicit, options, selection)
-    features = store_features(options.preprocessing, selection, settings.frames_key, settings.actions_key)
+    features = store_features(options.preprocessing, selection, settings.cameras, settings.actions_key)
     return write_version(out, previous, episodes, selection, features, options, entry, progress)
 
 
@@ -291,8 +297,8 @@ def _settle_splits(entries: list[Entry], explicit: dict[str, Split], options: Bu
     for e, split in zip(entries, splits, strict=True):
         record = e.record.model_copy(update={"split": split})
         out.append(EpisodeInput.copied(record) if e.source is None else EpisodeInput.recorded(
-            record, Path(e.source.report.path), e.source.frames_key, e.source.actions[:, selection.channels],
-            e.source.report.frame_size))
+            record, Path(e.source.report.path), e.source.actions[:, selection.channels],
+            tuple(e.source.report.frame_sizes.values())))
     return out
 
 

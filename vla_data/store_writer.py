@@ -70,18 +70,18 @@ class EpisodeInput:
 
     record: EpisodeRecord
     recorder_file: Path | None = None  # None: copied from the previous store
-    frames_key: str | None = None
     actions: np.ndarray | None = None  # the kept channels, physical units (recorded episodes)
-    source_frame_size: tuple[int, int] | None = None  # (H, W) before resizing
+    source_frame_sizes: tuple[tuple[int, int], ...] = ()  # (H, W) of each camera's frames before resizing
 
     @classmethod
     def copied(cls, record: EpisodeRecord) -> EpisodeInput:
         return cls(record)
 
     @classmethod
-    def recorded(cls, record: EpisodeRecord, path: Path, frames_key: str, actions: np.ndarray,
-                 frame_size: tuple[int, int] | None) -> EpisodeInput:
-        return cls(record, path, frames_key, actions, frame_size)
+    def recorded(cls, record: EpisodeRecord, path: Path, actions: np.ndarray,
+                 frame_sizes: tuple[tuple[int, int], ...]) -> EpisodeInput:
+        """An episode read from a recorder file: each camera's frames from the dataset its feature names."""
+        return cls(record, path, actions, frame_sizes)
 
 
 @contextmanager
@@ -120,7 +120,8 @@ def _write_staging(staging: Path, previous: DatasetStore | None, episodes: list[
     n_frames = sum(r.n_frames for r in records)
     marker = StoreMarker(tool_version=__version__, created=log_entry.created)
     group = create_arrays(staging, n_frames, features, marker)
-    camera, action = (next(f for f in features if f.kind == kind) for kind in (FeatureKind.camera, FeatureKind.action))
+    cameras = [f for f in features if f.kind == FeatureKind.camera]
+    action = next(f for f in features if f.kind == FeatureKind.action)
 
     previous_actions = np.asarray(previous.action[:], np.float32) if previous is not None else None
     previous_start = {}
@@ -128,24 +129,30 @@ def _write_staging(staging: Path, previous: DatasetStore | None, episodes: list[
         ends = previous.episode_ends
         previous_start = {h: int(ends[ep]) - int(n) for h, ep, n in zip(
             previous.episodes["content_hash"], previous.episodes["episode"], previous.episodes["n_frames"], strict=True)}
-    actions, frame_sources = [], []
+    actions: list[np.ndarray] = []
+    frame_sources: dict[str, list[EpisodeSource]] = {c.name: [] for c in cameras}
     for e in episodes:
         r = e.record
         if e.recorder_file is None:
             assert previous is not None and previous_actions is not None
             start = previous_start[r.content_hash]
             actions.append(previous_actions[start : start + r.n_frames])
-            frame_sources.append(EpisodeSource(r.episode, r.n_frames, previous.rgb_path, None, start))
+            for c in cameras:
+                frame_sources[c.name].append(EpisodeSource(r.episode, r.n_frames, previous.camera_path(c.name), None, start))
         else:
             assert e.actions is not None
             actions.append(e.actions)
-            frame_sources.append(EpisodeSource(r.episode, r.n_frames, e.recorder_file, e.frames_key))
+            for c in cameras:
+                assert c.color_order is not None
+                frame_sources[c.name].append(EpisodeSource(r.episode, r.n_frames, e.recorder_file, c.source,
+                                                           color_order=c.color_order))
     all_actions = np.concatenate(actions).astype(np.float32)
     group[array_path(action)][:] = all_actions
     write_episode_ends(group, [r.n_frames for r in records])
-    tasks = plan_shards(frame_sources, staging / array_path(camera), FRAMES_PER_SHARD, pre)
+    tasks = [task for c in cameras
+             for task in plan_shards(frame_sources[c.name], staging / array_path(c), FRAMES_PER_SHARD, pre)]
     if progress:
-        progress.start(n_frames, len(records))
+        progress.start(n_frames * len(cameras), len(records))
     moments = fill_frames(tasks, options.workers, progress.advance if progress else None)
 
     write_table(staging, records)
@@ -175,13 +182,14 @@ def _write_staging(staging: Path, previous: DatasetStore | None, episodes: list[
 def _frame_sizes(previous: DatasetStore | None, episodes: list[EpisodeInput]) -> list[str]:
     """The source frame sizes (HxW) the store's episodes came from: the previous store's and the new ones'."""
     sizes = set(previous.manifest.source_frame_sizes) if previous is not None else set()
-    sizes |= {f"{e.source_frame_size[0]}x{e.source_frame_size[1]}" for e in episodes if e.source_frame_size}
+    sizes |= {f"{h}x{w}" for e in episodes for h, w in e.source_frame_sizes}
     return sorted(sizes)
 
 
 def train_stats(actions: np.ndarray, records: list[EpisodeRecord], moments: dict[int, ImageMoments],
                 options: BuildOptions) -> NormStats:
-    """Exact stats over the train split's frames: every action channel, and the RGB moments of the frames."""
+    """Exact stats over the train split's frames: every action channel, and the RGB moments of the frames (of
+    every camera together)."""
     train = np.repeat([r.split == Split.train for r in records], [r.n_frames for r in records])
     images = ImageMoments()
     for r in records:

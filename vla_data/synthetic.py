@@ -21,7 +21,8 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from schemas import FindingCode, RecorderSettings
+from schemas import ColorOrder, FindingCode, RecorderSettings
+from schemas.recorder import CameraSource
 from schemas.synthetic import SyntheticConfig
 from vla_data.files import atomic_path
 
@@ -32,6 +33,21 @@ STOP_DISTANCE = 1.2
 ALIGNED = 0.25
 TIME_PERIODS = ("dawn", "morning", "evening", "night")
 SETTINGS = RecorderSettings()  # the collector writes the recorder defaults
+# ``--cameras 2``: the collector's camera, and a side camera written RGB by another driver.
+FRONT = CameraSource(name="front", key="images", color_order=ColorOrder.bgr)
+SIDE = CameraSource(name="side", key="observations/side_images", color_order=ColorOrder.rgb)
+SIDE_SHIFT = 1 / 6  # the side camera sees the scene shifted by this share of the frame width
+
+
+def camera_settings(cameras: int) -> RecorderSettings:
+    """The recorder settings that read episodes written with ``SyntheticConfig.cameras``."""
+    return SETTINGS if cameras == 1 else RecorderSettings(cameras=(FRONT, SIDE))
+
+
+def side_view(frames: np.ndarray) -> np.ndarray:
+    """The side camera's (T, H, W, 3) RGB frames: the same scene, shifted sideways (the edge column repeated)."""
+    shift = max(1, int(frames.shape[2] * SIDE_SHIFT))
+    return np.ascontiguousarray(np.concatenate([frames[:, :, shift:], np.repeat(frames[:, :, -1:], shift, 2)], 2))
 
 
 @dataclass
@@ -44,6 +60,7 @@ class Episode:
     events: list[str]
     instruction: str | None
     attributes: dict[str, object] = field(default_factory=dict)
+    side_frames: np.ndarray | None = None  # (T, H, W, 3) uint8 RGB of the side camera (``--cameras 2``)
 
 
 # -- the world -------------------------------------------------------------------------------------------
@@ -148,12 +165,14 @@ def simulate(rng: np.random.Generator, index: int, start: datetime, config: Synt
 
 
 # -- writing ---------------------------------------------------------------------------------------------
-def write_episode(path: Path, ep: Episode, frames_key: str = SETTINGS.frames_key, bgr: bool = True) -> Path:
+def write_episode(path: Path, ep: Episode, frames_key: str = SETTINGS.camera.key, bgr: bool = True) -> Path:
     """Write ``ep`` as the collector does, via a temporary file renamed into place (never half-written)."""
     frames = ep.frames[..., ::-1] if bgr and ep.frames.ndim == 4 and ep.frames.shape[-1] == 3 else ep.frames
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         chunks = (1, *frames.shape[1:]) if frames.shape[0] else None
         f.create_dataset(frames_key, data=np.ascontiguousarray(frames), chunks=chunks, compression="gzip")
+        if ep.side_frames is not None:
+            f.create_dataset(SIDE.key, data=ep.side_frames, chunks=chunks, compression="gzip")
         f.create_dataset(SETTINGS.actions_key, data=ep.actions)
         f.create_dataset(SETTINGS.events_key, data=ep.events, dtype=h5py.string_dtype("utf-8"))
         if ep.instruction is not None:
@@ -172,6 +191,8 @@ def make_synthetic(out: Path, config: SyntheticConfig, progress: Callable[[int],
     index_rows: list[dict[str, str]] = []
     for i in range(config.episodes):
         ep = simulate(rng, i, start, config)
+        if config.cameras == 2:
+            ep = replace(ep, side_frames=side_view(ep.frames))
         if rng.random() < config.no_instruction_ratio:  # older files: the instruction was added afterwards
             if rng.random() < 0.5:
                 index_rows.append({"episode_path": f"{ep.name}.h5", "instruction": ep.instruction or ""})
@@ -200,6 +221,8 @@ def write_defects(out: Path, clean: list[Path], config: SyntheticConfig, rng: np
     paths = []
     for i, (code, make) in enumerate(_DEFECTS.items()):
         ep = simulate(rng, 1000 + i, start, config)
+        if config.cameras == 2:
+            ep = replace(ep, side_frames=side_view(ep.frames))
         paths.append(make(out / f"{ep.name}_defect_{code}.h5", ep, clean))
     return paths
 

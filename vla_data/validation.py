@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 
 from schemas import (
+    ArrayHeader,
     DatasetSummary,
     FileReport,
     Finding,
@@ -100,7 +101,7 @@ def _check_open_file(
         "external_links": layout.external_links,
         "external_storage": layout.external_storage,
         "virtual_datasets": layout.virtual_datasets,
-        "frames": _header_if_present(layout, settings.frames_key),
+        "cameras": {c.name: _header_if_present(layout, c.key) for c in settings.cameras},
         "actions": _header_if_present(layout, settings.actions_key),
         "action_values": actions,
         "instruction": instruction,
@@ -113,55 +114,65 @@ def _check_open_file(
     if episode is None:
         return
     report.n_frames, report.frame_size = episode.n_frames, episode.frame_size
+    report.frame_sizes = episode.frame_sizes
     values = episode.action_values
     if values is not None and values.size:
         report.action_min = values.min(axis=0).astype(float).tolist()
         report.action_max = values.max(axis=0).astype(float).tolist()
     report.findings.extend(episode.warnings(settings, options.window))
-    frames = layout.datasets[settings.frames_key]
-    assert episode.frames is not None
+    headers = [episode.cameras[c.name] for c in settings.cameras]
+    datasets = [layout.datasets[c.key] for c in settings.cameras]
+    if any(h is None for h in headers):  # an external link, reported as such: nothing to hash
+        return
     if options.deep:
-        report.fingerprint = _deep_frames(frames, episode, path, report)
+        report.fingerprint = _deep_frames(datasets, headers, episode, path, report)  # type: ignore[arg-type]
     else:
-        report.fingerprint = fingerprint(values, episode.frames, [first_chunk_bytes(frames)])
+        report.fingerprint = fingerprint(values, [(h, [first_chunk_bytes(ds)])  # type: ignore[misc]
+                                                  for h, ds in zip(headers, datasets, strict=True)])
 
 
-def _deep_frames(frames: h5py.Dataset, episode: RawEpisode, path: Path, report: FileReport) -> str | None:
-    """Decode every frame once: undecodable chunks, frozen camera, and the fingerprint of every frame."""
-    assert episode.frames is not None
-    repeats: list[int] = []
+def _deep_frames(datasets: list[h5py.Dataset], headers: list[ArrayHeader], episode: RawEpisode, path: Path,
+                 report: FileReport) -> str | None:
+    """Decode every frame of every camera once: undecodable chunks, frozen cameras, and the fingerprint of
+    every frame."""
+    repeats: dict[str, list[int]] = {h.key: [] for h in headers}
+    decoding = headers[0].key
 
-    def tokens() -> Iterator[bytes]:
+    def tokens(ds: h5py.Dataset, key: str) -> Iterator[bytes]:
+        nonlocal decoding
+        decoding = key
         previous = None
-        for i, token in enumerate(iter_frame_tokens(frames)):
+        for i, token in enumerate(iter_frame_tokens(ds)):
             if token == previous:
-                repeats.append(i)
+                repeats[key].append(i)
             previous = token
             yield token
 
     try:
-        digest = fingerprint(episode.action_values, episode.frames, tokens())
+        digest = fingerprint(episode.action_values,
+                             [(h, tokens(ds, h.key)) for h, ds in zip(headers, datasets, strict=True)])
     except OSError as exc:
         report.findings.append(
             _finding(
                 FindingCode.corrupt_file,
                 path,
-                episode.frames.key,
+                decoding,
                 f"frame data cannot be decoded ({str(exc).splitlines()[0]})",
                 "a compressed chunk is damaged; copy the file again from the robot or drop the episode",
             )
         )
         return None
-    if repeats:
-        report.findings.append(
-            _finding(
-                FindingCode.frozen_camera,
-                path,
-                episode.frames.key,
-                f"{len(repeats)} frame(s) identical to the one before, first at frame {repeats[0]}",
-                "the camera stream stalled while recording; check the camera driver, or drop the episode",
+    for key, frames in repeats.items():
+        if frames:
+            report.findings.append(
+                _finding(
+                    FindingCode.frozen_camera,
+                    path,
+                    key,
+                    f"{len(frames)} frame(s) identical to the one before, first at frame {frames[0]}",
+                    "the camera stream stalled while recording; check the camera driver, or drop the episode",
+                )
             )
-        )
     return digest
 
 
@@ -225,21 +236,25 @@ def mark_duplicates(reports: Sequence[FileReport]) -> None:
 
 
 def mark_odd_frame_sizes(reports: Sequence[FileReport], settings: RecorderSettings) -> None:
-    sizes = Counter(r.frame_size for r in reports if r.frame_size is not None)
-    if len(sizes) < 2:
-        return
-    common, _ = sizes.most_common(1)[0]
-    for r in reports:
-        if r.frame_size is not None and r.frame_size != common:
-            r.findings.append(
-                _finding(
-                    FindingCode.frame_size_varies,
-                    Path(r.path),
-                    settings.frames_key,
-                    f"frames are {r.frame_size[0]}x{r.frame_size[1]}; most episodes are {common[0]}x{common[1]}",
-                    "fine for build-splits (every frame is resized once); check the camera settings if unintended",
+    """Per camera: episodes whose frames have another size than most episodes' frames of that camera."""
+    for camera in settings.cameras:
+        sizes = Counter(r.frame_sizes[camera.name] for r in reports if camera.name in r.frame_sizes)
+        if len(sizes) < 2:
+            continue
+        (ch, cw), _ = sizes.most_common(1)[0]
+        which = f"camera {camera.name}: " if len(settings.cameras) > 1 else ""
+        for r in reports:
+            size = r.frame_sizes.get(camera.name)
+            if size is not None and size != (ch, cw):
+                r.findings.append(
+                    _finding(
+                        FindingCode.frame_size_varies,
+                        Path(r.path),
+                        camera.key,
+                        f"{which}frames are {size[0]}x{size[1]}; most episodes are {ch}x{cw}",
+                        "fine for build-splits (every frame is resized once); check the camera settings if unintended",
+                    )
                 )
-            )
 
 
 def summarize(reports: Sequence[FileReport], settings: RecorderSettings) -> DatasetSummary:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from schemas.train import CHECKPOINT_FORMAT, CheckpointMeta
+from schemas.train import CHECKPOINT_FORMAT, READABLE_CHECKPOINTS, CheckpointMeta
 from vla_data.files import open_permissions
 
 META = "checkpoint.json"
@@ -153,9 +153,10 @@ def load_meta(path: Path) -> CheckpointMeta:
     try:
         raw = json.loads((path / META).read_text())
         version = raw.get("format_version") if isinstance(raw, dict) else None
-        if version != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{path}: checkpoint format {version}, this vla-data reads {CHECKPOINT_FORMAT}; "
-                                  "train it again with this version")
+        if version not in READABLE_CHECKPOINTS:
+            raise CheckpointError(f"{path}: checkpoint format {version}, this vla-data reads formats "
+                                  f"{', '.join(map(str, READABLE_CHECKPOINTS))} (writes {CHECKPOINT_FORMAT}); "
+                                  "use the vla-data that trained it, or train it again with this one")
         meta = CheckpointMeta.model_validate(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path / META}: unreadable ({exc})") from exc

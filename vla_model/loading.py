@@ -10,7 +10,7 @@ from schemas.store import StoreManifest
 from schemas.train import CheckpointMeta
 from vla_model import checkpoint as ckpt
 from vla_model.backbone import ModelNotFound, load_backbone
-from vla_model.policy import VLAPolicy
+from vla_model.policy import VLAPolicy, policy_for
 
 # the backbone settings a checkpoint's adapter depends on; the weights found must have the same
 SHAPE_KEYS = {
@@ -58,6 +58,10 @@ def check_store(meta: CheckpointMeta, manifest: StoreManifest) -> None:
         differ.append(f"action names: checkpoint {meta.actions.names}, store {manifest.actions.names}")
     if meta.actions.channels != manifest.actions.channels:
         differ.append(f"action channels: checkpoint {meta.actions.channels}, store {manifest.actions.channels}")
+    missing = [c for c in meta.camera_names if c not in manifest.camera_names]
+    if missing:
+        differ.append(f"camera(s) {', '.join(missing)}: the checkpoint reads {', '.join(meta.camera_names)}, the store "
+                      f"holds {', '.join(manifest.camera_names)}")
     ours, theirs = meta.preprocessing.model_dump(mode="json"), manifest.preprocessing.model_dump(mode="json")
     differ += [f"preprocessing {key}: checkpoint {ours[key]}, store {theirs[key]}" for key in ours if ours[key] != theirs[key]]
     if differ:
@@ -82,8 +86,6 @@ def load_policy(path: Path, device: str | torch.device = "cpu", model: str | Non
         raise ModelNotFound(f"{path} was trained on the backbone {source}, which is not found here ({exc}); if it "
                             "has moved, pass --model DIR (eval, predict) or model=DIR (Policy.from_checkpoint)") from exc
     check_backbone(meta, backbone.model.config.to_dict(), source)
-    model_config = meta.train_config.model
-    policy = VLAPolicy(backbone, model_config, len(meta.action_names), meta.train_config.data.window.chunk,
-                       inference=True)
+    policy = policy_for(backbone, meta.train_config, len(meta.action_names), meta.camera_names, inference=True)
     load_trained(policy, *ckpt.load_weights(path))
     return policy.to(device).eval(), meta

@@ -1,4 +1,5 @@
-"""The policy: Kosmos-2 reads each window frame with the instruction and one learnable action query; the
+"""The policy: Kosmos-2 reads each window frame (one image span per camera: ``<image>`` + latent tokens +
+``</image>``, in the policy's camera order) with the instruction and one learnable action query; the
 query's last hidden state is the frame feature; a history head runs over the W features; a chunk head maps
 each step to K x A actions (DESIGN.md, "The policy").
 
@@ -14,7 +15,8 @@ from peft import LoraConfig, inject_adapter_in_model
 from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
-from schemas.train import HistoryHead, ModelConfig
+from schemas.recorder import DEFAULT_CAMERA
+from schemas.train import HistoryHead, ModelConfig, TrainConfig
 from vla_model.backbone import CLIP_MEAN, CLIP_STD, IMAGE_END, IMAGE_START, Backbone
 
 
@@ -27,8 +29,11 @@ class VLAPolicy(nn.Module):
     there is nothing to recompute, and it would only slow every forward."""
 
     def __init__(self, backbone: Backbone, config: ModelConfig, action_dim: int, chunk: int, *,
-                 inference: bool = False) -> None:
+                 cameras: list[str] | tuple[str, ...] = (DEFAULT_CAMERA,), inference: bool = False) -> None:
         super().__init__()
+        if not cameras or len(set(cameras)) != len(cameras):
+            raise ConfigError(f"cameras {list(cameras)}: the policy needs one or more cameras, each named once")
+        self.cameras = list(cameras)
         self.backbone = backbone.model
         self.tokenizer = backbone.tokenizer
         self.config = config
@@ -82,13 +87,15 @@ class VLAPolicy(nn.Module):
         return (x - self.pixel_mean) / self.pixel_std
 
     def text_inputs(self, instructions: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per instruction: ``<s> <image> [Q image slots] </image> words <action query>``, right-padded.
+        """Per instruction: ``<s>``, then per camera ``<image> [Q image slots] </image>``, then the words and
+        the action query, right-padded.
 
         Returns input ids (the query's slot holds pad), attention mask, image-slot mask, query positions.
         """
         tok = self.tokenizer
         words = tok(instructions, add_special_tokens=False)["input_ids"]
-        prefix = [tok.bos_token_id, self._image_start] + [tok.unk_token_id] * self.image_tokens + [self._image_end]
+        span = [self._image_start] + [tok.unk_token_id] * self.image_tokens + [self._image_end]
+        prefix = [tok.bos_token_id] + span * len(self.cameras)
         rows = [prefix + list(w) for w in words]
         length = max(len(r) for r in rows) + 1
         device = self.action_query.device
@@ -98,20 +105,27 @@ class VLAPolicy(nn.Module):
             ids[i, : len(r)] = torch.tensor(r)
             attention[i, : len(r) + 1] = 1  # the query attends to everything before it
         image_slots = torch.zeros((len(rows), length), dtype=torch.bool)
-        image_slots[:, 2 : 2 + self.image_tokens] = True
+        for c in range(len(self.cameras)):
+            first = 2 + c * len(span)
+            image_slots[:, first : first + self.image_tokens] = True
         query_at = torch.tensor([len(r) for r in rows])
         return ids.to(device), attention.to(device), image_slots.to(device), query_at.to(device)
 
     # -- the model ---------------------------------------------------------------------------------------
     def frame_features(self, rgb: torch.Tensor, instructions: list[str]) -> torch.Tensor:
-        """(N, 3, S, S) uint8 frames and one instruction per frame -> (N, D) features, one backbone call."""
+        """(N, C, 3, S, S) uint8 frames (C cameras, in the policy's order) and one instruction per frame -> (N, D)
+        features, one backbone call. The vision tower reads the N x C images as one batch; Kosmos-2 places
+        each frame's C image embeddings in its C image spans, in order."""
+        if rgb.ndim != 5 or rgb.shape[1] != len(self.cameras):
+            raise ValueError(f"frames of shape {tuple(rgb.shape)}: the policy reads (N, {len(self.cameras)}, 3, S, S), "
+                             f"cameras {', '.join(self.cameras)}")
         ids, attention, image_slots, query_at = self.text_inputs(instructions)
         embeds = self.backbone.get_input_embeddings()(ids)
         rows = torch.arange(len(ids), device=ids.device)
         embeds = embeds.clone()
         embeds[rows, query_at] = self.action_query.to(embeds.dtype)
         out = self.backbone(
-            pixel_values=self.pixels(rgb).to(embeds.dtype),
+            pixel_values=self.pixels(rgb.flatten(0, 1)).to(embeds.dtype),
             inputs_embeds=embeds,
             attention_mask=attention,
             image_embeds_position_mask=image_slots,
@@ -129,11 +143,21 @@ class VLAPolicy(nn.Module):
         b, w = x.shape[:2]
         return self.chunk_head(x).view(b, w, self.chunk, self.action_dim)
 
-    def forward(self, rgb: torch.Tensor, instructions: list[str]) -> torch.Tensor:
-        """(B, W, 3, S, S) uint8 and B instructions -> (B, W, K, A)."""
-        b, w = rgb.shape[:2]
-        per_frame = [text for text in instructions for _ in range(w)]  # sample-major, as rgb.flatten(0, 1)
-        features = self.frame_features(rgb.flatten(0, 1), per_frame)
+    def stack_cameras(self, rgb: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Camera name -> (..., 3, S, S) as one (..., C, 3, S, S) tensor in the policy's camera order; a camera the
+        policy reads that is missing is refused by name (extra cameras are not read)."""
+        missing = [c for c in self.cameras if c not in rgb]
+        if missing:
+            raise ValueError(f"no frames of camera(s) {', '.join(missing)}: the policy reads {', '.join(self.cameras)}, "
+                             f"given {', '.join(rgb) or 'none'}")
+        return torch.stack([rgb[c] for c in self.cameras], dim=-4)
+
+    def forward(self, rgb: dict[str, torch.Tensor], instructions: list[str]) -> torch.Tensor:
+        """Camera name -> (B, W, 3, S, S) uint8, and B instructions -> (B, W, K, A)."""
+        frames = self.stack_cameras(rgb)  # (B, W, C, 3, S, S)
+        b, w = frames.shape[:2]
+        per_frame = [text for text in instructions for _ in range(w)]  # sample-major, as frames.flatten(0, 1)
+        features = self.frame_features(frames.flatten(0, 1), per_frame)
         return self.act(features.view(b, w, -1))
 
     # -- what training changes ---------------------------------------------------------------------------
@@ -152,3 +176,10 @@ class VLAPolicy(nn.Module):
             "lora": [p for n, p in self.backbone.named_parameters() if p.requires_grad],
             "heads": [p for n, p in self.named_parameters() if not n.startswith("backbone.") and p.requires_grad],
         }
+
+
+def policy_for(backbone: Backbone, config: TrainConfig, action_dim: int, cameras: list[str], *,
+               inference: bool = False) -> VLAPolicy:
+    """The one recipe for the policy of a run: its model settings and chunk, the data's action dim and cameras
+    (training builds it from the store, loading from the checkpoint's record of the same)."""
+    return VLAPolicy(backbone, config.model, action_dim, config.data.window.chunk, cameras=cameras, inference=inference)

@@ -32,23 +32,29 @@ def preflight(policy: VLAPolicy, batch: dict, manifest: StoreManifest, window: i
     if len(stats.action) != len(manifest.actions.names):
         raise PreflightError(f"the store has {len(manifest.actions.names)} action channels but stats for {len(stats.action)}")
 
-    rgb, mask = batch[SampleField.rgb], batch[SampleField.chunk_mask]
-    b = rgb.shape[0]
-    want = {
-        SampleField.rgb: (b, window, 3, manifest.preprocessing.image_size, manifest.preprocessing.image_size),
-        SampleField.actions: (b, window, policy.chunk, policy.action_dim),
-        SampleField.chunk_mask: (b, window, policy.chunk),
+    cameras, mask = batch[SampleField.rgb], batch[SampleField.chunk_mask]
+    missing = [c for c in policy.cameras if c not in cameras]
+    if missing:
+        raise PreflightError(f"the batch has no frames of camera(s) {', '.join(missing)}; the model reads "
+                             f"{', '.join(policy.cameras)}, the store holds {', '.join(manifest.camera_names)}")
+    b = mask.shape[0]
+    s = manifest.preprocessing.image_size
+    want = {f"{SampleField.rgb.value}[{c}]": (cameras[c], (b, window, 3, s, s)) for c in policy.cameras} | {
+        SampleField.actions.value: (batch[SampleField.actions], (b, window, policy.chunk, policy.action_dim)),
+        SampleField.chunk_mask.value: (mask, (b, window, policy.chunk)),
     }
-    for field, shape in want.items():
-        if tuple(batch[field].shape) != shape:
-            raise PreflightError(f"batch {field.value} has shape {tuple(batch[field].shape)}, the model expects {shape}")
+    for field, (value, shape) in want.items():
+        if tuple(value.shape) != shape:
+            raise PreflightError(f"batch {field} has shape {tuple(value.shape)}, the model expects {shape}")
     if policy.action_dim != len(manifest.actions.names):
         raise PreflightError(
             f"the model predicts {policy.action_dim} action channels, the store holds {len(manifest.actions.names)} "
             f"({', '.join(manifest.actions.names)})"
         )
-    if rgb.dtype != torch.uint8:
-        raise PreflightError(f"batch rgb is {rgb.dtype}; the loader must give uint8 frames")
+    wrong = {c: cameras[c].dtype for c in policy.cameras if cameras[c].dtype != torch.uint8}
+    if wrong:
+        raise PreflightError(f"batch rgb is {', '.join(f'{d} ({c})' for c, d in wrong.items())}; the loader must give "
+                             "uint8 frames")
     if not bool(mask.any()):
         raise PreflightError(
             "the first batch has no unmasked action target: every chunk is padding. Check --action-offset and "

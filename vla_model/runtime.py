@@ -5,10 +5,11 @@ policy = Policy.from_checkpoint("runs/k2")           # a checkpoint, or a run (i
 chunk = policy.predict(recent_frames, "go to the bottle on the left")   # (K, A), physical units
 runner = policy.runner(); runner.reset(instruction)
 for frame in camera: chunk = runner.step(frame)       # one backbone call per frame
+chunk = runner.step({"front": front_frame, "rear": rear_frame})       # a policy trained on several cameras
 ```
-Frames are raw camera frames, (H, W, 3) uint8, in the colour order of the training recorder (the checkpoint's
-``preprocessing.source_color_order``) unless ``color_order`` says otherwise: the colour order belongs to the
-camera, and the model only ever sees RGB. The checkpoint's ``Preprocessing`` turns them into what the model
+Frames are raw camera frames, (H, W, 3) uint8, given as a dict by camera name (a policy of one camera also
+takes the bare array), each in the colour order its training camera recorded (the checkpoint's ``cameras``)
+unless ``color_order`` says otherwise: the colour order belongs to the camera, and the model only ever sees RGB. The checkpoint's ``Preprocessing`` turns them into what the model
 was trained on (``vla_data.resize``). The policy reads
 each frame on its own (``VLAPolicy.frame_features``), so a runner that keeps the last W frame features gives
 the batch model's output while running the backbone on one frame per step. Before W frames have been seen,
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from schemas import ColorOrder
-from schemas.store import Preprocessing
+from schemas.store import Feature, Preprocessing
 from schemas.train import CheckpointMeta
 from vla_data.normalize import Normalizer
 from vla_data.resize import resize_frames
@@ -32,6 +33,10 @@ from vla_data.windows import window_index
 from vla_model.checkpoint import resolve
 from vla_model.loading import load_policy
 from vla_model.policy import VLAPolicy
+
+
+Frames = np.ndarray | dict[str, np.ndarray]  # one camera's array, or arrays by camera name
+ColorOrders = ColorOrder | str | dict[str, ColorOrder | str] | None  # one order for every camera, or by camera name
 
 
 def pick_device(device: str | torch.device | None) -> torch.device:
@@ -60,6 +65,7 @@ class Policy:
         self.meta = meta
         self.path = path  # the checkpoint folder it came from
         self.preprocessing: Preprocessing = meta.preprocessing
+        self.cameras: list[Feature] = list(meta.cameras)  # in the order the model reads them
         self.action_names = list(meta.actions.names)
         self.spec = meta.train_config.data.window
         self.normalizer = Normalizer(meta.stats)
@@ -102,26 +108,62 @@ class Policy:
                 f"{self.preprocessing.image_size}x{self.preprocessing.image_size}: the scene will look stretched "
                 "otherwise than in training; use the training camera's resolution, or crop to its aspect")
 
-    def prepare(self, frames: np.ndarray, color_order: ColorOrder | str | None = None) -> torch.Tensor:
-        """Raw frames, (H, W, 3) or (T, H, W, 3) uint8 -> (T, 3, S, S) uint8 RGB.
+    @property
+    def camera_names(self) -> list[str]:
+        return [c.name for c in self.cameras]
 
-        ``color_order``: the frames' channel order, "bgr" or "rgb" [default: the training recorder's,
-        ``preprocessing.source_color_order``]; converted to RGB as the store's frames were.
+    def color_orders(self, color_order: ColorOrders = None) -> dict[str, ColorOrder]:
+        """Each camera's colour order: ``color_order`` as one order for every camera, or a dict by camera name
+        (cameras it does not name keep theirs) [default: each camera's training order]."""
+        orders = {c.name: ColorOrder(c.color_order or ColorOrder.bgr) for c in self.cameras}
+        if isinstance(color_order, dict):
+            unknown = sorted(set(color_order) - set(orders))
+            if unknown:
+                raise ValueError(f"colour order for camera(s) {', '.join(unknown)}: the policy reads "
+                                 f"{', '.join(orders)}")
+            orders |= {name: ColorOrder(order) for name, order in color_order.items()}
+        elif color_order is not None:
+            orders = dict.fromkeys(orders, ColorOrder(color_order))
+        return orders
+
+    def by_camera(self, frames: Frames) -> dict[str, np.ndarray]:
+        """Frames as a dict by camera name: a dict is checked for every camera the policy reads (extra ones are
+        ignored); a bare array is the one camera's, for a policy of one camera only."""
+        if isinstance(frames, dict):
+            missing = [c for c in self.camera_names if c not in frames]
+            if missing:
+                raise ValueError(f"no frames of camera(s) {', '.join(missing)}: the policy reads "
+                                 f"{', '.join(self.camera_names)}, given {', '.join(map(str, frames)) or 'none'}")
+            return {c: np.asarray(frames[c]) for c in self.camera_names}
+        if len(self.cameras) > 1:
+            raise ValueError(f"the policy reads {len(self.cameras)} cameras ({', '.join(self.camera_names)}): give "
+                             "the frames as a dict by camera name")
+        return {self.camera_names[0]: np.asarray(frames)}
+
+    def prepare(self, frames: Frames, color_order: ColorOrders = None) -> torch.Tensor:
+        """Raw frames, (H, W, 3) or (T, H, W, 3) uint8 per camera (see ``by_camera``) -> (T, C, 3, S, S) uint8 RGB.
+
+        ``color_order``: the frames' channel order, "bgr" or "rgb", or a dict by camera [default: each camera's
+        training recorder's]; converted to RGB as the store's frames were.
         """
-        array = np.asarray(frames)
-        if array.ndim == 3:
-            array = array[None]
-        if array.ndim != 4 or array.shape[-1] != 3 or array.dtype != np.uint8 or not len(array):
-            raise ValueError(f"frames must be (H, W, 3) or (T, H, W, 3) uint8 as the recorder writes them; "
-                             f"got {array.shape} {array.dtype}")
-        pre = self.preprocessing
-        if color_order is not None:
-            pre = pre.model_copy(update={"source_color_order": ColorOrder(color_order)})
-        return torch.from_numpy(resize_frames(array, pre)).permute(0, 3, 1, 2)
+        orders = self.color_orders(color_order)
+        prepared, length = [], None
+        for name, array in self.by_camera(frames).items():
+            if array.ndim == 3:
+                array = array[None]
+            if array.ndim != 4 or array.shape[-1] != 3 or array.dtype != np.uint8 or not len(array):
+                raise ValueError(f"frames{f' of camera {name}' if len(self.cameras) > 1 else ''} must be (H, W, 3) or "
+                                 f"(T, H, W, 3) uint8 as the recorder writes them; got {array.shape} {array.dtype}")
+            if length is not None and len(array) != length:
+                raise ValueError(f"camera {name} has {len(array)} frames, camera {self.camera_names[0]} {length}: "
+                                 "give every camera the same frames")
+            length = len(array)
+            prepared.append(torch.from_numpy(resize_frames(array, self.preprocessing, orders[name])).permute(0, 3, 1, 2))
+        return torch.stack(prepared, dim=1)
 
     @torch.inference_mode()
     def features(self, rgb: torch.Tensor, instruction: str, batch_size: int = 64) -> torch.Tensor:
-        """(T, 3, S, S) prepared uint8 frames -> (T, D) frame features, ``batch_size`` frames per backbone call."""
+        """(T, C, 3, S, S) prepared uint8 frames -> (T, D) frame features, ``batch_size`` frames per backbone call."""
         parts = [self.model.frame_features(rgb[i : i + batch_size], [instruction] * len(rgb[i : i + batch_size]))
                  for i in range(0, len(rgb), batch_size)]
         return torch.cat(parts)
@@ -132,32 +174,35 @@ class Policy:
         normalised = self.model.act(windows)[:, -1]
         return self.normalizer.denormalize(normalised.float().cpu().numpy())
 
-    def predict(self, frames: np.ndarray, instruction: str, color_order: ColorOrder | str | None = None) -> np.ndarray:
+    def predict(self, frames: Frames, instruction: str, color_order: ColorOrders = None) -> np.ndarray:
         """The (K, A) chunk after the latest of ``frames`` (oldest first; the last W are used), physical units.
 
-        ``color_order`` as for ``prepare``. Recomputes every frame's feature; in a loop use ``runner()``, which
-        computes each frame once.
+        ``frames`` and ``color_order`` as for ``prepare``. Recomputes every frame's feature; in a loop use
+        ``runner()``, which computes each frame once.
         """
-        array = np.asarray(frames)
-        rgb = self.prepare(array[-self.window :] if array.ndim == 4 else array, color_order)  # only what the window uses
+        recent = {c: (a[-self.window :] if a.ndim == 4 else a) for c, a in self.by_camera(frames).items()}
+        rgb = self.prepare(recent, color_order)  # only what the window uses
         features = self.features(rgb, instruction)
         rows = window_index(len(rgb) - 1, len(rgb), self.spec).frames
         return self.act(features[torch.from_numpy(rows)][None])[0]
 
-    def episode_chunks(self, rgb: np.ndarray, instruction: str, batch_size: int = 64) -> np.ndarray:
-        """Stored (T, S, S, 3) RGB frames of one episode -> (T, K, A): the chunk at every anchor t, physical.
+    def episode_chunks(self, rgb: Frames, instruction: str, batch_size: int = 64) -> np.ndarray:
+        """Stored (T, S, S, 3) RGB frames of one episode, per camera (see ``by_camera``) -> (T, K, A): the chunk
+        at every anchor t, physical.
 
         Each frame's feature is computed once and every window gathered from them, as a runner would.
         """
-        features = self.features(torch.from_numpy(np.ascontiguousarray(rgb)).permute(0, 3, 1, 2), instruction,
-                                 batch_size)
-        rows = np.stack([window_index(t, len(rgb), self.spec).frames for t in range(len(rgb))])
+        stacked = torch.stack([torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2)
+                               for a in self.by_camera(rgb).values()], dim=1)
+        features = self.features(stacked, instruction, batch_size)
+        t = len(stacked)
+        rows = np.stack([window_index(i, t, self.spec).frames for i in range(t)])
         chunks = [self.act(features[torch.from_numpy(rows[i : i + batch_size])])
                   for i in range(0, len(rows), batch_size)]
         return np.concatenate(chunks)
 
-    def runner(self, color_order: ColorOrder | str | None = None) -> PolicyRunner:
-        """A runner for one camera; ``color_order`` is its frames' channel order, as for ``prepare``."""
+    def runner(self, color_order: ColorOrders = None) -> PolicyRunner:
+        """A runner for one robot's cameras; ``color_order`` is their frames' channel order, as for ``prepare``."""
         return PolicyRunner(self, color_order)
 
 
@@ -167,9 +212,9 @@ class PolicyRunner:
     Keeps the features of the last W frames, so a step runs the backbone on the new frame only.
     """
 
-    def __init__(self, policy: Policy, color_order: ColorOrder | str | None = None) -> None:
+    def __init__(self, policy: Policy, color_order: ColorOrders = None) -> None:
         self.policy = policy
-        self.color_order = ColorOrder(color_order) if color_order is not None else policy.preprocessing.source_color_order
+        self.color_order = policy.color_orders(color_order)  # by camera name
         self.instruction: str | None = None
         self._features: deque[torch.Tensor] = deque(maxlen=policy.window)
         self.steps = 0  # frames seen since reset
@@ -182,12 +227,15 @@ class PolicyRunner:
         self._features.clear()
         self.steps = 0
 
-    def step(self, frame: np.ndarray) -> np.ndarray:
-        """One raw (H, W, 3) uint8 frame -> the (K, A) chunk to execute from now on, physical units."""
+    def step(self, frame: Frames) -> np.ndarray:
+        """One raw (H, W, 3) uint8 frame per camera (a dict by camera name; the bare array for a policy of one
+        camera) -> the (K, A) chunk to execute from now on, physical units."""
         if self.instruction is None:
             raise RuntimeError("call reset(instruction) before step(frame)")
-        if np.ndim(frame) != 3:
-            raise ValueError(f"step takes one (H, W, 3) frame; got shape {np.shape(frame)}")
+        shapes = {c: np.shape(f) for c, f in self.policy.by_camera(frame).items()}
+        if any(len(shape) != 3 for shape in shapes.values()):
+            raise ValueError(f"step takes one (H, W, 3) frame per camera; got shape(s) "
+                             f"{', '.join(f'{c} {s}' for c, s in shapes.items())}")
         feature = self.policy.features(self.policy.prepare(frame, self.color_order), self.instruction)[0]
         if not self._features:
             self._features.extend([feature] * self.policy.window)  # before the start, the first frame stands in

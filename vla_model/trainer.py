@@ -32,7 +32,7 @@ from vla_model import checkpoint as ckpt
 from vla_model.backbone import load_backbone, locate
 from vla_model.loading import load_trained
 from vla_model.loss import masked_huber
-from vla_model.policy import ConfigError, VLAPolicy
+from vla_model.policy import ConfigError, VLAPolicy, policy_for
 from vla_model.preflight import PreflightError, preflight
 
 CONFIG_FILE = "train_config.json"
@@ -68,7 +68,7 @@ def build_policy(config: TrainConfig, manifest: StoreManifest) -> VLAPolicy:
             f"the store at the backbone's size (build-splits --image-size {backbone.image_size}), or resize on the "
             "device knowingly (model.resize_on_device, --resize-on-device)"
         )
-    return VLAPolicy(backbone, config.model, action_dim=len(manifest.actions.names), chunk=config.data.window.chunk)
+    return policy_for(backbone, config, len(manifest.actions.names), manifest.camera_names)
 
 
 def lr_lambda(config: TrainConfig) -> Callable[[int], float]:
@@ -271,6 +271,7 @@ def _save(run_dir: Path, config: TrainConfig, manifest: StoreManifest, model: VL
         backbone=BackboneSpec(source=config.model.source, config=model.backbone.config.to_dict()),
         preprocessing=manifest.preprocessing,
         actions=manifest.actions,
+        cameras=manifest.cameras,
         stats=manifest.stats,
         source_frame_sizes=manifest.source_frame_sizes,
         files={},
