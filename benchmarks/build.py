@@ -15,7 +15,7 @@ from pathlib import Path
 import h5py
 from common import EPISODES, best_of, synthetic_episodes
 
-from pipelines.build_splits import build_splits
+from vla_data.build import build_store
 from schemas import RecorderSettings
 from schemas.store import BuildOptions, Preprocessing
 from vla_data.resize import resize_frame
@@ -48,7 +48,7 @@ def main() -> None:
 
     def build(workers: int) -> None:
         options = BuildOptions(preprocessing=pre, workers=workers, overwrite=True)
-        build_splits([args.data], args.out, options, settings)
+        build_store([args.data], args.out, options, settings)
 
     variants = {
         "baseline: h5py read + resize, 1 process": lambda: baseline(files, pre),

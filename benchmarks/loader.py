@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from common import EPISODES, synthetic_episodes
 
-from pipelines.build_splits import build_splits
+from vla_data.build import build_store
 from schemas import RecorderSettings
 from schemas.sample import WindowSpec
 from schemas.store import BuildOptions, Preprocessing
@@ -73,7 +73,7 @@ def main() -> None:
     except StoreError:
         print(f"building {args.store} (224x224) ...", flush=True)
         options = BuildOptions(preprocessing=Preprocessing(image_size=224), workers=2, overwrite=True)
-        build_splits([args.data], args.store, options, RecorderSettings())
+        build_store([args.data], args.store, options, RecorderSettings())
     torch.set_num_threads(1)
 
     base = naive_samples(args.store, args.baseline_samples)

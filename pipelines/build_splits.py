@@ -1,52 +1,54 @@
-"""The build-splits job: recorder episodes -> one zarr store with splits and train-only stats.
-
-The output is checked first (``vla_data.ownership``: it must not overlap a source folder, and only a
-vla-data store or nothing may be there) and the sources validated; a source with errors stops the build
-before anything is written (unless ``skip_invalid``). Then, holding the store's writer lock
-(``vla_data.store_writer.writing``), the store decides and writes its next version
-(``vla_data.store_plan.build_version``).
-"""
+"""The build-splits job: build (or extend) the store through ``vla_data.build``, with a progress bar, and
+say what the build did: the store as `vla-data info` describes it, then what was left out or replaced."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
-from schemas import RecorderSettings, ValidateOptions, ValidationReport
-from schemas.store import BuildOptions, StoreManifest
-from vla_data.ownership import check_output
-from vla_data.recorder import common_root, episode_files
-from vla_data.store_plan import build_version
-from vla_data.store_writer import BuildProgress, writing
-from vla_data.validation import validate
+from tqdm import tqdm
+
+from pipelines.info import render_info
+from schemas import RecorderSettings
+from schemas.store import BuildOptions
+from vla_data.build import build_store
+from vla_data.store import open_store
 
 
-class BuildRefused(Exception):
-    """The sources have errors (and --skip-invalid was not given): nothing was written."""
+class BuildBar:
+    """A tqdm bar in frames per second (every camera's frames), with episodes done (and per second) beside it."""
 
-    def __init__(self, report: ValidationReport) -> None:
-        super().__init__(f"{report.n_errors} source file(s) have errors")
-        self.report = report
+    def __enter__(self) -> BuildBar:
+        self.bar = tqdm(desc="build-splits", unit="frame", disable=None)
+        self.episodes, self.total_episodes = 0, 0
+        return self
+
+    def start(self, frames: int, episodes: int) -> None:
+        self.bar.reset(total=frames)
+        self.total_episodes = episodes
+
+    def advance(self, frames: int, episodes: int) -> None:
+        self.episodes += episodes
+        elapsed = max(self.bar.format_dict["elapsed"], 1e-9)
+        self.bar.set_postfix_str(f"episodes {self.episodes}/{self.total_episodes}, {self.episodes / elapsed:.1f} episodes/s",
+                                 refresh=False)
+        self.bar.update(frames)
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
 
 
-def build_splits(
-    sources: list[Path],
-    out: Path,
-    options: BuildOptions,
-    settings: RecorderSettings,
-    progress: BuildProgress | None = None,
-    on_wait: Callable[[str], None] | None = None,
-) -> StoreManifest:
-    """Build (or extend) the store at ``out`` from ``sources``; see the module doc. Raises ``BuildRefused``,
-    ``StoreError``, ``OwnershipError`` or ``StoreBusy`` with a message for the user; ``on_wait`` hears that
-    the build waits for another one writing the same store."""
-    sources = [s.resolve() for s in sources]
-    out = out.resolve()
-    check_output(out, sources)  # before validating: a wrong output is refused at once, nothing written
-    files = episode_files(sources)
-    root = Path(common_root(sources))
-    report = validate(files, settings, ValidateOptions(), root=str(root))
-    if report.n_errors and not options.skip_invalid:
-        raise BuildRefused(report)  # before the lock: a refused build writes nothing at all
-    with writing(out, sources, options.wait, on_wait):
-        return build_version(report, root, out, options, settings, progress)
+def run_build(sources: list[Path], out: Path, options: BuildOptions, settings: RecorderSettings,
+              on_wait: Callable[[str], None]) -> str:
+    """Build the store with a progress bar; the report for the user. Raises what ``build_store`` raises."""
+    with BuildBar() as bar:
+        manifest = build_store(sources, out, options, settings, progress=bar, on_wait=on_wait)
+    opened = open_store(out.resolve())
+    last = opened.build_log().runs[-1]
+    lines = [render_info(opened)]
+    lines += [f"left out (same content as {d.same_as}): {d.source_path}" for d in last.duplicates]
+    lines += [f"replaced in {r.split.value} (content changed {r.old_hash[:12]} -> {r.new_hash[:12]}): {r.source_path}"
+              for r in last.replaced]
+    lines.append(f"wrote {opened.path} ({manifest.n_episodes} episodes, {manifest.n_frames} frames; "
+                 f"{len(last.added)} added, {last.kept} kept, {len(last.duplicates)} duplicates left out)")
+    return "\n".join(lines)

@@ -13,7 +13,7 @@ import click
 from click.core import ParameterSource
 from tqdm import tqdm
 
-from pipelines.build_splits import BuildRefused, build_splits
+from pipelines.build_splits import run_build
 from pipelines.figures import require_png
 from pipelines.info import render_info, store_json
 from pipelines.options import build_model, model_flags, recorder_options, recorder_settings, window_options
@@ -28,6 +28,7 @@ from schemas.synthetic import SyntheticConfig
 from schemas.train import TrainConfig
 from vla_data import __version__
 from vla_data.files import write_text_atomic
+from vla_data.build import BuildRefused
 from vla_data.ownership import OwnershipError
 from vla_data.recorder import EPISODE_SUFFIXES
 from vla_data.splits import SplitError
@@ -197,29 +198,6 @@ def _channels(ctx: click.Context, param: click.Parameter, value: str) -> str | l
         raise click.BadParameter(f"{value!r}: give 'auto' or channel indices such as 0,1") from None
 
 
-class BuildBar:
-    """A tqdm bar in frames per second, with episodes done (and per second) beside it."""
-
-    def __enter__(self) -> BuildBar:
-        self.bar = tqdm(desc="build-splits", unit="frame", disable=None)
-        self.episodes, self.total_episodes = 0, 0
-        return self
-
-    def start(self, frames: int, episodes: int) -> None:
-        self.bar.reset(total=frames)
-        self.total_episodes = episodes
-
-    def advance(self, frames: int, episodes: int) -> None:
-        self.episodes += episodes
-        elapsed = max(self.bar.format_dict["elapsed"], 1e-9)
-        self.bar.set_postfix_str(f"episodes {self.episodes}/{self.total_episodes}, {self.episodes / elapsed:.1f} episodes/s",
-                                 refresh=False)
-        self.bar.update(frames)
-
-    def __exit__(self, *exc: object) -> None:
-        self.bar.close()
-
-
 @main.command("build-splits")
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="The store to write (e.g. dataset.zarr).")
@@ -294,9 +272,7 @@ def build_splits_cmd(sources: tuple[Path, ...], out: Path, image_size: int, resi
         "build-splits options",
     )
     try:
-        with BuildBar() as bar:
-            manifest = build_splits(list(sources), out, options, settings, progress=bar,
-                                    on_wait=lambda message: click.echo(message, err=True))
+        text = run_build(list(sources), out, options, settings, on_wait=lambda message: click.echo(message, err=True))
     except BuildRefused as refused:
         click.echo(render_report(refused.report), err=True)
         fail(f"build refused, nothing written: {refused}; fix them or pass --skip-invalid")
@@ -307,15 +283,7 @@ def build_splits_cmd(sources: tuple[Path, ...], out: Path, image_size: int, resi
     except KeyboardInterrupt:
         click.echo("interrupted, nothing published; any previous store at " f"{out} is as it was", err=True)
         sys.exit(INTERRUPTED)
-    opened = open_store(out.resolve())
-    click.echo(render_info(opened))
-    last = opened.build_log().runs[-1]
-    for d in last.duplicates:
-        click.echo(f"left out (same content as {d.same_as}): {d.source_path}")
-    for r in last.replaced:
-        click.echo(f"replaced in {r.split.value} (content changed {r.old_hash[:12]} -> {r.new_hash[:12]}): {r.source_path}")
-    click.echo(f"wrote {opened.path} ({manifest.n_episodes} episodes, {manifest.n_frames} frames; "
-               f"{len(last.added)} added, {last.kept} kept, {len(last.duplicates)} duplicates left out)")
+    click.echo(text)
 
 
 def _png_path(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.build_splits import build_splits
+from vla_data.build import build_store
 from schemas import RecorderSettings
 from schemas.store import BuildOptions, Preprocessing, SplitConfig
 from schemas.synthetic import SyntheticConfig
@@ -37,7 +37,7 @@ def store_of(episodes: list[tuple[Episode, str]], src: Path, out: Path, image_si
     pd.DataFrame(rows).to_csv(src / "splits.csv", index=False)
     build = BuildOptions.model_validate({"preprocessing": Preprocessing(image_size=image_size),
                                          "splits": SplitConfig(split_file=str(src / "splits.csv")), **options})
-    build_splits([src], out, build, settings)
+    build_store([src], out, build, settings)
     return out
 
 
@@ -89,7 +89,7 @@ def learn_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("learn")
     make_synthetic(root / "raw", SyntheticConfig(episodes=64, height=48, width=80, seed=11))
     options = BuildOptions(preprocessing=Preprocessing(image_size=56), splits=SplitConfig(val_ratio=0.25))
-    build_splits([root / "raw"], root / "ds.zarr", options, RecorderSettings())
+    build_store([root / "raw"], root / "ds.zarr", options, RecorderSettings())
     return root / "ds.zarr"
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.build_splits import build_splits
+from vla_data.build import build_store
 from pipelines.figures import MissingGlyphs, save_png
 from pipelines.store_plot import EPISODE_LENGTH, plot_store, sample_frames, store_figure
 from schemas import RecorderSettings
@@ -26,7 +26,7 @@ def store(clean_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> DatasetS
     options = BuildOptions(
         preprocessing=Preprocessing(image_size=16), splits=SplitConfig(val_ratio=0.25, test_ratio=0.125)
     )
-    build_splits([clean_dir], out, options, RecorderSettings())
+    build_store([clean_dir], out, options, RecorderSettings())
     return open_store(out)
 
 

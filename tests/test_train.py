@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from conftest import SMALL_MODEL
 from safetensors.torch import load_file
 
-from pipelines.build_splits import build_splits
+from vla_data.build import build_store
 from pipelines.cli import main
 from schemas import RecorderSettings
 from schemas.sample import SampleField, WindowSpec
@@ -221,7 +221,7 @@ def test_resume_after_sigkill_continues_exactly(clean_dir: Path, tmp_path: Path)
     """A real process killed (SIGKILL) past checkpoint-12, in its third epoch, with LoRA dropout, accumulation and
     a log window the checkpoint splits: the resumed run logs and ends exactly as an uninterrupted one."""
     store = tmp_path / "ds.zarr"  # 76 train samples: 10 batches of 8, 5 steps per epoch
-    build_splits([clean_dir], store, BuildOptions(preprocessing=Preprocessing(image_size=56),
+    build_store([clean_dir], store, BuildOptions(preprocessing=Preprocessing(image_size=56),
                                                   splits=SplitConfig(val_ratio=0.25)), RecorderSettings())
     cli = [sys.executable, "-m", "pipelines.cli", "train"]
     flags = [str(store), "--max-steps", "18", "--window", "2", "--chunk", "4", "--hidden", "16", "--lora-r", "4",
@@ -338,7 +338,7 @@ def test_a_store_of_another_image_size_is_refused_unless_resizing_on_the_device(
     """The store's size and the backbone's input size have one owner: the store, built at the backbone's size."""
     small = tmp_path / "s48.zarr"
     options = BuildOptions(preprocessing=Preprocessing(image_size=48), splits=SplitConfig(val_ratio=0.25))
-    build_splits([learn_store.parent / "raw"], small, options, RecorderSettings())
+    build_store([learn_store.parent / "raw"], small, options, RecorderSettings())
     base = ["train", str(small), "--max-steps", "1", "--window", "2", "--chunk", "2", "--hidden", "16", "--lora-r", "2"]
     code, out = run_cli(*base, "-o", str(tmp_path / "refused"))
     assert code == 1 and "the store's frames are 48x48, the backbone tiny-random reads 56x56" in out
