@@ -38,12 +38,12 @@ class BuildBar:
         self.bar.close()
 
 
-def run_build(sources: list[Path], out: Path, options: BuildOptions, settings: RecorderSettings,
+def run_build(sources: list[Path], out: Path | str, options: BuildOptions, settings: RecorderSettings,
               on_wait: Callable[[str], None]) -> str:
     """Build the store with a progress bar; the report for the user. Raises what ``build_store`` raises."""
     with BuildBar() as bar:
         manifest = build_store(sources, out, options, settings, progress=bar, on_wait=on_wait)
-    opened = open_store(out.resolve())
+    opened = open_store(Path(out).resolve())
     last = opened.build_log().runs[-1]
     lines = [render_info(opened)]
     lines += [f"left out (same content as {d.same_as}): {d.source_path}" for d in last.duplicates]

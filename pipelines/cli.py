@@ -20,6 +20,7 @@ from pipelines.options import build_model, model_flags, recorder_options, record
 from pipelines.store_plot import plot_store
 from pipelines.train import FLAGS as TRAIN_FLAGS
 from pipelines.validate import render_report, run_validate
+from pipelines.wording import worded
 from schemas import ValidateOptions
 from schemas.evaluation import EvalOptions
 from schemas.sample import Augment, MirrorRule, WindowSpec
@@ -48,9 +49,10 @@ OS_HINTS = {
 }
 
 
-def fail(message: str) -> NoReturn:
-    """A data or setup error: said in red on stderr, exit 1 (usage errors stay click's, exit 2)."""
-    click.echo(click.style(f"error: {message}", fg="red"), err=True)
+def fail(problem: str | Exception) -> NoReturn:
+    """A data or setup error: said in red on stderr, exit 1 (usage errors stay click's, exit 2). A refusal's
+    fixes are worded as the flags that give them."""
+    click.echo(click.style(f"error: {worded(problem)}", fg="red"), err=True)
     sys.exit(1)
 
 
@@ -200,7 +202,7 @@ def _channels(ctx: click.Context, param: click.Parameter, value: str) -> str | l
 
 @main.command("build-splits")
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("-o", "--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="The store to write (e.g. dataset.zarr).")
+@click.option("-o", "--out", required=True, metavar="STORE", help="The store to write: a local folder (e.g. dataset.zarr).")
 @click.option("--image-size", default=224, show_default=True, type=click.IntRange(8, 2048), help="Stored frames are S x S.")
 @click.option("--resize", type=click.Choice([m.value for m in ResizeMode]), default=ResizeMode.squash.value, show_default=True,
               help="squash keeps the whole view; letterbox keeps the aspect too; center-crop cuts the left and right edges.")
@@ -229,7 +231,7 @@ def _channels(ctx: click.Context, param: click.Parameter, value: str) -> str | l
                    "same split [default: refuse, naming the files].")
 @click.option("--no-wait", is_flag=True, help="If another build is writing the same store, refuse instead of waiting.")
 @recorder_options
-def build_splits_cmd(sources: tuple[Path, ...], out: Path, image_size: int, resize: str, interpolation: str,
+def build_splits_cmd(sources: tuple[Path, ...], out: str, image_size: int, resize: str, interpolation: str,
                      val_ratio: float, test_ratio: float, seed: int, stratify: str, action_channels: str | list[int],
                      action_names: str | None, norm_mode: str, split_file: Path | None, workers: int,
                      skip_invalid: bool, overwrite: bool, replace_changed: bool, no_wait: bool,
@@ -277,7 +279,7 @@ def build_splits_cmd(sources: tuple[Path, ...], out: Path, image_size: int, resi
         click.echo(render_report(refused.report), err=True)
         fail(f"build refused, nothing written: {refused}; fix them or pass --skip-invalid")
     except (StoreError, SplitError, OwnershipError, StoreBusy) as exc:
-        fail(str(exc))
+        fail(exc)
     except OSError as exc:
         fail(f"{os_error(exc)}; nothing was published, any previous store at {out} is as it was")
     except KeyboardInterrupt:
@@ -294,12 +296,12 @@ def _png_path(ctx: click.Context, param: click.Parameter, value: Path | None) ->
 
 
 @main.command("info")
-@click.argument("store", type=click.Path(path_type=Path))
+@click.argument("store", metavar="STORE")
 @click.option("--verify", is_flag=True, help="Recompute every checksum; name any damaged array and episode range (exit 1).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest and the episode table as JSON.")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), callback=_png_path,
               help="Also draw action histograms per channel and split, episode lengths and sample frames to this PNG.")
-def info_cmd(store: Path, verify: bool, as_json: bool, plot: Path | None) -> None:
+def info_cmd(store: str, verify: bool, as_json: bool, plot: Path | None) -> None:
     """Describe a store: episodes, frames, splits, per-scenario counts, stats, preprocessing, size.
 
     \b
@@ -311,7 +313,7 @@ def info_cmd(store: Path, verify: bool, as_json: bool, plot: Path | None) -> Non
     try:
         opened = open_store(store)
     except StoreError as exc:
-        fail(str(exc))
+        fail(exc)
     if as_json:
         click.echo(store_json(opened))
     else:
@@ -342,7 +344,7 @@ def _negate_channels(ctx: click.Context, param: click.Parameter, value: str | No
 
 
 @main.command("inspect-sample")
-@click.argument("store", type=click.Path(path_type=Path))
+@click.argument("store", metavar="STORE")
 @click.option("--split", type=click.Choice([s.value for s in Split]), default=Split.train.value, show_default=True)
 @click.option("--index", default=0, show_default=True, type=int, help="Sample index in the split (negative counts from the end).")
 @window_options
@@ -359,7 +361,7 @@ def _negate_channels(ctx: click.Context, param: click.Parameter, value: str | No
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), callback=_png_path,
               help="Draw the window frames and their action chunks to this PNG.")
 @click.option("--json", "as_json", is_flag=True, help="Print the sample's shapes, masks and physical actions as JSON.")
-def inspect_sample_cmd(store: Path, split: str, index: int, spec: WindowSpec, augment: str,
+def inspect_sample_cmd(store: str, split: str, index: int, spec: WindowSpec, augment: str,
                        side_words: list[tuple[str, ...]], negate_channels: list[int] | None, out: Path | None,
                        as_json: bool) -> None:
     """Show one training sample exactly as WindowDataset gives it to the model.
@@ -381,14 +383,14 @@ def inspect_sample_cmd(store: Path, split: str, index: int, spec: WindowSpec, au
     try:
         ds = WindowDataset(store, split, spec=spec, augment=augment, mirror=mirror)
     except (StoreError, ValueError) as exc:
-        fail(str(exc))
+        fail(exc)
     if not -len(ds) <= index < len(ds):
         fail(f"--index {index}: the {split} split has {len(ds)} samples (0..{len(ds) - 1})")
     index %= len(ds)
     try:
         summary = summarize_sample(ds, index)
     except StoreError as exc:  # a damaged shard: named, with the command that finds every damaged object
-        fail(str(exc))
+        fail(exc)
     if as_json:
         click.echo(summary.model_dump_json(indent=2))
     else:
@@ -404,7 +406,7 @@ def inspect_sample_cmd(store: Path, split: str, index: int, spec: WindowSpec, au
 
 
 @main.command("train")
-@click.argument("store", required=False, type=click.Path(path_type=Path))
+@click.argument("store", required=False, metavar="[STORE]")
 @click.option("-o", "--out", "run_dir", type=click.Path(file_okay=False, path_type=Path),
               help="The run folder: config, logs, TensorBoard, checkpoint-STEP/.")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -412,7 +414,7 @@ def inspect_sample_cmd(store: Path, split: str, index: int, spec: WindowSpec, au
 @click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Continue this run exactly from its latest checkpoint (its saved config; only --max-steps may change).")
 @model_flags(TrainConfig, {flag: path for flag, path in TRAIN_FLAGS.items() if flag != "store"})
-def train_cmd(store: Path | None, run_dir: Path | None, config_file: Path | None, resume_dir: Path | None,
+def train_cmd(store: str | None, run_dir: Path | None, config_file: Path | None, resume_dir: Path | None,
               **flags: object) -> None:
     """Fine-tune the Kosmos-2 + LoRA policy on a store's train split, validating on its val split.
 
@@ -459,7 +461,7 @@ def train_cmd(store: Path | None, run_dir: Path | None, config_file: Path | None
     try:
         summary = train(config, run_dir, resume=resume_dir is not None)
     except (StoreError, ValueError, ModelNotFound, ConfigError, PreflightError, CheckpointError) as exc:
-        fail(str(exc))
+        fail(exc)
     if summary.processes == 1 or int(os.environ.get("RANK", "0")) == 0:
         click.echo(f"trained {summary.steps} steps on {summary.device} x{summary.processes}; best val loss "
                    f"{summary.best_val_loss} at step {summary.best_step}; checkpoint {summary.last_checkpoint}")
@@ -475,13 +477,13 @@ backbone_option = click.option(
 
 @main.command("eval")
 @click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("store", type=click.Path(path_type=Path))
+@click.argument("store", metavar="STORE")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for metrics.json, per_episode.csv and the PNGs (created; files in it are replaced).")
 @model_flags(EvalOptions, EVAL_FLAGS)
 @click.option("--device", default=None, help=DEVICE_HELP)
 @backbone_option
-def eval_cmd(checkpoint: Path, store: Path, out: Path, device: str | None, model: str | None, **flags: object) -> None:
+def eval_cmd(checkpoint: Path, store: str, out: Path, device: str | None, model: str | None, **flags: object) -> None:
     """Score a trained policy on every anchor of a store split, beside two baselines.
 
     CHECKPOINT is a checkpoint folder or a run folder (its latest checkpoint). All figures are in physical
@@ -510,7 +512,7 @@ def eval_cmd(checkpoint: Path, store: Path, out: Path, device: str | None, model
         report, results = evaluate_checkpoint(checkpoint, store, options, device, model=model)
         written = write_outputs(report, results, out)
     except (StoreError, CheckpointError, ModelNotFound, ValueError) as exc:
-        fail(str(exc))
+        fail(exc)
     click.echo(render_report(report))
     click.echo(f"\nwrote {', '.join(str(p) for p in written)}")
 
@@ -548,7 +550,7 @@ def predict_cmd(checkpoint: Path, episode: Path, as_json: bool, instruction: str
         policy = Policy.from_checkpoint(checkpoint, device, model)
         report = predict_episode(policy, episode, settings, instruction, progress=not as_json)
     except (CheckpointError, ModelNotFound, ValueError) as exc:
-        fail(str(exc))
+        fail(exc)
     for warning in report.warnings:
         click.echo(click.style(f"warning: {warning}", fg="yellow"), err=True)
     click.echo(report.model_dump_json(indent=2) if as_json else render_predictions(report))

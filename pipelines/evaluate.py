@@ -45,7 +45,7 @@ def _concat(results: Iterable[EpisodeResult]) -> tuple[np.ndarray, np.ndarray, n
 
 
 def evaluate_checkpoint(
-    checkpoint: Path, store: Path, options: EvalOptions, device: str | None = None, progress: bool = True,
+    checkpoint: Path, store: str | Path, options: EvalOptions, device: str | None = None, progress: bool = True,
     model: str | None = None,
 ) -> tuple[EvalReport, list[EpisodeResult]]:
     """Score ``checkpoint`` (its backbone from ``model`` when given) on every anchor of ``options.split`` of

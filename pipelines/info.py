@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vla_data.store import DatasetStore
+from vla_data.store import DatasetStore, stored_bytes
 
 
 def _size_mb(paths: list[Path]) -> float:
@@ -18,7 +18,7 @@ def render_info(store: DatasetStore) -> str:
     m, table = store.manifest, store.episodes
     pre = m.preprocessing
     out = [
-        f"store {store.path}  (format {m.format_version}, built by vla-data {m.tool_version}, {m.created})",
+        f"store {store.location}  (format {m.format_version}, built by vla-data {m.tool_version}, {m.created})",
         f"episodes {m.n_episodes}, frames {m.n_frames}; "
         + ", ".join(f"{s.value} {m.split_episodes[s]} episodes / {m.split_frames[s]} frames" for s in m.split_episodes),
         f"preprocessing: every camera -> rgb {pre.image_size}x{pre.image_size}, "
@@ -35,7 +35,7 @@ def render_info(store: DatasetStore) -> str:
         pd.DataFrame([c.model_dump() for c in m.stats.action], index=m.actions.names).to_string(float_format="{:.4f}".format),
         f"image mean {[round(v, 4) for v in m.stats.image_mean]}, std {[round(v, 4) for v in m.stats.image_std]}",
     ]
-    store_mb = _size_mb(list(store.path.rglob("*")))
+    store_mb = stored_bytes(store.location) / 1e6
 
     sources = [Path(p) for p in table["source_path"] if Path(p).exists()]
     if sources:

@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 
 from vla_data.build import build_store
 from pipelines.cli import main
+from pipelines.wording import worded
 from schemas import RecorderSettings
 from schemas.sample import SampleField, WindowSpec
 from schemas.store import BuildOptions, Preprocessing, SplitConfig
@@ -76,8 +77,10 @@ def test_preflight_passes_a_sound_setup_and_leaves_no_gradients(batch_and_policy
 def test_preflight_refuses_all_padding_targets(batch_and_policy) -> None:
     batch, policy, ds = batch_and_policy
     padded = batch | {SampleField.chunk_mask: torch.zeros_like(batch[SampleField.chunk_mask])}
-    with pytest.raises(PreflightError, match="no unmasked action target.*--action-offset"):
+    with pytest.raises(PreflightError, match="no unmasked action target.*set data.window.action_offset=N") as refused:
         preflight(policy, padded, ds.manifest, 2, 1.0)
+    # the Python API names the settings, the CLI the flags that set them
+    assert worded(refused.value).endswith("pass --action-offset N --chunk K that fit the episodes")
 
 
 def test_preflight_refuses_frozen_heads_and_wrong_shapes(batch_and_policy) -> None:

@@ -19,6 +19,8 @@ from schemas import RecorderSettings, ValidateOptions, ValidationReport
 from schemas.store import BuildOptions, StoreManifest
 from vla_data.ownership import check_output
 from vla_data.recorder import common_root, episode_files
+from vla_data.location import StoreLocation
+from vla_data.store import StoreError
 from vla_data.store_plan import build_version
 from vla_data.store_writer import BuildProgress, writing
 from vla_data.validation import validate
@@ -34,7 +36,7 @@ class BuildRefused(Exception):
 
 def build_store(
     sources: list[Path],
-    out: Path,
+    out: Path | str,
     options: BuildOptions,
     settings: RecorderSettings,
     progress: BuildProgress | None = None,
@@ -43,8 +45,11 @@ def build_store(
     """Build (or extend) the store at ``out`` from ``sources``; see the module doc. Raises ``BuildRefused``,
     ``StoreError``, ``OwnershipError`` or ``StoreBusy`` with a message for the user; ``on_wait`` hears that
     the build waits for another one writing the same store."""
+    if not StoreLocation.of(out).is_local:
+        raise StoreError(f"{out}: stores are written to a local folder (reading works from a URL too); build it "
+                         "on a local disk, then copy the folder")
     sources = [s.resolve() for s in sources]
-    out = out.resolve()
+    out = Path(out).resolve()
     check_output(out, sources)  # before validating: a wrong output is refused at once, nothing written
     files = episode_files(sources)
     root = Path(common_root(sources))

@@ -50,7 +50,7 @@ class WindowDataset(Dataset[Sample]):
 
     def __init__(
         self,
-        store: Path | str | DatasetStore,
+        store: Path | str | DatasetStore,  # a local folder, a URL, or an opened store
         split: Split | str = Split.train,
         spec: WindowSpec = WindowSpec(),
         normalize: bool = True,
@@ -59,8 +59,8 @@ class WindowDataset(Dataset[Sample]):
         memory_budget: int | None = None,
         cache_episodes: int = 32,
     ) -> None:
-        opened = store if isinstance(store, DatasetStore) else open_store(Path(store))
-        self.path = opened.path
+        opened = store if isinstance(store, DatasetStore) else open_store(store)
+        self.location = opened.location
         self.manifest: StoreManifest = opened.manifest
         self.split = Split(split)
         self.spec = spec
@@ -76,7 +76,7 @@ class WindowDataset(Dataset[Sample]):
         rows = table[table["split"] == self.split.value]
         if rows.empty:
             raise ValueError(
-                f"{self.path}: split {self.split.value!r} has no episodes "
+                f"{self.location}: split {self.split.value!r} has no episodes "
                 f"({', '.join(f'{s.value} {n}' for s, n in self.manifest.split_episodes.items())})"
             )
         ends = opened.episode_ends
@@ -99,7 +99,7 @@ class WindowDataset(Dataset[Sample]):
         self.cameras = self.manifest.camera_names
         self.frame_bytes = int(self.n_frames.sum()) * s * s * 3 * len(self.cameras)
         budget = default_memory_budget() if memory_budget is None else memory_budget
-        self.camera_frames = {c: EpisodeFrames(opened.camera_path(c), ranges, self.frame_bytes <= budget, cache_episodes,
+        self.camera_frames = {c: EpisodeFrames(opened.camera_location(c), ranges, self.frame_bytes <= budget, cache_episodes,
                                                self.episode_ids.tolist()) for c in self.cameras}
 
     @property

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from vla_data.location import StoreLocation
 from vla_data.store import StoreError
 
 MEMORY_FRACTION = 0.25  # default budget: this share of the RAM available when the dataset is made
@@ -32,12 +33,12 @@ def default_memory_budget() -> int:
 
 
 class EpisodeFrames:
-    """``episode(i)`` -> (n, S, S, 3) uint8 frames of one camera (the array at ``array_path``) of the i-th of
+    """``episode(i)`` -> (n, S, S, 3) uint8 frames of one camera (the array at ``array``) of the i-th of
     ``ranges`` (store frame [start, stop))."""
 
-    def __init__(self, array_path: Path, ranges: list[tuple[int, int]], in_memory: bool, cache_episodes: int,
+    def __init__(self, array: StoreLocation, ranges: list[tuple[int, int]], in_memory: bool, cache_episodes: int,
                  episode_ids: list[int] | None = None) -> None:
-        self.array_path = array_path
+        self.array = array
         self.ranges = ranges
         self.episode_ids = episode_ids if episode_ids is not None else list(range(len(ranges)))  # for messages
         self.in_memory = in_memory
@@ -66,7 +67,7 @@ class EpisodeFrames:
         """The camera array, opened in this process (decoded frames inherited through a fork are kept)."""
         if self._rgb is None or self._pid != os.getpid():
             self._pid = os.getpid()
-            self._rgb = zarr.open_array(self.array_path, mode="r")
+            self._rgb = zarr.open_array(store=self.array.zarr_store(), mode="r")
         return self._rgb
 
     def _read(self, i: int) -> np.ndarray:
@@ -76,9 +77,9 @@ class EpisodeFrames:
         try:
             return np.asarray(self._array()[start:stop])
         except Exception as exc:  # the codecs raise many kinds for damaged bytes (checksum, zstd, truncation)
-            store = self.array_path.parent.parent
+            store, _, name = str(self.array).rpartition("/data/")
             raise StoreError(
-                f"{store}: {self.array_path.parent.name}/{self.array_path.name} frames {start}..{stop - 1} (episode {self.episode_ids[i]}) cannot be decoded "
+                f"{store}: data/{name} frames {start}..{stop - 1} (episode {self.episode_ids[i]}) cannot be decoded "
                 f"({type(exc).__name__}: {str(exc)[:120]}); the store is damaged: `vla-data info {store} --verify` "
                 "names every damaged object; rebuild the store from its sources"
             ) from exc

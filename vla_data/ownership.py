@@ -14,13 +14,14 @@ from enum import StrEnum
 from pathlib import Path
 
 from schemas.store import StoreManifest, StoreMarker
+from vla_data.refusal import Refusal
 
 MARKER = "vla-data-store.json"
 MANIFEST = "manifest.json"
 LISTED = 8  # entries named when a folder is refused
 
 
-class OwnershipError(Exception):
+class OwnershipError(Refusal):
     """vla-data refuses to write to, replace or delete a path it did not make; the message says what is there."""
 
 

@@ -12,9 +12,10 @@ import pandas as pd
 from pydantic import ValidationError
 
 from schemas.store import Split, SplitConfig, SplitFileRow, Stratify
+from vla_data.refusal import Fix, Refusal
 
 
-class SplitError(ValueError):
+class SplitError(Refusal, ValueError):
     """The episodes cannot be split as asked (too few of them)."""
 
 
@@ -140,6 +141,6 @@ def match_split_file(rows: Mapping[str, Split], paths: Sequence[Path], root: Pat
         names = ", ".join(p.resolve().relative_to(root.resolve()).as_posix() for p in unlisted[:5])
         raise SplitError(
             f"{len(unlisted)} source episode(s) are not in the split file ({names}{', ...' if len(unlisted) > 5 else ''}); "
-            "add a row for each, or leave out --split-file"
-        )
+            "add a row for each",
+            Fix({"split_file": False}, "to split by the ratios instead"))
     return assigned, unmatched

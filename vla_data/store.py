@@ -17,6 +17,7 @@ made are ever replaced or deleted (``vla_data.ownership``); one build at a time 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,9 @@ from schemas.store import (
     StoreMarker,
 )
 from vla_data import __version__
+from vla_data.location import LocationError, StoreLocation
 from vla_data.ownership import MANIFEST, MARKER, Ownership, OwnershipError, listing, mark, ownership, remove_ours
+from vla_data.refusal import Fix, Refusal
 
 EPISODES = "episodes.csv"
 BUILD_LOG = "build_log.json"
@@ -44,16 +47,25 @@ FRAMES_PER_SHARD = 64
 ZSTD = ZstdCodec(level=3)
 
 
-class StoreError(Exception):
+class StoreError(Refusal):
     """A store that cannot be used as it is; the message says why and what to do."""
 
 
 @dataclass
 class DatasetStore:
-    path: Path
+    """A complete store, opened for reading (``open_store``), local or by URL."""
+
+    location: StoreLocation
     manifest: StoreManifest
     episodes: pd.DataFrame
     group: zarr.Group
+
+    @property
+    def path(self) -> Path:
+        """The local folder (writing and local-only reports); ``StoreError`` for a store opened by URL."""
+        if self.location.path is None:
+            raise StoreError(f"{self.location}: a store opened by URL has no local folder")
+        return self.location.path
 
     @property
     def cameras(self) -> list[Feature]:
@@ -71,9 +83,9 @@ class DatasetStore:
         """One camera's (N, S, S, 3) uint8 RGB frames."""
         return self.group[array_path(self._camera_feature(name))]  # type: ignore[return-value]
 
-    def camera_path(self, name: str) -> Path:
-        """One camera array's folder, for processes that open it themselves (loader workers, build workers)."""
-        return self.path / array_path(self._camera_feature(name))
+    def camera_location(self, name: str) -> StoreLocation:
+        """Where one camera array lies, for processes that open it themselves (loader workers, build workers)."""
+        return self.location.child(array_path(self._camera_feature(name)))
 
     @property
     def action(self) -> zarr.Array:
@@ -89,7 +101,7 @@ class DatasetStore:
 
     def build_log(self) -> BuildLog:
         """What each build of this store added, kept, replaced and left out."""
-        return BuildLog.model_validate_json((self.path / BUILD_LOG).read_text())
+        return BuildLog.model_validate_json(self.location.read(BUILD_LOG) or b'{"runs": []}')
 
     def split_actions(self, split: str) -> np.ndarray:
         """Every action row of one split's episodes, (N, A) float32 in physical units."""
@@ -182,42 +194,73 @@ def recover(out: Path) -> None:
             remove_ours(stale)
 
 
-def open_store(path: Path) -> DatasetStore:
-    """Open a complete store, or raise ``StoreError`` saying what is wrong with it."""
-    if not path.exists():
-        raise StoreError(f"{path}: no such store; build one with `vla-data build-splits SRC -o {path}`")
-    manifest_path = path / MANIFEST
-    if not path.is_dir() or not manifest_path.is_file():
-        if path.is_dir() and (path / MARKER).is_file():
+def open_store(where: str | Path | StoreLocation) -> DatasetStore:
+    """Open a complete store (a local folder or a URL), or raise ``StoreError`` saying what is wrong with it."""
+    location = StoreLocation.of(where)
+    try:
+        return _open(location)
+    except LocationError as exc:
+        raise StoreError(str(exc)) from exc
+
+
+def _open(location: StoreLocation) -> DatasetStore:
+    if location.path is not None:
+        _check_local(location.path)
+    raw_manifest = location.read(MANIFEST)
+    if raw_manifest is None:
+        if location.read(MARKER) is not None:
             raise StoreError(
-                f"{path}: incomplete store (vla-data's, without its {MANIFEST}: its build did not finish); "
-                f"build it again with `vla-data build-splits SRC -o {path} --overwrite`"
-            )
-        raise StoreError(f"{path}: not a vla-data store ({listing(path)}); a store is what "
+                f"{location}: incomplete store (vla-data's, without its {MANIFEST}: its build did not finish)",
+                Fix({"overwrite": True}, "to build it again"))
+        raise StoreError(f"{location}: no vla-data store there (no {MANIFEST}); a store is what "
                          "`vla-data build-splits SRC -o OUT.zarr` writes")
     try:
-        raw = json.loads(manifest_path.read_text())
+        raw = json.loads(raw_manifest)
         version = raw.get("format_version") if isinstance(raw, dict) else None
         if version not in READABLE_FORMATS:  # before reading the rest: another format has other fields
             raise StoreError(
-                f"{path}: store format {version}, this vla-data {__version__} reads formats "
+                f"{location}: store format {version}, this vla-data {__version__} reads formats "
                 f"{', '.join(map(str, READABLE_FORMATS))}; use the vla-data that built it, or rebuild the store "
                 "from its sources with this one"
             )
         manifest = StoreManifest.model_validate(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise StoreError(f"{manifest_path}: unreadable manifest ({exc}); rebuild the store") from exc
+        raise StoreError(f"{location}/{MANIFEST}: unreadable manifest ({exc}); rebuild the store") from exc
     try:
-        episodes = pd.read_csv(path / EPISODES, keep_default_na=False)
-        group = zarr.open_group(path, mode="r", zarr_format=3)
+        table = location.read(EPISODES)
+        if table is None:
+            raise OSError(f"no {EPISODES}")
+        episodes = pd.read_csv(io.BytesIO(table), keep_default_na=False)
+        group = zarr.open_group(store=location.zarr_store(), mode="r", zarr_format=3)
     except (OSError, ValueError, KeyError) as exc:
-        raise StoreError(f"{path}: damaged store ({exc}); run `vla-data info {path} --verify`") from exc
-    return DatasetStore(path=path, manifest=manifest, episodes=episodes, group=group)
+        raise StoreError(f"{location}: damaged store ({exc}); run `vla-data info {location} --verify`") from exc
+    return DatasetStore(location=location, manifest=manifest, episodes=episodes, group=group)
+
+
+def _check_local(path: Path) -> None:
+    """A local store folder that is not there, or not vla-data's, is refused saying which."""
+    if not path.exists():
+        raise StoreError(f"{path}: no such store; build one with `vla-data build-splits SRC -o {path}`")
+    if not path.is_dir() or not (path / MANIFEST).is_file():
+        if path.is_dir() and (path / MARKER).is_file():
+            return  # incomplete: said by _open
+        raise StoreError(f"{path}: not a vla-data store ({listing(path)}); a store is what "
+                         "`vla-data build-splits SRC -o OUT.zarr` writes")
+
+
+def stored_checksums(location: StoreLocation) -> dict[str, str]:
+    """sha256 of every object of a published store but the manifest, read through its zarr store."""
+    return {key: hashlib.sha256(location.read(key) or b"").hexdigest() for key in location.keys() if key != MANIFEST}
+
+
+def stored_bytes(location: StoreLocation) -> int:
+    """The bytes every object of the store takes."""
+    return sum(location.size(key) for key in location.keys())
 
 
 def verify(store: DatasetStore) -> list[str]:
     """Recompute every checksum; name each damaged or missing object, with the frames it holds."""
-    found = object_checksums(store.path)
+    found = stored_checksums(store.location)
     problems = []
     ends = store.episode_ends
     for name, digest in store.manifest.checksums.items():

@@ -34,6 +34,7 @@ from vla_data import __version__
 from vla_data.ownership import Ownership, ownership
 from vla_data.recorder import fingerprint, header, open_episode, stored_frame_bytes
 from vla_data.splits import assign_splits, match_split_file, read_split_file
+from vla_data.refusal import Fix
 from vla_data.store import DatasetStore, StoreError, open_store
 from vla_data.store_writer import BuildProgress, EpisodeInput, write_version
 from vla_data.validation import channel_range
@@ -59,7 +60,9 @@ def select_channels(usable: list[FileReport], options: BuildOptions, action_dim:
         channels = list(options.action_channels)
         bad = [c for c in channels if not 0 <= c < action_dim]
         if bad:
-            raise StoreError(f"--action-channels {bad} out of range: the recorder writes channels 0..{action_dim - 1}")
+            raise StoreError(f"action channels {bad} out of range: the recorder writes channels 0..{action_dim - 1}",
+                             Fix({"action_channels": ",".join(str(c) for c in channels if c not in bad) or "auto"},
+                                 "to keep only channels it writes"))
     default_names = default_action_names(action_dim)
     names = options.action_names or [default_names[c] for c in channels]
     auto = options.action_channels == "auto"
@@ -80,7 +83,7 @@ def _read_source(report: FileReport, settings: RecorderSettings) -> Source:
 
 
 def _load_previous(out: Path, options: BuildOptions, settings: RecorderSettings) -> DatasetStore | None:
-    """The store already at ``out`` that this build extends, or None (nothing there, or --overwrite)."""
+    """The store already at ``out`` that this build extends, or None (nothing there, or ``overwrite``)."""
     kind = ownership(out)
     if kind in (Ownership.absent, Ownership.empty) or (options.overwrite and kind != Ownership.foreign):
         return None
@@ -89,21 +92,20 @@ def _load_previous(out: Path, options: BuildOptions, settings: RecorderSettings)
     if m.preprocessing != options.preprocessing:
         raise StoreError(
             f"{out} was built with {m.preprocessing.model_dump(mode='json')}, not "
-            f"{options.preprocessing.model_dump(mode='json')}; pass --overwrite to rebuild it"
-        )
+            f"{options.preprocessing.model_dump(mode='json')}",
+            Fix({"overwrite": True}, "to rebuild it"))
     cameras = [c.camera_source for c in m.cameras]
     if cameras != list(settings.cameras):
         raise StoreError(
             f"{out} holds camera(s) {'; '.join(c.describe() for c in cameras)}, not "
-            f"{'; '.join(c.describe() for c in settings.cameras)} as asked now; pass the same cameras, or "
-            "--overwrite to rebuild it with these"
-        )
+            f"{'; '.join(c.describe() for c in settings.cameras)} as asked now: give the same cameras",
+            Fix({"overwrite": True}, "to rebuild it with these"))
     if not m.splits.same_rule(options.splits):
         raise StoreError(
             f"{out} assigns new episodes by {m.splits.model_dump(mode='json', exclude={'split_file'})}"
             f"{' and a split file' if m.splits.split_file else ''}, not as asked now; stored episodes keep their "
-            "split either way: pass the same split options, or --overwrite to re-split everything"
-        )
+            "split either way: give the same split options",
+            Fix({"overwrite": True}, "to re-split everything"))
     return previous
 
 
@@ -196,14 +198,13 @@ def _refuse_changed(changed: list[tuple[EpisodeRecord, Source]], out: Path) -> N
                        for old, s in changed[:5])
     more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
     raise StoreError(
-        f"{len(changed)} source(s) changed since {out} stored them: {listed}{more}. Restore the recorded files, or "
-        "pass --replace-changed to replace each stored episode with the file's new content, in the same split"
-    )
+        f"{len(changed)} source(s) changed since {out} stored them: {listed}{more}. Restore the recorded files",
+        Fix({"replace_changed": True}, "to replace each stored episode with the file's new content, in the same split"))
 
 
 def _refuse_dropped_channels(previous: DatasetStore, sources: list[Source], options: BuildOptions) -> None:
     """An incremental build keeps the store's channels; it refuses episodes that use a channel dropped as
-    constant (unless the same --action-channels are given explicitly: then dropping it is a choice)."""
+    constant (unless the same ``action_channels`` are given explicitly: then dropping it is a choice)."""
     selection = previous.manifest.actions
     if options.action_channels != "auto":
         return
@@ -216,10 +217,9 @@ def _refuse_dropped_channels(previous: DatasetStore, sources: list[Source], opti
             raise StoreError(
                 f"{len(users)} new episode(s) use action channel {d.channel} ({d.name}), which {previous.path} "
                 f"dropped because it was {d.value:g} in every episode it was built from, e.g. "
-                f"{', '.join(users[:3])}; adding them would throw those commands away. Rebuild with the channel: "
-                f"`vla-data build-splits SRC... -o {previous.path} --overwrite --action-channels {every}`, or pass "
-                f"`--action-channels {kept}` to drop it knowingly"
-            )
+                f"{', '.join(users[:3])}; adding them would throw those commands away",
+                Fix({"overwrite": True, "action_channels": every}, "to rebuild the store with the channel"),
+                Fix({"action_channels": kept}, "to drop it knowingly"))
 
 
 def build_version(report: ValidationReport, root: Path, out: Path, options: BuildOptions, settings: RecorderSettings,
@@ -241,7 +241,7 @@ def build_version(report: ValidationReport, root: Path, out: Path, options: Buil
     previous = _load_previous(out, options, settings)
     selection = previous.manifest.actions if previous is not None else select_channels(usable, options, settings.action_dim)
     if previous is not None and options.action_channels != "auto" and list(options.action_channels) != selection.channels:
-        raise StoreError(f"{out} keeps channels {selection.channels}; pass --overwrite to change them")
+        raise StoreError(f"{out} keeps channels {selection.channels}", Fix({"overwrite": True}, "to change them"))
 
     plan = _sort_sources(usable, previous, options, settings)
     if plan.changed and not options.replace_changed:
@@ -279,8 +279,8 @@ def _explicit_splits(
         p, was, now = moved[0]
         raise StoreError(
             f"the split file moves {len(moved)} stored episode(s), e.g. {p} from {was} to {now.value}; "
-            "stored episodes keep their split: pass --overwrite to rebuild with the file's splits"
-        )
+            "stored episodes keep their split",
+            Fix({"overwrite": True}, "to rebuild with the file's splits"))
     return explicit, unmatched
 
 

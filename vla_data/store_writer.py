@@ -138,7 +138,7 @@ def _write_staging(staging: Path, previous: DatasetStore | None, episodes: list[
             start = previous_start[r.content_hash]
             actions.append(previous_actions[start : start + r.n_frames])
             for c in cameras:
-                frame_sources[c.name].append(EpisodeSource(r.episode, r.n_frames, previous.camera_path(c.name), None, start))
+                frame_sources[c.name].append(EpisodeSource(r.episode, r.n_frames, previous.camera_location(c.name).path, None, start))
         else:
             assert e.actions is not None
             actions.append(e.actions)

@@ -20,9 +20,10 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from schemas.store import StoreWriter
+from vla_data.refusal import Fix, Refusal
 
 
-class StoreBusy(Exception):
+class StoreBusy(Refusal):
     """Another build holds the store's writer lock (and waiting was not allowed)."""
 
 
@@ -49,8 +50,8 @@ def writer_lock(out: Path, wait: bool, on_wait: Callable[[str], None] | None = N
     except Timeout:
         holder = _holder(path)
         if not wait:
-            raise StoreBusy(f"{out} is being written by {holder}; run again when it is done "
-                            "(or without --no-wait, to wait for it)") from None
+            raise StoreBusy(f"{out} is being written by {holder}; run again when it is done",
+                            Fix({"wait": True}, "to wait for it")) from None
         if on_wait is not None:
             on_wait(f"waiting for {holder} to finish writing {out} ...")
         lock.acquire()

@@ -11,6 +11,7 @@ import torch
 from transformers import AutoTokenizer, Kosmos2Config, Kosmos2Model, PreTrainedTokenizerBase, XLMRobertaTokenizer
 
 from schemas.train import TINY_RANDOM
+from vla_data.refusal import Fix, Refusal
 
 IMAGE_START, IMAGE_END = "<image>", "</image>"
 # CLIP's pixel statistics: Kosmos-2's vision tower was trained on images normalised with them.
@@ -25,7 +26,7 @@ TINY_WORDS = (
 INIT_SCALE = 5.0  # tiny-random only: at the default 0.02 a 64-wide random model maps every frame to ~one feature
 
 
-class ModelNotFound(Exception):
+class ModelNotFound(Refusal):
     """The model is not in the local cache or directory; the message says how to place it."""
 
 
@@ -94,7 +95,7 @@ def load_backbone(source: str) -> Backbone:
     if source == TINY_RANDOM:
         return build_tiny_random()
     if source.startswith((".", "/", "~")) and not Path(source).expanduser().is_dir():
-        raise ModelNotFound(f"--model {source}: no such directory")
+        raise ModelNotFound(f"model {source}: no such directory")
     name = locate(source)
     try:
         model = Kosmos2Model.from_pretrained(name, local_files_only=True)
@@ -102,12 +103,12 @@ def load_backbone(source: str) -> Backbone:
     except (OSError, ValueError) as exc:
         cache = os.environ.get("HF_HOME", "~/.cache/huggingface")
         raise ModelNotFound(
-            f"--model {source}: not found locally ({type(exc).__name__}); vla-data never downloads. On a machine "
-            f"with network run `huggingface-cli download {source}` (it fills {cache}) and copy that cache here, or "
-            "pass --model DIR with config.json, model.safetensors and the tokenizer files; --model tiny-random "
-            "needs nothing"
+            f"model {source}: not found locally ({type(exc).__name__}); vla-data never downloads. On a machine "
+            f"with network run `huggingface-cli download {source}` (it fills {cache}) and copy that cache here",
+            Fix({"model.source": "DIR"}, "(a folder with config.json, model.safetensors and the tokenizer files)"),
+            Fix({"model.source": TINY_RANDOM}, "(needs nothing)"),
         ) from exc
     missing = [t for t in (IMAGE_START, IMAGE_END) if t not in tokenizer.get_vocab()]
     if missing:
-        raise ModelNotFound(f"--model {source}: its tokenizer lacks {missing}; is this a Kosmos-2 model?")
+        raise ModelNotFound(f"model {source}: its tokenizer lacks {missing}; is this a Kosmos-2 model?")
     return Backbone(model=model, tokenizer=tokenizer, source=name)

@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from schemas.train import CHECKPOINT_FORMAT, READABLE_CHECKPOINTS, CheckpointMeta
 from vla_data.files import open_permissions
+from vla_data.refusal import Refusal
 
 META = "checkpoint.json"
 ADAPTER = "adapter.safetensors"
@@ -37,7 +38,7 @@ STATE = "resume/state.json"
 PREFIX = "checkpoint-"
 
 
-class CheckpointError(Exception):
+class CheckpointError(Refusal):
     """A checkpoint that cannot be used: missing, partial, altered or from another format."""
 
 

@@ -9,6 +9,7 @@ import torch
 from schemas.store import StoreManifest
 from schemas.train import CheckpointMeta
 from vla_model import checkpoint as ckpt
+from vla_data.refusal import Fix
 from vla_model.backbone import ModelNotFound, load_backbone
 from vla_model.policy import VLAPolicy, policy_for
 
@@ -83,8 +84,8 @@ def load_policy(path: Path, device: str | torch.device = "cpu", model: str | Non
     except ModelNotFound as exc:
         if model is not None:
             raise
-        raise ModelNotFound(f"{path} was trained on the backbone {source}, which is not found here ({exc}); if it "
-                            "has moved, pass --model DIR (eval, predict) or model=DIR (Policy.from_checkpoint)") from exc
+        raise ModelNotFound(f"{path} was trained on the backbone {source}, which is not found here "
+                            f"({exc.message})", Fix({"model": "DIR"}, "where the backbone is now, if it has moved")) from exc
     check_backbone(meta, backbone.model.config.to_dict(), source)
     policy = policy_for(backbone, meta.train_config, len(meta.action_names), meta.camera_names, inference=True)
     load_trained(policy, *ckpt.load_weights(path))

@@ -18,9 +18,10 @@ from torch import nn
 from schemas.recorder import DEFAULT_CAMERA
 from schemas.train import HistoryHead, ModelConfig, TrainConfig
 from vla_model.backbone import CLIP_MEAN, CLIP_STD, IMAGE_END, IMAGE_START, Backbone
+from vla_data.refusal import Refusal
 
 
-class ConfigError(Exception):
+class ConfigError(Refusal):
     """A model or LoRA setting that cannot work; the message names the setting."""
 
 

@@ -17,9 +17,10 @@ from schemas.sample import SampleField
 from schemas.store import StoreManifest
 from vla_model.loss import masked_huber
 from vla_model.policy import VLAPolicy
+from vla_data.refusal import Fix, Refusal
 
 
-class PreflightError(Exception):
+class PreflightError(Refusal):
     """The run would not learn (or would crash later); the message says which check failed and the fix."""
 
 
@@ -57,17 +58,19 @@ def preflight(policy: VLAPolicy, batch: dict, manifest: StoreManifest, window: i
                              "uint8 frames")
     if not bool(mask.any()):
         raise PreflightError(
-            "the first batch has no unmasked action target: every chunk is padding. Check --action-offset and "
-            "--chunk against the episode lengths (vla-data inspect-sample shows one sample)"
-        )
+            "the first batch has no unmasked action target: every chunk is padding. Check the action offset and "
+            "the chunk against the episode lengths (inspect-sample shows one sample)",
+            Fix({"data.window.action_offset": "N", "data.window.chunk": "K"}, "that fit the episodes"))
 
     groups = policy.parameter_groups()
     counts = {name: sum(p.numel() for p in params) for name, params in groups.items()}
     if not any(counts.values()):
-        raise PreflightError("no parameter is trainable: check the LoRA targets (--lora-targets) and that heads exist")
+        raise PreflightError("no parameter is trainable: check the LoRA targets and that heads exist",
+                             Fix({"model.lora.targets": "REGEX"}, "matching the backbone's attention projections"))
     empty = [name for name, n in counts.items() if n == 0]
     if empty:
-        raise PreflightError(f"parameter group(s) {empty} have nothing trainable; check --lora-targets")
+        raise PreflightError(f"parameter group(s) {empty} have nothing trainable",
+                             Fix({"model.lora.targets": "REGEX"}, "matching the backbone's attention projections"))
 
     was_training = policy.training
     policy.train()

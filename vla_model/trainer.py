@@ -28,6 +28,7 @@ from schemas.train import BackboneSpec, CheckpointMeta, Precision, Schedule, Tra
 from vla_data import __version__
 from vla_data.dataset import WindowDataset
 from vla_data.loader import make_loader
+from vla_data.refusal import Fix
 from vla_model import checkpoint as ckpt
 from vla_model.backbone import load_backbone, locate
 from vla_model.loading import load_trained
@@ -64,9 +65,9 @@ def build_policy(config: TrainConfig, manifest: StoreManifest) -> VLAPolicy:
     if stored != backbone.image_size and not config.model.resize_on_device:
         raise ConfigError(
             f"the store's frames are {stored}x{stored}, the backbone {backbone.source} reads "
-            f"{backbone.image_size}x{backbone.image_size}: each frame would be resized again on every step. Build "
-            f"the store at the backbone's size (build-splits --image-size {backbone.image_size}), or resize on the "
-            "device knowingly (model.resize_on_device, --resize-on-device)"
+            f"{backbone.image_size}x{backbone.image_size}: each frame would be resized again on every step",
+            Fix({"preprocessing.image_size": str(backbone.image_size)}, "to build-splits (the store at the backbone's size)"),
+            Fix({"model.resize_on_device": True}, "to resize on the device knowingly"),
         )
     return policy_for(backbone, config, len(manifest.actions.names), manifest.camera_names)
 
@@ -115,7 +116,8 @@ def weights_digest(policy: VLAPolicy) -> torch.Tensor:
 def _accelerator(config: TrainConfig) -> Accelerator:
     cuda = torch.cuda.is_available()
     if config.optim.precision == Precision.fp16 and not cuda:
-        raise ConfigError("--precision fp16 needs a CUDA GPU (its gradient scaler is CUDA-only); use bf16 or fp32 on CPU")
+        raise ConfigError("precision fp16 needs a CUDA GPU (its gradient scaler is CUDA-only)",
+                          Fix({"optim.precision": "bf16"}), Fix({"optim.precision": "fp32"}))
     mixed = {Precision.bf16: "bf16", Precision.fp16: "fp16", Precision.fp32: "no"}[config.optim.precision]
     return Accelerator(cpu=not cuda, mixed_precision=mixed, gradient_accumulation_steps=config.optim.accumulation)
 
