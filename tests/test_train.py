@@ -180,7 +180,8 @@ def test_checkpoints_are_small_pickle_free_verified_and_pruned(learn_store: Path
     policy, _ = load_policy(run)  # the latest checkpoint, from the folder alone
     adapter = load_file(path / "adapter.safetensors")
     assert adapter and all("lora_" in k for k in adapter)
-    assert torch.equal(dict(policy.backbone.named_parameters())[next(iter(adapter))], adapter[next(iter(adapter))])
+    first = next(iter(adapter))
+    assert torch.equal(policy.adapter_state()[first], adapter[first])  # peft's names, as get_peft_model_state_dict
     lines = [json.loads(line) for line in (run / LOG_FILE).read_text().splitlines()]
     assert [r["step"] for r in lines] == [1, 2, 3, 4, 5, 6] and "val_loss" in lines[2] and "lr" in lines[0]
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
@@ -350,3 +351,25 @@ def test_a_store_of_another_image_size_is_refused_unless_resizing_on_the_device(
     assert code == 0, out
     meta = ckpt.load_meta(ckpt.resolve(tmp_path / "resized"))
     assert meta.train_config.model.resize_on_device and meta.preprocessing.image_size == 48
+
+
+def test_adapter_weights_save_and_load_through_peft_also_under_the_old_names() -> None:
+    from vla_model.backbone import build_tiny_random
+    from vla_model.loading import load_trained
+    from vla_model.policy import VLAPolicy
+
+    config = ModelConfig(hidden=16)
+    trained, fresh, old_named = (VLAPolicy(build_tiny_random(), config, 2, 2) for _ in range(3))
+    with torch.no_grad():
+        for name, p in trained.backbone.named_parameters():
+            if "lora_" in name:
+                p.copy_(torch.randn_like(p))
+    saved = trained.adapter_state()
+    assert saved and all(".default." not in n for n in saved)  # peft's own names
+    load_trained(fresh, saved, trained.head_state())
+    before_peft = {n: p.detach() for n, p in trained.backbone.named_parameters() if "lora_" in n}  # checkpoint format 2
+    assert all(".default." in n for n in before_peft)
+    load_trained(old_named, before_peft, trained.head_state())
+    for loaded in (fresh, old_named):
+        got = loaded.adapter_state()
+        assert got.keys() == saved.keys() and all(torch.equal(got[n], saved[n]) for n in saved)

@@ -11,7 +11,7 @@ from schemas.train import CheckpointMeta
 from vla_model import checkpoint as ckpt
 from vla_data.refusal import Fix
 from vla_model.backbone import ModelNotFound, load_backbone
-from vla_model.policy import VLAPolicy, policy_for
+from vla_model.policy import ADAPTER, VLAPolicy, policy_for
 
 # the backbone settings a checkpoint's adapter depends on; the weights found must have the same
 SHAPE_KEYS = {
@@ -22,13 +22,11 @@ SHAPE_KEYS = {
 
 def load_trained(policy: VLAPolicy, adapter: dict[str, torch.Tensor], heads: dict[str, torch.Tensor]) -> None:
     """Load LoRA and head weights saved from ``adapter_state`` / ``head_state``; every name must match."""
-    own = dict(policy.backbone.named_parameters())
-    wrong = sorted(set(adapter) ^ set(policy.adapter_state())) + sorted(set(heads) ^ set(policy.head_state()))
+    saved = {n.replace(f".{ADAPTER}.", "."): t for n, t in adapter.items()}  # checkpoints from before peft's names
+    wrong = sorted(set(saved) ^ set(policy.adapter_state())) + sorted(set(heads) ^ set(policy.head_state()))
     if wrong:
         raise ckpt.CheckpointError(f"the checkpoint's weights do not fit this model (e.g. {wrong[:3]})")
-    with torch.no_grad():
-        for name, value in adapter.items():
-            own[name].copy_(value)
+    policy.load_adapter_state(saved)
     policy.load_state_dict(heads, strict=False)
 
 

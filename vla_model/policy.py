@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from peft import LoraConfig, inject_adapter_in_model
+from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
 from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
@@ -19,6 +19,9 @@ from schemas.recorder import DEFAULT_CAMERA
 from schemas.train import HistoryHead, ModelConfig, TrainConfig
 from vla_model.backbone import CLIP_MEAN, CLIP_STD, IMAGE_END, IMAGE_START, Backbone
 from vla_data.refusal import Refusal
+
+
+ADAPTER = "default"  # peft's name for the one adapter
 
 
 class ConfigError(Refusal):
@@ -163,10 +166,17 @@ class VLAPolicy(nn.Module):
 
     # -- what training changes ---------------------------------------------------------------------------
     def adapter_state(self) -> dict[str, torch.Tensor]:
-        """The LoRA weights, by backbone parameter name."""
+        """The LoRA weights as peft saves them (``get_peft_model_state_dict``: backbone module names, without
+        the adapter's name)."""
         if self.lora_merged:
             raise RuntimeError("the LoRA weights were merged into the backbone for inference; there is no adapter")
-        return {n: p.detach() for n, p in self.backbone.named_parameters() if "lora_" in n}
+        return {n: t.detach() for n, t in get_peft_model_state_dict(self.backbone).items()}
+
+    def load_adapter_state(self, adapter: dict[str, torch.Tensor]) -> None:
+        """Load weights saved by ``adapter_state`` (peft's ``set_peft_model_state_dict``)."""
+        result = set_peft_model_state_dict(self.backbone, adapter)
+        if result.unexpected_keys:
+            raise ValueError(f"adapter weights the backbone has no place for: {result.unexpected_keys[:3]}")
 
     def head_state(self) -> dict[str, torch.Tensor]:
         """The action query and the heads (everything outside the backbone)."""
