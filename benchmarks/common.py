@@ -1,4 +1,12 @@
-"""What the benchmark scripts share: the synthetic 720x1280 episodes they run on, and best-of timing."""
+"""What the benchmark scripts share: the synthetic 720x1280 episodes they run on (1 or 2 cameras), and
+best-of timing.
+
+The episodes are generated once per camera count, seed 0, into their own folder (``episodes_dir``): the
+2-camera episodes hold the same front frames and actions as the 1-camera ones, plus the side camera
+(``observations/side_images``, RGB), so a 2-camera build decodes and resizes exactly twice the frames.
+vla_data is imported only where the episodes are generated, so ``best_of`` also serves a run against
+another code tree (benchmarks/baseline_old.py).
+"""
 
 from __future__ import annotations
 
@@ -6,20 +14,44 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from schemas.synthetic import SyntheticConfig
-from vla_data.recorder import episode_files
-from vla_data.synthetic import make_synthetic
-
 EPISODES = Path("bench-out/validate-episodes")
+EPISODES_2CAM = Path("bench-out/validate-episodes-2cam")
+SIDE_KEY = "observations/side_images"  # vla_data.synthetic.SIDE.key: what a 2-camera episode adds
 
 
-def synthetic_episodes(data: Path, episodes: int, image_size: str) -> tuple[list[Path], int, int]:
-    """The episode files in ``data`` (generated there once, seed 0), and the frame height and width."""
+def episodes_dir(cameras: int) -> Path:
+    """The default folder of the synthetic episodes with ``cameras`` cameras."""
+    return {1: EPISODES, 2: EPISODES_2CAM}[cameras]
+
+
+def _matches(files: list[Path], episodes: int, height: int, width: int, cameras: int) -> bool:
+    """Whether the episode files already there are the ones asked for (count, frame size, cameras)."""
+    if len(files) != episodes:
+        return False
+    if not files:
+        return True
+    import h5py
+
+    with h5py.File(files[0], "r") as f:
+        return f["images"].shape[1:3] == (height, width) and (SIDE_KEY in f) == (cameras == 2)
+
+
+def synthetic_episodes(data: Path, episodes: int, image_size: str, cameras: int = 1) -> tuple[list[Path], int, int]:
+    """The episode files in ``data`` (generated there once, seed 0, with ``cameras`` cameras), and the frame
+    height and width."""
+    from schemas.synthetic import SyntheticConfig
+    from vla_data.recorder import episode_files
+    from vla_data.synthetic import make_synthetic
+
     height, width = (int(v) for v in image_size.lower().split("x"))
     files = episode_files([data]) if data.exists() else []
-    if len(files) != episodes:
-        print(f"generating {episodes} episodes of {height}x{width} into {data} ...", flush=True)
-        make_synthetic(data, SyntheticConfig(episodes=episodes, height=height, width=width, seed=0))
+    if not _matches(files, episodes, height, width, cameras):
+        if files:
+            raise SystemExit(f"{data} holds other episodes than {episodes} of {height}x{width} with {cameras} "
+                             f"camera(s); remove it (or give another --data) to generate them")
+        print(f"generating {episodes} episodes of {height}x{width}, {cameras} camera(s) into {data} ...", flush=True)
+        extra = {"cameras": cameras} if cameras != 1 else {}  # code before the cameras had no such field
+        make_synthetic(data, SyntheticConfig(episodes=episodes, height=height, width=width, seed=0, **extra))
         files = episode_files([data])
     return files, height, width
 
@@ -31,3 +63,15 @@ def best_of(repeats: int, fn: Callable[[], object]) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def best_of_interleaved(repeats: int, variants: dict[str, Callable[[], object]]) -> dict[str, float]:
+    """Each variant's best time of ``repeats``, the variants run in turn (a, b, a, b) so that a slow patch of
+    a shared machine does not fall on one variant only."""
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: min(t) for name, t in times.items()}
