@@ -147,7 +147,8 @@ class WindowDataset(Dataset[Sample]):
         if self.normalize:
             actions = self.normalizer.normalize(actions)
         return Sample(
-            rgb={c: torch.from_numpy(np.ascontiguousarray(f.transpose(0, 3, 1, 2))) for c, f in frames.items()},
+            # a (W, 3, S, S) view of the gathered frames: the batch's stack makes the one contiguous copy
+            rgb={c: torch.from_numpy(f).permute(0, 3, 1, 2) for c, f in frames.items()},
             frame_mask=torch.from_numpy(ix.frame_mask),
             actions=torch.from_numpy(np.ascontiguousarray(actions, np.float32)),
             chunk_mask=torch.from_numpy(ix.chunk_mask),
