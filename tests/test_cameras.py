@@ -147,6 +147,15 @@ def test_one_image_span_per_camera_in_the_prompt() -> None:
         two({"front": frames[None, :, 0]}, ["go left"])
 
 
+def test_a_camera_missing_from_the_store_is_named(two_camera_store: Path, tmp_path: Path) -> None:
+    damaged = tmp_path / "damaged.zarr"
+    shutil.copytree(two_camera_store, damaged)
+    shutil.rmtree(damaged / "data" / "side")
+    for command in (["info", str(damaged)], ["inspect-sample", str(damaged)]):
+        code, text = run(*command)
+        assert code == 1 and "no array for: side (camera, data/side)" in text and "Traceback" not in text, text
+
+
 def test_inspect_sample_and_info_show_every_camera(two_camera_store: Path, tmp_path: Path) -> None:
     code, text = run("inspect-sample", str(two_camera_store), "--index", "2", "--json")
     assert code == 0, text
@@ -155,6 +164,14 @@ def test_inspect_sample_and_info_show_every_camera(two_camera_store: Path, tmp_p
     assert code == 0 and (tmp_path / "s.png").stat().st_size > 0
     code, text = run("info", str(two_camera_store), "--plot", str(tmp_path / "i.png"))
     assert code == 0 and "cameras: front <- `images` (bgr), side <- `observations/side_images` (rgb)" in text
+    from pipelines.store_plot import sample_frames, store_figure
+
+    opened = open_store(two_camera_store)
+    (episode, index), *_ = sample_frames(opened, 8)
+    shown = [ax for ax in store_figure(opened).axes if ax.images][0]  # the first sample frame: both cameras
+    np.testing.assert_array_equal(np.asarray(shown.images[0].get_array()),
+                                  np.concatenate([opened.camera("front")[index], opened.camera("side")[index]], 1))
+    assert "[front | side]" in shown.get_title()
 
 
 def test_train_eval_and_predict_on_two_cameras(two_camera_raw: Path, two_camera_store: Path, two_camera_run: Path,

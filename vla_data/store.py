@@ -234,6 +234,12 @@ def _open(location: StoreLocation) -> DatasetStore:
         group = zarr.open_group(store=location.zarr_store(), mode="r", zarr_format=3)
     except (OSError, ValueError, KeyError) as exc:
         raise StoreError(f"{location}: damaged store ({exc}); run `vla-data info {location} --verify`") from exc
+    missing = [f for f in manifest.features if array_path(f) not in group]
+    if missing:
+        listed = ", ".join(f"{f.name} ({f.kind.value}, {array_path(f)})" for f in missing)
+        raise StoreError(f"{location}: the manifest lists feature(s) the store has no array for: {listed}; the "
+                         "store is damaged or was changed by hand: rebuild it from its sources",
+                         Fix({"overwrite": True}, "to build-splits"))
     return DatasetStore(location=location, manifest=manifest, episodes=episodes, group=group)
 
 
