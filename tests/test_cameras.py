@@ -19,7 +19,7 @@ from schemas.synthetic import SyntheticConfig
 from vla_data.dataset import WindowDataset
 from vla_data.resize import resize_frames
 from vla_data.store import open_store
-from vla_data.synthetic import FRONT, SIDE, camera_settings, make_synthetic, side_view
+from vla_data.synthetic import FRONT, SIDE, camera_settings, side_view
 from vla_model.policy import VLAPolicy
 from vla_model.runtime import Policy
 

@@ -62,12 +62,6 @@ class StoreLocation:
             raise LocationError(f"{self.url}: cannot open {scheme}:// stores here ({exc}); install the fsspec "
                                 f"package for {scheme} (e.g. s3fs for s3://), or give a local path") from exc
 
-    def exists(self) -> bool:
-        """Whether anything is stored here (a local folder or file; for a URL, any key below it)."""
-        if self.path is not None:
-            return self.path.exists()
-        return bool(self.keys())
-
     def read(self, key: str) -> bytes | None:
         """The bytes of one object of the store (``manifest.json``, ``episodes.csv``...), None when absent."""
         if self.path is not None and (self.path / key).is_dir():

@@ -76,7 +76,7 @@ class DatasetStore:
         for f in self.manifest.cameras:
             if f.name == name:
                 return f
-        raise StoreError(f"{self.path}: no camera {name!r}; the store holds camera(s) "
+        raise StoreError(f"{self.location}: no camera {name!r}; the store holds camera(s) "
                          f"{', '.join(self.manifest.camera_names)}")
 
     def camera(self, name: str) -> zarr.Array:
