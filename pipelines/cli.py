@@ -24,6 +24,7 @@ from pipelines.wording import worded
 from schemas import ValidateOptions
 from schemas.evaluation import EvalOptions
 from schemas.sample import Augment, MirrorRule, WindowSpec
+from schemas.serve import ServeConfig
 from schemas.store import BuildOptions, Interpolation, NormMode, ResizeMode, Split, Stratify
 from schemas.synthetic import SyntheticConfig
 from schemas.train import TrainConfig
@@ -554,6 +555,49 @@ def predict_cmd(checkpoint: Path, episode: Path, as_json: bool, instruction: str
     for warning in report.warnings:
         click.echo(click.style(f"warning: {warning}", fg="yellow"), err=True)
     click.echo(report.model_dump_json(indent=2) if as_json else render_predictions(report))
+
+
+SERVE_FLAGS = {name: (name,) for name in ("host", "port", "precision", "token_file", "insecure", "max_message_mb")}
+
+
+@main.command("serve")
+@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--device", default=None, help=DEVICE_HELP)
+@backbone_option
+@model_flags(ServeConfig, SERVE_FLAGS)
+def serve_cmd(checkpoint: Path, device: str | None, model: str | None, **flags: object) -> None:
+    """Serve a trained policy (a checkpoint, or a run: its latest) to robots over a websocket.
+
+    The robot side is the torch-free client in client/ (pip install ./client): PolicyClient(url) sends
+    hello, reset(instruction) and step(frames) and gets (K, A) chunks in physical units; msgpack with
+    numpy arrays, raw uint8 frames or JPEG/PNG bytes. One PolicyRunner per connection: each step runs the
+    backbone on the new frame only. Listens on 127.0.0.1 unless --host says otherwise; another host needs
+    --token-file (the secret every robot sends) or --insecure. Ctrl-C stops it (exit 0).
+
+    \b
+    Examples:
+      vla-data serve runs/k2 --device cuda --precision bf16
+      vla-data serve runs/k2 --host 0.0.0.0 --port 8765 --token-file /etc/vla/token
+    """
+    import logging
+
+    from pipelines.serve import load_token, run_server, set_precision
+    from vla_model.backbone import ModelNotFound
+    from vla_model.checkpoint import CheckpointError
+    from vla_model.runtime import Policy
+
+    config = build_model(ServeConfig, {k: v for k, v in flags.items() if v is not None} | {"device": device},
+                         "serve options")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    try:
+        token = load_token(config.token_file)
+        policy = Policy.from_checkpoint(checkpoint, config.device, model)
+        set_precision(policy, config.precision)
+        run_server(policy, config, token, lambda line: click.echo(line, err=True))
+    except (CheckpointError, ModelNotFound, ValueError) as exc:
+        fail(exc)
+    except OSError as exc:
+        fail(f"{os_error(exc)} (is the port in use? pick another with --port)")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,265 @@
+"""`vla-data serve`: a trained policy behind a websocket, msgpack with numpy arrays (``vla_client.protocol``).
+
+One ``PolicyRunner`` per connection (one robot episode at a time per connection): each step runs the backbone
+on the new frame(s) only. The policy is loaded once and shared; steps of several robots take turns on it
+(a lock, in a worker thread, so the event loop keeps serving the others while one step computes). Whatever a
+client sends, the server answers (an error reply for a bad message; the connection stays usable) and never
+dies of it; a client that vanishes frees its runner.
+
+```python
+with serving(policy, ServeConfig(port=0)) as server:   # in a background thread (tests, benchmarks, the demo)
+    client = PolicyClient(server.url)
+```
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from schemas import ColorOrder
+from schemas.serve import ServeConfig, ServeMetadata
+from schemas.train import Precision
+from vla_client.protocol import (
+    BAD_FRAME,
+    BAD_REQUEST,
+    CHUNK,
+    CLIENT_MESSAGES,
+    CLOSE,
+    CLOSE_UNAUTHORIZED,
+    ENCODINGS,
+    HELLO,
+    MALFORMED,
+    NOT_RESET,
+    PROTOCOL_VERSION,
+    RESET,
+    STEP,
+    TOKEN_HEADER,
+    ProtocolError,
+    error,
+    pack,
+    unpack,
+)
+from vla_data import __version__
+from vla_model.runtime import Policy, PolicyRunner
+
+log = logging.getLogger("vla-data.serve")
+DTYPES = {Precision.fp32: torch.float32, Precision.bf16: torch.bfloat16, Precision.fp16: torch.float16}
+
+
+def set_precision(policy: Policy, precision: Precision) -> None:
+    """Run the backbone in ``precision`` (the heads stay fp32: they read features as float32)."""
+    if precision == Precision.fp16 and policy.device.type != "cuda":
+        raise ValueError("precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+    policy.model.backbone.to(DTYPES[precision])
+
+
+def metadata(policy: Policy, precision: Precision) -> ServeMetadata:
+    offsets = policy.meta.stats.action
+    return ServeMetadata(
+        protocol=PROTOCOL_VERSION, vla_data_version=__version__, checkpoint=str(policy.path),
+        model=policy.meta.backbone.source, precision=precision, device=str(policy.device),
+        cameras=policy.camera_names, color_orders={c: o.value for c, o in policy.color_orders().items()},
+        image_size=policy.preprocessing.image_size, resize=policy.preprocessing.resize.value,
+        window=policy.window, chunk=policy.chunk, action_offset=policy.spec.action_offset,
+        action_names=policy.action_names,
+        action_levels={n: sorted({round(c.min, 6), 0.0, round(c.max, 6)}) if c.min <= 0 <= c.max else
+                       [round(c.min, 6), round(c.max, 6)] for n, c in zip(policy.action_names, offsets, strict=True)},
+    )
+
+
+class PolicyServer:
+    def __init__(self, policy: Policy, config: ServeConfig, token: str | None = None) -> None:
+        self.policy, self.config, self.token = policy, config, token
+        self.metadata = metadata(policy, config.precision).model_dump(mode="json")
+        self.compute = threading.Lock()  # one policy, one step at a time on it
+        self.connections = 0
+
+    # -- one connection ------------------------------------------------------------------------------------
+    async def handle(self, connection: ServerConnection) -> None:
+        peer = connection.remote_address
+        if self.token is not None and connection.request is not None:
+            given = connection.request.headers.get(TOKEN_HEADER, "")
+            if given != f"Bearer {self.token}":
+                log.warning("refused %s: %s token", peer, "a wrong" if given else "no")
+                await connection.close(CLOSE_UNAUTHORIZED, "a missing or wrong token")
+                return
+        runner = self.policy.runner()
+        self.connections += 1
+        log.info("robot %s connected (%d connected)", peer, self.connections)
+        try:
+            async for data in connection:
+                try:
+                    message = unpack(data)
+                    reply = await self.answer(message, runner)
+                except ProtocolError as exc:
+                    message, reply = {}, error(exc.code, str(exc))
+                except Exception as exc:  # a bug must not take the server down with it: said, and logged
+                    log.exception("step failed for %s", peer)
+                    message, reply = {}, error("internal", f"{type(exc).__name__}: {exc}")
+                await connection.send(pack(reply))
+                if message.get("type") == CLOSE:
+                    break
+        except ConnectionClosed:
+            pass  # the robot went away: its runner goes with this function
+        finally:
+            self.connections -= 1
+            log.info("robot %s disconnected", peer)
+
+    async def answer(self, message: dict[str, Any], runner: PolicyRunner) -> dict[str, Any]:
+        kind = message["type"]
+        if kind not in CLIENT_MESSAGES:
+            raise ProtocolError(MALFORMED, f"unknown message type {kind!r}; one of {', '.join(CLIENT_MESSAGES)}")
+        if kind == HELLO:
+            return {"type": HELLO, "metadata": self.metadata}
+        if kind == CLOSE:
+            return {"type": CLOSE}
+        if kind == RESET:
+            instruction = message.get("instruction")
+            if not isinstance(instruction, str) or not instruction.strip():
+                raise ProtocolError(BAD_REQUEST, "reset needs an `instruction`, non-empty text")
+            runner.reset(instruction)
+            return {"type": RESET}
+        assert kind == STEP
+        if runner.instruction is None:
+            raise ProtocolError(NOT_RESET, "step before reset: send reset with the instruction first")
+        started = time.perf_counter()
+        frames = self.frames(message.get("frames"), runner)
+        decoded = time.perf_counter()
+        chunk = await asyncio.to_thread(self._step, runner, frames)
+        done = time.perf_counter()
+        return {"type": CHUNK, "chunk": chunk.astype(np.float32), "timestamp": message.get("timestamp"),
+                "server_ms": {"decode": 1000 * (decoded - started), "policy": 1000 * (done - decoded),
+                              "total": 1000 * (done - started)}}
+
+    def _step(self, runner: PolicyRunner, frames: dict[str, np.ndarray]) -> np.ndarray:
+        with self.compute:
+            return runner.step(frames)
+
+    def frames(self, given: Any, runner: PolicyRunner) -> dict[str, np.ndarray]:
+        """The step's frames by camera, raw arrays checked and encoded images decoded (into the camera's order)."""
+        if not isinstance(given, dict):
+            raise ProtocolError(BAD_REQUEST, "step needs `frames`, a map of camera name -> frame")
+        missing = [c for c in self.policy.camera_names if c not in given]
+        if missing:
+            raise ProtocolError(BAD_FRAME, f"no frame of camera(s) {', '.join(missing)}; the policy reads "
+                                f"{', '.join(self.policy.camera_names)}")
+        return {c: self._frame(c, given[c], runner.color_order[c]) for c in self.policy.camera_names}
+
+    @staticmethod
+    def _frame(camera: str, frame: Any, order: ColorOrder) -> np.ndarray:
+        if isinstance(frame, dict):
+            if frame.get("encoding") not in ENCODINGS or not isinstance(frame.get("data"), bytes):
+                raise ProtocolError(BAD_FRAME, f"camera {camera}: an encoded frame is {{encoding: jpeg|png, data}}")
+            try:
+                with Image.open(io.BytesIO(frame["data"])) as image:
+                    rgb = np.asarray(image.convert("RGB"))
+            except (UnidentifiedImageError, OSError, ValueError) as exc:
+                raise ProtocolError(BAD_FRAME, f"camera {camera}: cannot decode the {frame['encoding']} image "
+                                    f"({exc})") from None
+            return np.ascontiguousarray(rgb[..., ::-1]) if order == ColorOrder.bgr else rgb
+        if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
+            what = f"{frame.shape} {frame.dtype}" if isinstance(frame, np.ndarray) else type(frame).__name__
+            raise ProtocolError(BAD_FRAME, f"camera {camera}: a raw frame is (H, W, 3) uint8; got {what}")
+        return frame
+
+    # -- the server ----------------------------------------------------------------------------------------
+    def serve(self, host: str, port: int) -> Any:
+        """websockets' server (an async context manager) for this policy."""
+        return serve(self.handle, host, port, max_size=int(self.config.max_message_mb * 2**20), compression=None)
+
+
+def load_token(path: str | None) -> str | None:
+    if path is None:
+        return None
+    token = Path(path).read_text().strip()
+    if not token:
+        raise ValueError(f"{path}: the token file is empty; write a shared secret into it")
+    return token
+
+
+class RunningServer:
+    """A server running in a background thread (``serving``): its ``url``; stopped when the block ends."""
+
+    def __init__(self, server: PolicyServer, config: ServeConfig) -> None:
+        self.server, self.config = server, config
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.port = 0
+        self._stop: asyncio.Future[None] | None = None
+        self._failed: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="vla-data-serve", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.config.host}:{self.port}"
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self._main())
+        except BaseException as exc:  # reported to the thread that waits for the server to be ready
+            self._failed = exc
+            self.ready.set()
+
+    async def _main(self) -> None:
+        self._stop = self.loop.create_future()
+        async with self.server.serve(self.config.host, self.config.port) as ws:
+            ws_server: Server = ws
+            self.port = ws_server.sockets[0].getsockname()[1]
+            self.ready.set()
+            await self._stop
+
+    def start(self) -> RunningServer:
+        self.thread.start()
+        self.ready.wait(30)
+        if self._failed is not None:
+            raise self._failed
+        return self
+
+    def stop(self) -> None:
+        if self._stop is not None and not self._stop.done():
+            self.loop.call_soon_threadsafe(self._stop.set_result, None)
+        self.thread.join(30)
+
+
+@contextmanager
+def serving(policy: Policy, config: ServeConfig, token: str | None = None) -> Iterator[RunningServer]:
+    """Serve ``policy`` in a background thread for the block (``config.port`` 0: a free port, see ``.url``)."""
+    running = RunningServer(PolicyServer(policy, config, token), config).start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def run_server(policy: Policy, config: ServeConfig, token: str | None, announce: Any) -> None:
+    """Serve until Ctrl-C (or SIGTERM): then stop taking robots, let the running steps end, and return."""
+    import signal
+
+    async def main() -> None:
+        server = PolicyServer(policy, config, token)
+        stop = asyncio.get_running_loop().create_future()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+        async with server.serve(config.host, config.port) as ws:
+            port = ws.sockets[0].getsockname()[1]
+            announce(f"serving {policy.path} on ws://{config.host}:{port} ({server.metadata['device']}, "
+                     f"{config.precision.value}; cameras {', '.join(policy.camera_names)}); Ctrl-C stops")
+            await stop
+        announce("stopped")
+
+    asyncio.run(main())

@@ -1,0 +1,228 @@
+"""`vla-data serve` and the robot-side client: a real websocket server on 127.0.0.1, talked to by the client."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from websockets.sync.client import connect
+
+from pipelines.cli import main
+from pipelines.serve import serving, set_precision
+from schemas.serve import ServeConfig
+from schemas.train import Precision
+from vla_client.client import PolicyClient, ServerError, Unauthorized
+from vla_client.protocol import BAD_FRAME, MALFORMED, NOT_RESET, encoded, pack, unpack
+from vla_model.runtime import Policy
+
+LOCAL = ServeConfig(port=0)
+
+
+@pytest.fixture(scope="module")
+def served_run(learn_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("served") / "run"
+    result = CliRunner().invoke(main, ["train", str(learn_store), "-o", str(run_dir), "--model", "tiny-random",
+                                       "--max-steps", "2", "--window", "4", "--chunk", "3", "--batch-size", "4",
+                                       "--hidden", "16", "--lora-r", "2", "--val-every", "2", "--save-every", "2",
+                                       "--val-batches", "1"])
+    assert result.exit_code == 0, result.output
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def policy(served_run: Path) -> Policy:
+    return Policy.from_checkpoint(served_run, "cpu")
+
+
+def _episode(learn_store: Path, index: int = 0) -> tuple[np.ndarray, str]:
+    path = sorted((learn_store.parent / "raw").glob("*.h5"))[index]
+    with h5py.File(path) as f:
+        return f["images"][()], "Navigate around obstacles and reach the front of the beverage bottle on the left"
+
+
+def test_served_chunks_equal_the_runners(policy: Policy, learn_store: Path) -> None:
+    frames, instruction = _episode(learn_store)
+    runner = policy.runner()
+    runner.reset(instruction)
+    with serving(policy, LOCAL) as server:
+        client = PolicyClient(server.url)
+        meta = client.metadata
+        assert meta["cameras"] == ["rgb"] and meta["window"] == 4 and meta["chunk"] == 3
+        assert meta["action_names"] == ["linear_x", "linear_y"] and meta["color_orders"] == {"rgb": "bgr"}
+        assert meta["protocol"] == 1 and meta["precision"] == "fp32"
+        client.reset(instruction)
+        for frame in frames:
+            served, timing = client.step_timed(frame)
+            np.testing.assert_allclose(served, runner.step(frame), atol=1e-5)
+            assert served.shape == (3, 2) and served.dtype == np.float32 and timing["total"] >= timing["policy"] > 0
+        client.close()
+
+
+def test_jpeg_and_png_frames_decode_into_the_cameras_colour_order(policy: Policy, learn_store: Path) -> None:
+    frames, instruction = _episode(learn_store, 1)
+    rgb = np.ascontiguousarray(frames[0][..., ::-1])  # the collector stores BGR
+    png = io.BytesIO()
+    Image.fromarray(rgb).save(png, format="PNG")  # lossless: the same pixels
+    with serving(policy, LOCAL) as server:
+        client = PolicyClient(server.url)
+        client.reset(instruction)
+        raw = client.step(frames[0])
+        client.reset(instruction)
+        np.testing.assert_allclose(client.step(encoded("png", png.getvalue())), raw, atol=1e-6)
+        jpeg = io.BytesIO()
+        Image.fromarray(rgb).save(jpeg, format="JPEG", quality=95)
+        client.reset(instruction)
+        assert np.abs(client.step(encoded("jpeg", jpeg.getvalue())) - raw).max() < 0.5  # lossy, same scene
+        with pytest.raises(ServerError) as bad:
+            client.step(encoded("jpeg", b"not a jpeg"))
+        assert bad.value.code == BAD_FRAME and "cannot decode" in str(bad.value)
+
+
+def test_every_bad_message_gets_an_error_and_the_connection_stays_usable(policy: Policy, learn_store: Path) -> None:
+    frames, instruction = _episode(learn_store)
+    with serving(policy, LOCAL) as server, connect(server.url, compression=None, proxy=None) as ws:
+        def ask(data: bytes | str) -> dict:
+            ws.send(data)
+            return unpack(ws.recv(timeout=10))
+
+        assert ask(pack({"type": "step", "frames": {"rgb": frames[0]}})) == {
+            "type": "error", "code": NOT_RESET, "message": "step before reset: send reset with the instruction first"}
+        assert ask(b"\xc1 not msgpack")["code"] == MALFORMED
+        assert ask("a text frame")["code"] == MALFORMED
+        assert ask(pack([1, 2, 3]))["code"] == MALFORMED
+        assert ask(pack({"type": "dance"}))["code"] == MALFORMED
+        assert ask(pack({"type": "reset"}))["code"] == "bad_request"
+        assert ask(pack({"type": "reset", "instruction": instruction})) == {"type": "reset"}
+        assert ask(pack({"type": "step", "frames": {"rgb": frames[0][..., :2]}}))["code"] == BAD_FRAME
+        assert ask(pack({"type": "step", "frames": {"rgb": frames[0].astype(np.float32)}}))["code"] == BAD_FRAME
+        wrong = ask(pack({"type": "step", "frames": {"front": frames[0]}}))
+        assert wrong["code"] == BAD_FRAME and "camera(s) rgb" in wrong["message"]
+        assert ask(pack({"type": "step", "frames": {"rgb": frames[0]}, "timestamp": 7.5}))["type"] == "chunk"
+        assert ask(pack({"type": "close"})) == {"type": "close"}
+
+
+def test_a_vanished_client_frees_its_runner_and_others_go_on(policy: Policy, learn_store: Path) -> None:
+    frames, instruction = _episode(learn_store)
+    with serving(policy, LOCAL) as server:
+        gone = PolicyClient(server.url)
+        gone.reset(instruction)
+        gone._connection.socket.close()  # type: ignore[union-attr]  # the robot loses power mid-episode
+        client = PolicyClient(server.url)
+        client.reset(instruction)
+        assert client.step(frames[0]).shape == (3, 2)
+        deadline = time.time() + 10
+        while server.server.connections != 1 and time.time() < deadline:
+            time.sleep(0.05)
+        assert server.server.connections == 1
+
+
+def test_eight_robots_at_once_each_complete_an_episode(policy: Policy, learn_store: Path) -> None:
+    frames, instruction = _episode(learn_store)
+    runner = policy.runner()
+    runner.reset(instruction)
+    want = np.stack([runner.step(f) for f in frames[:6]])
+    results: dict[int, np.ndarray] = {}
+
+    def robot(i: int) -> None:
+        with PolicyClient(server.url) as client:
+            client.reset(instruction)
+            results[i] = np.stack([client.step(f) for f in frames[:6]])
+
+    with serving(policy, LOCAL) as server:
+        threads = [threading.Thread(target=robot, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    assert sorted(results) == list(range(8))
+    for chunks in results.values():  # each robot its own runner: the same chunks as one runner alone
+        np.testing.assert_allclose(chunks, want, atol=1e-5)
+
+
+def test_a_token_is_required_beyond_localhost_and_checked(policy: Policy, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="token_file"):
+        ServeConfig(host="0.0.0.0")
+    assert ServeConfig(host="0.0.0.0", insecure=True).insecure
+    with serving(policy, LOCAL, token="s3cret") as server:
+        with pytest.raises(Unauthorized, match="refused the token"):
+            PolicyClient(server.url, token="wrong")
+        with pytest.raises(Unauthorized):
+            PolicyClient(server.url)
+        assert PolicyClient(server.url, token="s3cret").metadata["cameras"] == ["rgb"]
+
+
+def test_the_client_reconnects_and_resends_the_instruction(policy: Policy, learn_store: Path) -> None:
+    frames, instruction = _episode(learn_store)
+    with serving(policy, LOCAL) as server:
+        client = PolicyClient(server.url)
+        client.reset(instruction)
+        client.step(frames[0])
+        client._connection.close()  # type: ignore[union-attr]  # the link drops between two steps
+        runner = policy.runner()
+        runner.reset(instruction)
+        np.testing.assert_allclose(client.step(frames[1]), runner.step(frames[1]), atol=1e-5)  # the window starts over
+    with pytest.raises(ConnectionError, match="cannot reach the policy server"):
+        PolicyClient(server.url, reconnects=1, retry_delay=0.01, timeout=1)
+
+
+def test_bf16_backbone_on_the_cpu_is_close_to_fp32(served_run: Path, learn_store: Path) -> None:
+    frames, instruction = _episode(learn_store)
+    fp32, bf16 = Policy.from_checkpoint(served_run, "cpu"), Policy.from_checkpoint(served_run, "cpu")
+    set_precision(bf16, Precision.bf16)
+    a, b = fp32.runner(), bf16.runner()
+    a.reset(instruction), b.reset(instruction)
+    diffs = [np.abs(a.step(f) - b.step(f)).max() for f in frames[:5]]
+    assert max(diffs) < 0.2 and max(diffs) > 0  # another precision, nearly the same chunks
+    with pytest.raises(ValueError, match="fp16 needs a CUDA"):
+        set_precision(fp32, Precision.fp16)
+
+
+def test_the_client_imports_neither_torch_nor_transformers() -> None:
+    probe = ("import sys, vla_client.client, vla_client.protocol; "
+             "print(sorted(m for m in ('torch', 'transformers', 'pydantic', 'vla_data', 'PIL') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_serve_command_serves_until_ctrl_c(served_run: Path, tmp_path: Path) -> None:
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "serve", str(served_run), "--port", str(port),
+                             "--device", "cpu"], stderr=subprocess.PIPE, text=True,
+                            env=os.environ | {"PYTHONUNBUFFERED": "1"})
+    try:
+        line = ""
+        deadline = time.time() + 120
+        while "serving" not in line and time.time() < deadline:
+            line = proc.stderr.readline()  # type: ignore[union-attr]
+        assert f"ws://127.0.0.1:{port}" in line, line
+        client = PolicyClient(f"ws://127.0.0.1:{port}")
+        assert client.metadata["checkpoint"].endswith("checkpoint-2")
+        client.close()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+    finally:
+        proc.kill()
+    code = CliRunner().invoke(main, ["serve", str(served_run), "--host", "0.0.0.0"])
+    assert code.exit_code == 2 and "token_file" in code.output
+    empty = tmp_path / "token"
+    empty.write_text("\n")
+    code = CliRunner().invoke(main, ["serve", str(served_run), "--host", "0.0.0.0", "--token-file", str(empty)])
+    assert code.exit_code == 1 and "token file is empty" in code.output
