@@ -226,3 +226,29 @@ def test_the_serve_command_serves_until_ctrl_c(served_run: Path, tmp_path: Path)
     empty.write_text("\n")
     code = CliRunner().invoke(main, ["serve", str(served_run), "--host", "0.0.0.0", "--token-file", str(empty)])
     assert code.exit_code == 1 and "token file is empty" in code.output
+
+
+@pytest.mark.parametrize("mode", ["ensemble", "async:2", "chunk:2"])
+def test_an_episode_driven_through_the_server_and_stopped_when_it_goes(mode: str, policy: Policy,
+                                                                        learn_store: Path) -> None:
+    from vla_client.execution import Driver, ExecutionMode, Executor, Snap
+
+    frames, instruction = _episode(learn_store)
+    with serving(policy, LOCAL) as server:
+        client = PolicyClient(server.url, timeout=2, reconnects=0)
+        client.reset(instruction)
+        driver = Driver(client, Executor(ExecutionMode.parse(mode), deadline=5.0, snap=Snap.from_metadata(client.metadata)))
+        commands = []
+        for frame in frames[:8]:
+            commands.append(driver.tick(frame))
+            driver.wait()
+        levels = [client.metadata["action_levels"][n] for n in ("linear_x", "linear_y")]
+        assert all(c.shape == (2,) and all(np.isclose(v, lv).any() for v, lv in zip(c, levels, strict=True))
+                   for c in commands[1:])  # every command at a teleop level
+        assert driver.errors == [] and driver.executor.stops <= 1  # only async's first tick waits for a chunk
+    for frame in frames[8:12]:  # the server is gone: the robot stops, it does not keep the last command
+        driver.executor.deadline = 0.0
+        command = driver.tick(frame)
+        driver.wait()
+        assert not command.any()
+    assert driver.errors
