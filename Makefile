@@ -32,6 +32,9 @@ demo: $(STAMP)
 	$(BIN)/vla-data predict $(DEMO)/run "$$(ls $(DEMO)/raw/*.h5 | head -1)"
 	@echo "--- the policy against the train-mean and zero-velocity baselines on the val split ---"
 	$(BIN)/vla-data eval $(DEMO)/run $(DEMO)/dataset.zarr --split val -o $(DEMO)/eval
+	@echo "--- vla-data serve + the robot-side client drive one val episode (ensemble execution), with the latency ---"
+	$(BIN)/vla-data drive "$$($(BIN)/python -c "import pandas as p; t = p.read_csv('$(DEMO)/dataset.zarr/episodes.csv'); \
+	    print(t[t.split == 'val'].source_path.iloc[0])")" --serve $(DEMO)/run --execution ensemble --snap
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/validate.py

@@ -557,7 +557,8 @@ def predict_cmd(checkpoint: Path, episode: Path, as_json: bool, instruction: str
     click.echo(report.model_dump_json(indent=2) if as_json else render_predictions(report))
 
 
-SERVE_FLAGS = {name: (name,) for name in ("host", "port", "precision", "token_file", "insecure", "max_message_mb")}
+SERVE_FLAGS = {name: (name,) for name in ("host", "port", "precision", "compile", "token_file", "insecure",
+                                          "max_message_mb")}
 
 
 @main.command("serve")
@@ -581,7 +582,7 @@ def serve_cmd(checkpoint: Path, device: str | None, model: str | None, **flags: 
     """
     import logging
 
-    from pipelines.serve import load_token, run_server, set_precision
+    from pipelines.serve import compile_backbone, load_token, run_server, set_precision
     from vla_model.backbone import ModelNotFound
     from vla_model.checkpoint import CheckpointError
     from vla_model.runtime import Policy
@@ -593,11 +594,68 @@ def serve_cmd(checkpoint: Path, device: str | None, model: str | None, **flags: 
         token = load_token(config.token_file)
         policy = Policy.from_checkpoint(checkpoint, config.device, model)
         set_precision(policy, config.precision)
+        if config.compile:
+            compile_backbone(policy, lambda line: click.echo(line, err=True))
         run_server(policy, config, token, lambda line: click.echo(line, err=True))
     except (CheckpointError, ModelNotFound, ValueError) as exc:
         fail(exc)
     except OSError as exc:
         fail(f"{os_error(exc)} (is the port in use? pick another with --port)")
+
+
+@main.command("drive")
+@click.argument("episode", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--url", default=None, help="The policy server to drive, e.g. ws://gpu-box:8765.")
+@click.option("--serve", "checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Instead of --url: serve this checkpoint (or run) on 127.0.0.1 for the drive, over a real websocket.")
+@click.option("--execution", default="ensemble", show_default=True,
+              help="How chunks become commands: first, chunk:N, ensemble or async[:N].")
+@click.option("--instruction", default=None, help="Use this instruction instead of the one found for the episode.")
+@click.option("--token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="The shared secret, for a server started with --token-file.")
+@click.option("--deadline", default=0.5, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds a chunk's frame may be old before the command is zero velocity (the safety stop).")
+@click.option("--snap", is_flag=True, help="Snap each command to the teleop levels (e.g. -1.15, 0, +1.15).")
+@click.option("--rate", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="Control ticks per second (0: as fast as the server answers).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report (every command, the latencies) as JSON.")
+@recorder_options
+def drive_cmd(episode: Path, url: str | None, checkpoint: Path | None, execution: str, instruction: str | None,
+              token_file: Path | None, deadline: float, snap: bool, rate: float, as_json: bool,
+              **recorder: object) -> None:
+    """Drive one recorded episode through a policy server as the robot would: its client, its executor.
+
+    Each frame is sent to the server (vla-data serve) with the robot-side client, the chunks become one
+    command per tick by --execution, and the commands are compared with the recorded actions; the round
+    trip and the server's time are reported. Checks a deployment end to end before the robot moves.
+
+    \b
+    Examples:
+      vla-data drive ep.h5 --url ws://gpu-box:8765 --execution ensemble
+      vla-data drive ep.h5 --serve runs/tiny --execution chunk:4 --json
+    """
+    from contextlib import nullcontext
+
+    from pipelines.drive import drive_episode, render_drive
+    from pipelines.serve import load_token, serving
+    from vla_client.client import ServerError, Unauthorized
+    from vla_model.backbone import ModelNotFound
+    from vla_model.checkpoint import CheckpointError
+    from vla_model.runtime import Policy
+
+    if (url is None) == (checkpoint is None):
+        raise click.UsageError("give the server with --url ws://HOST:PORT, or --serve CHECKPOINT to serve one here")
+    settings = recorder_settings(**recorder)  # type: ignore[arg-type]
+    try:
+        token = load_token(str(token_file) if token_file else None)
+        local = (serving(Policy.from_checkpoint(checkpoint), ServeConfig(port=0), token)
+                 if checkpoint is not None else nullcontext())
+        with local as server:
+            report = drive_episode(url or server.url, episode, settings, execution, instruction, token, deadline,
+                                   snap, rate)
+    except (CheckpointError, ModelNotFound, ValueError, ServerError, Unauthorized, ConnectionError) as exc:
+        fail(exc)
+    click.echo(report.model_dump_json(indent=2) if as_json else render_drive(report))
 
 
 if __name__ == "__main__":

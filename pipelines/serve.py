@@ -67,6 +67,29 @@ def set_precision(policy: Policy, precision: Precision) -> None:
     policy.model.backbone.to(DTYPES[precision])
 
 
+def compile_backbone(policy: Policy, announce: Any) -> bool:
+    """Compile the backbone with CUDA graphs and warm it up on a step; where that cannot be (the CPU, a failed
+    compile), serve eager and say so. Whether it is compiled."""
+    if policy.device.type != "cuda":
+        announce("compile: CUDA graphs need a CUDA device; serving eager on the CPU")
+        return False
+    eager = policy.model.backbone
+    try:
+        policy.model.backbone = torch.compile(eager, mode="reduce-overhead")
+        size = policy.preprocessing.image_size
+        runner = policy.runner()
+        runner.reset("warm up")
+        started = time.perf_counter()
+        for _ in range(3):  # the first calls compile and record the graphs
+            runner.step({c: np.zeros((size, size, 3), np.uint8) for c in policy.camera_names})
+        announce(f"compile: the backbone is compiled and warm ({time.perf_counter() - started:.0f} s)")
+        return True
+    except Exception as exc:  # a backend that cannot compile this model: eager still serves
+        policy.model.backbone = eager
+        announce(f"compile failed ({type(exc).__name__}: {str(exc)[:200]}); serving eager")
+        return False
+
+
 def metadata(policy: Policy, precision: Precision) -> ServeMetadata:
     offsets = policy.meta.stats.action
     return ServeMetadata(
@@ -75,7 +98,7 @@ def metadata(policy: Policy, precision: Precision) -> ServeMetadata:
         cameras=policy.camera_names, color_orders={c: o.value for c, o in policy.color_orders().items()},
         image_size=policy.preprocessing.image_size, resize=policy.preprocessing.resize.value,
         window=policy.window, chunk=policy.chunk, action_offset=policy.spec.action_offset,
-        action_names=policy.action_names,
+        action_names=policy.action_names, action_channels=list(policy.meta.actions.channels),
         action_levels={n: sorted({round(c.min, 6), 0.0, round(c.max, 6)}) if c.min <= 0 <= c.max else
                        [round(c.min, 6), round(c.max, 6)] for n, c in zip(policy.action_names, offsets, strict=True)},
     )

@@ -19,6 +19,8 @@ class ServeConfig(BaseModel):
     precision: Precision = Field(Precision.fp32, description="The backbone's precision: fp32, bf16 or fp16 (CUDA).")
     token_file: str | None = Field(None, description="A file holding the shared secret every robot must send.")
     insecure: bool = Field(False, description="Listen beyond this machine without a token (a trusted network only).")
+    compile: bool = Field(False, description="Compile the backbone with CUDA graphs (torch.compile, reduce-overhead) "
+                          "at start and warm it up before taking robots; CUDA only, else served eager.")
     max_message_mb: float = Field(32.0, gt=0, description="Largest message accepted (a raw 720p frame is 2.7 MB).")
 
     @model_validator(mode="after")
@@ -47,7 +49,26 @@ class ServeMetadata(BaseModel):
     chunk: int
     action_offset: int
     action_names: list[str]
+    action_channels: list[int] = Field(description="The recorder channels (indices into its action row) predicted.")
     action_units: str = "the recorder's units (the Twist values it sent: m/s and rad/s for the teleop recorder)"
     action_levels: dict[str, list[float]] = Field(
         description="Per action channel, the values the teleop drove with (min, 0, max of the train split), "
         "for snapping executed actions to them.")
+
+
+class DriveReport(BaseModel):
+    """`vla-data drive --json`: one recorded episode driven through a policy server, as the robot would."""
+
+    url: str
+    episode: str
+    instruction: str
+    execution: str
+    action_names: list[str]
+    steps: int
+    requests: int = Field(description="Chunks asked for (one per tick in first and ensemble).")
+    stops: int = Field(description="Ticks that commanded zero velocity for want of a fresh chunk.")
+    round_trip_ms: dict[str, float] = Field(description="Client-side time per request: p50, p99, max.")
+    server_ms: dict[str, float] = Field(description="The server's time per request (decode and policy): p50, p99.")
+    commands: list[list[float]] = Field(description="The command executed at each tick, physical units.")
+    command_mae: list[float | None] = Field(
+        description="Per channel, the commands against the recorded action after each frame (row t + offset).")

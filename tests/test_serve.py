@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import socket
@@ -20,7 +21,7 @@ from PIL import Image
 from websockets.sync.client import connect
 
 from pipelines.cli import main
-from pipelines.serve import serving, set_precision
+from pipelines.serve import compile_backbone, serving, set_precision
 from schemas.serve import ServeConfig
 from schemas.train import Precision
 from vla_client.client import PolicyClient, ServerError, Unauthorized
@@ -187,6 +188,8 @@ def test_bf16_backbone_on_the_cpu_is_close_to_fp32(served_run: Path, learn_store
     assert max(diffs) < 0.2 and max(diffs) > 0  # another precision, nearly the same chunks
     with pytest.raises(ValueError, match="fp16 needs a CUDA"):
         set_precision(fp32, Precision.fp16)
+    said: list[str] = []
+    assert not compile_backbone(fp32, said.append) and "serving eager on the CPU" in said[0]
 
 
 def test_the_client_imports_neither_torch_nor_transformers() -> None:
@@ -252,3 +255,28 @@ def test_an_episode_driven_through_the_server_and_stopped_when_it_goes(mode: str
         driver.wait()
         assert not command.any()
     assert driver.errors
+
+
+def test_drive_replays_an_episode_through_a_server_as_the_robot_would(served_run: Path, policy: Policy,
+                                                                       learn_store: Path, tmp_path: Path) -> None:
+    episode = sorted((learn_store.parent / "raw").glob("*.h5"))[0]
+    code = CliRunner().invoke(main, ["drive", str(episode), "--serve", str(served_run), "--execution", "first",
+                                     "--json"])
+    assert code.exit_code == 0, code.output
+    report = json.loads(code.output)
+    with h5py.File(episode) as f:
+        frames, n = f["images"][()], len(f["actions"])
+    runner = policy.runner()
+    runner.reset(report["instruction"])
+    want = [runner.step(frame)[0] for frame in frames]  # first: each tick executes the new chunk's first action
+    np.testing.assert_allclose(np.asarray(report["commands"]), np.stack(want), atol=1e-5)
+    assert report["steps"] == report["requests"] == n and report["stops"] == 0
+    assert report["round_trip_ms"]["p50"] >= report["server_ms"]["p50"] > 0
+    with serving(policy, LOCAL) as server:
+        code = CliRunner().invoke(main, ["drive", str(episode), "--url", server.url, "--execution", "chunk:2"])
+        assert code.exit_code == 0 and "(chunk:2)" in code.output and "command MAE" in code.output, code.output
+        code = CliRunner().invoke(main, ["drive", str(episode), "--url", server.url, "--execution", "sometimes"])
+        assert code.exit_code == 1 and "execution mode 'sometimes'" in code.output
+    assert CliRunner().invoke(main, ["drive", str(episode)]).exit_code == 2
+    code = CliRunner().invoke(main, ["drive", str(episode), "--url", "ws://127.0.0.1:9"])
+    assert code.exit_code == 1 and "cannot reach the policy server" in code.output and "Traceback" not in code.output

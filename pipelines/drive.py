@@ -1,0 +1,114 @@
+"""`vla-data drive`: a recorded episode driven through a policy server with the robot's own client and
+executor, as the robot would, with the latency it sees. Checks a deployment (or the demo) end to end."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from schemas import RecorderSettings, ValidateOptions
+from schemas.findings import Severity
+from schemas.serve import DriveReport
+from vla_client.client import PolicyClient
+from vla_client.execution import Driver, ExecutionMode, Executor, Snap
+from vla_data.recorder import InstructionIndex, open_episode
+from vla_data.validation import check_file
+
+
+class TimedClient:
+    """The client, timing each request (round trip on the client, and the server's own account)."""
+
+    def __init__(self, client: PolicyClient) -> None:
+        self.client, self.round_trip, self.server = client, [], []
+
+    def step(self, frames: Any) -> np.ndarray:
+        start = time.perf_counter()
+        chunk, server = self.client.step_timed(frames)
+        self.round_trip.append(1000 * (time.perf_counter() - start))
+        self.server.append(server.get("total", float("nan")))
+        return chunk
+
+
+def read_frames(path: Path, settings: RecorderSettings, cameras: list[str]
+                ) -> tuple[dict[str, np.ndarray], np.ndarray, str | None]:
+    """The episode's frames for the server's cameras (one camera: the settings' one, whatever its name), its
+    actions and its instruction; ValueError when it has errors or lacks a camera."""
+    report = check_file(path, settings, ValidateOptions(), InstructionIndex.for_files([path], settings.index_csv_name))
+    errors = [f for f in report.findings if f.severity == Severity.error]
+    if errors:
+        listed = "; ".join(f"{f.code}: {f.message}" for f in errors)
+        raise ValueError(f"{path}: cannot be driven ({listed}); `vla-data validate {path}` says how to fix it")
+    if len(cameras) == 1 and len(settings.cameras) == 1:
+        keys = {cameras[0]: settings.camera.key}
+    else:
+        named = {c.name: c.key for c in settings.cameras}
+        missing = [c for c in cameras if c not in named]
+        if missing:
+            raise ValueError(f"the server's policy reads camera(s) {', '.join(cameras)}; give each with --camera "
+                             f"NAME=KEY (missing {', '.join(missing)})")
+        keys = {c: named[c] for c in cameras}
+    with open_episode(path) as f:
+        frames = {c: np.asarray(f[k][()]) for c, k in keys.items()}
+        actions = np.asarray(f[settings.actions_key][()], np.float32)
+    return frames, actions, report.instruction
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    a = np.asarray(values)
+    return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)), "max": float(a.max())}
+
+
+def drive_episode(url: str, path: Path, settings: RecorderSettings, execution: str, instruction: str | None = None,
+                  token: str | None = None, deadline: float = 0.5, snap: bool = False, rate: float = 0.0
+                  ) -> DriveReport:
+    """Drive the episode at ``path`` through the server at ``url`` (``rate`` ticks per second, 0: as fast as the
+    server answers); the commands are compared with the recorded actions of the channels the policy predicts."""
+    mode = ExecutionMode.parse(execution)
+    client = PolicyClient(url, token=token)
+    try:
+        meta = client.metadata
+        frames, actions, found = read_frames(path, settings, meta["cameras"])
+        instruction = instruction or found
+        if not instruction:
+            raise ValueError(f"{path}: no instruction in the file, a dataset_index.csv or the file name; "
+                             "pass --instruction")
+        client.reset(instruction)
+        timed = TimedClient(client)
+        executor = Executor(mode, deadline=deadline, snap=Snap.from_metadata(meta) if snap else None)
+        driver = Driver(timed, executor)
+        commands = []
+        n = len(actions)
+        for t in range(n):
+            started = time.perf_counter()
+            commands.append(driver.tick({c: f[t] for c, f in frames.items()}))
+            if rate > 0:
+                time.sleep(max(0.0, 1 / rate - (time.perf_counter() - started)))
+            elif driver.asynchronous:
+                driver.wait()  # as fast as the server answers, without outrunning it
+    finally:
+        client.close()
+    offset = int(meta["action_offset"])
+    recorded = actions[:, meta["action_channels"]]
+    rows = [(c, recorded[t + offset]) for t, c in enumerate(commands) if t + offset < n and c.size]
+    mae = (np.abs(np.stack([c for c, _ in rows]) - np.stack([r for _, r in rows])).mean(0).tolist() if rows
+           else [None] * len(meta["action_names"]))
+    return DriveReport(url=url, episode=str(path), instruction=instruction, execution=execution,
+                       action_names=meta["action_names"], steps=n, requests=len(timed.round_trip),
+                       stops=executor.stops, round_trip_ms=_percentiles(timed.round_trip),
+                       server_ms=_percentiles(timed.server),
+                       commands=[c.tolist() for c in commands], command_mae=mae)
+
+
+def render_drive(report: DriveReport) -> str:
+    rt, server = report.round_trip_ms, report.server_ms
+    mae = ", ".join(f"{n} {'-' if v is None else f'{v:.3f}'}" for n, v in zip(report.action_names, report.command_mae,
+                                                                            strict=True))
+    return (f"{report.episode}: {report.steps} ticks ({report.execution}), {report.requests} requests, "
+            f"{report.stops} safety stops\n"
+            f"round trip p50 {rt.get('p50', float('nan')):.1f} ms, p99 {rt.get('p99', float('nan')):.1f} ms "
+            f"(server p50 {server.get('p50', float('nan')):.1f} ms); command MAE against the recorded actions: {mae}")
