@@ -280,3 +280,16 @@ def test_drive_replays_an_episode_through_a_server_as_the_robot_would(served_run
     assert CliRunner().invoke(main, ["drive", str(episode)]).exit_code == 2
     code = CliRunner().invoke(main, ["drive", str(episode), "--url", "ws://127.0.0.1:9"])
     assert code.exit_code == 1 and "cannot reach the policy server" in code.output and "Traceback" not in code.output
+
+
+def test_a_message_over_the_size_limit_closes_that_connection_only(policy: Policy, learn_store: Path) -> None:
+    frames, instruction = _episode(learn_store)
+    with serving(policy, ServeConfig(port=0, max_message_mb=0.5)) as server:
+        with connect(server.url, compression=None, proxy=None, max_size=None) as ws:
+            ws.send(pack({"type": "step", "frames": {"rgb": np.zeros((720, 1280, 3), np.uint8)}}))  # 2.7 MB
+            with pytest.raises(Exception) as closed:
+                ws.recv(timeout=10)
+            assert getattr(getattr(closed.value, "rcvd", None), "code", None) == 1009  # "message too big"
+        client = PolicyClient(server.url)  # the server goes on
+        client.reset(instruction)
+        assert client.step(frames[0]).shape == (3, 2)
