@@ -116,9 +116,8 @@ class SlowClient:
 
 def test_the_async_driver_keeps_executing_while_a_request_is_in_flight() -> None:
     client = SlowClient(0.2)
-    driver = Driver(client, Executor(ExecutionMode.parse("async:3"), deadline=5.0))
-    first = driver.tick(None)  # no chunk yet: zero velocity while the first request is in flight
-    assert first.size == 0 or not first.any()
+    driver = Driver(client, Executor(ExecutionMode.parse("async:3"), action_dim=1, deadline=5.0))
+    assert driver.tick(None).tolist() == [0.0]  # no chunk yet: zero velocity while the first request is in flight
     driver.wait()
     commands = []
     for _ in range(6):
@@ -129,5 +128,7 @@ def test_the_async_driver_keeps_executing_while_a_request_is_in_flight() -> None
 
 
 def test_a_failing_server_ends_in_the_safety_stop() -> None:
-    driver = Driver(SlowClient(0.0, fail=True), Executor(ExecutionMode.parse("first")))
-    assert driver.tick(None).size == 0 and len(driver.errors) == 1 and driver.executor.stops == 1
+    driver = Driver(SlowClient(0.0, fail=True), Executor(ExecutionMode.parse("first"), action_dim=2))
+    assert driver.tick(None).tolist() == [0.0, 0.0] and len(driver.errors) == 1 and driver.executor.stops == 1
+    with pytest.raises(RuntimeError, match="no action_dim"):
+        Executor(ExecutionMode.parse("first")).act()

@@ -95,6 +95,7 @@ class Executor:
     """One command per ``act`` (a control tick) from the chunks ``add``-ed; see the module doc."""
 
     mode: ExecutionMode
+    action_dim: int | None = None  # the width of the zero command before any chunk came [default: a chunk's]
     deadline: float = 0.5
     snap: Snap | None = None
     decay: float = 0.1
@@ -133,7 +134,9 @@ class Executor:
             fresh = fresh[-1:]
         if not fresh:
             self.stops += 1
-            width = self._chunks[-1].actions.shape[1] if self._chunks else 0
+            width = self._chunks[-1].actions.shape[1] if self._chunks else self.action_dim
+            if width is None:
+                raise RuntimeError("no chunk yet and no action_dim: the zero command has no width")
             return np.zeros(width, np.float32)
         if self.mode.mode == Mode.ensemble:  # oldest first, weight exp(-decay * i)
             weights = np.array([math.exp(-self.decay * i) for i in range(len(fresh))])
@@ -152,6 +155,9 @@ class Driver:
 
     def __init__(self, client: Any, executor: Executor, asynchronous: bool | None = None) -> None:
         self.client, self.executor = client, executor
+        metadata = getattr(client, "metadata", None)
+        if executor.action_dim is None and isinstance(metadata, dict) and "action_names" in metadata:
+            executor.action_dim = len(metadata["action_names"])  # the zero command is right from the first tick
         self.asynchronous = executor.mode.mode == Mode.asynchronous if asynchronous is None else asynchronous
         self.errors: list[Exception] = []
         self._pending: threading.Thread | None = None
