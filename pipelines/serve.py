@@ -1,8 +1,9 @@
 """`vla-data serve`: a trained policy behind a websocket, msgpack with numpy arrays (``vla_client.protocol``).
 
 One ``PolicyRunner`` per connection (one robot episode at a time per connection): each step runs the backbone
-on the new frame(s) only. The policy is loaded once and shared; steps of several robots take turns on it
-(a lock, in a worker thread, so the event loop keeps serving the others while one step computes). Whatever a
+on the new frame(s) only. The policy is loaded once and runs in one thread of its own (the event loop keeps
+serving while it computes); the steps of several robots that wait while it is busy go through the backbone as
+one batch, each with its own instruction, and each runner then takes its own feature. Whatever a
 client sends, the server answers (an error reply for a bad message; the connection stays usable) and never
 dies of it; a client that vanishes frees its runner.
 
@@ -18,6 +19,7 @@ import asyncio
 import io
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -108,7 +110,12 @@ class PolicyServer:
     def __init__(self, policy: Policy, config: ServeConfig, token: str | None = None) -> None:
         self.policy, self.config, self.token = policy, config, token
         self.metadata = metadata(policy, config.precision).model_dump(mode="json")
-        self.compute = threading.Lock()  # one policy, one step at a time on it
+        # one policy, one thread that runs it (a thread per step would give each its own OpenMP team and
+        # oversubscribe the cores); the steps waiting when it is free go through the backbone as one batch
+        self.compute = ThreadPoolExecutor(1, thread_name_prefix="vla-data-policy")
+        self._waiting: list[tuple[PolicyRunner, dict[str, np.ndarray], dict[str, ColorOrder], asyncio.Future]] = []
+        self._batching: asyncio.Task | None = None
+        self.batches: list[int] = []  # the size of each backbone call (the benchmark and tests read it)
         self.connections = 0
 
     # -- one connection ------------------------------------------------------------------------------------
@@ -160,44 +167,77 @@ class PolicyServer:
         if runner.instruction is None:
             raise ProtocolError(NOT_RESET, "step before reset: send reset with the instruction first")
         started = time.perf_counter()
-        frames = self.frames(message.get("frames"), runner)
+        frames, orders = await asyncio.to_thread(self.frames, message.get("frames"), runner)  # off the event loop
         decoded = time.perf_counter()
-        chunk = await asyncio.to_thread(self._step, runner, frames)
+        chunk = await self._step(runner, frames, orders)
         done = time.perf_counter()
         return {"type": CHUNK, "chunk": chunk.astype(np.float32), "timestamp": message.get("timestamp"),
                 "server_ms": {"decode": 1000 * (decoded - started), "policy": 1000 * (done - decoded),
                               "total": 1000 * (done - started)}}
 
-    def _step(self, runner: PolicyRunner, frames: dict[str, np.ndarray]) -> np.ndarray:
-        with self.compute:
-            return runner.step(frames)
+    async def _step(self, runner: PolicyRunner, frames: dict[str, np.ndarray], orders: dict[str, ColorOrder]
+                    ) -> np.ndarray:
+        """Queue the step; the batching task runs every step waiting when the policy thread is free at once."""
+        done: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        self._waiting.append((runner, frames, orders, done))
+        if self._batching is None or self._batching.done():
+            self._batching = asyncio.create_task(self._run_batches())
+        return await done
 
-    def frames(self, given: Any, runner: PolicyRunner) -> dict[str, np.ndarray]:
-        """The step's frames by camera, raw arrays checked and encoded images decoded (into the camera's order)."""
+    async def _run_batches(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                chunks = await loop.run_in_executor(self.compute, self._batch, batch)
+            except Exception as exc:  # every step of the batch hears it (each answers its robot an error)
+                for *_, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for (*_, done), chunk in zip(batch, chunks, strict=True):
+                if not done.done():
+                    done.set_result(chunk)
+
+    def _batch(self, batch: list) -> list[np.ndarray]:
+        """One backbone call for every waiting robot's frame (each with its own instruction), then each runner
+        takes its feature: the same chunks as one step each, in fewer calls."""
+        self.batches.append(len(batch))
+        prepared = torch.cat([runner.prepare(frames, orders) for runner, frames, orders, _ in batch])
+        features = self.policy.features(prepared, [runner.instruction for runner, *_ in batch])
+        return [runner.advance(feature) for (runner, *_), feature in zip(batch, features, strict=True)]
+
+    def frames(self, given: Any, runner: PolicyRunner) -> tuple[dict[str, np.ndarray], dict[str, ColorOrder]]:
+        """The step's frames by camera (raw arrays checked, encoded images decoded) and the colour order of
+        those that are not in the camera's own (decoded images are RGB: passed as such, not flipped)."""
         if not isinstance(given, dict):
             raise ProtocolError(BAD_REQUEST, "step needs `frames`, a map of camera name -> frame")
         missing = [c for c in self.policy.camera_names if c not in given]
         if missing:
             raise ProtocolError(BAD_FRAME, f"no frame of camera(s) {', '.join(missing)}; the policy reads "
                                 f"{', '.join(self.policy.camera_names)}")
-        return {c: self._frame(c, given[c], runner.color_order[c]) for c in self.policy.camera_names}
+        frames = {c: self._frame(c, given[c]) for c in self.policy.camera_names}
+        return frames, {c: ColorOrder.rgb for c in frames if isinstance(given[c], dict)}
 
     @staticmethod
-    def _frame(camera: str, frame: Any, order: ColorOrder) -> np.ndarray:
+    def _frame(camera: str, frame: Any) -> np.ndarray:
         if isinstance(frame, dict):
             if frame.get("encoding") not in ENCODINGS or not isinstance(frame.get("data"), bytes):
                 raise ProtocolError(BAD_FRAME, f"camera {camera}: an encoded frame is {{encoding: jpeg|png, data}}")
             try:
                 with Image.open(io.BytesIO(frame["data"])) as image:
-                    rgb = np.asarray(image.convert("RGB"))
+                    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
             except (UnidentifiedImageError, OSError, ValueError) as exc:
                 raise ProtocolError(BAD_FRAME, f"camera {camera}: cannot decode the {frame['encoding']} image "
                                     f"({exc})") from None
-            return np.ascontiguousarray(rgb[..., ::-1]) if order == ColorOrder.bgr else rgb
         if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
             what = f"{frame.shape} {frame.dtype}" if isinstance(frame, np.ndarray) else type(frame).__name__
             raise ProtocolError(BAD_FRAME, f"camera {camera}: a raw frame is (H, W, 3) uint8; got {what}")
         return frame
+
+    def close(self) -> None:
+        """After the server stopped: let the step in progress end, and the policy thread with it."""
+        self.compute.shutdown(wait=True)
 
     # -- the server ----------------------------------------------------------------------------------------
     def serve(self, host: str, port: int) -> Any:
@@ -237,6 +277,9 @@ class RunningServer:
         except BaseException as exc:  # reported to the thread that waits for the server to be ready
             self._failed = exc
             self.ready.set()
+        finally:
+            self.loop.run_until_complete(self.loop.shutdown_default_executor())
+            self.loop.close()
 
     async def _main(self) -> None:
         self._stop = self.loop.create_future()
@@ -257,6 +300,7 @@ class RunningServer:
         if self._stop is not None and not self._stop.done():
             self.loop.call_soon_threadsafe(self._stop.set_result, None)
         self.thread.join(30)
+        self.server.close()
 
 
 @contextmanager
@@ -283,6 +327,7 @@ def run_server(policy: Policy, config: ServeConfig, token: str | None, announce:
             announce(f"serving {policy.path} on ws://{config.host}:{port} ({server.metadata['device']}, "
                      f"{config.precision.value}; cameras {', '.join(policy.camera_names)}); Ctrl-C stops")
             await stop
+        server.close()
         announce("stopped")
 
     asyncio.run(main())

@@ -130,15 +130,18 @@ def test_a_vanished_client_frees_its_runner_and_others_go_on(policy: Policy, lea
 
 
 def test_eight_robots_at_once_each_complete_an_episode(policy: Policy, learn_store: Path) -> None:
-    frames, instruction = _episode(learn_store)
-    runner = policy.runner()
-    runner.reset(instruction)
-    want = np.stack([runner.step(f) for f in frames[:6]])
+    frames, left = _episode(learn_store)
+    instructions = [left, left.replace("left", "right")]  # robots with other instructions share backbone calls
+    want = {}
+    for instruction in instructions:
+        runner = policy.runner()
+        runner.reset(instruction)
+        want[instruction] = np.stack([runner.step(f) for f in frames[:6]])
     results: dict[int, np.ndarray] = {}
 
     def robot(i: int) -> None:
         with PolicyClient(server.url) as client:
-            client.reset(instruction)
+            client.reset(instructions[i % 2])
             results[i] = np.stack([client.step(f) for f in frames[:6]])
 
     with serving(policy, LOCAL) as server:
@@ -147,9 +150,11 @@ def test_eight_robots_at_once_each_complete_an_episode(policy: Policy, learn_sto
             t.start()
         for t in threads:
             t.join(120)
+        batches = server.server.batches
     assert sorted(results) == list(range(8))
-    for chunks in results.values():  # each robot its own runner: the same chunks as one runner alone
-        np.testing.assert_allclose(chunks, want, atol=1e-5)
+    for i, chunks in results.items():  # each robot its own runner: the same chunks as one runner alone
+        np.testing.assert_allclose(chunks, want[instructions[i % 2]], atol=1e-5)
+    assert sum(batches) == 8 * 6 and max(batches) > 1  # steps that arrived together went through as one call
 
 
 def test_a_token_is_required_beyond_localhost_and_checked(policy: Policy, tmp_path: Path) -> None:

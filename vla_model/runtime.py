@@ -162,9 +162,11 @@ class Policy:
         return torch.stack(prepared, dim=1)
 
     @torch.inference_mode()
-    def features(self, rgb: torch.Tensor, instruction: str, batch_size: int = 64) -> torch.Tensor:
-        """(T, C, 3, S, S) prepared uint8 frames -> (T, D) frame features, ``batch_size`` frames per backbone call."""
-        parts = [self.model.frame_features(rgb[i : i + batch_size], [instruction] * len(rgb[i : i + batch_size]))
+    def features(self, rgb: torch.Tensor, instruction: str | list[str], batch_size: int = 64) -> torch.Tensor:
+        """(T, C, 3, S, S) prepared uint8 frames and their instruction (or one per frame) -> (T, D) frame
+        features, ``batch_size`` frames per backbone call."""
+        texts = [instruction] * len(rgb) if isinstance(instruction, str) else list(instruction)
+        parts = [self.model.frame_features(rgb[i : i + batch_size], texts[i : i + batch_size])
                  for i in range(0, len(rgb), batch_size)]
         return torch.cat(parts)
 
@@ -227,16 +229,28 @@ class PolicyRunner:
         self._features.clear()
         self.steps = 0
 
-    def step(self, frame: Frames) -> np.ndarray:
+    def step(self, frame: Frames, color_order: dict[str, ColorOrder] | None = None) -> np.ndarray:
         """One raw (H, W, 3) uint8 frame per camera (a dict by camera name; the bare array for a policy of one
-        camera) -> the (K, A) chunk to execute from now on, physical units."""
+        camera) -> the (K, A) chunk to execute from now on, physical units. ``color_order``: this step's
+        frames of the cameras it names are in that order (e.g. decoded JPEGs, RGB), the others in the runner's."""
         if self.instruction is None:
             raise RuntimeError("call reset(instruction) before step(frame)")
         shapes = {c: np.shape(f) for c, f in self.policy.by_camera(frame).items()}
         if any(len(shape) != 3 for shape in shapes.values()):
             raise ValueError(f"step takes one (H, W, 3) frame per camera; got shape(s) "
                              f"{', '.join(f'{c} {s}' for c, s in shapes.items())}")
-        feature = self.policy.features(self.policy.prepare(frame, self.color_order), self.instruction)[0]
+        return self.advance(self.policy.features(self.prepare(frame, color_order), self.instruction)[0])
+
+    def prepare(self, frame: Frames, color_order: dict[str, ColorOrder] | None = None) -> torch.Tensor:
+        """One step's frames as the model reads them, (1, C, 3, S, S), in this runner's colour orders (or
+        ``color_order``'s, for the cameras it names)."""
+        return self.policy.prepare(frame, self.color_order | (color_order or {}))
+
+    def advance(self, feature: torch.Tensor) -> np.ndarray:
+        """The step after a frame whose (D,) feature was computed already (``step`` computes it; a server that
+        batches several robots' frames into one backbone call hands each runner its own)."""
+        if self.instruction is None:
+            raise RuntimeError("call reset(instruction) before step(frame)")
         if not self._features:
             self._features.extend([feature] * self.policy.window)  # before the start, the first frame stands in
         else:
