@@ -27,7 +27,7 @@ from schemas.sample import Augment, MirrorRule, WindowSpec
 from schemas.serve import ServeConfig
 from schemas.store import BuildOptions, Interpolation, NormMode, ResizeMode, Split, Stratify
 from schemas.synthetic import SyntheticConfig
-from schemas.train import TrainConfig
+from schemas.train import Precision, TrainConfig
 from vla_data import __version__
 from vla_data.files import write_text_atomic
 from vla_data.build import BuildRefused
@@ -525,9 +525,12 @@ def eval_cmd(checkpoint: Path, store: str, out: Path, device: str | None, model:
 @click.option("--instruction", default=None, help="Use this instruction instead of the one found for the episode.")
 @click.option("--device", default=None, help=DEVICE_HELP)
 @backbone_option
+@click.option("--precision", type=click.Choice([p.value for p in Precision]), default=None,
+              help="The backbone's precision: fp32, bf16, or fp16 on CUDA [default: fp32].")
+@click.option("--compile", is_flag=True, default=None, help="Compile the backbone with CUDA graphs (CUDA only; else eager).")
 @recorder_options
 def predict_cmd(checkpoint: Path, episode: Path, as_json: bool, instruction: str | None, device: str | None,
-                model: str | None, **recorder: object) -> None:
+                model: str | None, precision: str | None, compile: bool | None, **recorder: object) -> None:
     """Replay one recorded episode through the policy, one frame at a time, as a robot loop would.
 
     A PolicyRunner (vla_model.PolicyRunner) is reset with the episode's instruction and stepped with each
@@ -548,7 +551,8 @@ def predict_cmd(checkpoint: Path, episode: Path, as_json: bool, instruction: str
 
     settings = recorder_settings(**recorder)  # type: ignore[arg-type]
     try:
-        policy = Policy.from_checkpoint(checkpoint, device, model)
+        policy = Policy.from_checkpoint(checkpoint, device, model, precision or "fp32", bool(compile),
+                                        lambda line: click.echo(line, err=True))
         report = predict_episode(policy, episode, settings, instruction, progress=not as_json)
     except (CheckpointError, ModelNotFound, ValueError) as exc:
         fail(exc)
@@ -582,7 +586,7 @@ def serve_cmd(checkpoint: Path, device: str | None, model: str | None, **flags: 
     """
     import logging
 
-    from pipelines.serve import compile_backbone, load_token, run_server, set_precision
+    from pipelines.serve import load_token, run_server
     from vla_model.backbone import ModelNotFound
     from vla_model.checkpoint import CheckpointError
     from vla_model.runtime import Policy
@@ -592,10 +596,8 @@ def serve_cmd(checkpoint: Path, device: str | None, model: str | None, **flags: 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
         token = load_token(config.token_file)
-        policy = Policy.from_checkpoint(checkpoint, config.device, model)
-        set_precision(policy, config.precision)
-        if config.compile:
-            compile_backbone(policy, lambda line: click.echo(line, err=True))
+        policy = Policy.from_checkpoint(checkpoint, config.device, model, config.precision, config.compile,
+                                        lambda line: click.echo(line, err=True))
         run_server(policy, config, token, lambda line: click.echo(line, err=True))
     except (CheckpointError, ModelNotFound, ValueError) as exc:
         fail(exc)

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from pipelines.eval_plots import plot_errors, plot_scenarios, plot_trajectories
 from pipelines.eval_results import LABELS, EpisodeResult
 from schemas.evaluation import Comparison, EvalOptions, EvalReport, Horizon, MetricSet, Predictor
+from schemas.train import Precision
 from vla_data import __version__
 from vla_data.dataset import WindowDataset
 from vla_data.files import atomic_path, write_text_atomic
@@ -51,7 +52,8 @@ def evaluate_checkpoint(
     """Score ``checkpoint`` (its backbone from ``model`` when given) on every anchor of ``options.split`` of
     ``store``; raises CheckpointError, StoreError, ModelNotFound or ValueError with a message for the user."""
     opened = open_store(store)
-    policy = Policy.from_checkpoint(checkpoint, device, model)
+    policy = Policy.from_checkpoint(checkpoint, device, model, options.precision, options.compile)
+    reference = (Policy.from_checkpoint(checkpoint, device, model) if options.precision != Precision.fp32 else None)
     check_store(policy.meta, opened.manifest)
     spec = policy.spec
     train_split = policy.meta.train_config.data.train_split
@@ -62,11 +64,15 @@ def evaluate_checkpoint(
     ds = WindowDataset(opened, options.split, spec=spec, normalize=False)
     scenario_of = dict(zip(opened.episodes["episode"], opened.episodes["scenario"].astype(str), strict=True))
 
-    results = []
+    results, largest = [], None
     for e in tqdm(range(len(ds.episode_ids)), desc=f"eval {options.split.value}", unit="episode", disable=not progress):
         t = ds.t[ds.which == e]
         frames = {c: ds.camera_frames[c].episode(e) for c in policy.camera_names}
         chunks = policy.episode_chunks(frames, ds.instructions[e], options.batch_size)[t]
+        if reference is not None:  # the same anchors in fp32: how far the precision moves the chunks
+            fp32 = reference.episode_chunks(frames, ds.instructions[e], options.batch_size)[t]
+            gap = np.abs(chunks - fp32).reshape(-1, chunks.shape[-1]).max(0)
+            largest = gap if largest is None else np.maximum(largest, gap)
         true, mask = anchor_chunks(ds.actions[e], t, spec)
         episode = int(ds.episode_ids[e])
         results.append(EpisodeResult(episode, scenario_of[episode], ds.instructions[e], t, chunks, true, mask))
@@ -85,6 +91,7 @@ def evaluate_checkpoint(
         train_mean=[float(v) for v in train_mean],
         overall=compare(*_concat(results), train_mean, options),
         scenarios={s: compare(*_concat(r for r in results if r.scenario == s), train_mean, options) for s in scenarios},
+        precision_max_abs_difference=None if largest is None else [float(v) for v in largest],
     )
     return report, results
 
@@ -167,4 +174,10 @@ def render_report(report: EvalReport) -> str:
             f"physical units; dead band "
             f"{report.options.dead_band:g}; baselines: train-mean {[round(v, 3) for v in report.train_mean]}, zero velocity")
     overall = comparison_table(report.overall, report.action_names, report.options.tolerance)
-    return "\n\n".join([head, overall.to_string(), "per scenario:", scenario_table(report).to_string()])
+    parts = [head, overall.to_string(), "per scenario:", scenario_table(report).to_string()]
+    if report.precision_max_abs_difference is not None:
+        gaps = ", ".join(f"{n} {v:.4f}" for n, v in zip(report.action_names, report.precision_max_abs_difference,
+                                                       strict=True))
+        parts.append(f"{report.options.precision.value} against fp32, the largest difference of any chunk entry "
+                     f"(physical units): {gaps}")
+    return "\n\n".join(parts)

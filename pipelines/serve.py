@@ -59,37 +59,6 @@ from vla_data import __version__
 from vla_model.runtime import Policy, PolicyRunner
 
 log = logging.getLogger("vla-data.serve")
-DTYPES = {Precision.fp32: torch.float32, Precision.bf16: torch.bfloat16, Precision.fp16: torch.float16}
-
-
-def set_precision(policy: Policy, precision: Precision) -> None:
-    """Run the backbone in ``precision`` (the heads stay fp32: they read features as float32)."""
-    if precision == Precision.fp16 and policy.device.type != "cuda":
-        raise ValueError("precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
-    policy.model.backbone.to(DTYPES[precision])
-
-
-def compile_backbone(policy: Policy, announce: Any) -> bool:
-    """Compile the backbone with CUDA graphs and warm it up on a step; where that cannot be (the CPU, a failed
-    compile), serve eager and say so. Whether it is compiled."""
-    if policy.device.type != "cuda":
-        announce("compile: CUDA graphs need a CUDA device; serving eager on the CPU")
-        return False
-    eager = policy.model.backbone
-    try:
-        policy.model.backbone = torch.compile(eager, mode="reduce-overhead")
-        size = policy.preprocessing.image_size
-        runner = policy.runner()
-        runner.reset("warm up")
-        started = time.perf_counter()
-        for _ in range(3):  # the first calls compile and record the graphs
-            runner.step({c: np.zeros((size, size, 3), np.uint8) for c in policy.camera_names})
-        announce(f"compile: the backbone is compiled and warm ({time.perf_counter() - started:.0f} s)")
-        return True
-    except Exception as exc:  # a backend that cannot compile this model: eager still serves
-        policy.model.backbone = eager
-        announce(f"compile failed ({type(exc).__name__}: {str(exc)[:200]}); serving eager")
-        return False
 
 
 def metadata(policy: Policy, precision: Precision) -> ServeMetadata:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.recorder import ColorOrder
 from schemas.store import Split
+from schemas.train import Precision
 
 
 class Horizon(StrEnum):
@@ -41,6 +42,10 @@ class EvalOptions(BaseModel):
         4, ge=0, description="Episodes drawn in trajectories.png (the first of the split, those with recorded actions first)."
     )
     batch_size: int = Field(64, ge=1, description="Frames per backbone call.")
+    precision: Precision = Field(Precision.fp32, description="The backbone's precision (bf16, or fp16 on CUDA); "
+                                 "other than fp32, the chunks are also computed in fp32 and the largest difference "
+                                 "reported.")
+    compile: bool = Field(False, description="Compile the backbone with CUDA graphs (CUDA only; else eager).")
 
 
 class MetricSet(BaseModel):
@@ -74,6 +79,9 @@ class EvalReport(BaseModel):
     train_mean: list[float] = Field(description="The train-mean baseline's action (physical units).")
     overall: Comparison
     scenarios: dict[str, Comparison] = Field(description="The same figures for each scenario of the split.")
+    precision_max_abs_difference: list[float] | None = Field(
+        None, description="With a precision other than fp32: per channel, the largest |chunk - fp32 chunk| over "
+        "every anchor's whole chunk, physical units.")
 
 
 class PredictedStep(BaseModel):

@@ -16,12 +16,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
 from websockets.sync.client import connect
 
 from pipelines.cli import main
-from pipelines.serve import compile_backbone, serving, set_precision
+from pipelines.serve import serving
 from schemas.serve import ServeConfig
 from schemas.train import Precision
 from vla_client.client import PolicyClient, ServerError, Unauthorized
@@ -185,16 +186,16 @@ def test_the_client_reconnects_and_resends_the_instruction(policy: Policy, learn
 
 def test_bf16_backbone_on_the_cpu_is_close_to_fp32(served_run: Path, learn_store: Path) -> None:
     frames, instruction = _episode(learn_store)
-    fp32, bf16 = Policy.from_checkpoint(served_run, "cpu"), Policy.from_checkpoint(served_run, "cpu")
-    set_precision(bf16, Precision.bf16)
+    fp32, bf16 = Policy.from_checkpoint(served_run, "cpu"), Policy.from_checkpoint(served_run, "cpu", precision="bf16")
+    assert bf16.model.backbone.dtype == torch.bfloat16 and bf16.precision == Precision.bf16
     a, b = fp32.runner(), bf16.runner()
     a.reset(instruction), b.reset(instruction)
     diffs = [np.abs(a.step(f) - b.step(f)).max() for f in frames[:5]]
     assert max(diffs) < 0.2 and max(diffs) > 0  # another precision, nearly the same chunks
     with pytest.raises(ValueError, match="fp16 needs a CUDA"):
-        set_precision(fp32, Precision.fp16)
+        fp32.set_precision(Precision.fp16)
     said: list[str] = []
-    assert not compile_backbone(fp32, said.append) and "serving eager on the CPU" in said[0]
+    assert not fp32.compile(said.append) and "running eager on the CPU" in said[0]
 
 
 def test_the_client_imports_neither_torch_nor_transformers() -> None:
@@ -298,3 +299,14 @@ def test_a_message_over_the_size_limit_closes_that_connection_only(policy: Polic
         client = PolicyClient(server.url)  # the server goes on
         client.reset(instruction)
         assert client.step(frames[0]).shape == (3, 2)
+
+
+def test_eval_in_bf16_reports_how_far_it_is_from_fp32(served_run: Path, learn_store: Path, tmp_path: Path) -> None:
+    code = CliRunner().invoke(main, ["eval", str(served_run), str(learn_store), "-o", str(tmp_path / "e"),
+                                     "--precision", "bf16"])
+    assert code.exit_code == 0 and "bf16 against fp32, the largest difference" in code.output, code.output
+    gaps = json.loads((tmp_path / "e" / "metrics.json").read_text())["precision_max_abs_difference"]
+    assert len(gaps) == 2 and all(0 < g < 0.2 for g in gaps)
+    code = CliRunner().invoke(main, ["eval", str(served_run), str(learn_store), "-o", str(tmp_path / "f"),
+                                     "--precision", "fp16"])
+    assert code.exit_code == 1 and "fp16 needs a CUDA device" in code.output and not (tmp_path / "f").exists()

@@ -18,7 +18,9 @@ the first frame stands in for the missing ones, exactly as ``vla_data.windows`` 
 
 from __future__ import annotations
 
+import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +28,7 @@ import torch
 
 from schemas import ColorOrder
 from schemas.store import Feature, Preprocessing
-from schemas.train import CheckpointMeta
+from schemas.train import CheckpointMeta, Precision
 from vla_data.normalize import Normalizer
 from vla_data.resize import resize_frames
 from vla_data.windows import window_index
@@ -35,6 +37,7 @@ from vla_model.loading import load_policy
 from vla_model.policy import VLAPolicy
 
 
+DTYPES = {Precision.fp32: torch.float32, Precision.bf16: torch.bfloat16, Precision.fp16: torch.float16}
 Frames = np.ndarray | dict[str, np.ndarray]  # one camera's array, or arrays by camera name
 ColorOrders = ColorOrder | str | dict[str, ColorOrder | str] | None  # one order for every camera, or by camera name
 
@@ -69,19 +72,56 @@ class Policy:
         self.action_names = list(meta.actions.names)
         self.spec = meta.train_config.data.window
         self.normalizer = Normalizer(meta.stats)
+        self.precision = Precision.fp32
 
     @classmethod
     def from_checkpoint(cls, path: Path | str, device: str | torch.device | None = None,
-                        model: str | Path | None = None) -> Policy:
+                        model: str | Path | None = None, precision: Precision | str = Precision.fp32,
+                        compile: bool = False, announce: Callable[[str], None] | None = None) -> Policy:
         """Load model, adapter, heads, preprocessing and stats from a checkpoint (or a run's latest one).
 
         ``device``: "cpu", "cuda", "cuda:1", ... [default: CUDA when available]. No store is needed.
         ``model``: where the backbone is now, when not where the checkpoint records it (another machine, a
         moved directory); refused, naming the difference, unless its shapes are the trained backbone's.
+        ``precision``: the backbone's, fp32, bf16 or fp16 (CUDA only). ``compile``: CUDA graphs for the backbone,
+        compiled and warmed up here (eager where that cannot be; ``announce`` hears which).
         """
         folder = resolve(Path(path))
         trained, meta = load_policy(folder, pick_device(device), None if model is None else str(model))
-        return cls(trained, meta, folder)
+        policy = cls(trained, meta, folder)
+        policy.set_precision(Precision(precision))
+        if compile:
+            policy.compile(announce or (lambda line: None))
+        return policy
+
+    def set_precision(self, precision: Precision) -> None:
+        """Run the backbone in ``precision`` (the heads stay fp32: they read the features as float32)."""
+        if precision == Precision.fp16 and self.device.type != "cuda":
+            raise ValueError("precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+        self.model.backbone.to(DTYPES[precision])
+        self.precision = precision
+
+    def compile(self, announce: Callable[[str], None]) -> bool:
+        """Compile the backbone with CUDA graphs (torch.compile, reduce-overhead) and warm it up on a few steps;
+        where that cannot be (the CPU, a failed compile), stay eager and say so. Whether it is compiled."""
+        if self.device.type != "cuda":
+            announce("compile: CUDA graphs need a CUDA device; running eager on the CPU")
+            return False
+        eager = self.model.backbone
+        try:
+            self.model.backbone = torch.compile(eager, mode="reduce-overhead")
+            size = self.preprocessing.image_size
+            runner = self.runner()
+            runner.reset("warm up")
+            started = time.perf_counter()
+            for _ in range(3):  # the first calls compile and record the graphs
+                runner.step({c: np.zeros((size, size, 3), np.uint8) for c in self.camera_names})
+            announce(f"compile: the backbone is compiled and warm ({time.perf_counter() - started:.0f} s)")
+            return True
+        except Exception as exc:  # a backend that cannot compile this model: eager still runs
+            self.model.backbone = eager
+            announce(f"compile failed ({type(exc).__name__}: {str(exc)[:200]}); running eager")
+            return False
 
     @property
     def window(self) -> int:
