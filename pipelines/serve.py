@@ -165,16 +165,32 @@ class PolicyServer:
                         done.set_exception(exc)
                 continue
             for (*_, done), chunk in zip(batch, chunks, strict=True):
-                if not done.done():
+                if done.done():
+                    continue  # its robot went away while it waited
+                if isinstance(chunk, Exception):
+                    done.set_exception(chunk)
+                else:
                     done.set_result(chunk)
 
-    def _batch(self, batch: list) -> list[np.ndarray]:
+    def _batch(self, batch: list) -> list[np.ndarray | Exception]:
         """One backbone call for every waiting robot's frame (each with its own instruction), then each runner
-        takes its feature: the same chunks as one step each, in fewer calls."""
-        self.batches.append(len(batch))
-        prepared = torch.cat([runner.prepare(frames, orders) for runner, frames, orders, _ in batch])
-        features = self.policy.features(prepared, [runner.instruction for runner, *_ in batch])
-        return [runner.advance(feature) for (runner, *_), feature in zip(batch, features, strict=True)]
+        takes its feature: the same chunks as one step each, in fewer calls. A step whose frames cannot be
+        prepared gets its own error; the others go on."""
+        prepared: list[torch.Tensor | Exception] = []
+        for runner, frames, orders, _ in batch:
+            try:
+                prepared.append(runner.prepare(frames, orders))
+            except ValueError as exc:
+                prepared.append(ProtocolError(BAD_FRAME, str(exc)))
+        ready = [i for i, p in enumerate(prepared) if isinstance(p, torch.Tensor)]
+        out: list[np.ndarray | Exception] = list(prepared)  # type: ignore[arg-type]
+        if ready:
+            self.batches.append(len(ready))
+            features = self.policy.features(torch.cat([prepared[i] for i in ready]),  # type: ignore[misc]
+                                            [batch[i][0].instruction for i in ready])
+            for i, feature in zip(ready, features, strict=True):
+                out[i] = batch[i][0].advance(feature)
+        return out
 
     def frames(self, given: Any, runner: PolicyRunner) -> tuple[dict[str, np.ndarray], dict[str, ColorOrder]]:
         """The step's frames by camera (raw arrays checked, encoded images decoded) and the colour order of
