@@ -109,6 +109,8 @@ def test_every_bad_message_gets_an_error_and_the_connection_stays_usable(policy:
         assert ask(pack({"type": "reset", "instruction": instruction})) == {"type": "reset"}
         assert ask(pack({"type": "step", "frames": {"rgb": frames[0][..., :2]}}))["code"] == BAD_FRAME
         assert ask(pack({"type": "step", "frames": {"rgb": frames[0].astype(np.float32)}}))["code"] == BAD_FRAME
+        empty = ask(pack({"type": "step", "frames": {"rgb": np.zeros((0, 5, 3), np.uint8)}}))  # refused in the batch
+        assert empty["code"] == BAD_FRAME and "(H, W, 3)" in empty["message"]
         wrong = ask(pack({"type": "step", "frames": {"front": frames[0]}}))
         assert wrong["code"] == BAD_FRAME and "camera(s) rgb" in wrong["message"]
         assert ask(pack({"type": "step", "frames": {"rgb": frames[0]}, "timestamp": 7.5}))["type"] == "chunk"

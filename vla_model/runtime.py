@@ -191,7 +191,8 @@ class Policy:
         for name, array in self.by_camera(frames).items():
             if array.ndim == 3:
                 array = array[None]
-            if array.ndim != 4 or array.shape[-1] != 3 or array.dtype != np.uint8 or not len(array):
+            if (array.ndim != 4 or array.shape[-1] != 3 or array.dtype != np.uint8 or not len(array)
+                    or 0 in array.shape[1:3]):
                 raise ValueError(f"frames{f' of camera {name}' if len(self.cameras) > 1 else ''} must be (H, W, 3) or "
                                  f"(T, H, W, 3) uint8 as the recorder writes them; got {array.shape} {array.dtype}")
             if length is not None and len(array) != length:
