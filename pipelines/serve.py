@@ -62,7 +62,7 @@ log = logging.getLogger("vla-data.serve")
 
 
 def metadata(policy: Policy, precision: Precision) -> ServeMetadata:
-    offsets = policy.meta.stats.action
+    stats = policy.meta.stats.action
     return ServeMetadata(
         protocol=PROTOCOL_VERSION, vla_data_version=__version__, checkpoint=str(policy.path),
         model=policy.meta.backbone.source, precision=precision, device=str(policy.device),
@@ -71,7 +71,7 @@ def metadata(policy: Policy, precision: Precision) -> ServeMetadata:
         window=policy.window, chunk=policy.chunk, action_offset=policy.spec.action_offset,
         action_names=policy.action_names, action_channels=list(policy.meta.actions.channels),
         action_levels={n: sorted({round(c.min, 6), 0.0, round(c.max, 6)}) if c.min <= 0 <= c.max else
-                       [round(c.min, 6), round(c.max, 6)] for n, c in zip(policy.action_names, offsets, strict=True)},
+                       [round(c.min, 6), round(c.max, 6)] for n, c in zip(policy.action_names, stats, strict=True)},
     )
 
 
@@ -136,7 +136,7 @@ class PolicyServer:
         if runner.instruction is None:
             raise ProtocolError(NOT_RESET, "step before reset: send reset with the instruction first")
         started = time.perf_counter()
-        frames, orders = await asyncio.to_thread(self.frames, message.get("frames"), runner)  # off the event loop
+        frames, orders = await asyncio.to_thread(self.frames, message.get("frames"))  # off the event loop
         decoded = time.perf_counter()
         chunk = await self._step(runner, frames, orders)
         done = time.perf_counter()
@@ -192,7 +192,7 @@ class PolicyServer:
                 out[i] = batch[i][0].advance(feature)
         return out
 
-    def frames(self, given: Any, runner: PolicyRunner) -> tuple[dict[str, np.ndarray], dict[str, ColorOrder]]:
+    def frames(self, given: Any) -> tuple[dict[str, np.ndarray], dict[str, ColorOrder]]:
         """The step's frames by camera (raw arrays checked, encoded images decoded) and the colour order of
         those that are not in the camera's own (decoded images are RGB: passed as such, not flipped)."""
         if not isinstance(given, dict):

@@ -141,15 +141,6 @@ def write_episode_ends(group: zarr.Group, n_frames: list[int]) -> None:
     group.create_array("meta/episode_ends", data=ends, chunks=(max(1, len(ends)),), compressors=ZSTD)
 
 
-def object_checksums(root: Path) -> dict[str, str]:
-    """sha256 of every stored object (every file but the manifest), by path relative to the store."""
-    out = {}
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and p.name != MANIFEST:
-            out[p.relative_to(root).as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
-
-
 def write_table(root: Path, records: list[EpisodeRecord]) -> None:
     pd.DataFrame([r.model_dump(mode="json") for r in records]).to_csv(root / EPISODES, index=False)
 
@@ -255,7 +246,8 @@ def _check_local(path: Path) -> None:
 
 
 def stored_checksums(location: StoreLocation) -> dict[str, str]:
-    """sha256 of every object of a published store but the manifest, read through its zarr store."""
+    """sha256 of every object of a store but the manifest, by key, read through its zarr store (the writer
+    records them in the manifest; ``verify`` recomputes them)."""
     return {key: hashlib.sha256(location.read(key) or b"").hexdigest() for key in location.keys() if key != MANIFEST}
 
 

@@ -36,6 +36,7 @@ from schemas.store import (
     StoreMarker,
 )
 from vla_data import __version__
+from vla_data.location import StoreLocation
 from vla_data.ownership import check_output, remove_ours
 from vla_data.shards import EpisodeSource, fill_frames, plan_shards
 from vla_data.stats import ImageMoments, action_stats
@@ -46,10 +47,10 @@ from vla_data.store import (
     array_path,
     create_arrays,
     finalize,
-    object_checksums,
     publish,
     recover,
     staging_path,
+    stored_checksums,
     write_episode_ends,
     write_table,
 )
@@ -173,7 +174,7 @@ def _write_staging(staging: Path, previous: DatasetStore | None, episodes: list[
         stats=train_stats(all_actions, records, moments, options),
         source_frame_sizes=_frame_sizes(previous, episodes),
         features=features,
-        checksums=object_checksums(staging),
+        checksums=stored_checksums(StoreLocation(path=staging)),
     )
     finalize(staging, manifest)
     return manifest
