@@ -27,6 +27,35 @@ class SampleField(StrEnum):
     t = "t"
 
 
+class SegmentField(StrEnum):
+    """The keys a segment batch has besides ``SampleField``'s (``Batching.segments``): its ``rgb`` holds each
+    camera's unique frames (F, 3, S, S) once, and these say which of them make each sample's window."""
+
+    window_frames = "window_frames"  # (B, W) long: row of ``rgb`` of each window frame of each sample
+    frame_instruction = "frame_instruction"  # F strings: the instruction each unique frame is read with
+
+
+class Batching(StrEnum):
+    """How the training loader groups samples into a batch."""
+
+    windows = "windows"  # B independent samples; every frame of every window goes through the backbone
+    segments = "segments"  # runs of consecutive anchors of one episode; each frame goes through the backbone once
+
+
+class BatchingConfig(BaseModel):
+    """Per-window or segment batches (README, "Segment batches"). A segment is ``segment_length`` consecutive
+    anchors of one episode (fewer at an episode's end), whose windows share all but ``stride`` of their
+    frames: a segment of L anchors reads L + W - 1 frames instead of L x W. The loss and its gradients equal the
+    per-window batch of the same anchors; what changes is that a batch's anchors are neighbours in time."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mode: Batching = Field(Batching.windows, description="windows: independent samples; segments: runs of "
+                           "consecutive anchors, each frame through the backbone once per step.")
+    segment_length: int = Field(8, ge=1, description="Anchors per segment (segments only); the batch size must "
+                                "be a multiple of it: a batch is batch_size / segment_length segments.")
+
+
 class Augment(StrEnum):
     none = "none"
     mirror = "mirror"  # frames flipped left-right, lateral channels negated, left/right swapped in the words

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.sample import Augment, MirrorRule, WindowSpec
+from schemas.sample import Augment, Batching, BatchingConfig, MirrorRule, WindowSpec
 from schemas.store import ActionSelection, Feature, FeatureKind, NormStats, Preprocessing, Split, legacy_cameras
 
 TINY_RANDOM = "tiny-random"
@@ -46,6 +46,7 @@ class DataConfig(BaseModel):
     window: WindowSpec = WindowSpec()
     augment: Augment = Augment.none
     mirror: MirrorRule = Field(MirrorRule(), description="What augment=mirror negates and which side words it swaps.")
+    batching: BatchingConfig = BatchingConfig()
     workers: int = Field(0, ge=0, description="DataLoader worker processes.")
     memory_budget: int | None = Field(None, ge=0, description="Bytes of decoded frames held in memory per split.")
 
@@ -74,6 +75,12 @@ class ModelConfig(BaseModel):
         False,
         description="Resize the store's frames to the backbone's input size on the device, every step, when the "
         "two differ; otherwise a store of another image size is refused (build it at the backbone's size).",
+    )
+    frozen_fp32: bool = Field(
+        False,
+        description="Keep the frozen backbone weights in fp32 when training in bf16 (autocast then casts them on "
+        "every forward). Default: they are held in bf16, saving half their memory; LoRA weights, heads and the "
+        "optimizer state stay fp32 either way.",
     )
     lora: LoraConfigModel = LoraConfigModel()
 
@@ -119,6 +126,10 @@ class TrainConfig(BaseModel):
     def _splits_differ(self) -> TrainConfig:
         if self.data.train_split == self.data.val_split:
             raise ValueError(f"train and val split are both {self.data.train_split.value}")
+        batching, batch = self.data.batching, self.optim.batch_size
+        if batching.mode == Batching.segments and batch % batching.segment_length:
+            raise ValueError(f"batch_size {batch} is not a multiple of segment_length {batching.segment_length}: a "
+                             "segment batch is batch_size / segment_length segments")
         return self
 
 

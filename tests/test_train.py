@@ -39,9 +39,12 @@ from vla_model.preflight import PreflightError, preflight
 from vla_model.trainer import LOG_FILE, SUMMARY_FILE, TrainSummary, train
 
 
-def config(store: Path, **optim: object) -> TrainConfig:
+SEGMENT_BATCHES = {"batching": {"mode": "segments", "segment_length": 4}}
+
+
+def config(store: Path, data: dict | None = None, **optim: object) -> TrainConfig:
     return TrainConfig.model_validate({
-        "data": {"store": str(store), "window": {"window": 2, "chunk": 4}},
+        "data": {"store": str(store), "window": {"window": 2, "chunk": 4}, **(data or {})},
         "model": SMALL_MODEL,
         "optim": {"lr": 2e-3, "batch_size": 8, "max_steps": 6, **optim},
         "log": {"log_every": 1, "val_every": 3, "val_batches": 2, "save_every": 3, "keep_last": 1},
@@ -201,10 +204,11 @@ def test_checkpoints_are_small_pickle_free_verified_and_pruned(learn_store: Path
         ckpt.load_meta(damaged)
 
 
-def test_resume_continues_exactly(learn_store: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("data", [None, SEGMENT_BATCHES | {"augment": "mirror"}], ids=["windows", "segments"])
+def test_resume_continues_exactly(learn_store: Path, tmp_path: Path, data: dict | None) -> None:
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
-    train(config(learn_store, accumulation=2), straight)
-    train(config(learn_store, accumulation=2), stopped, stop_after=3)
+    train(config(learn_store, data, accumulation=2), straight)
+    train(config(learn_store, data, accumulation=2), stopped, stop_after=3)
     assert [p.name for p in ckpt.checkpoints(stopped)][-1] == "checkpoint-3"
     result = CliRunner().invoke(main, ["train", "--resume", str(stopped)])
     assert result.exit_code == 0, result.output
@@ -307,11 +311,13 @@ def test_mirror_side_words_come_from_the_config_and_unmirrored_episodes_are_repo
                      f"(data.mirror.side_words): episodes {ids['Drive up to the bottle']} (all in summary.json)"]
 
 
-def test_two_processes_hold_identical_weights_and_only_rank_0_writes(learn_store: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("batching", [[], ["--batching", "segments", "--segment-length", "2"]], ids=["windows", "segments"])
+def test_two_processes_hold_identical_weights_and_only_rank_0_writes(learn_store: Path, tmp_path: Path,
+                                                                     batching: list[str]) -> None:
     run = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "pipelines.cli",
            "train", str(learn_store), "-o", str(run), "--max-steps", "4", "--window", "2", "--chunk", "4",
-           "--hidden", "16", "--lora-r", "4", "--batch-size", "4", "--val-every", "2", "--save-every", "2"]
+           "--hidden", "16", "--lora-r", "4", "--batch-size", "4", "--val-every", "2", "--save-every", "2", *batching]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     summary = TrainSummary.model_validate_json((run / SUMMARY_FILE).read_text())

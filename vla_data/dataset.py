@@ -19,6 +19,7 @@ from schemas.store import Split, StoreManifest
 from vla_data.augment import mirror_frames, mirror_sign, mirror_words, side_words
 from vla_data.frames import EpisodeFrames, default_memory_budget
 from vla_data.normalize import Normalizer
+from vla_data.segments import segment_index
 from vla_data.store import DatasetStore, open_store
 from vla_data.windows import anchors, window_index
 
@@ -33,6 +34,20 @@ class Sample(TypedDict):
     instruction: str
     episode: int  # the store's episode id
     t: int  # the anchor frame, episode-relative
+
+
+class Segment(TypedDict):
+    """L consecutive anchors of one episode (``WindowDataset.segment``): each frame once, and the table that
+    makes every anchor's window of them. The masks and actions are the L samples' own, stacked."""
+
+    rgb: dict[str, torch.Tensor]  # camera name -> (F, 3, S, S) uint8, the unique frames in episode order
+    window_frames: torch.Tensor  # (L, W) long: the row of ``rgb`` of each window frame
+    frame_mask: torch.Tensor  # (L, W) bool
+    actions: torch.Tensor  # (L, W, K, A) float32
+    chunk_mask: torch.Tensor  # (L, W, K) bool
+    instruction: str  # one for the whole segment: one episode, mirrored or not
+    episode: int
+    t: torch.Tensor  # (L,) the anchor frames
 
 
 class WindowDataset(Dataset[Sample]):
@@ -130,31 +145,75 @@ class WindowDataset(Dataset[Sample]):
     def is_mirrored(self, index: int) -> bool:
         return index >= self.n_anchors
 
+    def segment_groups(self) -> list[np.ndarray]:
+        """The sample indices of each episode, and of each mirrored episode, in anchor order: a segment is a run
+        of one of them (consecutive anchors, all mirrored or none)."""
+        groups = []
+        for first, which in ((0, self.which), (self.n_anchors, self.which[self.mirrored_anchors])):
+            cuts = np.flatnonzero(np.diff(which)) + 1
+            groups += [g for g in np.split(first + np.arange(len(which)), cuts) if len(g)]
+        return groups
+
+    def _frames(self, e: int, rows: np.ndarray, mirrored: bool) -> dict[str, np.ndarray]:
+        """Each camera's frames ``rows`` of episode ``e`` as (N, S, S, 3), in the mirrored world if asked."""
+        frames = {c: f.episode(e)[rows] for c, f in self.camera_frames.items()}
+        return {c: mirror_frames(f) for c, f in frames.items()} if mirrored else frames  # every camera mirrored
+
+    def _actions(self, e: int, rows: np.ndarray, past_end: np.ndarray, mirrored: bool) -> torch.Tensor:
+        """The action rows ``rows`` (..., K) of episode ``e``, zero velocity where ``past_end``, mirrored and
+        normalised as the dataset says -> (..., K, A) float32."""
+        actions = np.where(past_end[..., None], np.float32(0), self.actions[e][rows])  # physical units
+        if mirrored:
+            actions = actions * self.mirror_sign
+        if self.normalize:
+            actions = self.normalizer.normalize(actions)
+        return torch.from_numpy(np.ascontiguousarray(actions, np.float32))
+
+    def _instruction(self, e: int, mirrored: bool) -> str:
+        return mirror_words(self.instructions[e], self.mirror) if mirrored else self.instructions[e]
+
     def __getitem__(self, index: int) -> Sample:
         if not -len(self) <= index < len(self):
             raise IndexError(f"sample {index} of {len(self)}")
         index %= len(self)
-        anchor = self.anchor(index)
+        anchor, mirrored = self.anchor(index), self.is_mirrored(index)
         e, t = int(self.which[anchor]), int(self.t[anchor])
         ix = window_index(t, int(self.n_frames[e]), self.spec)
-        frames = {c: f.episode(e)[ix.frames] for c, f in self.camera_frames.items()}  # each (W, S, S, 3)
-        actions = np.where(ix.past_end[..., None], np.float32(0), self.actions[e][ix.rows])  # (W, K, A) physical
-        instruction = self.instructions[e]
-        if self.is_mirrored(index):
-            frames = {c: mirror_frames(f) for c, f in frames.items()}  # the mirrored world, seen by every camera
-            actions = actions * self.mirror_sign
-            instruction = mirror_words(instruction, self.mirror)
-        if self.normalize:
-            actions = self.normalizer.normalize(actions)
         return Sample(
             # a (W, 3, S, S) view of the gathered frames: the batch's stack makes the one contiguous copy
-            rgb={c: torch.from_numpy(f).permute(0, 3, 1, 2) for c, f in frames.items()},
+            rgb={c: torch.from_numpy(f).permute(0, 3, 1, 2) for c, f in self._frames(e, ix.frames, mirrored).items()},
             frame_mask=torch.from_numpy(ix.frame_mask),
-            actions=torch.from_numpy(np.ascontiguousarray(actions, np.float32)),
+            actions=self._actions(e, ix.rows, ix.past_end, mirrored),
             chunk_mask=torch.from_numpy(ix.chunk_mask),
-            instruction=instruction,
+            instruction=self._instruction(e, mirrored),
             episode=int(self.episode_ids[e]),
             t=t,
+        )
+
+    def segment(self, indices: tuple[int, ...] | list[int]) -> Segment:
+        """Samples ``indices`` (a run of one of ``segment_groups``) as one segment: exactly those samples, each
+        frame once. Indices of different episodes, or mirrored with unmirrored, are refused."""
+        if not len(indices):
+            raise IndexError("an empty segment")
+        index = np.asarray(indices, np.int64) % len(self)
+        anchor = np.array([self.anchor(int(i)) for i in index], np.int64)
+        mirrored = index >= self.n_anchors
+        e = int(self.which[anchor[0]])
+        if (self.which[anchor] != e).any() or mirrored.any() != mirrored.all():
+            raise IndexError(f"samples {list(indices)[:8]}: a segment is samples of one episode, all mirrored or none")
+        t = self.t[anchor]
+        ix = segment_index(t, int(self.n_frames[e]), self.spec)
+        frames = self._frames(e, ix.frames, bool(mirrored[0]))
+        return Segment(
+            rgb={c: torch.from_numpy(f).permute(0, 3, 1, 2) for c, f in frames.items()},
+            window_frames=torch.from_numpy(ix.windows),
+            frame_mask=torch.from_numpy(np.stack([a.frame_mask for a in ix.anchors])),
+            actions=self._actions(e, np.stack([a.rows for a in ix.anchors]), np.stack([a.past_end for a in ix.anchors]),
+                                  bool(mirrored[0])),
+            chunk_mask=torch.from_numpy(np.stack([a.chunk_mask for a in ix.anchors])),
+            instruction=self._instruction(e, bool(mirrored[0])),
+            episode=int(self.episode_ids[e]),
+            t=torch.from_numpy(t),
         )
 
     def denormalize(self, actions: np.ndarray | torch.Tensor) -> np.ndarray:

@@ -4,7 +4,9 @@ query's last hidden state is the frame feature; a history head runs over the W f
 each step to K x A actions (DESIGN.md, "The policy").
 
 ``frame_features`` (one feature per frame, all B x W frames in one batched backbone call) and ``act``
-(features -> chunks) are separate so a streaming runtime can compute each new frame's feature once.
+(features -> chunks) are separate so a streaming runtime can compute each new frame's feature once, and a
+segment batch (``schemas.sample.Batching.segments``) runs the backbone once per unique frame and gathers the
+windows from the features (``forward(..., windows=)``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
 from schemas.recorder import DEFAULT_CAMERA
+from schemas.sample import SampleField, SegmentField
 from schemas.train import HistoryHead, ModelConfig, TrainConfig
 from vla_model.backbone import CLIP_MEAN, CLIP_STD, IMAGE_END, IMAGE_START, Backbone
 from vla_data.refusal import Refusal
@@ -56,6 +59,7 @@ class VLAPolicy(nn.Module):
         ids = self.tokenizer.convert_tokens_to_ids([IMAGE_START, IMAGE_END])
         self._image_start, self._image_end = int(ids[0]), int(ids[1])
         self.lora_merged = False
+        self._prompts: dict[str, torch.Tensor] = {}  # instruction -> its prompt's token ids (text_inputs)
         self._add_lora()
         if config.gradient_checkpointing and not inference:
             self.backbone.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
@@ -90,30 +94,45 @@ class VLAPolicy(nn.Module):
                               align_corners=False)
         return (x - self.pixel_mean) / self.pixel_std
 
+    PROMPT_CACHE = 4096  # instructions whose token ids are kept; a dataset has few distinct ones
+
+    def prompt(self, instruction: str) -> torch.Tensor:
+        """``<s>``, then per camera ``<image> [Q image slots] </image>``, then the instruction's words: token
+        ids on the CPU, tokenised once per instruction (a batch repeats each one for every frame)."""
+        ids = self._prompts.get(instruction)
+        if ids is None:
+            tok = self.tokenizer
+            span = [self._image_start] + [tok.unk_token_id] * self.image_tokens + [self._image_end]
+            words = tok(instruction, add_special_tokens=False)["input_ids"]
+            ids = torch.tensor([tok.bos_token_id] + span * len(self.cameras) + list(words), dtype=torch.long)
+            if len(self._prompts) >= self.PROMPT_CACHE:
+                self._prompts.clear()
+            self._prompts[instruction] = ids
+        return ids
+
     def text_inputs(self, instructions: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per instruction: ``<s>``, then per camera ``<image> [Q image slots] </image>``, then the words and
-        the action query, right-padded.
+        """Per instruction its ``prompt`` and then the action query, right-padded.
 
         Returns input ids (the query's slot holds pad), attention mask, image-slot mask, query positions.
         """
-        tok = self.tokenizer
-        words = tok(instructions, add_special_tokens=False)["input_ids"]
-        span = [self._image_start] + [tok.unk_token_id] * self.image_tokens + [self._image_end]
-        prefix = [tok.bos_token_id] + span * len(self.cameras)
-        rows = [prefix + list(w) for w in words]
-        length = max(len(r) for r in rows) + 1
-        device = self.action_query.device
-        ids = torch.full((len(rows), length), tok.pad_token_id, dtype=torch.long)
-        attention = torch.zeros((len(rows), length), dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, : len(r)] = torch.tensor(r)
-            attention[i, : len(r) + 1] = 1  # the query attends to everything before it
-        image_slots = torch.zeros((len(rows), length), dtype=torch.bool)
+        position = {text: i for i, text in enumerate(dict.fromkeys(instructions))}  # each distinct instruction
+        prompts = [self.prompt(text) for text in position]
+        lengths = torch.tensor([len(p) for p in prompts])
+        which = torch.tensor([position[text] for text in instructions], dtype=torch.long)
+        length = int(lengths.max()) + 1
+        table = torch.full((len(prompts), length), self.tokenizer.pad_token_id, dtype=torch.long)
+        for i, p in enumerate(prompts):
+            table[i, : len(p)] = p
+        query_at = lengths[which]
+        ids = table[which]
+        attention = (torch.arange(length)[None, :] <= query_at[:, None]).long()  # the query attends to all before it
+        image_slots = torch.zeros(length, dtype=torch.bool)
+        span = self.image_tokens + 2
         for c in range(len(self.cameras)):
-            first = 2 + c * len(span)
-            image_slots[:, first : first + self.image_tokens] = True
-        query_at = torch.tensor([len(r) for r in rows])
-        return ids.to(device), attention.to(device), image_slots.to(device), query_at.to(device)
+            image_slots[2 + c * span : 2 + c * span + self.image_tokens] = True
+        device = self.action_query.device
+        return (ids.to(device, non_blocking=True), attention.to(device, non_blocking=True),
+                image_slots.expand(len(ids), -1).to(device, non_blocking=True), query_at.to(device, non_blocking=True))
 
     # -- the model ---------------------------------------------------------------------------------------
     def frame_features(self, rgb: torch.Tensor, instructions: list[str]) -> torch.Tensor:
@@ -156,13 +175,37 @@ class VLAPolicy(nn.Module):
                              f"given {', '.join(rgb) or 'none'}")
         return torch.stack([rgb[c] for c in self.cameras], dim=-4)
 
-    def forward(self, rgb: dict[str, torch.Tensor], instructions: list[str]) -> torch.Tensor:
-        """Camera name -> (B, W, 3, S, S) uint8, and B instructions -> (B, W, K, A)."""
-        frames = self.stack_cameras(rgb)  # (B, W, C, 3, S, S)
-        b, w = frames.shape[:2]
-        per_frame = [text for text in instructions for _ in range(w)]  # sample-major, as frames.flatten(0, 1)
-        features = self.frame_features(frames.flatten(0, 1), per_frame)
-        return self.act(features.view(b, w, -1))
+    def forward(self, rgb: dict[str, torch.Tensor], instructions: list[str],
+                windows: torch.Tensor | None = None) -> torch.Tensor:
+        """Camera name -> (B, W, 3, S, S) uint8, and B instructions -> (B, W, K, A).
+
+        With ``windows`` (B, W) (a segment batch): camera name -> (F, 3, S, S) unique frames, one instruction per
+        frame; the backbone reads each of the F frames once and window frame (b, j) is feature ``windows[b, j]``.
+        """
+        frames = self.stack_cameras(rgb)
+        if windows is None:  # every window frame is its own frame: (B, W, C, 3, S, S)
+            b, w = frames.shape[:2]
+            per_frame = [text for text in instructions for _ in range(w)]  # sample-major, as frames.flatten(0, 1)
+            return self.act(self.frame_features(frames.flatten(0, 1), per_frame).view(b, w, -1))
+        if len(instructions) != len(frames):
+            raise ValueError(f"{len(frames)} frames but {len(instructions)} instructions: a segment batch has one per frame")
+        features = self.frame_features(frames, instructions)  # (F, D)
+        return self.act(features[windows.to(features.device)])
+
+    def hold_frozen_in(self, dtype: torch.dtype) -> int:
+        """Store the frozen weight matrices of the backbone (its linear, convolution and embedding layers) in
+        ``dtype``: training in bf16, autocast would cast them on every forward anyway. The LoRA weights, the
+        heads and the small norm weights and biases of other layers stay fp32 (a CPU layer norm needs its
+        weights in fp32). Returns the bytes saved."""
+        saved = 0
+        for module in self.backbone.modules():
+            if not isinstance(module, nn.Linear | nn.Embedding | nn.Conv2d):
+                continue
+            for p in module.parameters(recurse=False):
+                if not p.requires_grad and p.dtype != dtype:
+                    saved += p.numel() * (p.element_size() - torch.empty(0, dtype=dtype).element_size())
+                    p.data = p.data.to(dtype)
+        return saved
 
     # -- what training changes ---------------------------------------------------------------------------
     def adapter_state(self) -> dict[str, torch.Tensor]:
@@ -187,6 +230,14 @@ class VLAPolicy(nn.Module):
             "lora": [p for n, p in self.backbone.named_parameters() if p.requires_grad],
             "heads": [p for n, p in self.named_parameters() if not n.startswith("backbone.") and p.requires_grad],
         }
+
+
+def batch_inputs(batch: dict) -> tuple[dict[str, torch.Tensor], list[str], torch.Tensor | None]:
+    """What ``VLAPolicy.forward`` takes from a loader's batch (``vla_data.loader``, either batching):
+    ``policy(*batch_inputs(batch))`` -> (B, W, K, A), through a DDP wrapper too."""
+    if SegmentField.window_frames in batch:
+        return batch[SampleField.rgb], list(batch[SegmentField.frame_instruction]), batch[SegmentField.window_frames]
+    return batch[SampleField.rgb], list(batch[SampleField.instruction]), None
 
 
 def policy_for(backbone: Backbone, config: TrainConfig, action_dim: int, cameras: list[str], *,

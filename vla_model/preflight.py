@@ -13,10 +13,10 @@ import math
 
 import torch
 
-from schemas.sample import SampleField
+from schemas.sample import SampleField, SegmentField
 from schemas.store import StoreManifest
 from vla_model.loss import masked_huber
-from vla_model.policy import VLAPolicy
+from vla_model.policy import VLAPolicy, batch_inputs
 from vla_data.refusal import Fix, Refusal
 
 
@@ -40,10 +40,12 @@ def preflight(policy: VLAPolicy, batch: dict, manifest: StoreManifest, window: i
                              f"{', '.join(policy.cameras)}, the store holds {', '.join(manifest.camera_names)}")
     b = mask.shape[0]
     s = manifest.preprocessing.image_size
-    want = {f"{SampleField.rgb.value}[{c}]": (cameras[c], (b, window, 3, s, s)) for c in policy.cameras} | {
+    windows = batch.get(SegmentField.window_frames)  # a segment batch: each frame once, and the windows' table
+    frames = (b, window) if windows is None else (len(batch[SegmentField.frame_instruction]),)
+    want = {f"{SampleField.rgb.value}[{c}]": (cameras[c], (*frames, 3, s, s)) for c in policy.cameras} | {
         SampleField.actions.value: (batch[SampleField.actions], (b, window, policy.chunk, policy.action_dim)),
         SampleField.chunk_mask.value: (mask, (b, window, policy.chunk)),
-    }
+    } | ({} if windows is None else {SegmentField.window_frames.value: (windows, (b, window))})
     for field, (value, shape) in want.items():
         if tuple(value.shape) != shape:
             raise PreflightError(f"batch {field} has shape {tuple(value.shape)}, the model expects {shape}")
@@ -88,7 +90,7 @@ def preflight(policy: VLAPolicy, batch: dict, manifest: StoreManifest, window: i
 
 def _dry_step(policy: VLAPolicy, batch: dict, huber_delta: float) -> None:
     """One forward and backward as a training step does them; only the gradients outlive it."""
-    pred = policy(batch[SampleField.rgb], list(batch[SampleField.instruction]))
+    pred = policy(*batch_inputs(batch))
     mask = batch[SampleField.chunk_mask].to(pred.device)
     loss = masked_huber(pred, batch[SampleField.actions].to(pred.device), mask, huber_delta)
     if not loss.requires_grad:

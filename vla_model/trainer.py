@@ -33,7 +33,7 @@ from vla_model import checkpoint as ckpt
 from vla_model.backbone import load_backbone, locate
 from vla_model.loading import load_trained
 from vla_model.loss import masked_huber
-from vla_model.policy import ConfigError, VLAPolicy, policy_for
+from vla_model.policy import ConfigError, VLAPolicy, batch_inputs, policy_for
 from vla_model.preflight import PreflightError, preflight
 
 CONFIG_FILE = "train_config.json"
@@ -95,7 +95,7 @@ def evaluate(policy: VLAPolicy, loader: torch.utils.data.DataLoader, delta: floa
         for i, batch in enumerate(loader):
             if max_batches is not None and i >= max_batches:
                 break
-            pred = policy(batch[SampleField.rgb], list(batch[SampleField.instruction]))
+            pred = policy(*batch_inputs(batch))
             mask = batch[SampleField.chunk_mask].to(pred.device)
             n = float(mask.sum()) * pred.shape[-1]
             total += float(masked_huber(pred, batch[SampleField.actions].to(pred.device), mask, delta)) * n
@@ -143,8 +143,12 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: 
                            memory_budget=config.data.memory_budget)
     manifest = train_ds.manifest
     policy = build_policy(config, manifest).to(accelerator.device)
-    loader = make_loader(train_ds, config.optim.batch_size, workers=config.data.workers, seed=config.optim.seed)
-    val_loader = make_loader(val_ds, config.optim.batch_size, shuffle=False, workers=0)
+    if config.optim.precision == Precision.bf16 and not config.model.frozen_fp32:
+        policy.hold_frozen_in(torch.bfloat16)  # autocast would cast them on every forward; LoRA and heads stay fp32
+    batching = config.data.batching
+    loader = make_loader(train_ds, config.optim.batch_size, workers=config.data.workers, seed=config.optim.seed,
+                         batching=batching)
+    val_loader = make_loader(val_ds, config.optim.batch_size, shuffle=False, workers=0, batching=batching)
 
     groups = policy.parameter_groups()
     optimizer = torch.optim.AdamW(
@@ -161,14 +165,15 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: 
     policy, optimizer, loader = accelerator.prepare(policy, optimizer, loader)
     model = accelerator.unwrap_model(policy)  # its forward runs in accelerate's autocast, as the steps' do
     # on the prepared model: the training precision and checkpointing, so it needs no more memory than a step
-    counts = preflight(model, next(iter(make_loader(train_ds, config.optim.batch_size, seed=config.optim.seed))),
-                       manifest, config.data.window.window, config.optim.huber_delta)
+    counts = preflight(model, next(iter(make_loader(train_ds, config.optim.batch_size, seed=config.optim.seed,
+                                                    batching=batching))), manifest, config.data.window.window, config.optim.huber_delta)
 
     writer = _Writers(run_dir, config, position.step) if main else None
     bar = tqdm(total=config.optim.max_steps, initial=position.step, desc="train", unit="step", disable=not main or None)
     step, epoch, batch_in_epoch = position.step, position.epoch, position.batch_in_epoch
-    window_loss, window_batches, window_samples, window_start = (position.window_loss, position.window_batches, 0,
-                                                                 time.perf_counter())
+    # the loss is summed on the device and reduced only when logged or saved: no host sync in a step
+    window_loss = torch.tensor(position.window_loss, device=accelerator.device)
+    window_batches, window_samples, window_start = position.window_batches, 0, time.perf_counter()
     seen_samples, started = 0, time.perf_counter()
     last_loss, last_checkpoint = None, None
     while step < config.optim.max_steps and step != stop_after:
@@ -179,7 +184,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: 
         for batch in batches:
             batch_in_epoch += 1
             with accelerator.accumulate(policy):
-                pred = policy(batch[SampleField.rgb], list(batch[SampleField.instruction]))
+                pred = policy(*batch_inputs(batch))
                 loss = masked_huber(pred, batch[SampleField.actions], batch[SampleField.chunk_mask],
                                     config.optim.huber_delta)
                 accelerator.backward(loss)
@@ -191,7 +196,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: 
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             n = len(batch[SampleField.t]) * accelerator.num_processes
-            window_loss += float(accelerator.reduce(loss.detach(), reduction="mean"))
+            window_loss += loss.detach().float()
             window_batches += 1
             window_samples += n
             seen_samples += n
@@ -203,10 +208,11 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: 
             record: dict[str, float | int] = {}
             if step % config.log.log_every == 0 or step == config.optim.max_steps:
                 elapsed = time.perf_counter() - window_start
-                last_loss = window_loss / window_batches
+                last_loss = float(accelerator.reduce(window_loss, reduction="mean")) / window_batches
                 record = {"loss": last_loss, "lr": scheduler.get_last_lr()[0], "samples_per_s": window_samples / elapsed}
                 bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{record['lr']:.2e}", sps=f"{record['samples_per_s']:.1f}")
-                window_loss, window_batches, window_samples, window_start = 0.0, 0, 0, time.perf_counter()
+                window_loss.zero_()
+                window_batches, window_samples, window_start = 0, 0, time.perf_counter()
             improved = False
             if step % config.log.val_every == 0 or step == config.optim.max_steps:
                 val_loss = evaluate(model, val_loader, config.optim.huber_delta, config.log.val_batches)
@@ -217,7 +223,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: 
                 writer.log(step, epoch, record)
             if improved or step % config.log.save_every == 0 or step in (config.optim.max_steps, stop_after):
                 position.step, position.epoch, position.batch_in_epoch = step, epoch, batch_in_epoch
-                position.window_loss, position.window_batches = window_loss, window_batches
+                position.window_loss = float(accelerator.reduce(window_loss, reduction="mean"))
+                position.window_batches = window_batches
                 position.scaler = accelerator.scaler.state_dict() if accelerator.scaler is not None else None
                 if main:
                     last_checkpoint = _save(run_dir, config, manifest, model, optimizer, scheduler, position, record)
