@@ -42,6 +42,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/loader.py
 	$(BIN)/python benchmarks/inference.py
 	$(BIN)/python benchmarks/serve.py
+	$(BIN)/python benchmarks/train_gpu.py
+	$(BIN)/python benchmarks/learning.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) bench-out

@@ -9,6 +9,10 @@ time (on --baseline-samples samples, in store order). WindowDataset is timed ove
 train split: the first (cold: workers start, frames decoded) and the second; the configurations run in
 turn, 1 and 2 cameras side by side, --repeats times, and each one's best epochs are reported. Goal:
 2-camera samples/s at least half the 1-camera samples/s, minus 10% (>= 0.45x), in every configuration.
+
+The batching table (1 camera, same run): per-window batches against segment batches of 8 anchors
+(``--batching segments --segment-length 8``: each frame shipped once per segment, L + W - 1 frames for L
+samples). Goal: 1000 samples/s.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import numpy as np
 import torch
 from common import episodes_dir, synthetic_episodes
 
-from schemas.sample import WindowSpec
+from schemas.sample import Batching, BatchingConfig, WindowSpec
 from schemas.store import BuildOptions, Preprocessing
 from vla_data.build import build_store
 from vla_data.dataset import WindowDataset
@@ -35,6 +39,8 @@ FRONT_ORDER = camera_settings(1).camera.color_order  # the colour order of `imag
 
 W, K, BATCH = 8, 10, 32
 TWO_CAMERA_GOAL = 0.5 * 0.9  # half the 1-camera samples/s, minus 10%
+LOADER_GOAL = 1000  # samples/s
+SEGMENTS = BatchingConfig(mode=Batching.segments, segment_length=8)
 
 
 def naive_samples(store: Path, n: int) -> float:
@@ -53,11 +59,12 @@ def naive_samples(store: Path, n: int) -> float:
     return len(anchors) / (time.perf_counter() - start)
 
 
-def epochs(store: Path, workers: int, memory_budget: int | None) -> tuple[float, float, bool]:
+def epochs(store: Path, workers: int, memory_budget: int | None,
+           batching: BatchingConfig = BatchingConfig()) -> tuple[float, float, bool]:
     """Samples/s of the first (cold) and second epoch through make_loader, and whether the frames were in memory."""
     start = time.perf_counter()
     ds = WindowDataset(store, "train", WindowSpec(window=W, chunk=K), memory_budget=memory_budget)
-    loader = make_loader(ds, batch_size=BATCH, workers=workers, seed=0)
+    loader = make_loader(ds, batch_size=BATCH, workers=workers, seed=0, batching=batching)
     rates = []
     for _ in range(2):
         n = 0
@@ -66,6 +73,27 @@ def epochs(store: Path, workers: int, memory_budget: int | None) -> tuple[float,
         rates.append(n / (time.perf_counter() - start))
         start = time.perf_counter()
     return rates[0], rates[1], ds.frames.in_memory
+
+
+def batching_table(store: Path, repeats: int) -> None:
+    """Per-window against segment batches, 1 camera, 0 workers, in memory and LRU, best of ``repeats``."""
+    rows = {}
+    for _ in range(repeats):
+        for budget, label in ((None, "in memory"), (0, "LRU of episodes")):
+            for batching in (BatchingConfig(), SEGMENTS):
+                cold, warm, _ = epochs(store, 0, budget, batching)
+                prev = rows.get((label, batching.mode), (0.0, 0.0))
+                rows[(label, batching.mode)] = (max(prev[0], cold), max(prev[1], warm))
+    print(f"\nbatching, 1 camera, 0 workers, batch {BATCH} samples (segments: {BATCH // SEGMENTS.segment_length} x "
+          f"{SEGMENTS.segment_length} anchors); best of {repeats}")
+    print("| frames | batching | epoch 1 (cold) samples/s | epoch 2 samples/s | x per-window |")
+    print("|---|---|---:|---:|---:|")
+    for (label, mode), (cold, warm) in rows.items():
+        base = rows[(label, Batching.windows)][1]
+        print(f"| {label} | {mode.value} | {cold:.0f} | {warm:.0f} | {warm / base:.2f}x |")
+    best = max(warm for _, warm in rows.values())
+    print(f"goal {LOADER_GOAL} samples/s (epoch 2, best configuration {best:.0f}): "
+          f"{'met' if best >= LOADER_GOAL else 'NOT met'}")
 
 
 def ensure_store(store: Path, data: Path, cameras: int) -> None:
@@ -128,6 +156,7 @@ def main() -> None:
             mode = label if held[(c, workers, label)] == (label == "in memory") else f"{label} (NOT as asked)"
             print(f"| WindowDataset, {workers} workers, {mode} | {c} | {cold:.1f} | {warm:.1f} | {warm / base:.0f}x "
                   f"| {vs_one} |")
+    batching_table(stores[1], args.repeats)
     if 2 in cameras:
         worst = min(best[(2, w, label)][1] / best[(1, w, label)][1] for w, _, label in configs)
         ok = worst >= TWO_CAMERA_GOAL

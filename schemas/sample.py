@@ -52,8 +52,11 @@ class BatchingConfig(BaseModel):
 
     mode: Batching = Field(Batching.windows, description="windows: independent samples; segments: runs of "
                            "consecutive anchors, each frame through the backbone once per step.")
-    segment_length: int = Field(8, ge=1, description="Anchors per segment (segments only); the batch size must "
-                                "be a multiple of it: a batch is batch_size / segment_length segments.")
+    # 2: the longest that learned the synthetic task as per-window batches do at equal frames per step
+    # (benchmarks/learning.py); longer segments are faster per sample but their batches more correlated
+    segment_length: int = Field(2, ge=1, description="Anchors per segment (segments only); the batch size must "
+                                "be a multiple of it: a batch is batch_size / segment_length segments. Longer "
+                                "segments read fewer frames per sample; their anchors are more correlated.")
 
 
 class Augment(StrEnum):

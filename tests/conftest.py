@@ -93,19 +93,30 @@ def learn_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "ds.zarr"
 
 
-@pytest.fixture(scope="session")
-def trained_run(learn_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def learned(learn_store: Path, out: Path, batching: dict, batch_size: int) -> Path:
     """The tiny policy trained on ``learn_store`` until it has learned the task (W=2, K=4, mirror, 800 steps,
-    about a minute on 2 cores); shared by the learning test and the eval tests."""
+    about a minute on 2 cores)."""
     from schemas.train import TrainConfig
     from vla_model.trainer import train
 
     config = TrainConfig.model_validate({
-        "data": {"store": str(learn_store), "window": {"window": 2, "chunk": 4}, "augment": "mirror"},
+        "data": {"store": str(learn_store), "window": {"window": 2, "chunk": 4}, "augment": "mirror",
+                 "batching": batching},
         "model": SMALL_MODEL,
-        "optim": {"lr": 2e-3, "batch_size": 16, "max_steps": 800, "warmup_steps": 10},
+        "optim": {"lr": 2e-3, "batch_size": batch_size, "max_steps": 800, "warmup_steps": 10},
         "log": {"log_every": 50, "val_every": 800, "save_every": 800},
     })
-    run = tmp_path_factory.mktemp("trained") / "run"
-    train(config, run)
-    return run
+    train(config, out / "run")
+    return out / "run"
+
+
+@pytest.fixture(scope="session")
+def trained_run(learn_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Per-window batches of 16 samples (32 frames per step); shared by the learning test and the eval tests."""
+    return learned(learn_store, tmp_path_factory.mktemp("trained"), {"mode": "windows"}, 16)
+
+
+@pytest.fixture(scope="session")
+def segment_trained_run(learn_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Segment batches at about the same frames per step: 11 segments of 2 anchors (33 frames), 22 samples."""
+    return learned(learn_store, tmp_path_factory.mktemp("segment-trained"), {"mode": "segments", "segment_length": 2}, 22)

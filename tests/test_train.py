@@ -36,7 +36,7 @@ from vla_model.loading import load_policy
 from vla_model.loss import masked_huber
 from vla_model.policy import VLAPolicy
 from vla_model.preflight import PreflightError, preflight
-from vla_model.trainer import LOG_FILE, SUMMARY_FILE, TrainSummary, train
+from vla_model.trainer import LOG_FILE, SUMMARY_FILE, TrainSummary, train, window_mae
 
 
 SEGMENT_BATCHES = {"batching": {"mode": "segments", "segment_length": 4}}
@@ -187,6 +187,8 @@ def test_checkpoints_are_small_pickle_free_verified_and_pruned(learn_store: Path
     assert torch.equal(policy.adapter_state()[first], adapter[first])  # peft's names, as get_peft_model_state_dict
     lines = [json.loads(line) for line in (run / LOG_FILE).read_text().splitlines()]
     assert [r["step"] for r in lines] == [1, 2, 3, 4, 5, 6] and "val_loss" in lines[2] and "lr" in lines[0]
+    assert [r["samples"] for r in lines] == [8 * s for s in range(1, 7)]  # batch 8, logged every step
+    assert all(0 < a["elapsed_s"] < b["elapsed_s"] for a, b in zip(lines, lines[1:]))
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert TrainSummary.model_validate_json((run / SUMMARY_FILE).read_text()).steps == 6
 
@@ -328,19 +330,13 @@ def test_two_processes_hold_identical_weights_and_only_rank_0_writes(learn_store
     assert not list(run.glob(".checkpoint-*")) and ckpt.load_meta(run / "checkpoint-4").step == 4
 
 
-def test_tiny_model_learns_the_synthetic_task(learn_store: Path, trained_run: Path) -> None:
-    """Val MAE (physical units, every unmasked entry of every window step) below 60% of the train-mean action."""
-    policy, meta = load_policy(trained_run)
+@pytest.mark.parametrize("run_fixture", ["trained_run", "segment_trained_run"])
+def test_tiny_model_learns_the_synthetic_task(learn_store: Path, run_fixture: str, request: pytest.FixtureRequest) -> None:
+    """Val MAE (physical units, every unmasked entry of every window step) below 60% of the train-mean action,
+    trained with per-window batches and with segment batches at about equal frames per step."""
+    policy, meta = load_policy(request.getfixturevalue(run_fixture))
     ds = WindowDataset(learn_store, "val", WindowSpec(window=2, chunk=4))
-    mean = np.array([c.mean for c in meta.stats.action], np.float32)
-    errors, baseline = [], []
-    with torch.no_grad():
-        for batch in make_loader(ds, 64, shuffle=False):
-            pred = ds.denormalize(policy(batch[SampleField.rgb], batch[SampleField.instruction]))
-            true, mask = ds.denormalize(batch[SampleField.actions]), batch[SampleField.chunk_mask].numpy()
-            errors.append(np.abs(pred - true)[mask])
-            baseline.append(np.abs(mean - true)[mask])
-    mae, base = np.concatenate(errors).mean(), np.concatenate(baseline).mean()
+    mae, base = window_mae(policy, ds, np.array([c.mean for c in meta.stats.action], np.float32))
     assert mae < 0.6 * base, f"val MAE {mae:.3f} vs train-mean baseline {base:.3f}"
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
@@ -102,6 +103,19 @@ def evaluate(policy: VLAPolicy, loader: torch.utils.data.DataLoader, delta: floa
             count += n
     policy.train(was_training)
     return total / max(count, 1.0)
+
+
+def window_mae(policy: VLAPolicy, dataset: WindowDataset, train_mean: np.ndarray, batch_size: int = 64) -> tuple[float, float]:
+    """Val MAE in physical units over every unmasked action of every window step, and the same MAE of always
+    predicting the train-mean action (the baseline the learning test and ``benchmarks/learning.py`` compare to)."""
+    errors, baseline = [], []
+    with torch.no_grad():
+        for batch in make_loader(dataset, batch_size, shuffle=False):
+            pred = dataset.denormalize(policy(batch[SampleField.rgb], batch[SampleField.instruction]))
+            true, mask = dataset.denormalize(batch[SampleField.actions]), batch[SampleField.chunk_mask].numpy()
+            errors.append(np.abs(pred - true)[mask])
+            baseline.append(np.abs(train_mean - true)[mask])
+    return float(np.concatenate(errors).mean()), float(np.concatenate(baseline).mean())
 
 
 def weights_digest(policy: VLAPolicy) -> torch.Tensor:
@@ -209,11 +223,12 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: 
             if step % config.log.log_every == 0 or step == config.optim.max_steps:
                 elapsed = time.perf_counter() - window_start
                 last_loss = float(accelerator.reduce(window_loss, reduction="mean")) / window_batches
-                record = {"loss": last_loss, "lr": scheduler.get_last_lr()[0], "samples_per_s": window_samples / elapsed}
+                record = {"loss": last_loss, "lr": scheduler.get_last_lr()[0], "samples_per_s": window_samples / elapsed,
+                          "samples": seen_samples, "elapsed_s": time.perf_counter() - started}  # since this process began
                 bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{record['lr']:.2e}", sps=f"{record['samples_per_s']:.1f}")
                 window_loss.zero_()
                 window_batches, window_samples, window_start = 0, 0, time.perf_counter()
-            improved = False
+            improved, pause = False, time.perf_counter()
             if step % config.log.val_every == 0 or step == config.optim.max_steps:
                 val_loss = evaluate(model, val_loader, config.optim.huber_delta, config.log.val_batches)
                 record["val_loss"] = val_loss
@@ -229,6 +244,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: 
                 if main:
                     last_checkpoint = _save(run_dir, config, manifest, model, optimizer, scheduler, position, record)
                 accelerator.wait_for_everyone()
+            window_start += time.perf_counter() - pause  # samples/s counts training: not validation and saving
             if step >= config.optim.max_steps or step == stop_after:
                 break
         else:
