@@ -16,7 +16,14 @@ from tqdm import tqdm
 from pipelines.build_splits import run_build
 from pipelines.figures import require_png
 from pipelines.info import render_info, store_json
-from pipelines.options import build_model, model_flags, recorder_options, recorder_settings, window_options
+from pipelines.options import (
+    build_model,
+    model_flags,
+    recorder_options,
+    recorder_settings,
+    replay_recorder_options,
+    window_options,
+)
 from pipelines.store_plot import plot_store
 from pipelines.train import FLAGS as TRAIN_FLAGS
 from pipelines.validate import render_report, run_validate
@@ -26,7 +33,7 @@ from schemas.evaluation import EvalOptions
 from schemas.sample import Augment, MirrorRule, WindowSpec
 from schemas.serve import ServeConfig
 from schemas.store import BuildOptions, Interpolation, NormMode, ResizeMode, Split, Stratify
-from schemas.synthetic import SyntheticConfig
+from schemas.synthetic import SourceFormat, SyntheticConfig
 from schemas.train import Precision, TrainConfig
 from vla_data import __version__
 from vla_data.files import write_text_atomic
@@ -113,9 +120,11 @@ def _image_size(ctx: click.Context, param: click.Parameter, value: str) -> tuple
 )
 @click.option("--cameras", default=1, show_default=True, type=click.IntRange(1, 2),
               help=SyntheticConfig.model_fields["cameras"].description)
+@click.option("--format", "source_format", default=SourceFormat.hdf5.value, show_default=True,
+              type=click.Choice([f.value for f in SourceFormat]), help=SyntheticConfig.model_fields["format"].description)
 def make_synthetic_cmd(out: Path, episodes: int, image_size: tuple[int, int], seed: int, defects: bool,
-                       cameras: int) -> None:
-    """Write synthetic episodes in the recorder's exact HDF5 format into OUT.
+                       cameras: int, source_format: str) -> None:
+    """Write synthetic episodes in the recorder's exact HDF5 format (or as ROS 2 bags) into OUT.
 
     A red bottle stands left or right of the robot behind grey boxes; the scripted teleop operator strafes
     toward it and drives up to it, so the action is visible in the frames and matches the instruction.
@@ -126,18 +135,25 @@ def make_synthetic_cmd(out: Path, episodes: int, image_size: tuple[int, int], se
     Example:
       vla-data make-synthetic data/raw --episodes 40 --image-size 96x160 --seed 0
       vla-data make-synthetic data/raw2 --episodes 40 --image-size 96x160 --cameras 2
+      vla-data make-synthetic data/bags --episodes 40 --image-size 96x160 --format rosbag2
     """
     config = build_model(
         SyntheticConfig,
         {"episodes": episodes, "height": image_size[0], "width": image_size[1], "seed": seed, "defects": defects,
-         "cameras": cameras},
+         "cameras": cameras, "format": source_format},
         "make-synthetic options",
     )
-    with tqdm(total=episodes, desc="make-synthetic", unit="episode", disable=None) as bar:
-        paths = make_synthetic(out, config, progress=bar.update)
-    click.echo(f"wrote {len(paths)} episode files to {out}" + (" (with one defect file per class)" if defects else ""))
+    try:
+        with tqdm(total=episodes, desc="make-synthetic", unit="episode", disable=None) as bar:
+            paths = make_synthetic(out, config, progress=bar.update)
+    except FileExistsError as exc:
+        raise click.ClickException(f"{exc}: write into a new folder, or remove the old bags first") from None
+    what = "bags" if config.format == SourceFormat.rosbag2 else "episode files"
+    click.echo(f"wrote {len(paths)} {what} to {out}" + (" (with one defect file per class)" if defects else ""))
     if cameras > 1:
-        flags = " ".join(f"--camera {c.name}={c.key}:{c.color_order.value}" for c in camera_settings(cameras).cameras)
+        settings = camera_settings(cameras)
+        flags = " ".join(f"--camera-topic {c.name}={settings.camera_topics[c.name]}" if config.format == SourceFormat.rosbag2
+                         else f"--camera {c.name}={c.key}:{c.color_order.value}" for c in settings.cameras)
         click.echo(f"read them with {flags}")
 
 
@@ -520,7 +536,7 @@ def eval_cmd(checkpoint: Path, store: str, out: Path, device: str | None, model:
 
 @main.command("predict")
 @click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("episode", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("episode", type=click.Path(exists=True, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print every frame's whole chunk and recorded action as JSON.")
 @click.option("--instruction", default=None, help="Use this instruction instead of the one found for the episode.")
 @click.option("--device", default=None, help=DEVICE_HELP)
@@ -528,7 +544,7 @@ def eval_cmd(checkpoint: Path, store: str, out: Path, device: str | None, model:
 @click.option("--precision", type=click.Choice([p.value for p in Precision]), default=None,
               help="The backbone's precision: fp32, bf16, or fp16 on CUDA [default: fp32].")
 @click.option("--compile", is_flag=True, default=None, help="Compile the backbone with CUDA graphs (CUDA only; else eager).")
-@recorder_options
+@replay_recorder_options
 def predict_cmd(checkpoint: Path, episode: Path, as_json: bool, instruction: str | None, device: str | None,
                 model: str | None, precision: str | None, compile: bool | None, **recorder: object) -> None:
     """Replay one recorded episode through the policy, one frame at a time, as a robot loop would.
@@ -543,6 +559,7 @@ def predict_cmd(checkpoint: Path, episode: Path, as_json: bool, instruction: str
     Examples:
       vla-data predict runs/tiny episodes/1box_hori_left_core_medium_0001.h5
       vla-data predict runs/tiny/checkpoint-300 ep.h5 --json > ep_predictions.json
+      vla-data predict runs/tiny bags/episode_20251106_123136_1box_hori_left_core_medium
     """
     from pipelines.predict import predict_episode, render_predictions
     from vla_model.backbone import ModelNotFound
@@ -606,7 +623,7 @@ def serve_cmd(checkpoint: Path, device: str | None, model: str | None, **flags: 
 
 
 @main.command("drive")
-@click.argument("episode", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("episode", type=click.Path(exists=True, path_type=Path))
 @click.option("--url", default=None, help="The policy server to drive, e.g. ws://gpu-box:8765.")
 @click.option("--serve", "checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Instead of --url: serve this checkpoint (or run) on 127.0.0.1 for the drive, over a real websocket.")
@@ -621,7 +638,7 @@ def serve_cmd(checkpoint: Path, device: str | None, model: str | None, **flags: 
 @click.option("--rate", default=0.0, show_default=True, type=click.FloatRange(min=0),
               help="Control ticks per second (0: as fast as the server answers).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report (every command, the latencies) as JSON.")
-@recorder_options
+@replay_recorder_options
 def drive_cmd(episode: Path, url: str | None, checkpoint: Path | None, execution: str, instruction: str | None,
               token_file: Path | None, deadline: float, snap: bool, rate: float, as_json: bool,
               **recorder: object) -> None:

@@ -14,6 +14,7 @@ from schemas.findings import Severity
 from schemas.serve import DriveReport
 from vla_client.client import PolicyClient
 from vla_client.execution import Driver, ExecutionMode, Executor, Snap
+from vla_data.bags import is_bag
 from vla_data.recorder import InstructionIndex, open_episode
 from vla_data.validation import check_file
 
@@ -36,6 +37,9 @@ def read_frames(path: Path, settings: RecorderSettings, cameras: list[str]
                 ) -> tuple[dict[str, np.ndarray], np.ndarray, str | None]:
     """The episode's frames for the server's cameras (one camera: the settings' one, whatever its name), its
     actions and its instruction; ValueError when it has errors or lacks a camera."""
+    if is_bag(path):
+        raise ValueError(f"{path} is a ROS 2 bag; drive replays HDF5 episodes so far: `vla-data predict CHECKPOINT "
+                         f"{path}` replays a bag through the policy")
     report = check_file(path, settings, ValidateOptions(), InstructionIndex.for_files([path], settings.index_csv_name))
     errors = [f for f in report.findings if f.severity == Severity.error]
     if errors:

@@ -11,7 +11,9 @@ from vla_data.store import DatasetStore, stored_bytes
 
 
 def _size_mb(paths: list[Path]) -> float:
-    return sum(p.stat().st_size for p in paths if p.is_file()) / 1e6
+    """What the sources take on disk: a file's size, a bag folder's files together (each source once)."""
+    files = {f for p in set(paths) for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file()}
+    return sum(f.stat().st_size for f in files) / 1e6
 
 
 def render_info(store: DatasetStore) -> str:
@@ -24,7 +26,7 @@ def render_info(store: DatasetStore) -> str:
         f"preprocessing: every camera -> rgb {pre.image_size}x{pre.image_size}, "
         f"{pre.resize.value}, {pre.interpolation.value}",
         "cameras: " + ", ".join(f"{f.name} <- `{f.source}` ({f.color_order.value if f.color_order else '?'})"
-                                for f in m.cameras),
+                                + (f", topic {f.topic}" if f.topic else "") for f in m.cameras),
         f"actions: {', '.join(f'{n} (channel {c})' for n, c in zip(m.actions.names, m.actions.channels, strict=True))}",
         "features: " + "; ".join(f.describe() for f in m.features),
         "",

@@ -15,7 +15,8 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from schemas import ColorOrder, RecorderSettings
-from schemas.recorder import CameraSource
+from schemas.bags import BagSettings, StampSource
+from schemas.recorder import DEFAULT_CAMERA, CameraSource
 from schemas.sample import WindowSpec
 
 M = TypeVar("M", bound=BaseModel)
@@ -24,6 +25,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def recorder_options(fn: F) -> F:
     """Flags for ``RecorderSettings``; each overrides the same field of ``--recorder-config``."""
+    return _recorder_options(fn, instruction=True)
+
+
+def replay_recorder_options(fn: F) -> F:
+    """``recorder_options`` for a command that has its own ``--instruction`` (predict: it replaces the one found)."""
+    return _recorder_options(fn, instruction=False)
+
+
+def _recorder_options(fn: F, instruction: bool) -> F:
     fields, camera = RecorderSettings.model_fields, CameraSource.model_fields
     options = [
         click.option(
@@ -52,10 +62,28 @@ def recorder_options(fn: F) -> F:
         ),
         click.option("--action-dim", type=int, help=f"{fields['action_dim'].description} [default: 3]"),
         click.option("--action-bound", type=float, help=f"{fields['action_bound'].description} [default: 1.5]"),
+        *([click.option("--instruction", help=fields["instruction"].description)] if instruction else []),
+        click.option(
+            "--camera-topic", "camera_topics", multiple=True, metavar="[NAME=]TOPIC",
+            help="ROS 2 bags: a camera's topic (sensor_msgs/Image or CompressedImage); NAME=TOPIC for one of several "
+            "cameras, a bare TOPIC for the next camera in order. [default: the first camera's /camera/image_raw]"),
+        *[click.option("--" + flag.replace("_", "-"), name, type=kind, help=field_help(BagSettings, (name,)))
+          for flag, name, kind in _BAG_FLAGS],
     ]
     for option in reversed(options):
         fn = option(fn)
     return fn
+
+
+# ROS 2 bag flags: flag, BagSettings field, click type
+_BAG_FLAGS = [
+    ("command_topic", "command_topic", str),
+    ("command_fields", "command_fields", str),
+    ("instruction_topic", "instruction_topic", str),
+    ("stamp", "stamp", click.Choice([s.value for s in StampSource])),
+    ("command_timeout", "command_timeout_s", float),
+    ("fps", "fps", float),
+]
 
 
 def load_settings_file(path: Path | None) -> dict[str, Any]:
@@ -103,6 +131,14 @@ def recorder_settings(recorder_config: Path | None, cameras: tuple[str, ...] = (
     cameras; without it ``--frames-key`` / ``--color-order`` describe the one camera."""
     values = load_settings_file(recorder_config)
     frames_key, color_order = flags.pop("frames_key", None), flags.pop("color_order", None)
+    topics: tuple[str, ...] = flags.pop("camera_topics", ())
+    bag = {name: flags.pop(flag) for flag, name, _ in _BAG_FLAGS if flags.get(flag) is not None}
+    for flag, _, _ in _BAG_FLAGS:
+        flags.pop(flag, None)
+    if isinstance(bag.get("command_fields"), str):
+        bag["command_fields"] = [f.strip() for f in bag["command_fields"].split(",") if f.strip()]
+    if bag:
+        values["bag"] = {**(values.get("bag") or {}), **bag}
     values.update({k: v for k, v in flags.items() if v is not None})
     if cameras:
         if frames_key is not None:
@@ -122,7 +158,31 @@ def recorder_settings(recorder_config: Path | None, cameras: tuple[str, ...] = (
             one["color_order"] = values.pop("color_order")
         one |= {k: v for k, v in (("key", frames_key), ("color_order", color_order)) if v is not None}
         values["cameras"] = [one]
+    if topics:
+        values["cameras"] = _with_topics(list(values.get("cameras") or [{}]), topics)
     return build_model(RecorderSettings, values, "recorder settings")
+
+
+def _with_topics(cameras: list[Any], topics: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The cameras with ``--camera-topic`` applied: NAME=TOPIC to the camera of that name, a bare TOPIC to the
+    next camera in order."""
+    out = [dict(c) if isinstance(c, dict) else c.model_dump() for c in cameras]
+    names = [c.get("name", DEFAULT_CAMERA) for c in out]
+    bare = 0
+    for text in topics:
+        name, sep, topic = text.partition("=")
+        if sep:
+            if name not in names:
+                raise click.BadParameter(f"{text!r}: no camera named {name!r}; the cameras are {', '.join(names)}",
+                                         param_hint="--camera-topic")
+            out[names.index(name)]["topic"] = topic.strip()
+            continue
+        if bare >= len(out):
+            raise click.BadParameter(f"{len(topics)} topics for {len(out)} camera(s): give one per camera "
+                                     "(NAME=TOPIC)", param_hint="--camera-topic")
+        out[bare]["topic"] = text.strip()
+        bare += 1
+    return out
 
 
 def window_options(fn: F) -> F:
@@ -169,6 +229,8 @@ def field_help(root: type[BaseModel], path: tuple[str, ...]) -> str:
     """The field's description and default, for --help."""
     field = model_field(root, path)
     shown = getattr(field.default, "value", field.default)
+    if isinstance(shown, tuple):
+        shown = ",".join(map(str, shown))
     default = "" if field.is_required() or shown is None else f" [default: {shown}]"
     return f"{field.description or ''}{default}".strip()
 

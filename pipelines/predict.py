@@ -1,4 +1,5 @@
-"""`vla-data predict`: a ``PolicyRunner`` driven through one recorded episode, frame by frame, as on the robot.
+"""`vla-data predict`: a ``PolicyRunner`` driven through one recorded episode (an HDF5 file or a ROS 2 bag),
+frame by frame, as on the robot.
 
 The episode is validated first (an episode with errors is refused with its findings); its instruction comes
 from the file, the folder's ``dataset_index.csv`` or the file name, as for validate and build-splits. Each
@@ -15,10 +16,13 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from schemas import RecorderSettings, ValidateOptions
+from schemas import ColorOrder, RecorderSettings, ValidateOptions
 from schemas.evaluation import PredictedStep, PredictReport
 from schemas.findings import Severity
+from vla_data.bag_validation import read_bag
+from vla_data.bags import is_bag, iter_frames
 from vla_data.recorder import InstructionIndex, open_episode
+from vla_data.resize import to_rgb
 from vla_data.validation import check_file
 from vla_data.windows import anchor_chunks
 from vla_model.metrics import action_metrics
@@ -58,22 +62,32 @@ def read_episode(path: Path, settings: RecorderSettings, policy: Policy
         listed = "; ".join(f"{f.code}: {f.message}" for f in errors)
         raise ValueError(f"{path}: cannot be replayed ({listed}); `vla-data validate {path}` says how to fix it")
     channels = policy.meta.actions.channels
-    with open_episode(path) as f:
-        actions = np.asarray(f[settings.actions_key][()], np.float32)
-        if actions.shape[1] <= max(channels):
-            raise ValueError(f"{path}: {actions.shape[1]} action channels, the checkpoint predicts channels {channels}")
-        frames = {c.name: np.asarray(f[c.key][()]) for c in settings.cameras}
+    if is_bag(path):
+        read = read_bag(path, settings, full=False)
+        assert not isinstance(read, list)  # validated above
+        actions = read.episode.actions
+        frames = {name: np.stack([to_rgb(frame, order) for frame, order in iter_frames(path, refs)])
+                  for name, refs in read.refs.items()}
+    else:
+        with open_episode(path) as f:
+            actions = np.asarray(f[settings.actions_key][()], np.float32)
+            frames = {c.name: np.asarray(f[c.key][()]) for c in settings.cameras}
+    if actions.shape[1] <= max(channels):
+        raise ValueError(f"{path}: {actions.shape[1]} action channels, the checkpoint predicts channels {channels}")
     return frames, actions[:, channels], report.instruction
 
 
 def predict_episode(policy: Policy, path: Path, settings: RecorderSettings, instruction: str | None = None,
                     progress: bool = True) -> PredictReport:
     settings = episode_cameras(settings, policy)
+    if instruction:  # the episode needs none of its own then
+        settings = settings.model_copy(update={"instruction": instruction})
     frames, actions, found = read_episode(path, settings, policy)
     instruction = instruction or found
     if not instruction:
         raise ValueError(f"{path}: no instruction in the file, a dataset_index.csv or the file name; pass --instruction")
-    color_orders = {c.name: c.color_order for c in settings.cameras}
+    # a bag's frames are decoded to RGB (each message says its encoding); a file's are in the camera's order
+    color_orders = {c.name: ColorOrder.rgb if is_bag(path) else c.color_order for c in settings.cameras}
     warnings = [w for c, f in frames.items() if (w := policy.aspect_warning(*f.shape[1:3]))]
     runner = policy.runner(color_orders)
     runner.reset(instruction)

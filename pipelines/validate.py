@@ -10,7 +10,7 @@ import click
 import pandas as pd
 from tqdm import tqdm
 
-from schemas import Finding, RecorderSettings, Severity, ValidateOptions, ValidationReport
+from schemas import Finding, RecorderSettings, Severity, SourceKind, ValidateOptions, ValidationReport
 from vla_data.recorder import IndexCsvError, common_root, episode_files
 from vla_data.validation import validate
 
@@ -21,7 +21,8 @@ def run_validate(paths: list[Path], settings: RecorderSettings, options: Validat
     """Validate the episodes under ``paths``; usage problems (nothing to check, bad CSV) are click errors."""
     files = episode_files(paths)
     if not files:
-        raise click.UsageError(f"no *.h5 / *.hdf5 files under {', '.join(map(str, paths))}")
+        raise click.UsageError(f"no *.h5 / *.hdf5 files or ROS 2 bags (a folder with metadata.yaml, or a .mcap "
+                               f"file) under {', '.join(map(str, paths))}")
     try:
         with tqdm(total=len(files), desc="validate", unit="file", disable=None) as bar:
             return validate(files, settings, options, root=common_root(paths), progress=bar.update)
@@ -98,6 +99,12 @@ def render_report(report: ValidationReport) -> str:
         f"bound {report.settings.action_bound:g}, "
         f"window {o.window.window}, chunk {o.window.chunk}, {'deep' if o.deep else 'default'} pass"
     )
+    if any(r.kind == SourceKind.rosbag2 for r in report.files):
+        bag = report.settings.bag
+        topics = ", ".join(f"{n} {t or '(none)'}" for n, t in report.settings.camera_topics.items())
+        out.append(f"  bags: cameras {topics}, commands {bag.command_topic} ({','.join(report.settings.command_fields)}), "
+                   f"{bag.stamp.value} stamps, timeout {bag.command_timeout_s:g} s"
+                   + (f", at most {bag.fps:g} fps" if bag.fps else ""))
     bad = report.n_errors
     verdict = (
         click.style(f"{bad} of {len(report.files)} files have errors (exit 1)", fg="red", bold=True)

@@ -9,6 +9,7 @@ from schemas.recorder import (
     RawEpisode,
     RecorderSettings,
     Scenario,
+    SourceKind,
     default_action_names,
     full_windows,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "RecorderSettings",
     "Scenario",
     "Severity",
+    "SourceKind",
     "ValidateOptions",
     "ValidationReport",
     "default_action_names",

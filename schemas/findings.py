@@ -32,6 +32,10 @@ class FindingCode(StrEnum):
     external_link = "external_link"
     external_storage = "external_storage"
     virtual_dataset = "virtual_dataset"
+    topic_missing = "topic_missing"  # ROS 2 bags: a camera, command or events topic the bag lacks
+    unsupported_message = "unsupported_message"  # a topic's type, an image encoding or format vla-data cannot read
+    no_commands = "no_commands"  # the command topic has no message in the episode: every action would be zero
+    stamps_out_of_order = "stamps_out_of_order"  # a topic's stamps go backwards or repeat: no frame order to align
     # warnings: usable, but probably not what was meant
     num_frames_mismatch = "num_frames_mismatch"
     action_out_of_bounds = "action_out_of_bounds"
@@ -40,6 +44,8 @@ class FindingCode(StrEnum):
     duplicate_episode = "duplicate_episode"
     frozen_camera = "frozen_camera"
     frame_size_varies = "frame_size_varies"
+    dropped_frames = "dropped_frames"  # gaps of more than 2 frame periods in a camera topic
+    camera_rates_differ = "camera_rates_differ"  # cameras of one bag at different frame rates
     # info: worth knowing
     instruction_fallback = "instruction_fallback"
 
@@ -52,6 +58,8 @@ _WARNINGS = {
     FindingCode.duplicate_episode,
     FindingCode.frozen_camera,
     FindingCode.frame_size_varies,
+    FindingCode.dropped_frames,
+    FindingCode.camera_rates_differ,
 }
 _INFOS = {FindingCode.instruction_fallback}
 
@@ -71,6 +79,11 @@ class Finding(BaseModel):
     key: str | None = None
     message: str
     hint: str
+
+    @classmethod
+    def of(cls, code: FindingCode, file: object, key: str | None, message: str, hint: str) -> Finding:
+        """A finding about ``file`` (a path or its text)."""
+        return cls(code=code, file=str(file), key=key, message=message, hint=hint)
 
     @computed_field  # type: ignore[prop-decorator]
     @property

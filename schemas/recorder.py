@@ -26,6 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from schemas.bags import DEFAULT_CAMERA_TOPIC, BagSettings
 from schemas.findings import Finding, FindingCode
 from schemas.sample import WindowSpec
 
@@ -53,9 +54,17 @@ class ColorOrder(StrEnum):
 
 
 class InstructionSource(StrEnum):
-    file = "file"
-    csv = "csv"
-    file_name = "file_name"
+    file = "file"  # the HDF5 file's instruction dataset
+    topic = "topic"  # a bag's instruction topic
+    metadata = "metadata"  # a bag's metadata (custom_data)
+    csv = "csv"  # dataset_index.csv
+    setting = "setting"  # the recorder settings' instruction (--instruction)
+    file_name = "file_name"  # the template, over the target side the file name gives
+
+
+class SourceKind(StrEnum):
+    hdf5 = "hdf5"  # a recorder HDF5 episode file
+    rosbag2 = "rosbag2"  # a ROS 2 bag: a folder with metadata.yaml, or one .mcap file
 
 
 FEATURE_NAME = r"^[A-Za-z0-9_.-]+$"  # a stored feature's (and so a camera's) name
@@ -70,10 +79,15 @@ class CameraSource(BaseModel):
 
     name: str = Field(DEFAULT_CAMERA, pattern=FEATURE_NAME, description="The camera's name in the store and the policy.")
     key: str = Field("images", min_length=1, description="HDF5 dataset holding the camera's (T, H, W, 3) uint8 frames.")
-    color_order: ColorOrder = Field(ColorOrder.bgr, description="Channel order of the stored frames.")
+    color_order: ColorOrder = Field(ColorOrder.bgr, description="Channel order of the stored frames (of HDF5 "
+                                    "episodes; bag frames say theirs in each message) and of the raw frames the "
+                                    "robot sends at inference.")
+    topic: str | None = Field(None, min_length=1, description="The camera's topic in ROS 2 bags (sensor_msgs/Image or "
+                              "CompressedImage); the first camera's defaults to /camera/image_raw.")
 
     def describe(self) -> str:
-        return f"{self.name} <- `{self.key}` ({self.color_order.value})"
+        topic = f", topic {self.topic}" if self.topic else ""
+        return f"{self.name} <- `{self.key}` ({self.color_order.value}{topic})"
 
 
 class RecorderSettings(BaseModel):
@@ -96,10 +110,14 @@ class RecorderSettings(BaseModel):
     index_csv_name: str = Field(
         "dataset_index.csv", description="File (episode_path, instruction) looked up in the episode's folders."
     )
+    instruction: str | None = Field(
+        None, min_length=1, description="The instruction of every episode whose source and CSV give none (before "
+        "the file-name template).")
     instruction_template: str = Field(
         "Navigate around obstacles and reach the front of the beverage bottle on the {side}",
         description="Instruction made from the file name's target side when file and CSV have none.",
     )
+    bag: BagSettings = Field(default_factory=BagSettings, description="How ROS 2 bags become episodes.")
 
     @model_validator(mode="before")
     @classmethod
@@ -123,6 +141,32 @@ class RecorderSettings(BaseModel):
             if repeated:
                 raise ValueError(f"camera {what}(s) {repeated} given more than once; each camera needs its own")
         return cameras
+
+    @model_validator(mode="after")
+    def _bag_channels(self) -> Self:
+        if "command_fields" in self.bag.model_fields_set and len(self.bag.command_fields) != self.action_dim:
+            raise ValueError(f"the bag command fields {', '.join(self.bag.command_fields)} give "
+                             f"{len(self.bag.command_fields)} action channel(s) and action_dim is {self.action_dim}: "
+                             "give the same number (--action-dim)")
+        topics = [t for t in self.camera_topics.values() if t is not None]
+        repeated = sorted({t for t in topics if topics.count(t) > 1})
+        if repeated:
+            raise ValueError(f"camera topic(s) {repeated} given more than once; each camera needs its own")
+        return self
+
+    @property
+    def command_fields(self) -> tuple[str, ...]:
+        """The Twist fields that are a bag's action channels: as given, else the first ``action_dim`` of
+        linear.x, linear.y, angular.z (the recorder's channels by position)."""
+        if "command_fields" in self.bag.model_fields_set:
+            return self.bag.command_fields
+        return self.bag.command_fields[: self.action_dim]
+
+    @property
+    def camera_topics(self) -> dict[str, str | None]:
+        """Each camera's topic in bags, by camera name: as given; the first camera's defaults to
+        ``/camera/image_raw``; another camera without one has none (a bag source then names the fix)."""
+        return {c.name: c.topic or (DEFAULT_CAMERA_TOPIC if i == 0 else None) for i, c in enumerate(self.cameras)}
 
     @property
     def camera(self) -> CameraSource:
@@ -218,7 +262,8 @@ class RawEpisode(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     path: str
-    keys: list[str] = Field(description="Every dataset path in the file.")
+    kind: SourceKind = SourceKind.hdf5
+    keys: list[str] = Field(description="Every dataset path in the file (of a bag: every topic).")
     external_links: list[str] = Field(default_factory=list)
     external_storage: list[str] = Field(default_factory=list)
     virtual_datasets: list[str] = Field(default_factory=list)
@@ -358,6 +403,17 @@ class RawEpisode(BaseModel):
     def _instruction(cls, v: str | None, info: ValidationInfo) -> str | None:
         if v is None or not v.strip():
             settings: RecorderSettings = info.context["settings"]
+            if info.data.get("kind") == SourceKind.rosbag2:
+                bag = settings.bag
+                raise _fail(
+                    FindingCode.instruction_missing,
+                    f"no instruction: no message on {bag.instruction_topic}, no `{bag.instruction_metadata_key}` in "
+                    f"the bag's metadata, not in {settings.index_csv_name}, no --instruction, and the bag's name "
+                    "names no target side",
+                    f"pass --instruction TEXT, add a row (episode_path, instruction) to {settings.index_csv_name} "
+                    f"beside the bags, or record a std_msgs/String on {bag.instruction_topic}",
+                    bag.instruction_topic,
+                )
             raise _fail(
                 FindingCode.instruction_missing,
                 f"no instruction: not in `{settings.instruction_key}`, not in {settings.index_csv_name}, "
@@ -455,7 +511,7 @@ class RawEpisode(BaseModel):
                     Finding(
                         code=FindingCode.action_out_of_bounds,
                         file=self.path,
-                        key=settings.actions_key,
+                        key=self.actions.key if self.actions else settings.actions_key,
                         message=f"|action| reaches {peak:.3g}, beyond the bound {settings.action_bound:g}",
                         hint="check the units (teleop sends +-1.15); raise --action-bound if this speed is real",
                     )
@@ -466,7 +522,7 @@ class RawEpisode(BaseModel):
                 Finding(
                     code=FindingCode.short_episode,
                     file=self.path,
-                    key=settings.camera.key,
+                    key=self.frames.key,
                     message=(
                         f"{t} frames give {t} samples at window {spec.window} / chunk {spec.chunk}, none of them "
                         f"without padding (that needs {spec.window + spec.chunk + spec.action_offset - 1} frames)"
@@ -474,14 +530,21 @@ class RawEpisode(BaseModel):
                     hint="fine for training (pad masks cover it); record longer episodes for more full windows",
                 )
             )
-        if self.instruction_source is not None and self.instruction_source != InstructionSource.file:
+        own = (InstructionSource.topic, InstructionSource.metadata) if self.kind == SourceKind.rosbag2 else (
+            InstructionSource.file,)
+        if self.instruction_source is not None and self.instruction_source not in own:
+            bag = settings.bag
+            key, hint = (bag.instruction_topic, f"record it on {bag.instruction_topic} (std_msgs/String) or as the "
+                         f"bag's custom data `{bag.instruction_metadata_key}` to make the bag self-contained") \
+                if self.kind == SourceKind.rosbag2 else (
+                settings.instruction_key, f"write `{settings.instruction_key}` into the file to make it self-contained")
             out.append(
                 Finding(
                     code=FindingCode.instruction_fallback,
                     file=self.path,
-                    key=settings.instruction_key,
+                    key=key,
                     message=f"instruction taken from the {self.instruction_source.value.replace('_', ' ')}",
-                    hint=f"write `{settings.instruction_key}` into the file to make it self-contained",
+                    hint=hint,
                 )
             )
         return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.recorder import (
     DEFAULT_ACTION_NAMES,
@@ -18,6 +18,7 @@ from schemas.recorder import (
     CameraSource,
     ColorOrder,
     InstructionSource,
+    SourceKind,
     default_action_names,
 )
 
@@ -218,6 +219,7 @@ class Feature(BaseModel):
     source: str = Field(description="The source dataset it was made from, e.g. `images` or `actions[0,1]`.")
     color_order: ColorOrder | None = Field(
         None, description="Cameras: the source's channel order, converted to RGB when stored (and at inference).")
+    topic: str | None = Field(None, description="Cameras: the camera's topic in ROS 2 bag sources, when one was given.")
 
     @model_validator(mode="after")
     def _camera_has_order(self) -> Feature:
@@ -233,14 +235,14 @@ class Feature(BaseModel):
     def camera_source(self) -> CameraSource:
         """A camera feature as the recorder camera it was built from."""
         assert self.color_order is not None
-        return CameraSource(name=self.name, key=self.source, color_order=self.color_order)
+        return CameraSource(name=self.name, key=self.source, color_order=self.color_order, topic=self.topic)
 
 
 def camera_features(pre: Preprocessing, cameras: tuple[CameraSource, ...] | list[CameraSource]) -> list[Feature]:
     """One (S, S, 3) uint8 RGB feature per recorder camera, in the recorder's camera order."""
     s = pre.image_size
     return [Feature(name=c.name, kind=FeatureKind.camera, dtype="uint8", shape=[s, s, 3], source=c.key,
-                    color_order=c.color_order) for c in cameras]
+                    color_order=c.color_order, topic=c.topic) for c in cameras]
 
 
 def store_features(pre: Preprocessing, selection: ActionSelection, cameras: tuple[CameraSource, ...] | list[CameraSource],
@@ -269,6 +271,16 @@ class EpisodeRecord(BaseModel):
     instruction_source: InstructionSource
     scenario: str
     split: Split
+    source_kind: SourceKind = Field(SourceKind.hdf5, description="What the source is: an HDF5 file or a ROS 2 bag.")
+    source_topics: str = Field("", description="Bags: the topics read, cameras first then commands, `;`-separated.")
+    start_ns: int | None = Field(None, description="Bags: the stamp of the episode's first frame (ns).")
+    stop_ns: int | None = Field(None, description="Bags: the stamp of the episode's last frame (ns).")
+
+    @field_validator("start_ns", "stop_ns", mode="before")
+    @classmethod
+    def _empty_cell(cls, value: object) -> object:
+        """episodes.csv holds an empty cell where there is no value (pandas reads it as '')."""
+        return None if value == "" else value
 
 
 class StoreManifest(BaseModel):

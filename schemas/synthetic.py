@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class SourceFormat(StrEnum):
+    hdf5 = "hdf5"  # one .h5 file per episode, as the ROS 2 teleop collector writes
+    rosbag2 = "rosbag2"  # one ROS 2 bag folder per episode, as `ros2 bag record` writes
 
 
 class SyntheticConfig(BaseModel):
@@ -23,8 +30,15 @@ class SyntheticConfig(BaseModel):
         "of the same scene shifted sideways, RGB under `observations/side_images`.",
     )
 
+    format: SourceFormat = Field(
+        SourceFormat.hdf5, description="hdf5: the collector's files; rosbag2: bags (sqlite3 and MCAP, Image bgr8 and "
+        "CompressedImage jpeg by turns; the instruction on /instruction, in the metadata, in dataset_index.csv or "
+        "only in the name).")
+
     @model_validator(mode="after")
     def _defects_need_company(self) -> SyntheticConfig:
+        if self.defects and self.format == SourceFormat.rosbag2:
+            raise ValueError("--defects writes HDF5 files; the bag findings are tested with bags the tests write")
         if self.defects and self.episodes < 2:
             raise ValueError("--defects needs --episodes >= 2: duplicates and odd frame sizes are judged against them")
         return self

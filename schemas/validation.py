@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.findings import Finding, Severity
-from schemas.recorder import DEFAULT_CAMERA, InstructionSource, RecorderSettings
+from schemas.recorder import DEFAULT_CAMERA, InstructionSource, RecorderSettings, SourceKind
 from schemas.sample import WindowSpec
 
 
@@ -31,9 +31,14 @@ class ValidateOptions(BaseModel):
 
 
 class FileReport(BaseModel):
-    """One episode file: what it holds (where readable) and everything found about it."""
+    """One source episode (an HDF5 file, or a ROS 2 bag): what it holds (where readable) and everything found
+    about it."""
 
     path: str
+    kind: SourceKind = SourceKind.hdf5
+    topics: list[str] = Field(default_factory=list, description="Bags: the topics read, cameras first then commands.")
+    start_ns: int | None = Field(None, description="Bags: the stamp of the episode's first frame (ns).")
+    stop_ns: int | None = Field(None, description="Bags: the stamp of the episode's last frame (ns).")
     n_frames: int | None = None
     frame_size: tuple[int, int] | None = None  # the first camera's (H, W)
     frame_sizes: dict[str, tuple[int, int]] = Field(default_factory=dict, description="(H, W) per camera name.")

@@ -10,6 +10,7 @@ import pytest
 from vla_data.store_plan import select_channels
 from schemas import SEVERITY, FileReport, FindingCode, RecorderSettings, Severity, ValidateOptions, ValidationReport
 from schemas.store import BuildOptions, DroppedChannel
+from test_bags import BAG_CODES  # the findings only a ROS 2 bag can have, each tested there
 from vla_data.recorder import episode_files
 from vla_data.synthetic import DEFECT_CODES
 from vla_data.validation import channel_range, validate
@@ -28,6 +29,8 @@ EXPECTED_SEVERITY = {
             FindingCode.duplicate_episode,
             FindingCode.frozen_camera,
             FindingCode.frame_size_varies,
+            FindingCode.dropped_frames,
+            FindingCode.camera_rates_differ,
         )
     },
     FindingCode.instruction_fallback: Severity.info,
@@ -67,7 +70,7 @@ def test_defect_file_gets_its_code(code: FindingCode, defect_dir: Path, reports:
 
 
 def test_every_code_has_a_test() -> None:
-    covered = set(DEFECT_CODES) | {FindingCode.constant_action_channel, FindingCode.instruction_fallback}
+    covered = set(DEFECT_CODES) | BAG_CODES | {FindingCode.constant_action_channel, FindingCode.instruction_fallback}
     assert covered == set(FindingCode)
     assert SEVERITY == EXPECTED_SEVERITY
 

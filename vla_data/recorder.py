@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from schemas import ArrayHeader, InstructionSource, RecorderSettings, Scenario
+from vla_data.bags import MCAP_SUFFIX, is_bag
 
 EPISODE_SUFFIXES = (".h5", ".hdf5")
 # Actions are small (T x 3); anything far larger is a malformed file, and is not read into memory.
@@ -30,16 +31,25 @@ class IndexCsvError(ValueError):
 
 
 def episode_files(paths: Iterable[Path]) -> list[Path]:
-    """The episode files named by ``paths``: files as given, folders searched recursively, sorted, unique."""
+    """The sources named by ``paths``: HDF5 episode files and ROS 2 bags (a folder holding metadata.yaml, or
+    one .mcap file outside such a folder). Files and bags as given, other folders searched recursively (a
+    bag's own folder is not searched: its storage files are the bag), sorted, unique."""
     found: dict[Path, None] = {}
     for path in paths:
-        if path.is_dir():
-            for p in sorted(path.rglob("*")):
-                if p.suffix.lower() in EPISODE_SUFFIXES and p.is_file():
-                    found[p] = None
+        if path.is_dir() and not is_bag(path):
+            for folder, subfolders, names in os.walk(path):
+                here = Path(folder)
+                bags = sorted(d for d in subfolders if is_bag(here / d))
+                for d in bags:
+                    found[here / d] = None
+                subfolders[:] = sorted(d for d in subfolders if d not in bags)
+                for name in sorted(names):
+                    p = here / name
+                    if p.suffix.lower() in EPISODE_SUFFIXES or (p.suffix.lower() == MCAP_SUFFIX and is_bag(p)):
+                        found[p] = None
         else:
             found[path] = None
-    return list(found)
+    return sorted(found)
 
 
 def common_root(paths: Iterable[Path]) -> str:
@@ -175,14 +185,19 @@ class InstructionIndex:
 
 
 def resolve_instruction(
-    in_file: str | None, path: Path, index: InstructionIndex, settings: RecorderSettings
+    own: list[tuple[str | None, InstructionSource]], path: Path, index: InstructionIndex, settings: RecorderSettings
 ) -> tuple[str | None, InstructionSource | None]:
-    """The episode's instruction and where it came from: the file, then the CSV, then the file name."""
-    if in_file:
-        return in_file, InstructionSource.file
+    """The episode's instruction and where it came from: the source's own (``own``, in order: an HDF5 file's
+    dataset; a bag's topic, then its metadata), then the CSV, then the settings' instruction, then the template
+    over the file name's target side."""
+    for text, source in own:
+        if text:
+            return text, source
     from_csv = index.lookup(path)
     if from_csv:
         return from_csv, InstructionSource.csv
+    if settings.instruction:
+        return settings.instruction, InstructionSource.setting
     scenario = Scenario.from_file_name(path.name)
     if scenario is not None and scenario.target_side is not None:
         return settings.instruction_template.format(side=scenario.target_side), InstructionSource.file_name

@@ -1,6 +1,6 @@
 """Filling a store's camera arrays shard by shard, so that each shard file is written whole, by exactly one process.
 
-A store's frames come from pieces: frame ranges of recorder files (decoded, converted to RGB and resized)
+A store's frames come from pieces: frame ranges of recorder files or bags (decoded, converted to RGB and resized)
 or of the previous store (copied as they are). ``plan_shards`` cuts that sequence at shard boundaries;
 ``write_shard`` fills one shard and returns the image moments of what it wrote, per episode, so the
 train-split image statistics need no second pass. ``fill_frames`` runs the shards in-process or on a
@@ -24,14 +24,16 @@ import zarr
 
 from schemas import ColorOrder
 from schemas.store import Preprocessing
+from vla_data.bags import FrameRefs, iter_frames
 from vla_data.recorder import open_episode
-from vla_data.resize import resize_frames
+from vla_data.resize import resize_frame, resize_frames
 from vla_data.stats import ImageMoments
 
 
 @dataclass(frozen=True)
 class EpisodeSource:
-    """Where one stored episode's frames of one camera come from: a recorder file, or the previous store's array."""
+    """Where one stored episode's frames of one camera come from: a recorder file, a bag, or the previous store's
+    array."""
 
     episode: int
     n_frames: int
@@ -39,6 +41,7 @@ class EpisodeSource:
     frames_key: str | None  # the recorder's frames dataset; None: ``path`` is a store camera array, at ``offset``
     offset: int = 0
     color_order: ColorOrder = ColorOrder.rgb  # of the recorder's frames (a store's are RGB)
+    bag_frames: FrameRefs | None = None  # a bag's: the camera messages that are the episode's frames
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,9 @@ def plan_shards(
 
 def _read(piece: Piece, pre: Preprocessing) -> np.ndarray:
     src, a, b = piece.source, piece.source_start, piece.source_start + piece.n
+    if src.bag_frames is not None:
+        refs = FrameRefs(src.bag_frames.topic, src.bag_frames.refs[a:b])
+        return np.stack([resize_frame(frame, pre, order) for frame, order in iter_frames(src.path, refs)])
     if src.frames_key is None:
         return np.asarray(zarr.open_array(src.path, mode="r")[src.offset + a : src.offset + b])
     with open_episode(src.path) as f:

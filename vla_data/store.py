@@ -142,7 +142,9 @@ def write_episode_ends(group: zarr.Group, n_frames: list[int]) -> None:
 
 
 def write_table(root: Path, records: list[EpisodeRecord]) -> None:
-    pd.DataFrame([r.model_dump(mode="json") for r in records]).to_csv(root / EPISODES, index=False)
+    table = pd.DataFrame([r.model_dump(mode="json") for r in records])
+    # stamps in ns stay whole numbers (an empty cell where an episode has none), not floats in e-notation
+    table.astype({"start_ns": "Int64", "stop_ns": "Int64"}).to_csv(root / EPISODES, index=False)
 
 
 def finalize(root: Path, manifest: StoreManifest) -> None:

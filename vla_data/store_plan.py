@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from schemas import FileReport, RecorderSettings, ValidationReport, default_action_names
+from schemas import FileReport, RecorderSettings, SourceKind, ValidationReport, default_action_names
 from schemas.store import (
     ActionSelection,
     BuildLogEntry,
@@ -31,6 +31,8 @@ from schemas.store import (
     store_features,
 )
 from vla_data import __version__
+from vla_data.bag_validation import bag_fingerprint, read_bag
+from vla_data.bags import FrameRefs
 from vla_data.ownership import Ownership, ownership
 from vla_data.recorder import fingerprint, header, open_episode, stored_frame_bytes
 from vla_data.splits import assign_splits, match_split_file, read_split_file
@@ -47,6 +49,7 @@ class Source:
     report: FileReport
     content_hash: str
     actions: np.ndarray  # all recorder channels, physical units
+    bag_frames: dict[str, FrameRefs] | None = None  # a bag's: each camera's frame messages
 
 
 def select_channels(usable: list[FileReport], options: BuildOptions, action_dim: int) -> ActionSelection:
@@ -76,6 +79,12 @@ def select_channels(usable: list[FileReport], options: BuildOptions, action_dim:
 
 def _read_source(report: FileReport, settings: RecorderSettings) -> Source:
     path = Path(report.path)
+    if report.kind == SourceKind.rosbag2:
+        read = read_bag(path, settings, full=True)
+        if isinstance(read, list):
+            raise StoreError(f"{path} changed since it was validated: {read[0].code.value}: {read[0].message}")
+        return Source(report, bag_fingerprint(read.scan, read.episode, read.headers, full=True), read.episode.actions,
+                      read.refs)
     with open_episode(path) as f:
         actions = np.asarray(f[settings.actions_key][()], np.float32)
         digest = fingerprint(actions, [(header(f[c.key], c.key), stored_frame_bytes(f[c.key])) for c in settings.cameras])
@@ -190,6 +199,10 @@ def _new_record(episode: int, s: Source, split: Split) -> EpisodeRecord:
         instruction_source=s.report.instruction_source,
         scenario=s.report.scenario or "unknown",
         split=split,
+        source_kind=s.report.kind,
+        source_topics=";".join(s.report.topics),
+        start_ns=s.report.start_ns,
+        stop_ns=s.report.stop_ns,
     )
 
 
@@ -298,7 +311,7 @@ def _settle_splits(entries: list[Entry], explicit: dict[str, Split], options: Bu
         record = e.record.model_copy(update={"split": split})
         out.append(EpisodeInput.copied(record) if e.source is None else EpisodeInput.recorded(
             record, Path(e.source.report.path), e.source.actions[:, selection.channels],
-            tuple(e.source.report.frame_sizes.values())))
+            tuple(e.source.report.frame_sizes.values()), e.source.bag_frames))
     return out
 
 

@@ -36,6 +36,7 @@ from schemas.store import (
     StoreMarker,
 )
 from vla_data import __version__
+from vla_data.bags import FrameRefs
 from vla_data.location import StoreLocation
 from vla_data.ownership import check_output, remove_ours
 from vla_data.shards import EpisodeSource, fill_frames, plan_shards
@@ -73,16 +74,18 @@ class EpisodeInput:
     recorder_file: Path | None = None  # None: copied from the previous store
     actions: np.ndarray | None = None  # the kept channels, physical units (recorded episodes)
     source_frame_sizes: tuple[tuple[int, int], ...] = ()  # (H, W) of each camera's frames before resizing
+    bag_frames: dict[str, FrameRefs] | None = None  # a bag's: each camera's frame messages, by camera name
 
     @classmethod
     def copied(cls, record: EpisodeRecord) -> EpisodeInput:
         return cls(record)
 
     @classmethod
-    def recorded(cls, record: EpisodeRecord, path: Path, actions: np.ndarray,
-                 frame_sizes: tuple[tuple[int, int], ...]) -> EpisodeInput:
-        """An episode read from a recorder file: each camera's frames from the dataset its feature names."""
-        return cls(record, path, actions, frame_sizes)
+    def recorded(cls, record: EpisodeRecord, path: Path, actions: np.ndarray, frame_sizes: tuple[tuple[int, int], ...],
+                 bag_frames: dict[str, FrameRefs] | None = None) -> EpisodeInput:
+        """An episode read from a recorder file (each camera's frames from the dataset its feature names) or a
+        bag (each camera's frames from the messages ``bag_frames`` names)."""
+        return cls(record, path, actions, frame_sizes, bag_frames)
 
 
 @contextmanager
@@ -145,8 +148,9 @@ def _write_staging(staging: Path, previous: DatasetStore | None, episodes: list[
             actions.append(e.actions)
             for c in cameras:
                 assert c.color_order is not None
-                frame_sources[c.name].append(EpisodeSource(r.episode, r.n_frames, e.recorder_file, c.source,
-                                                           color_order=c.color_order))
+                frame_sources[c.name].append(EpisodeSource(
+                    r.episode, r.n_frames, e.recorder_file, c.source, color_order=c.color_order,
+                    bag_frames=e.bag_frames[c.name] if e.bag_frames is not None else None))
     all_actions = np.concatenate(actions).astype(np.float32)
     group[array_path(action)][:] = all_actions
     write_episode_ends(group, [r.n_frames for r in records])

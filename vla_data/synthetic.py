@@ -23,8 +23,9 @@ import pandas as pd
 
 from schemas import ColorOrder, FindingCode, RecorderSettings
 from schemas.recorder import CameraSource
-from schemas.synthetic import SyntheticConfig
+from schemas.synthetic import SourceFormat, SyntheticConfig
 from vla_data.files import atomic_path
+from vla_data.synthetic_bags import BagStyle, InstructionPlace, write_bag
 
 TELEOP_SPEED = 1.15  # every teleop value is -1.15, 0 or +1.15
 LAYOUTS = ("1box_hori", "1box_vert", "2box_hori", "2box_vert")
@@ -35,7 +36,7 @@ TIME_PERIODS = ("dawn", "morning", "evening", "night")
 SETTINGS = RecorderSettings()  # the collector writes the recorder defaults
 # ``--cameras 2``: the collector's camera, and a side camera written RGB by another driver.
 FRONT = CameraSource(name="front", key="images", color_order=ColorOrder.bgr)
-SIDE = CameraSource(name="side", key="observations/side_images", color_order=ColorOrder.rgb)
+SIDE = CameraSource(name="side", key="observations/side_images", color_order=ColorOrder.rgb, topic="/side/image_raw")
 SIDE_SHIFT = 1 / 6  # the side camera sees the scene shifted by this share of the frame width
 
 
@@ -195,12 +196,18 @@ def make_synthetic(out: Path, config: SyntheticConfig, progress: Callable[[int],
             ep = replace(ep, side_frames=side_view(ep.frames))
         if rng.random() < config.no_instruction_ratio:  # older files: the instruction was added afterwards
             if rng.random() < 0.5:
-                index_rows.append({"episode_path": f"{ep.name}.h5", "instruction": ep.instruction or ""})
+                stored = ep.name if config.format == SourceFormat.rosbag2 else f"{ep.name}.h5"
+                index_rows.append({"episode_path": stored, "instruction": ep.instruction or ""})
             ep = replace(ep, instruction=None)
         if rng.random() < 0.2:  # older files lack the newer attributes
             ep.attributes = {k: v for k, v in ep.attributes.items() if not k.startswith("collection_")}
-        path = out / f"{ep.name}.h5"
-        write_episode(path, ep)
+        if config.format == SourceFormat.rosbag2:
+            place = InstructionPlace.none if ep.instruction is None else (InstructionPlace.topic, InstructionPlace.metadata)[i // 4 % 2]
+            style = replace(BagStyle.of(i, place), period_ns=int(1e9 * float(ep.attributes["total_duration"]) / len(ep.frames)))
+            cameras = [ep.frames] if ep.side_frames is None else [ep.frames, ep.side_frames]
+            path = write_bag(out / ep.name, cameras, ep.actions, ep.instruction, style, camera_settings(config.cameras))
+        else:
+            path = write_episode(out / f"{ep.name}.h5", ep)
         written.append(path)
         if progress:
             progress(1)

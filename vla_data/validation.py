@@ -21,6 +21,7 @@ from schemas import (
     FileReport,
     Finding,
     FindingCode,
+    InstructionSource,
     RawEpisode,
     RecorderSettings,
     Scenario,
@@ -29,6 +30,8 @@ from schemas import (
     default_action_names,
 )
 from vla_data import __version__
+from vla_data.bag_validation import check_bag
+from vla_data.bags import is_bag
 from vla_data.recorder import (
     FileLayout,
     InstructionIndex,
@@ -45,14 +48,16 @@ from vla_data.recorder import (
 )
 
 
-def _finding(code: FindingCode, path: Path, key: str | None, message: str, hint: str) -> Finding:
-    return Finding(code=code, file=str(path), key=key, message=message, hint=hint)
+_finding = Finding.of
 
 
 def check_file(
     path: Path, settings: RecorderSettings, options: ValidateOptions, index: InstructionIndex
 ) -> FileReport:
-    """Validate one episode file. Reads headers, attributes and small datasets; every frame with ``deep``."""
+    """Validate one source episode: an HDF5 file (headers, attributes and small datasets; every frame with
+    ``deep``) or a ROS 2 bag (``vla_data.bag_validation``)."""
+    if is_bag(path):
+        return check_bag(path, settings, options, index)
     report = FileReport(path=str(path))
     scenario = Scenario.from_file_name(path.name)
     report.scenario = scenario.name if scenario else None
@@ -94,7 +99,7 @@ def _check_open_file(
     layout = file_layout(f)
     actions = read_actions(layout, settings.actions_key)
     in_file_instruction = _file_instruction(layout, settings.instruction_key)
-    instruction, source = resolve_instruction(in_file_instruction, path, index, settings)
+    instruction, source = resolve_instruction([(in_file_instruction, InstructionSource.file)], path, index, settings)
     facts = {
         "path": str(path),
         "keys": sorted(layout.datasets),

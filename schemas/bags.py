@@ -1,0 +1,72 @@
+"""How a ROS 2 bag (rosbag2: a folder with ``metadata.yaml``, or one ``.mcap`` file) becomes an episode: the
+command topic and its action fields, where the instruction comes from, which clock aligns commands to frames.
+The camera topics are the cameras' (``CameraSource.topic``).
+
+Frames are the clock: the action row of frame t is the last command stamped at or before frame t's stamp,
+zero before the first command and once the last command is older than ``command_timeout_s`` (the base stops
+when commands stop). This is the HDF5 recorder's own convention (the command sent, then the frame grabbed), so
+the window's action offset keeps its meaning. One bag is one episode.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+DEFAULT_CAMERA_TOPIC = "/camera/image_raw"
+# The fields of a geometry_msgs/Twist (or TwistStamped's .twist) that give the recorder's three channels.
+DEFAULT_COMMAND_FIELDS = ("linear.x", "linear.y", "angular.z")
+TWIST_FIELDS = tuple(f"{group}.{axis}" for group in ("linear", "angular") for axis in ("x", "y", "z"))
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
+TWIST_TYPE = "geometry_msgs/msg/Twist"
+TWIST_STAMPED_TYPE = "geometry_msgs/msg/TwistStamped"
+STRING_TYPE = "std_msgs/msg/String"
+CAMERA_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
+COMMAND_TYPES = (TWIST_TYPE, TWIST_STAMPED_TYPE)
+# The Image encodings a camera topic may use (8 bits per channel; alpha dropped, mono repeated to 3 channels).
+IMAGE_ENCODINGS = ("bgr8", "rgb8", "bgra8", "rgba8", "mono8")
+COMPRESSED_FORMATS = ("jpeg", "png")
+
+
+class StampSource(StrEnum):
+    header = "header"  # the message's header stamp; the receive time where a message has none or it is zero
+    receive = "receive"  # the time the recorder received the message (the bag's own timestamp)
+
+
+class BagSettings(BaseModel):
+    """What a recorder's ROS 2 bags hold and how they become episodes. Defaults: ``ros2 bag record
+    /camera/image_raw /cmd_vel`` of a Twist teleop."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command_topic: str = Field("/cmd_vel", min_length=1,
+                               description="The topic of the velocity commands (geometry_msgs/Twist or TwistStamped).")
+    command_fields: tuple[str, ...] = Field(
+        DEFAULT_COMMAND_FIELDS, min_length=1,
+        description="The Twist fields that are the action channels, in order (e.g. linear.x,linear.y,angular.z).")
+    instruction_topic: str = Field("/instruction", min_length=1,
+                                   description="A std_msgs/String topic holding the episode's instruction, if recorded.")
+    instruction_metadata_key: str = Field(
+        "instruction", min_length=1, description="The key of the instruction in the bag's metadata (custom_data).")
+    stamp: StampSource = Field(StampSource.header, description="Which time stamps align commands to frames.")
+    command_timeout_s: float = Field(0.5, gt=0, description="Seconds: a command older than this at a frame counts as "
+                                     "stopped (zero velocity), as the base stops when commands stop.")
+    fps: float | None = Field(None, gt=0, description="Keep at most this many frames per second (None: every frame).")
+
+    @field_validator("command_fields")
+    @classmethod
+    def _twist_fields(cls, fields: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [f for f in fields if f not in TWIST_FIELDS]
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)}: not Twist fields; choose from {', '.join(TWIST_FIELDS)}")
+        if len(set(fields)) != len(fields):
+            raise ValueError(f"{', '.join(fields)} names a field twice")
+        return fields
+
+    @model_validator(mode="after")
+    def _distinct_topics(self) -> BagSettings:
+        if self.command_topic == self.instruction_topic:
+            raise ValueError("the command topic and the instruction topic must differ")
+        return self

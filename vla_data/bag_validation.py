@@ -1,0 +1,329 @@
+"""Checking a ROS 2 bag as a source episode: the same contract as an HDF5 episode (``schemas.recorder``), with
+the findings only a bag can have (a topic missing, an unreadable message type or encoding, no commands, stamps
+out of order, dropped frames, cameras at different rates).
+
+The default pass reads the bag's metadata and the messages of the topics the episode needs, and decodes no
+image; ``deep`` decodes every frame. ``check_bag`` never raises; ``read_bag_episode`` is what a build reads.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from schemas import (
+    ArrayHeader,
+    FileReport,
+    Finding,
+    FindingCode,
+    InstructionSource,
+    RawEpisode,
+    RecorderSettings,
+    Scenario,
+    SourceKind,
+    ValidateOptions,
+)
+from schemas.bags import (
+    CAMERA_TYPES,
+    COMMAND_TYPES,
+    COMPRESSED_FORMATS,
+    COMPRESSED_TYPE,
+    IMAGE_ENCODINGS,
+)
+from vla_data.bags import (
+    AlignedEpisode,
+    BagError,
+    BagScan,
+    FrameRefs,
+    align,
+    bag_topics,
+    compressed_size,
+    iter_frames,
+    open_bag,
+    scan_bag,
+)
+from vla_data.recorder import InstructionIndex, fingerprint, resolve_instruction
+
+
+_finding = Finding.of
+
+
+def _corrupt(path: Path, why: str) -> Finding:
+    return _finding(FindingCode.corrupt_file, path, None, f"cannot be read as a ROS 2 bag: {why}",
+                    "the bag is truncated or damaged (a recording cut off, a copy interrupted); copy it again from "
+                    "the robot, or `ros2 bag reindex` it")
+
+
+def _closest(wanted: str, topics: dict[str, tuple[str, int]], types: tuple[str, ...]) -> str | None:
+    """The topic most likely meant: the only one of a fitting type, else the closest name of a fitting type,
+    else the closest name."""
+    fitting = [t for t, (kind, _) in topics.items() if kind in types]
+    if len(fitting) == 1:
+        return fitting[0]
+    found = difflib.get_close_matches(wanted, fitting, n=1, cutoff=0.3) or difflib.get_close_matches(
+        wanted, list(topics), n=1, cutoff=0.4)
+    return found[0] if found else None
+
+
+def _topic_findings(path: Path, topics: dict[str, tuple[str, int]], settings: RecorderSettings
+                    ) -> tuple[dict[str, str], list[Finding]]:
+    """Each camera's topic, and the findings for a camera or command topic missing or of an unreadable type."""
+    found, findings = {}, []
+    have = ", ".join(f"{t} ({k})" for t, (k, _) in sorted(topics.items())) or "no topics at all"
+    wanted = [(name, topic, CAMERA_TYPES, "camera") for name, topic in settings.camera_topics.items()]
+    wanted.append((None, settings.bag.command_topic, COMMAND_TYPES, "command"))
+    several = len(settings.cameras) > 1
+    for name, topic, types, what in wanted:
+        label = f"camera {name}: " if several and name else ""
+        flag = (f"--camera-topic {name}=TOPIC" if several else "--camera-topic TOPIC") if name else "--command-topic TOPIC"
+        if topic is None:
+            findings.append(_finding(FindingCode.topic_missing, path, None, f"{label}no topic given for this camera",
+                                     f"pass {flag} (the bag has {have})"))
+            continue
+        if topic not in topics:
+            near = _closest(topic, topics, types)
+            fix = flag.replace("TOPIC", near) if near else flag
+            findings.append(_finding(
+                FindingCode.topic_missing, path, topic,
+                f"{label}no topic {topic}" + (f"; found {near} ({topics[near][0]})" if near else f" (the bag has {have})"),
+                f"pass {fix}" + ("" if near else f" with the {what} topic this robot records")))
+            continue
+        kind = topics[topic][0]
+        if kind not in types:
+            findings.append(_finding(
+                FindingCode.unsupported_message, path, topic, f"{label}{topic} is {kind}; a {what} topic is "
+                f"{' or '.join(types)}", f"record the {what} as {' or '.join(types)}, or pass {flag} naming one"))
+            continue
+        if name is not None:
+            found[name] = topic
+    return found, findings
+
+
+def _order_findings(path: Path, topic: str, stamps: list[int], strict: bool) -> list[Finding]:
+    """Stamps that go backwards (or repeat, where ``strict``: two frames at one instant)."""
+    steps = np.diff(np.asarray(stamps, np.int64))
+    bad = np.flatnonzero(steps <= 0) if strict else np.flatnonzero(steps < 0)
+    if len(bad) == 0:
+        return []
+    back, same = int((steps < 0).sum()), int((steps == 0).sum()) if strict else 0
+    what = ", ".join(p for p in (f"{back} go backwards" if back else "", f"{same} repeat" if same else "") if p)
+    return [_finding(FindingCode.stamps_out_of_order, path, topic,
+                     f"{topic}: of {len(stamps)} stamps {what}, first at message {int(bad[0]) + 1}",
+                     "frames and commands are aligned by stamp; if the header stamps are wrong (a driver that does "
+                     "not fill them), pass --stamp receive to use the time the recorder received each message")]
+
+
+def _encoding_findings(path: Path, scan: BagScan) -> list[Finding]:
+    findings = []
+    for name, camera in scan.cameras.items():
+        if camera.msgtype == COMPRESSED_TYPE:
+            bad = sorted(e for e in camera.encodings if not _compressed_ok(e))
+            supported = f"CompressedImage formats {', '.join(COMPRESSED_FORMATS)}"
+        else:
+            bad = sorted(e for e in camera.encodings if e.lower() not in IMAGE_ENCODINGS)
+            supported = f"Image encodings {', '.join(IMAGE_ENCODINGS)}"
+        if bad:
+            findings.append(_finding(FindingCode.unsupported_message, path, camera.topic,
+                                     f"{camera.topic}: encoding {', '.join(map(repr, bad))} cannot be read",
+                                     f"record 8-bit colour frames ({supported})"))
+        if len(camera.sizes) > 1:
+            findings.append(_finding(FindingCode.unsupported_message, path, camera.topic,
+                                     f"{camera.topic}: the frame size changes within the bag "
+                                     f"({', '.join(f'{h}x{w}' for h, w in sorted(camera.sizes))})",
+                                     "record one frame size per camera and bag"))
+    return findings
+
+
+def _compressed_ok(text: str) -> bool:
+    words = set(text.lower().replace(";", " ").split())
+    return "compresseddepth" not in words and len({"jpeg" if w == "jpg" else w for w in words} & set(COMPRESSED_FORMATS)) == 1
+
+
+def _rate_findings(path: Path, scan: BagScan) -> list[Finding]:
+    """Dropped frames (gaps of more than 2 frame periods) per camera; cameras at different rates."""
+    findings, rates = [], {}
+    for name, camera in scan.cameras.items():
+        steps = np.diff(np.asarray(camera.stamps, np.int64))
+        if len(steps) == 0:
+            continue
+        period = float(np.median(steps))
+        rates[name] = 1e9 / period if period > 0 else 0.0
+        gaps = np.flatnonzero(steps > 2 * period) if len(steps) > 1 else []
+        if len(gaps):
+            lost = int(sum(round(steps[g] / period) - 1 for g in gaps))
+            findings.append(_finding(
+                FindingCode.dropped_frames, path, camera.topic,
+                f"{camera.topic}: {len(gaps)} gap(s) longer than 2 frame periods ({period / 1e6:.0f} ms), about "
+                f"{lost} frame(s) missing, first after frame {int(gaps[0])}",
+                "the camera or the recorder fell behind; the actions stay aligned by stamp, but the policy sees "
+                "a jump: check the recorder's load, or drop the episode"))
+    if len(rates) > 1 and max(rates.values()) > 1.1 * min(rates.values()):
+        listed = ", ".join(f"{scan.cameras[n].topic} {r:.1f} Hz" for n, r in rates.items())
+        findings.append(_finding(
+            FindingCode.camera_rates_differ, path, scan.cameras[next(iter(rates))].topic,
+            f"cameras at different rates: {listed}",
+            "the first camera's frames are the clock; each other camera gives its last frame at or before each "
+            "clock frame, so a slower camera's frames repeat: check the cameras' rate settings, or pass --fps"))
+    return findings
+
+
+def _headers(scan: BagScan, n_frames: int) -> list[ArrayHeader]:
+    """Each camera's frames as an array header (T, H, W, 3) uint8, H and W from the messages (a CompressedImage's
+    from its first picture's header)."""
+    out = []
+    for camera in scan.cameras.values():
+        if camera.sizes:
+            h, w = next(iter(camera.sizes))
+        elif camera.first_raw is not None:
+            h, w = compressed_size(camera.first_raw)
+        else:
+            h, w = 0, 0
+        out.append(ArrayHeader(key=camera.topic, shape=(n_frames, h, w, 3), dtype="uint8"))
+    return out
+
+
+def bag_fingerprint(scan: BagScan, episode: AlignedEpisode, headers: list[ArrayHeader], full: bool) -> str:
+    """The episode's identity, laid out as ``recorder.fingerprint`` lays out a file's: its action rows and each
+    camera's frame shape and frame messages (the digest of every frame's message when ``full``, else the first
+    message's encoding and data)."""
+    cameras: list[tuple[ArrayHeader, Iterable[bytes]]] = []
+    for header, (name, index) in zip(headers, episode.frames.items(), strict=True):
+        camera = scan.cameras[name]
+        cameras.append((header, [camera.digests[i] for i in index.tolist()] if full else [camera.first_picture]))
+    return fingerprint(episode.actions, cameras)
+
+
+@dataclass
+class BagEpisode:
+    """A bag read as an episode: everything validation reports and a build needs."""
+
+    scan: BagScan
+    episode: AlignedEpisode
+    headers: list[ArrayHeader]
+    findings: list[Finding]  # errors: when any, ``episode`` must not be used
+
+    @property
+    def refs(self) -> dict[str, FrameRefs]:
+        return self.episode.refs(self.scan)
+
+
+def read_bag(path: Path, settings: RecorderSettings, full: bool) -> BagEpisode | list[Finding]:
+    """The bag as an episode, or the findings that stop it being one (missing topics, unreadable types or
+    encodings, stamps out of order, no commands, a damaged bag)."""
+    try:
+        with open_bag(path) as reader:
+            topics = bag_topics(reader)
+    except BagError as exc:
+        return [_corrupt(path, str(exc))]
+    camera_topics, findings = _topic_findings(path, topics, settings)
+    if len(settings.command_fields) != settings.action_dim:
+        findings.append(_finding(
+            FindingCode.unsupported_message, path, settings.bag.command_topic,
+            f"{settings.action_dim} action channels asked, and a Twist names {len(settings.command_fields)} by default",
+            f"pass --command-fields with {settings.action_dim} Twist fields (e.g. linear.x,linear.y,angular.z)"))
+    if findings:
+        return findings
+    try:
+        scan = scan_bag(path, settings, camera_topics, full)
+    except BagError as exc:
+        return [_corrupt(path, str(exc))]
+    findings += _encoding_findings(path, scan)
+    for camera in scan.cameras.values():
+        findings += _order_findings(path, camera.topic, camera.stamps, strict=True)
+    findings += _order_findings(path, settings.bag.command_topic, scan.command_stamps, strict=False)
+    if not scan.commands:
+        findings.append(_finding(
+            FindingCode.no_commands, path, settings.bag.command_topic,
+            f"no message on {settings.bag.command_topic}: every action would be zero (the robot never moved)",
+            "check that the command topic was recorded (`ros2 bag record ... /cmd_vel`), or pass --command-topic"))
+    if findings:
+        return findings
+    episode = align(scan, settings, settings.action_dim)
+    return BagEpisode(scan, episode, _headers(scan, len(episode.stamps)), _rate_findings(path, scan))
+
+
+def check_bag(path: Path, settings: RecorderSettings, options: ValidateOptions, index: InstructionIndex) -> FileReport:
+    """Validate one bag as one episode. Never raises: whatever the bag holds comes back as findings."""
+    report = FileReport(path=str(path), kind=SourceKind.rosbag2)
+    scenario = Scenario.from_file_name(path.name)
+    report.scenario = scenario.name if scenario else None
+    try:
+        _check(path, report, settings, options, index)
+    except Exception as exc:  # a message that decodes wrongly can fail anywhere inside rosbags; it is a finding
+        report.findings.append(_corrupt(path, f"{type(exc).__name__}: {exc}"))
+    return report
+
+
+def _check(path: Path, report: FileReport, settings: RecorderSettings, options: ValidateOptions,
+           index: InstructionIndex) -> None:
+    read = read_bag(path, settings, options.deep)
+    if isinstance(read, list):
+        report.findings.extend(read)
+        return
+    scan, episode = read.scan, read.episode
+    report.topics = [c.topic for c in scan.cameras.values()] + [settings.bag.command_topic]
+    if len(episode.stamps):
+        report.start_ns, report.stop_ns = int(episode.stamps[0]), int(episode.stamps[-1])
+    own = [(scan.instruction, InstructionSource.topic),
+           (scan.metadata.get(settings.bag.instruction_metadata_key), InstructionSource.metadata)]
+    instruction, source = resolve_instruction(own, path, index, settings)
+    report.instruction, report.instruction_source = instruction, source
+    facts = {
+        "path": str(path),
+        "kind": SourceKind.rosbag2,
+        "keys": sorted(scan.topics),
+        "cameras": dict(zip(scan.cameras, read.headers, strict=True)),
+        "actions": ArrayHeader(key=settings.bag.command_topic, shape=episode.actions.shape, dtype="float32"),
+        "action_values": episode.actions,
+        "instruction": instruction,
+        "instruction_source": source,
+        "attributes": dict(scan.metadata),
+    }
+    raw, errors = RawEpisode.findings_for(facts, settings)
+    report.findings.extend(errors)
+    if raw is None:
+        return
+    report.n_frames, report.frame_size, report.frame_sizes = raw.n_frames, raw.frame_size, raw.frame_sizes
+    if episode.actions.size:
+        report.action_min = episode.actions.min(axis=0).astype(float).tolist()
+        report.action_max = episode.actions.max(axis=0).astype(float).tolist()
+    report.findings.extend(raw.warnings(settings, options.window))
+    report.findings.extend(read.findings)
+    if options.deep:
+        report.findings.extend(_deep_findings(path, read))
+        if not report.ok:
+            return
+    report.fingerprint = bag_fingerprint(scan, episode, read.headers, options.deep)
+
+
+def _deep_findings(path: Path, read: BagEpisode) -> list[Finding]:
+    """Decode every frame: undecodable pictures, a size other than the first frame's, a frozen camera."""
+    findings = []
+    for (name, refs), header in zip(read.refs.items(), read.headers, strict=True):
+        camera = read.scan.cameras[name]
+        try:
+            for i, (frame, _) in enumerate(iter_frames(path, refs)):
+                if frame.shape[:2] != header.shape[1:3]:
+                    findings.append(_finding(
+                        FindingCode.unsupported_message, path, camera.topic,
+                        f"{camera.topic}: frame {i} is {frame.shape[0]}x{frame.shape[1]}, the first is "
+                        f"{header.shape[1]}x{header.shape[2]}", "record one frame size per camera and bag"))
+                    break
+        except (BagError, ValueError) as exc:
+            findings.append(_finding(FindingCode.corrupt_file, path, camera.topic,
+                                     f"{camera.topic}: a frame cannot be decoded ({exc})",
+                                     "the picture data is damaged; re-record the episode or drop it"))
+            continue
+        index = read.episode.frames[name]
+        repeats = [i for i in range(1, len(index))
+                   if index[i] != index[i - 1] and camera.digests[index[i]] == camera.digests[index[i - 1]]]
+        if repeats:
+            findings.append(_finding(
+                FindingCode.frozen_camera, path, camera.topic,
+                f"{len(repeats)} frame(s) identical to the one before, first at frame {repeats[0]}",
+                "the camera stream stalled while recording; check the camera driver, or drop the episode"))
+    return findings
