@@ -35,6 +35,13 @@ demo: $(STAMP)
 	@echo "--- vla-data serve + the robot-side client drive one val episode (ensemble execution), with the latency ---"
 	$(BIN)/vla-data drive "$$($(BIN)/python -c "import pandas as p; t = p.read_csv('$(DEMO)/dataset.zarr/episodes.csv'); \
 	    print(t[t.split == 'val'].source_path.iloc[0])")" --serve $(DEMO)/run --execution ensemble --snap
+	@echo "--- the same scenes recorded as ROS 2 bags (sqlite3 and MCAP, Image and CompressedImage): built, scored ---"
+	$(BIN)/vla-data make-synthetic $(DEMO)/bags --episodes 8 --image-size 120x214 --seed 2 --format rosbag2
+	$(BIN)/vla-data validate $(DEMO)/bags
+	$(BIN)/vla-data build-splits $(DEMO)/bags -o $(DEMO)/bags.zarr --image-size 56 \
+	    --camera-topic /camera/image_raw --command-topic /cmd_vel
+	$(BIN)/vla-data predict $(DEMO)/run "$$(ls -d $(DEMO)/bags/episode_* | head -1)"
+	$(BIN)/vla-data eval $(DEMO)/run $(DEMO)/bags.zarr --split val -o $(DEMO)/eval-bags
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/validate.py

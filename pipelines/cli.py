@@ -157,6 +157,16 @@ def make_synthetic_cmd(out: Path, episodes: int, image_size: tuple[int, int], se
         click.echo(f"read them with {flags}")
 
 
+def _episode_paths(ctx: click.Context, param: click.Parameter, value: tuple[Path, ...]) -> tuple[Path, ...]:
+    """Files, folders and bags that exist, and BAG#k: the k-th episode of a bag cut into several."""
+    from vla_data.bags import split_part
+
+    missing = [str(p) for p in value if not split_part(p)[0].exists()]
+    if missing:
+        raise click.BadParameter(f"{', '.join(missing)}: does not exist (an HDF5 episode, a folder, a bag, or BAG#k)")
+    return value
+
+
 def _report_path(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
     if value is not None and value.suffix.lower() in EPISODE_SUFFIXES:
         raise click.BadParameter(f"{value} looks like an episode file; the report is JSON (e.g. report.json)")
@@ -164,7 +174,7 @@ def _report_path(ctx: click.Context, param: click.Parameter, value: Path | None)
 
 
 @main.command("validate")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path), callback=_episode_paths)
 @click.option("--deep", is_flag=True, help="Also decode every frame: frozen camera, damaged chunks, exact duplicates.")
 @window_options
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Files checked in parallel processes.")
@@ -534,9 +544,18 @@ def eval_cmd(checkpoint: Path, store: str, out: Path, device: str | None, model:
     click.echo(f"\nwrote {', '.join(str(p) for p in written)}")
 
 
+def _episode_path(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    """An episode file or bag that exists, or BAG#k: the k-th episode of a bag cut into several."""
+    from vla_data.bags import split_part
+
+    if not split_part(value)[0].exists():
+        raise click.BadParameter(f"{value} does not exist (an HDF5 episode, a bag, or BAG#k of a cut bag)")
+    return value
+
+
 @main.command("predict")
 @click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("episode", type=click.Path(exists=True, path_type=Path))
+@click.argument("episode", type=click.Path(path_type=Path), callback=_episode_path)
 @click.option("--json", "as_json", is_flag=True, help="Print every frame's whole chunk and recorded action as JSON.")
 @click.option("--instruction", default=None, help="Use this instruction instead of the one found for the episode.")
 @click.option("--device", default=None, help=DEVICE_HELP)
@@ -547,7 +566,8 @@ def eval_cmd(checkpoint: Path, store: str, out: Path, device: str | None, model:
 @replay_recorder_options
 def predict_cmd(checkpoint: Path, episode: Path, as_json: bool, instruction: str | None, device: str | None,
                 model: str | None, precision: str | None, compile: bool | None, **recorder: object) -> None:
-    """Replay one recorded episode through the policy, one frame at a time, as a robot loop would.
+    """Replay one recorded episode (an HDF5 file, a ROS 2 bag, or BAG#k of a cut bag) through the policy, one
+    frame at a time, as a robot loop would.
 
     A PolicyRunner (vla_model.PolicyRunner) is reset with the episode's instruction and stepped with each
     raw frame; per frame it prints the predicted first action beside the action recorded after that
@@ -560,6 +580,7 @@ def predict_cmd(checkpoint: Path, episode: Path, as_json: bool, instruction: str
       vla-data predict runs/tiny episodes/1box_hori_left_core_medium_0001.h5
       vla-data predict runs/tiny/checkpoint-300 ep.h5 --json > ep_predictions.json
       vla-data predict runs/tiny bags/episode_20251106_123136_1box_hori_left_core_medium
+      vla-data predict runs/tiny bags/shift_0930#3 --cut gap   # the 3rd episode of a bag cut at pauses
     """
     from pipelines.predict import predict_episode, render_predictions
     from vla_model.backbone import ModelNotFound

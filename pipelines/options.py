@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from schemas import ColorOrder, RecorderSettings
-from schemas.bags import BagSettings, StampSource
+from schemas.bags import BagSettings, EpisodeCut, StampSource
 from schemas.recorder import DEFAULT_CAMERA, CameraSource
 from schemas.sample import WindowSpec
 
@@ -83,6 +83,9 @@ _BAG_FLAGS = [
     ("stamp", "stamp", click.Choice([s.value for s in StampSource])),
     ("command_timeout", "command_timeout_s", float),
     ("fps", "fps", float),
+    ("cut", "cut", click.Choice([c.value for c in EpisodeCut])),
+    ("events_topic", "events_topic", str),
+    ("gap", "gap_s", float),
 ]
 
 

@@ -19,8 +19,8 @@ from tqdm import tqdm
 from schemas import ColorOrder, RecorderSettings, ValidateOptions
 from schemas.evaluation import PredictedStep, PredictReport
 from schemas.findings import Severity
-from vla_data.bag_validation import read_bag
-from vla_data.bags import is_bag, iter_frames
+from vla_data.bag_validation import bag_episode
+from vla_data.bags import is_bag, iter_frames, split_part
 from vla_data.recorder import InstructionIndex, open_episode
 from vla_data.resize import to_rgb
 from vla_data.validation import check_file
@@ -62,11 +62,11 @@ def read_episode(path: Path, settings: RecorderSettings, policy: Policy
         listed = "; ".join(f"{f.code}: {f.message}" for f in errors)
         raise ValueError(f"{path}: cannot be replayed ({listed}); `vla-data validate {path}` says how to fix it")
     channels = policy.meta.actions.channels
-    if is_bag(path):
-        read = read_bag(path, settings, full=False)
+    if is_bag(split_part(path)[0]):
+        read = bag_episode(path, settings)
         assert not isinstance(read, list)  # validated above
         actions = read.episode.actions
-        frames = {name: np.stack([to_rgb(frame, order) for frame, order in iter_frames(path, refs)])
+        frames = {name: np.stack([to_rgb(frame, order) for frame, order in iter_frames(read.bag, refs)])
                   for name, refs in read.refs.items()}
     else:
         with open_episode(path) as f:
@@ -87,7 +87,7 @@ def predict_episode(policy: Policy, path: Path, settings: RecorderSettings, inst
     if not instruction:
         raise ValueError(f"{path}: no instruction in the file, a dataset_index.csv or the file name; pass --instruction")
     # a bag's frames are decoded to RGB (each message says its encoding); a file's are in the camera's order
-    color_orders = {c.name: ColorOrder.rgb if is_bag(path) else c.color_order for c in settings.cameras}
+    color_orders = {c.name: ColorOrder.rgb if is_bag(split_part(path)[0]) else c.color_order for c in settings.cameras}
     warnings = [w for c, f in frames.items() if (w := policy.aspect_warning(*f.shape[1:3]))]
     runner = policy.runner(color_orders)
     runner.reset(instruction)

@@ -1,11 +1,13 @@
-"""How a ROS 2 bag (rosbag2: a folder with ``metadata.yaml``, or one ``.mcap`` file) becomes an episode: the
-command topic and its action fields, where the instruction comes from, which clock aligns commands to frames.
+"""How a ROS 2 bag (rosbag2: a folder with ``metadata.yaml``, or one ``.mcap`` file) becomes episodes: the
+command topic and its action fields, where the instruction comes from, which clock aligns commands to frames,
+how a bag is cut into episodes.
 The camera topics are the cameras' (``CameraSource.topic``).
 
 Frames are the clock: the action row of frame t is the last command stamped at or before frame t's stamp,
 zero before the first command and once the last command is older than ``command_timeout_s`` (the base stops
 when commands stop). This is the HDF5 recorder's own convention (the command sent, then the frame grabbed), so
-the window's action offset keeps its meaning. One bag is one episode.
+the window's action offset keeps its meaning. A bag is one episode, or is cut into several (``cut``); the
+episode ``k`` (from 1) of a cut bag is named ``BAG#k`` wherever an episode is named by its path.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+EVENT_START, EVENT_END = "episode_start", "episode_end"
+PART_MARK = "#"  # BAG#k: the k-th episode (from 1) of a bag cut into several
 DEFAULT_CAMERA_TOPIC = "/camera/image_raw"
 # The fields of a geometry_msgs/Twist (or TwistStamped's .twist) that give the recorder's three channels.
 DEFAULT_COMMAND_FIELDS = ("linear.x", "linear.y", "angular.z")
@@ -35,6 +39,12 @@ class StampSource(StrEnum):
     receive = "receive"  # the time the recorder received the message (the bag's own timestamp)
 
 
+class EpisodeCut(StrEnum):
+    bag = "bag"  # one bag = one episode
+    events = "events"  # episodes start (and end) at messages on ``events_topic``
+    gap = "gap"  # a pause in the commands longer than ``gap_s`` separates two episodes
+
+
 class BagSettings(BaseModel):
     """What a recorder's ROS 2 bags hold and how they become episodes. Defaults: ``ros2 bag record
     /camera/image_raw /cmd_vel`` of a Twist teleop."""
@@ -54,6 +64,12 @@ class BagSettings(BaseModel):
     command_timeout_s: float = Field(0.5, gt=0, description="Seconds: a command older than this at a frame counts as "
                                      "stopped (zero velocity), as the base stops when commands stop.")
     fps: float | None = Field(None, gt=0, description="Keep at most this many frames per second (None: every frame).")
+    cut: EpisodeCut = Field(EpisodeCut.bag, description="How a bag is cut into episodes: bag (one bag, one episode), "
+                            "events (at messages on the events topic) or gap (at pauses in the commands).")
+    events_topic: str = Field("/episode_event", min_length=1, description="cut=events: a std_msgs/String topic; "
+                              "`episode_start` starts an episode, `episode_end` ends one.")
+    gap_s: float = Field(2.0, gt=0, description="cut=gap: seconds without a command that separate two episodes "
+                         "(cut in the middle of the pause).")
 
     @field_validator("command_fields")
     @classmethod
@@ -67,6 +83,10 @@ class BagSettings(BaseModel):
 
     @model_validator(mode="after")
     def _distinct_topics(self) -> BagSettings:
-        if self.command_topic == self.instruction_topic:
-            raise ValueError("the command topic and the instruction topic must differ")
+        topics = [self.command_topic, self.instruction_topic] + ([self.events_topic] if self.cut == EpisodeCut.events else [])
+        if len(set(topics)) != len(topics):
+            raise ValueError(f"the command, instruction and events topics must differ ({', '.join(topics)})")
+        if self.cut == EpisodeCut.gap and self.gap_s <= self.command_timeout_s:
+            raise ValueError(f"gap_s {self.gap_s:g} must be longer than the command timeout {self.command_timeout_s:g} s: "
+                             "a shorter pause is a stop within one episode")
         return self

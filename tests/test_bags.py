@@ -459,3 +459,66 @@ def test_a_bag_is_never_modified_and_never_an_output(tmp_path: Path) -> None:
     code, out = run_cli("build-splits", str(bag), "-o", str(bag / "ds.zarr"), "--image-size", "8")
     assert code == 1 and "inside" in out and not (bag / "ds.zarr").exists()
     assert {p: p.read_bytes() for p in bag.rglob("*") if p.is_file()} == before
+
+
+# -- one bag, several episodes ------------------------------------------------------------------------------------
+def _events(texts_at: list[tuple[str, int]]) -> list[tuple[str, str, int, bytes]]:
+    return [("/episode_event", STRING_TYPE, at, string_message(text)) for text, at in texts_at]
+
+
+def _long_bag(tmp_path: Path, extra: list[tuple[str, str, int, bytes]]) -> Path:
+    """10 frames at 5 Hz; a command 20 ms before each from frame 1 on, except frames 5..7 (a 0.8 s pause)."""
+    stamps = [T0 + i * S // 5 for i in range(10)]
+    sent = [s - S // 50 for i, s in enumerate(stamps) if i >= 1 and i not in (5, 6, 7)]
+    rows = [[float(i), 0, 0] for i in range(len(sent))]
+    return record(tmp_path / "shift", camera(frames(10), stamps) + commands(rows, sent) + extra)
+
+
+def test_a_bag_cut_by_events_gives_one_episode_per_start(tmp_path: Path) -> None:
+    """episode_start .. episode_end, then a start that runs to the bag's end: two episodes, BAG#1 and BAG#2,
+    each with its own instruction (said within it) and time range; frames outside any episode are no episode's."""
+    stamps = [T0 + i * S // 5 for i in range(10)]
+    bag = _long_bag(tmp_path, _events([("episode_start", stamps[0]), ("episode_end", stamps[3]),
+                                       ("episode_start", stamps[5])])
+                    + said("go left", stamps[1]) + said("go right", stamps[6]))
+    settings = RecorderSettings(bag=BagSettings(cut="events"))
+    reports = validate([bag], settings, ValidateOptions(), root=str(tmp_path)).files
+    assert [r.path for r in reports] == [f"{bag}#1", f"{bag}#2"] and all(r.ok for r in reports)
+    assert [r.n_frames for r in reports] == [4, 5] and [r.instruction for r in reports] == ["go left", "go right"]
+    assert [(r.start_ns, r.stop_ns) for r in reports] == [(stamps[0], stamps[3]), (stamps[5], stamps[9])]
+    out = tmp_path / "ds.zarr"
+    build_store([bag], out, options(), settings)
+    store = open_store(out)
+    assert list(store.episodes["source_path"]) == [f"{bag}#1", f"{bag}#2"]
+    assert list(store.episodes["n_frames"]) == [4, 5]
+    assert store.action[:, 0].tolist() == [0, 0, 1, 2, 3, 3, 0, 4, 5]  # frame 5 sees command 3 (0.22 s old), 7 none
+    build_store([bag], out, options(), settings)  # again: both episodes are recognised by their content
+    assert open_store(out).build_log().runs[-1].kept == 2 and open_store(out).build_log().runs[-1].added == []
+    code, text = run_cli("validate", f"{bag}#2", "--cut", "events")
+    assert code == 0, text
+    code, text = run_cli("validate", str(bag), "--cut", "events", "--events-topic", "/events")
+    assert code == 1 and "no events topic /events; found /episode_event" in text
+
+
+def test_a_bag_cut_at_pauses_in_the_commands(tmp_path: Path) -> None:
+    """--cut gap: a pause longer than gap_s between two commands cuts the bag in its middle."""
+    bag = _long_bag(tmp_path, said("go"))
+    gap = RecorderSettings(bag=BagSettings(cut="gap", gap_s=0.6))
+    reports = validate([bag], gap, ValidateOptions(), root=str(tmp_path)).files
+    # the pause runs from the command before frame 4 to the one before frame 8 (0.78 s .. 1.58 s): cut at 1.18 s
+    assert [r.n_frames for r in reports] == [6, 4] and [r.path for r in reports] == [f"{bag}#1", f"{bag}#2"]
+    assert len(validate([bag], RecorderSettings(bag=BagSettings(cut="gap", gap_s=0.9)), ValidateOptions()).files) == 1
+    single = check_file_of(f"{bag}#2", gap)
+    assert single.ok and single.n_frames == 4
+    whole = check_file_of(str(bag), gap)
+    assert not whole.ok and "cut into 2 episodes" in whole.findings[0].message
+    with pytest.raises(ValueError, match="longer than the command timeout"):
+        BagSettings(cut="gap", gap_s=0.4)
+
+
+def check_file_of(path: str, settings: RecorderSettings):
+    """One episode's report, as predict and drive check it (a bag, or BAG#k)."""
+    from vla_data.recorder import InstructionIndex
+    from vla_data.validation import check_file
+
+    return check_file(Path(path), settings, ValidateOptions(), InstructionIndex())

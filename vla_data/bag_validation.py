@@ -32,19 +32,25 @@ from schemas.bags import (
     COMMAND_TYPES,
     COMPRESSED_FORMATS,
     COMPRESSED_TYPE,
+    EVENT_END,
+    EVENT_START,
     IMAGE_ENCODINGS,
+    STRING_TYPE,
+    EpisodeCut,
 )
 from vla_data.bags import (
     AlignedEpisode,
     BagError,
     BagScan,
     FrameRefs,
-    align,
     bag_topics,
     compressed_size,
     iter_frames,
+    episodes_of,
     open_bag,
+    part_path,
     scan_bag,
+    split_part,
 )
 from vla_data.recorder import InstructionIndex, fingerprint, resolve_instruction
 
@@ -143,11 +149,13 @@ def _compressed_ok(text: str) -> bool:
     return "compresseddepth" not in words and len({"jpeg" if w == "jpg" else w for w in words} & set(COMPRESSED_FORMATS)) == 1
 
 
-def _rate_findings(path: Path, scan: BagScan) -> list[Finding]:
-    """Dropped frames (gaps of more than 2 frame periods) per camera; cameras at different rates."""
+def _rate_findings(path: Path, scan: BagScan, span: tuple[int, int]) -> list[Finding]:
+    """Dropped frames (gaps of more than 2 frame periods) per camera, within the episode's span [start, stop]
+    (ns); cameras at different rates."""
     findings, rates = [], {}
     for name, camera in scan.cameras.items():
-        steps = np.diff(np.asarray(camera.stamps, np.int64))
+        stamps = np.asarray(camera.stamps, np.int64)
+        steps = np.diff(stamps[(stamps >= span[0]) & (stamps <= span[1])])
         if len(steps) == 0:
             continue
         period = float(np.median(steps))
@@ -186,97 +194,144 @@ def _headers(scan: BagScan, n_frames: int) -> list[ArrayHeader]:
     return out
 
 
-def bag_fingerprint(scan: BagScan, episode: AlignedEpisode, headers: list[ArrayHeader], full: bool) -> str:
-    """The episode's identity, laid out as ``recorder.fingerprint`` lays out a file's: its action rows and each
-    camera's frame shape and frame messages (the digest of every frame's message when ``full``, else the first
-    message's encoding and data)."""
-    cameras: list[tuple[ArrayHeader, Iterable[bytes]]] = []
-    for header, (name, index) in zip(headers, episode.frames.items(), strict=True):
-        camera = scan.cameras[name]
-        cameras.append((header, [camera.digests[i] for i in index.tolist()] if full else [camera.first_picture]))
-    return fingerprint(episode.actions, cameras)
-
-
 @dataclass
 class BagEpisode:
-    """A bag read as an episode: everything validation reports and a build needs."""
+    """One episode of a bag (the bag, or a piece of a cut bag): everything validation reports and a build needs."""
 
+    path: str  # the episode's name: the bag's path, or BAG#k
+    bag: Path
     scan: BagScan
     episode: AlignedEpisode
     headers: list[ArrayHeader]
-    findings: list[Finding]  # errors: when any, ``episode`` must not be used
+    findings: list[Finding]  # its warnings from the bag's streams (dropped frames, camera rates)
 
     @property
     def refs(self) -> dict[str, FrameRefs]:
         return self.episode.refs(self.scan)
 
+    @property
+    def span(self) -> tuple[int, int]:
+        stamps = self.episode.stamps
+        return (int(stamps[0]), int(stamps[-1])) if len(stamps) else (0, 0)
 
-def read_bag(path: Path, settings: RecorderSettings, full: bool) -> BagEpisode | list[Finding]:
-    """The bag as an episode, or the findings that stop it being one (missing topics, unreadable types or
-    encodings, stamps out of order, no commands, a damaged bag)."""
+    def fingerprint(self, full: bool) -> str:
+        """The episode's identity, laid out as ``recorder.fingerprint`` lays out a file's: its action rows and
+        each camera's frame shape and pictures (every frame's picture digest when ``full``, else the first's)."""
+        cameras: list[tuple[ArrayHeader, Iterable[bytes]]] = []
+        for header, (name, index) in zip(self.headers, self.episode.frames.items(), strict=True):
+            digests = [self.scan.cameras[name].digests[i] for i in index.tolist()]
+            cameras.append((header, digests if full else digests[:1]))
+        return fingerprint(self.episode.actions, cameras)
+
+
+def read_bag(path: Path, settings: RecorderSettings) -> list[BagEpisode] | list[Finding]:
+    """The bag's episodes (one, or the pieces ``settings.bag.cut`` makes), or the findings that stop the bag
+    giving any (missing topics, unreadable types or encodings, stamps out of order, no commands, a damaged bag)."""
     try:
         with open_bag(path) as reader:
             topics = bag_topics(reader)
     except BagError as exc:
         return [_corrupt(path, str(exc))]
     camera_topics, findings = _topic_findings(path, topics, settings)
+    bag = settings.bag
     if len(settings.command_fields) != settings.action_dim:
         findings.append(_finding(
-            FindingCode.unsupported_message, path, settings.bag.command_topic,
+            FindingCode.unsupported_message, path, bag.command_topic,
             f"{settings.action_dim} action channels asked, and a Twist names {len(settings.command_fields)} by default",
             f"pass --command-fields with {settings.action_dim} Twist fields (e.g. linear.x,linear.y,angular.z)"))
+    if bag.cut == EpisodeCut.events and bag.events_topic not in topics:
+        near = _closest(bag.events_topic, topics, (STRING_TYPE,))
+        findings.append(_finding(
+            FindingCode.topic_missing, path, bag.events_topic, f"no events topic {bag.events_topic}"
+            + (f"; found {near}" if near else ""), f"pass --events-topic {near or 'TOPIC'}, or --cut gap / --cut bag"))
     if findings:
         return findings
     try:
-        scan = scan_bag(path, settings, camera_topics, full)
+        scan = scan_bag(path, settings, camera_topics)
     except BagError as exc:
         return [_corrupt(path, str(exc))]
     findings += _encoding_findings(path, scan)
     for camera in scan.cameras.values():
         findings += _order_findings(path, camera.topic, camera.stamps, strict=True)
-    findings += _order_findings(path, settings.bag.command_topic, scan.command_stamps, strict=False)
+    findings += _order_findings(path, bag.command_topic, scan.command_stamps, strict=False)
     if not scan.commands:
         findings.append(_finding(
-            FindingCode.no_commands, path, settings.bag.command_topic,
-            f"no message on {settings.bag.command_topic}: every action would be zero (the robot never moved)",
+            FindingCode.no_commands, path, bag.command_topic,
+            f"no message on {bag.command_topic}: every action would be zero (the robot never moved)",
             "check that the command topic was recorded (`ros2 bag record ... /cmd_vel`), or pass --command-topic"))
     if findings:
         return findings
-    episode = align(scan, settings, settings.action_dim)
-    return BagEpisode(scan, episode, _headers(scan, len(episode.stamps)), _rate_findings(path, scan))
+    episodes = episodes_of(scan, settings, settings.action_dim)
+    if not episodes:
+        return [_finding(FindingCode.empty_episode, path, bag.events_topic,
+                         f"cut by {bag.cut.value}, the bag gives no episode with frames",
+                         f"check the {bag.events_topic} messages ({EVENT_START} / {EVENT_END}), or pass --cut bag")]
+    out = []
+    for e in episodes:
+        piece = BagEpisode(part_path(path, e.part), path, scan, e, _headers(scan, len(e.stamps)), [])
+        piece.findings = _rate_findings(Path(piece.path), scan, piece.span)
+        out.append(piece)
+    return out
 
 
-def check_bag(path: Path, settings: RecorderSettings, options: ValidateOptions, index: InstructionIndex) -> FileReport:
-    """Validate one bag as one episode. Never raises: whatever the bag holds comes back as findings."""
-    report = FileReport(path=str(path), kind=SourceKind.rosbag2)
+def bag_episode(path: Path, settings: RecorderSettings) -> BagEpisode | list[Finding]:
+    """The one episode at ``path``: a bag that is one episode, or BAG#k of a cut bag; or the findings that
+    stop it (an episode number the bag does not have among them)."""
+    bag, _ = split_part(path)
+    read = read_bag(bag, settings)
+    if read and isinstance(read[0], Finding):
+        return read  # type: ignore[return-value]
+    episodes: list[BagEpisode] = read  # type: ignore[assignment]
+    names = [e.path for e in episodes]
+    if str(path) in names:
+        return episodes[names.index(str(path))]
+    listed = ", ".join(names[:3]) + (f" ... ({len(names)})" if len(names) > 3 else "")
+    return [_finding(FindingCode.empty_episode, path, None, f"{path} names no episode of the bag; it gives {listed}",
+                     "name one of them (BAG#k for the k-th episode of a cut bag)")]
+
+
+def check_bag(path: Path, settings: RecorderSettings, options: ValidateOptions, index: InstructionIndex
+              ) -> list[FileReport]:
+    """Validate a bag: one report per episode it gives (one for a bag that gives none, with the findings why).
+    Never raises: whatever the bag holds comes back as findings."""
     scenario = Scenario.from_file_name(path.name)
-    report.scenario = scenario.name if scenario else None
+
+    def report(name: str) -> FileReport:
+        return FileReport(path=name, kind=SourceKind.rosbag2, scenario=scenario.name if scenario else None)
+
     try:
-        _check(path, report, settings, options, index)
+        read = read_bag(path, settings)
     except Exception as exc:  # a message that decodes wrongly can fail anywhere inside rosbags; it is a finding
-        report.findings.append(_corrupt(path, f"{type(exc).__name__}: {exc}"))
-    return report
+        read = [_corrupt(path, f"{type(exc).__name__}: {exc}")]
+    if not read or isinstance(read[0], Finding):
+        only = report(str(path))
+        only.findings.extend(read)  # type: ignore[arg-type]
+        return [only]
+    out = []
+    for piece in read:
+        out.append(report(piece.path))  # type: ignore[union-attr]
+        try:
+            _check(piece, out[-1], settings, options, index)  # type: ignore[arg-type]
+        except Exception as exc:  # as above: a finding, not a crash
+            out[-1].findings.append(_corrupt(path, f"{type(exc).__name__}: {exc}"))
+    return out
 
 
-def _check(path: Path, report: FileReport, settings: RecorderSettings, options: ValidateOptions,
+def _check(piece: BagEpisode, report: FileReport, settings: RecorderSettings, options: ValidateOptions,
            index: InstructionIndex) -> None:
-    read = read_bag(path, settings, options.deep)
-    if isinstance(read, list):
-        report.findings.extend(read)
-        return
-    scan, episode = read.scan, read.episode
+    scan, episode = piece.scan, piece.episode
     report.topics = [c.topic for c in scan.cameras.values()] + [settings.bag.command_topic]
     if len(episode.stamps):
-        report.start_ns, report.stop_ns = int(episode.stamps[0]), int(episode.stamps[-1])
-    own = [(scan.instruction, InstructionSource.topic),
+        report.start_ns, report.stop_ns = piece.span
+    own = [(scan.instruction(*piece.span), InstructionSource.topic),
            (scan.metadata.get(settings.bag.instruction_metadata_key), InstructionSource.metadata)]
-    instruction, source = resolve_instruction(own, path, index, settings)
+    instruction, source = resolve_instruction(own, Path(piece.path), index, settings, also=piece.bag)
     report.instruction, report.instruction_source = instruction, source
     facts = {
-        "path": str(path),
+        "path": piece.path,
         "kind": SourceKind.rosbag2,
         "keys": sorted(scan.topics),
-        "cameras": dict(zip(scan.cameras, read.headers, strict=True)),
+        "cameras": dict(zip(scan.cameras, piece.headers, strict=True)),
         "actions": ArrayHeader(key=settings.bag.command_topic, shape=episode.actions.shape, dtype="float32"),
         "action_values": episode.actions,
         "instruction": instruction,
@@ -292,21 +347,21 @@ def _check(path: Path, report: FileReport, settings: RecorderSettings, options: 
         report.action_min = episode.actions.min(axis=0).astype(float).tolist()
         report.action_max = episode.actions.max(axis=0).astype(float).tolist()
     report.findings.extend(raw.warnings(settings, options.window))
-    report.findings.extend(read.findings)
+    report.findings.extend(piece.findings)
     if options.deep:
-        report.findings.extend(_deep_findings(path, read))
+        report.findings.extend(_deep_findings(piece))
         if not report.ok:
             return
-    report.fingerprint = bag_fingerprint(scan, episode, read.headers, options.deep)
+    report.fingerprint = piece.fingerprint(options.deep)
 
 
-def _deep_findings(path: Path, read: BagEpisode) -> list[Finding]:
+def _deep_findings(piece: BagEpisode) -> list[Finding]:
     """Decode every frame: undecodable pictures, a size other than the first frame's, a frozen camera."""
-    findings = []
-    for (name, refs), header in zip(read.refs.items(), read.headers, strict=True):
-        camera = read.scan.cameras[name]
+    findings, path = [], piece.path
+    for (name, refs), header in zip(piece.refs.items(), piece.headers, strict=True):
+        camera = piece.scan.cameras[name]
         try:
-            for i, (frame, _) in enumerate(iter_frames(path, refs)):
+            for i, (frame, _) in enumerate(iter_frames(piece.bag, refs)):
                 if frame.shape[:2] != header.shape[1:3]:
                     findings.append(_finding(
                         FindingCode.unsupported_message, path, camera.topic,
@@ -318,7 +373,7 @@ def _deep_findings(path: Path, read: BagEpisode) -> list[Finding]:
                                      f"{camera.topic}: a frame cannot be decoded ({exc})",
                                      "the picture data is damaged; re-record the episode or drop it"))
             continue
-        index = read.episode.frames[name]
+        index = piece.episode.frames[name]
         repeats = [i for i in range(1, len(index))
                    if index[i] != index[i - 1] and camera.digests[index[i]] == camera.digests[index[i - 1]]]
         if repeats:

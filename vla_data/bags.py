@@ -6,7 +6,8 @@ deep pass and the build decode them): every camera message's stamp, encoding and
 instruction. ``align`` turns that into an episode: frames are the clock (the first camera's frames, at most
 ``fps`` per second), each further camera's frame is its last at or before the clock frame, and each frame's
 action row is the last command at or before its stamp (zero before the first command and after the command
-timeout), the rule of ``schemas.bags``. ``read_frames`` decodes the frames a store shard needs.
+timeout), the rule of ``schemas.bags``; ``episodes_of`` cuts the aligned bag into its episodes (the whole bag,
+at events or at pauses in the commands). ``iter_frames`` decodes the frames a store shard needs.
 """
 
 from __future__ import annotations
@@ -25,7 +26,16 @@ from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
 
 from schemas import ColorOrder, RecorderSettings
-from schemas.bags import COMPRESSED_TYPE, STRING_TYPE, TWIST_STAMPED_TYPE, StampSource
+from schemas.bags import (
+    COMPRESSED_TYPE,
+    EVENT_END,
+    EVENT_START,
+    PART_MARK,
+    STRING_TYPE,
+    TWIST_STAMPED_TYPE,
+    EpisodeCut,
+    StampSource,
+)
 from vla_client.ros import compressed_to_frame, image_to_array
 
 BAG_METADATA = "metadata.yaml"
@@ -97,8 +107,7 @@ class CameraScan:
     encodings: set[str] = field(default_factory=set)  # Image encodings / CompressedImage formats seen
     sizes: set[tuple[int, int]] = field(default_factory=set)  # (H, W) of Image messages
     first_raw: bytes | None = None  # the first message's CDR bytes (its picture's size, for CompressedImage)
-    first_picture: bytes = b""  # the first message's encoding and data (the default pass's fingerprint)
-    digests: list[bytes] = field(default_factory=list)  # sha256 of each message's encoding and data (full scans)
+    digests: list[bytes] = field(default_factory=list)  # sha256 of each message's encoding and data
 
 
 @dataclass
@@ -110,8 +119,16 @@ class BagScan:
     cameras: dict[str, CameraScan]  # by camera name
     command_stamps: list[int] = field(default_factory=list)
     commands: list[list[float]] = field(default_factory=list)
-    instruction: str | None = None  # the first message on the instruction topic
+    instructions: list[tuple[int, str]] = field(default_factory=list)  # (stamp, text) on the instruction topic
+    events: list[tuple[int, str]] = field(default_factory=list)  # (stamp, text) on the events topic (cut=events)
     metadata: dict[str, str] = field(default_factory=dict)
+
+    def instruction(self, start: int, stop: int) -> str | None:
+        """The instruction of the episode of frames [start, stop] (ns): the first one said within it, else
+        the last one said before it."""
+        within = [text for at, text in self.instructions if start <= at <= stop]
+        before = [text for at, text in self.instructions if at < start]
+        return within[0] if within else before[-1] if before else None
 
 
 def picture_bytes(msg: Any, encoding: str) -> bytes:
@@ -124,15 +141,17 @@ def _command_row(msg: Any, fields: tuple[str, ...], stamped: bool) -> list[float
     return [float(getattr(getattr(twist, group), axis)) for group, axis in (f.split(".") for f in fields)]
 
 
-def scan_bag(path: Path, settings: RecorderSettings, camera_topics: dict[str, str], full: bool) -> BagScan:
-    """Read the camera, command and instruction topics once (the caller checked that the cameras' and the
-    command's topics exist with readable types); ``full`` keeps a digest of every camera message."""
+def scan_bag(path: Path, settings: RecorderSettings, camera_topics: dict[str, str]) -> BagScan:
+    """Read the camera, command, instruction (and, cut=events, events) topics once; the caller checked that
+    the cameras' and the command's topics exist with readable types. Every camera message's picture is
+    digested (its identity), none is decoded."""
     bag = settings.bag
     with open_bag(path) as reader:
         scan = BagScan(path, bag_topics(reader), {}, metadata=custom_metadata(reader))
         wanted = {camera_topics[n]: n for n in camera_topics}
         scan.cameras = {n: CameraScan(t, scan.topics[t][0]) for t, n in wanted.items()}
-        read = set(wanted) | {bag.command_topic} | ({bag.instruction_topic} & scan.topics.keys())
+        events = {bag.events_topic} if bag.cut == EpisodeCut.events else set()
+        read = set(wanted) | {bag.command_topic} | ({bag.instruction_topic, *events} & scan.topics.keys())
         connections = [c for c in reader.connections if c.topic in read]
         try:
             for connection, receive, raw in reader.messages(connections=connections):
@@ -150,14 +169,13 @@ def scan_bag(path: Path, settings: RecorderSettings, camera_topics: dict[str, st
                     camera.encodings.add(encoding)
                     if camera.first_raw is None:
                         camera.first_raw = bytes(raw)
-                        camera.first_picture = picture_bytes(msg, encoding)
-                    if full:
-                        camera.digests.append(hashlib.sha256(picture_bytes(msg, encoding)).digest())
+                    camera.digests.append(hashlib.sha256(picture_bytes(msg, encoding)).digest())
                 elif connection.topic == bag.command_topic:
                     scan.command_stamps.append(clock)
                     scan.commands.append(_command_row(msg, settings.command_fields, connection.msgtype == TWIST_STAMPED_TYPE))
-                elif connection.msgtype == STRING_TYPE and scan.instruction is None and str(msg.data).strip():
-                    scan.instruction = str(msg.data).strip()
+                elif connection.msgtype == STRING_TYPE and str(msg.data).strip():
+                    said = scan.events if connection.topic in events else scan.instructions
+                    said.append((clock, str(msg.data).strip()))
         except Exception as exc:  # a truncated or damaged storage file fails while reading messages
             raise BagError(_why(exc)) from exc
     return scan
@@ -179,6 +197,11 @@ class AlignedEpisode:
     frames: dict[str, np.ndarray]  # camera name -> (T,) index of the camera message that is each frame
     stamps: np.ndarray  # (T,) int64 ns: the clock frames' stamps
     actions: np.ndarray  # (T, A) float32
+    part: int | None = None  # k (from 1) of a bag cut into several episodes; None: the bag is one episode
+
+    def piece(self, a: int, b: int, part: int) -> AlignedEpisode:
+        """Frames [a, b) as the ``part``-th episode."""
+        return AlignedEpisode({n: i[a:b] for n, i in self.frames.items()}, self.stamps[a:b], self.actions[a:b], part)
 
     def refs(self, scan: BagScan) -> dict[str, FrameRefs]:
         out = {}
@@ -223,7 +246,7 @@ def align_commands(frame_stamps: np.ndarray, command_stamps: np.ndarray, command
 
 
 def align(scan: BagScan, settings: RecorderSettings, action_dim: int) -> AlignedEpisode:
-    """The bag as one episode (the first camera's kept frames as the clock); stamps must be in order (checked
+    """The whole bag aligned (the first camera's kept frames as the clock); stamps must be in order (checked
     by validation first)."""
     names = list(scan.cameras)
     clock_all = np.asarray(scan.cameras[names[0]].stamps, np.int64)
@@ -236,6 +259,58 @@ def align(scan: BagScan, settings: RecorderSettings, action_dim: int) -> Aligned
     commands = np.asarray(scan.commands, np.float32).reshape(-1, action_dim)
     actions = align_commands(clock, np.asarray(scan.command_stamps, np.int64), commands, settings.bag.command_timeout_s)
     return AlignedEpisode(frames, clock, actions)
+
+
+def episode_bounds(scan: BagScan, settings: RecorderSettings, clock: np.ndarray) -> list[tuple[int, int]]:
+    """The episodes of a bag as ranges [a, b) of its clock frames, by ``settings.bag.cut``: the whole bag;
+    from each `episode_start` event to the next start or `episode_end` (frames outside any are no episode's);
+    or cut in the middle of every pause in the commands longer than ``gap_s``. Empty ranges are dropped."""
+    bag = settings.bag
+    if bag.cut == EpisodeCut.bag:
+        return [(0, len(clock))]
+    if bag.cut == EpisodeCut.events:
+        spans, start = [], None
+        for at, text in sorted(scan.events, key=lambda e: e[0]):
+            word = text.lower()
+            if word == EVENT_START:
+                if start is not None:
+                    spans.append((start, at))
+                start = at
+            elif word == EVENT_END and start is not None:
+                spans.append((start, at + 1))  # a frame at the end event's stamp is the episode's last
+                start = None
+        if start is not None:
+            spans.append((start, int(clock[-1]) + 1 if len(clock) else start))
+    else:
+        stamps = np.asarray(scan.command_stamps, np.int64)
+        pauses = np.flatnonzero(np.diff(stamps) > round(bag.gap_s * 1e9))
+        cuts = [int(stamps[i] + (stamps[i + 1] - stamps[i]) // 2) for i in pauses]
+        edges = [int(clock[0]) if len(clock) else 0, *cuts, int(clock[-1]) + 1 if len(clock) else 0]
+        spans = list(zip(edges[:-1], edges[1:], strict=True))
+    ranges = [(int(np.searchsorted(clock, a, "left")), int(np.searchsorted(clock, b, "left"))) for a, b in spans]
+    return [(a, b) for a, b in ranges if b > a]
+
+
+def episodes_of(scan: BagScan, settings: RecorderSettings, action_dim: int) -> list[AlignedEpisode]:
+    """The bag's episodes: the whole bag, or (cut) each piece numbered from 1."""
+    whole = align(scan, settings, action_dim)
+    if settings.bag.cut == EpisodeCut.bag:
+        return [whole]
+    return [whole.piece(a, b, k) for k, (a, b) in enumerate(episode_bounds(scan, settings, whole.stamps), 1)]
+
+
+def part_path(bag: Path, part: int | None) -> str:
+    """How an episode of a bag is named: the bag's path, or BAG#k for the k-th of a cut bag."""
+    return str(bag) if part is None else f"{bag}{PART_MARK}{part}"
+
+
+def split_part(path: Path | str) -> tuple[Path, int | None]:
+    """BAG#k -> (BAG, k) when BAG is a bag; anything else -> (path, None)."""
+    text = str(path)
+    head, mark, tail = text.rpartition(PART_MARK)
+    if mark and tail.isdigit() and int(tail) >= 1 and is_bag(Path(head)):
+        return Path(head), int(tail)
+    return Path(text), None
 
 
 def decode_image(msg: Any, msgtype: str) -> tuple[np.ndarray, ColorOrder]:

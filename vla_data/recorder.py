@@ -185,20 +185,22 @@ class InstructionIndex:
 
 
 def resolve_instruction(
-    own: list[tuple[str | None, InstructionSource]], path: Path, index: InstructionIndex, settings: RecorderSettings
+    own: list[tuple[str | None, InstructionSource]], path: Path, index: InstructionIndex, settings: RecorderSettings,
+    also: Path | None = None,
 ) -> tuple[str | None, InstructionSource | None]:
     """The episode's instruction and where it came from: the source's own (``own``, in order: an HDF5 file's
-    dataset; a bag's topic, then its metadata), then the CSV, then the settings' instruction, then the template
-    over the file name's target side."""
+    dataset; a bag's topic, then its metadata), then the CSV (a row for ``path``, else for ``also``: the bag
+    of an episode BAG#k), then the settings' instruction, then the template over the target side the file
+    (or bag) name gives."""
     for text, source in own:
         if text:
             return text, source
-    from_csv = index.lookup(path)
+    from_csv = index.lookup(path) or (index.lookup(also) if also is not None else None)
     if from_csv:
         return from_csv, InstructionSource.csv
     if settings.instruction:
         return settings.instruction, InstructionSource.setting
-    scenario = Scenario.from_file_name(path.name)
+    scenario = Scenario.from_file_name((also or path).name)
     if scenario is not None and scenario.target_side is not None:
         return settings.instruction_template.format(side=scenario.target_side), InstructionSource.file_name
     return None, None

@@ -31,7 +31,7 @@ from schemas.store import (
     store_features,
 )
 from vla_data import __version__
-from vla_data.bag_validation import bag_fingerprint, read_bag
+from vla_data.bag_validation import bag_episode
 from vla_data.bags import FrameRefs
 from vla_data.ownership import Ownership, ownership
 from vla_data.recorder import fingerprint, header, open_episode, stored_frame_bytes
@@ -50,6 +50,12 @@ class Source:
     content_hash: str
     actions: np.ndarray  # all recorder channels, physical units
     bag_frames: dict[str, FrameRefs] | None = None  # a bag's: each camera's frame messages
+    bag: Path | None = None  # a bag's: the bag folder or file (the report names the episode, BAG#k when cut)
+
+    @property
+    def file(self) -> Path:
+        """What holds the episode's frames: the HDF5 file, or the bag."""
+        return self.bag or Path(self.report.path)
 
 
 def select_channels(usable: list[FileReport], options: BuildOptions, action_dim: int) -> ActionSelection:
@@ -80,11 +86,10 @@ def select_channels(usable: list[FileReport], options: BuildOptions, action_dim:
 def _read_source(report: FileReport, settings: RecorderSettings) -> Source:
     path = Path(report.path)
     if report.kind == SourceKind.rosbag2:
-        read = read_bag(path, settings, full=True)
+        read = bag_episode(path, settings)
         if isinstance(read, list):
             raise StoreError(f"{path} changed since it was validated: {read[0].code.value}: {read[0].message}")
-        return Source(report, bag_fingerprint(read.scan, read.episode, read.headers, full=True), read.episode.actions,
-                      read.refs)
+        return Source(report, read.fingerprint(full=True), read.episode.actions, read.refs, read.bag)
     with open_episode(path) as f:
         actions = np.asarray(f[settings.actions_key][()], np.float32)
         digest = fingerprint(actions, [(header(f[c.key], c.key), stored_frame_bytes(f[c.key])) for c in settings.cameras])
@@ -310,7 +315,7 @@ def _settle_splits(entries: list[Entry], explicit: dict[str, Split], options: Bu
     for e, split in zip(entries, splits, strict=True):
         record = e.record.model_copy(update={"split": split})
         out.append(EpisodeInput.copied(record) if e.source is None else EpisodeInput.recorded(
-            record, Path(e.source.report.path), e.source.actions[:, selection.channels],
+            record, e.source.file, e.source.actions[:, selection.channels],
             tuple(e.source.report.frame_sizes.values()), e.source.bag_frames))
     return out
 

@@ -25,13 +25,14 @@ from schemas import (
     RawEpisode,
     RecorderSettings,
     Scenario,
+    SourceKind,
     ValidateOptions,
     ValidationReport,
     default_action_names,
 )
 from vla_data import __version__
 from vla_data.bag_validation import check_bag
-from vla_data.bags import is_bag
+from vla_data.bags import is_bag, split_part
 from vla_data.recorder import (
     FileLayout,
     InstructionIndex,
@@ -56,8 +57,9 @@ def check_file(
 ) -> FileReport:
     """Validate one source episode: an HDF5 file (headers, attributes and small datasets; every frame with
     ``deep``) or a ROS 2 bag (``vla_data.bag_validation``)."""
-    if is_bag(path):
-        return check_bag(path, settings, options, index)
+    bag, _ = split_part(path)
+    if is_bag(bag):
+        return _one_episode(path, check_bag(bag, settings, options, index))
     report = FileReport(path=str(path))
     scenario = Scenario.from_file_name(path.name)
     report.scenario = scenario.name if scenario else None
@@ -86,6 +88,25 @@ def check_file(
             )
         )
     return report
+
+
+def check_source(path: Path, settings: RecorderSettings, options: ValidateOptions, index: InstructionIndex
+                 ) -> list[FileReport]:
+    """Validate one source: an HDF5 file (one episode) or a bag (each episode it gives)."""
+    if is_bag(path):
+        return check_bag(path, settings, options, index)
+    return [check_file(path, settings, options, index)]
+
+
+def _one_episode(path: Path, reports: list[FileReport]) -> FileReport:
+    """The report of the episode ``path`` names (a bag, or BAG#k of a cut bag), or one that says it names none."""
+    for report in reports:
+        if report.path == str(path):
+            return report
+    names = ", ".join(r.path for r in reports[:3]) + (f" ... ({len(reports)})" if len(reports) > 3 else "")
+    return FileReport(path=str(path), kind=SourceKind.rosbag2, findings=[_finding(
+        FindingCode.empty_episode, path, None, f"the bag is cut into {len(reports)} episodes: {names}",
+        "name one of them: BAG#k for the k-th")])
 
 
 def _check_open_file(
@@ -285,18 +306,18 @@ def validate(
 ) -> ValidationReport:
     """Check every file (in ``options.workers`` processes), then across files. ``progress(n)`` per file done."""
     index = InstructionIndex.for_files(files, settings.index_csv_name)
-    check = partial(check_file, settings=settings, options=options, index=index)
+    check = partial(check_source, settings=settings, options=options, index=index)
     workers = min(options.workers, len(files), os.cpu_count() or 1)
     reports: list[FileReport] = []
     if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            for report in pool.map(check, files, chunksize=max(1, len(files) // (8 * workers))):
-                reports.append(report)
+            for found in pool.map(check, files, chunksize=max(1, len(files) // (8 * workers))):
+                reports.extend(found)
                 if progress:
                     progress(1)
     else:
         for file in files:
-            reports.append(check(file))
+            reports.extend(check(file))
             if progress:
                 progress(1)
     mark_duplicates(reports)
