@@ -522,3 +522,45 @@ def check_file_of(path: str, settings: RecorderSettings):
     from vla_data.validation import check_file
 
     return check_file(Path(path), settings, ValidateOptions(), InstructionIndex())
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgra8", "png"])
+def test_every_image_encoding_stores_the_same_rgb(encoding: str, tmp_path: Path) -> None:
+    """Image rgb8 / bgra8 and CompressedImage png of the same pictures store the frames an Image bgr8 bag
+    stores; mono8 stores grey (three equal channels)."""
+    stamps = [T0 + i * S // 5 for i in range(3)]
+    rgb = frames(3)
+    rest = commands([[1, 0, 0], [0, 1, 0]], [s - 1 for s in stamps[1:]]) + said("go")
+
+    def msgs(kind: str) -> list[tuple[str, str, int, bytes]]:
+        if kind == "png":
+            from io import BytesIO
+
+            from PIL import Image as PILImage
+
+            out = []
+            for i, at in enumerate(stamps):
+                data = BytesIO()
+                PILImage.fromarray(rgb[i]).save(data, format="PNG")
+                msg = TYPESTORE.types[COMPRESSED_TYPE](
+                    header=TYPESTORE.deserialize_cdr(image_message(rgb[i], at, True)[1], COMPRESSED_TYPE).header,
+                    format="png", data=np.frombuffer(data.getvalue(), np.uint8))
+                out.append(("/camera/image_raw", COMPRESSED_TYPE, at, TYPESTORE.serialize_cdr(msg, COMPRESSED_TYPE)))
+            return out
+        if kind == "bgra8":
+            out = []
+            for i, at in enumerate(stamps):
+                bgra = np.concatenate([rgb[i][..., ::-1], np.full((*rgb.shape[1:3], 1), 7, np.uint8)], axis=2)
+                header = TYPESTORE.deserialize_cdr(image_message(rgb[i], at, False)[1], IMAGE_TYPE).header
+                msg = TYPESTORE.types[IMAGE_TYPE](header=header, height=12, width=16, encoding="bgra8", is_bigendian=0,
+                                                  step=64, data=bgra.reshape(-1))
+                out.append(("/camera/image_raw", IMAGE_TYPE, at, TYPESTORE.serialize_cdr(msg, IMAGE_TYPE)))
+            return out
+        return camera(rgb, stamps, encoding=kind)
+
+    reference, at_reference = build(record(tmp_path / "bgr8", msgs("bgr8") + rest), tmp_path / "bgr8.zarr", size=16)
+    other, at_other = build(record(tmp_path / encoding, msgs(encoding) + rest), tmp_path / f"{encoding}.zarr", size=16)
+    assert np.array_equal(reference.camera("rgb")[at_reference], other.camera("rgb")[at_other])
+    grey, at = build(record(tmp_path / "mono8", camera(rgb, stamps, encoding="mono8") + rest), tmp_path / "m.zarr", size=16)
+    stored = grey.camera("rgb")[at]
+    assert np.array_equal(stored[..., 0], stored[..., 1]) and np.array_equal(stored[..., 1], stored[..., 2])
