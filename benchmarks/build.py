@@ -98,6 +98,8 @@ def bag_set(files: list[Path], folder: Path, style: BagStyle, size: tuple[int, i
         return bags
     if folder.exists():
         foreign = [p for p in folder.iterdir() if not is_bag(p) and p.name != BAG_MARKER]
+        if not (folder / BAG_MARKER).is_file():  # only a set this script wrote (its marker) is replaced
+            foreign = foreign or [folder / "(no marker)"]
         if foreign:
             raise SystemExit(f"{folder} holds other things than bags ({foreign[0].name}, ...); remove it (or give "
                              "another --bags-dir) to write the bag sets")

@@ -63,7 +63,7 @@ def read_episode(path: Path, settings: RecorderSettings, policy: Policy
         raise ValueError(f"{path}: cannot be replayed ({listed}); `vla-data validate {path}` says how to fix it")
     channels = policy.meta.actions.channels
     if is_bag(split_part(path)[0]):
-        read = bag_episode(path, settings)
+        read = bag_episode(path, settings, full=False)
         assert not isinstance(read, list)  # validated above
         actions = read.episode.actions
         frames = {name: np.stack([to_rgb(frame, order) for frame, order in iter_frames(read.bag, refs)])

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from rosbags.rosbag2 import Reader
 
 from schemas import (
     ArrayHeader,
@@ -45,8 +46,8 @@ from vla_data.bags import (
     FrameRefs,
     bag_topics,
     compressed_size,
-    iter_frames,
     episodes_of,
+    iter_frames,
     open_bag,
     part_path,
     scan_bag,
@@ -216,22 +217,36 @@ class BagEpisode:
 
     def fingerprint(self, full: bool) -> str:
         """The episode's identity, laid out as ``recorder.fingerprint`` lays out a file's: its action rows and
-        each camera's frame shape and pictures (every frame's picture digest when ``full``, else the first's)."""
+        each camera's frame shape and pictures: every frame's picture digest when ``full`` (the scan was full);
+        else the bag's first picture, and for a piece of a cut bag its first frame's stamp (copies of a bag
+        match, its pieces differ)."""
         cameras: list[tuple[ArrayHeader, Iterable[bytes]]] = []
         for header, (name, index) in zip(self.headers, self.episode.frames.items(), strict=True):
-            digests = [self.scan.cameras[name].digests[i] for i in index.tolist()]
-            cameras.append((header, digests if full else digests[:1]))
+            digests = self.scan.cameras[name].digests
+            if full:
+                cameras.append((header, [digests[i] for i in index.tolist()]))
+            else:
+                start = [] if self.episode.part is None else [str(self.span[0]).encode()]
+                cameras.append((header, [digests[0], *start]))
         return fingerprint(self.episode.actions, cameras)
 
 
-def read_bag(path: Path, settings: RecorderSettings) -> list[BagEpisode] | list[Finding]:
+def read_bag(path: Path, settings: RecorderSettings, full: bool) -> list[BagEpisode] | list[Finding]:
     """The bag's episodes (one, or the pieces ``settings.bag.cut`` makes), or the findings that stop the bag
-    giving any (missing topics, unreadable types or encodings, stamps out of order, no commands, a damaged bag)."""
+    giving any (missing topics, unreadable types or encodings, stamps out of order, no commands, a damaged bag).
+    The bag is opened once. ``full``: every picture digested (a build's identity, the deep pass), else only the
+    first."""
     try:
         with open_bag(path) as reader:
-            topics = bag_topics(reader)
+            scanned = _scan(reader, path, settings, full)
     except BagError as exc:
         return [_corrupt(path, str(exc))]
+    return scanned if isinstance(scanned, list) else _episodes(path, scanned, settings)
+
+
+def _scan(reader: Reader, path: Path, settings: RecorderSettings, full: bool) -> BagScan | list[Finding]:
+    """The bag's messages, once its topics are those the settings name, of readable types."""
+    topics = bag_topics(reader)
     camera_topics, findings = _topic_findings(path, topics, settings)
     bag = settings.bag
     if len(settings.command_fields) != settings.action_dim:
@@ -244,14 +259,18 @@ def read_bag(path: Path, settings: RecorderSettings) -> list[BagEpisode] | list[
         findings.append(_finding(
             FindingCode.topic_missing, path, bag.events_topic, f"no events topic {bag.events_topic}"
             + (f"; found {near}" if near else ""), f"pass --events-topic {near or 'TOPIC'}, or --cut gap / --cut bag"))
-    if findings:
-        return findings
-    try:
-        scan = scan_bag(path, settings, camera_topics)
-    except BagError as exc:
-        return [_corrupt(path, str(exc))]
-    findings += _encoding_findings(path, scan)
+    return findings or scan_bag(reader, path, settings, camera_topics, full)
+
+
+def _episodes(path: Path, scan: BagScan, settings: RecorderSettings) -> list[BagEpisode] | list[Finding]:
+    """The scanned bag's episodes, or the findings that stop it giving any."""
+    bag = settings.bag
+    findings = _encoding_findings(path, scan)
     for camera in scan.cameras.values():
+        if not camera.stamps:
+            findings.append(_finding(FindingCode.empty_episode, path, camera.topic,
+                                     f"no message on {camera.topic}: the camera recorded no frame",
+                                     "check the camera driver and that the topic was recorded, or drop the bag"))
         findings += _order_findings(path, camera.topic, camera.stamps, strict=True)
     findings += _order_findings(path, bag.command_topic, scan.command_stamps, strict=False)
     if not scan.commands:
@@ -274,11 +293,11 @@ def read_bag(path: Path, settings: RecorderSettings) -> list[BagEpisode] | list[
     return out
 
 
-def bag_episode(path: Path, settings: RecorderSettings) -> BagEpisode | list[Finding]:
+def bag_episode(path: Path, settings: RecorderSettings, full: bool = True) -> BagEpisode | list[Finding]:
     """The one episode at ``path``: a bag that is one episode, or BAG#k of a cut bag; or the findings that
-    stop it (an episode number the bag does not have among them)."""
+    stop it (an episode number the bag does not have among them). ``full`` as for ``read_bag``."""
     bag, _ = split_part(path)
-    read = read_bag(bag, settings)
+    read = read_bag(bag, settings, full)
     if read and isinstance(read[0], Finding):
         return read  # type: ignore[return-value]
     episodes: list[BagEpisode] = read  # type: ignore[assignment]
@@ -300,7 +319,7 @@ def check_bag(path: Path, settings: RecorderSettings, options: ValidateOptions, 
         return FileReport(path=name, kind=SourceKind.rosbag2, scenario=scenario.name if scenario else None)
 
     try:
-        read = read_bag(path, settings)
+        read = read_bag(path, settings, options.deep)
     except Exception as exc:  # a message that decodes wrongly can fail anywhere inside rosbags; it is a finding
         read = [_corrupt(path, f"{type(exc).__name__}: {exc}")]
     if not read or isinstance(read[0], Finding):

@@ -107,7 +107,7 @@ class CameraScan:
     encodings: set[str] = field(default_factory=set)  # Image encodings / CompressedImage formats seen
     sizes: set[tuple[int, int]] = field(default_factory=set)  # (H, W) of Image messages
     first_raw: bytes | None = None  # the first message's CDR bytes (its picture's size, for CompressedImage)
-    digests: list[bytes] = field(default_factory=list)  # sha256 of each message's encoding and data
+    digests: list[bytes] = field(default_factory=list)  # sha256 of each message's picture (full scans; else the first)
 
 
 @dataclass
@@ -131,9 +131,12 @@ class BagScan:
         return within[0] if within else before[-1] if before else None
 
 
-def picture_bytes(msg: Any, encoding: str) -> bytes:
-    """What makes a camera message's picture: its encoding (or format) and its data, not its stamp."""
-    return encoding.encode() + b"\0" + np.asarray(msg.data, np.uint8).tobytes()
+def picture_digest(msg: Any, encoding: str) -> bytes:
+    """sha256 of what makes a camera message's picture: its encoding (or format) and its data, not its stamp
+    (the data hashed where it lies, not copied)."""
+    digest = hashlib.sha256(encoding.encode() + b"\0")
+    digest.update(np.ascontiguousarray(msg.data, np.uint8).data)
+    return digest.digest()
 
 
 def _command_row(msg: Any, fields: tuple[str, ...], stamped: bool) -> list[float]:
@@ -141,43 +144,44 @@ def _command_row(msg: Any, fields: tuple[str, ...], stamped: bool) -> list[float
     return [float(getattr(getattr(twist, group), axis)) for group, axis in (f.split(".") for f in fields)]
 
 
-def scan_bag(path: Path, settings: RecorderSettings, camera_topics: dict[str, str]) -> BagScan:
-    """Read the camera, command, instruction (and, cut=events, events) topics once; the caller checked that
-    the cameras' and the command's topics exist with readable types. Every camera message's picture is
-    digested (its identity), none is decoded."""
+def scan_bag(reader: Reader, path: Path, settings: RecorderSettings, camera_topics: dict[str, str],
+             full: bool) -> BagScan:
+    """Read the camera, command, instruction (and, cut=events, events) topics of the open bag once; the caller
+    checked that the cameras' and the command's topics exist with readable types. No picture is decoded; each
+    camera's first picture is digested, and with ``full`` every one (an episode's identity, frozen frames)."""
     bag = settings.bag
-    with open_bag(path) as reader:
-        scan = BagScan(path, bag_topics(reader), {}, metadata=custom_metadata(reader))
-        wanted = {camera_topics[n]: n for n in camera_topics}
-        scan.cameras = {n: CameraScan(t, scan.topics[t][0]) for t, n in wanted.items()}
-        events = {bag.events_topic} if bag.cut == EpisodeCut.events else set()
-        read = set(wanted) | {bag.command_topic} | ({bag.instruction_topic, *events} & scan.topics.keys())
-        connections = [c for c in reader.connections if c.topic in read]
-        try:
-            for connection, receive, raw in reader.messages(connections=connections):
-                msg = TYPESTORE.deserialize_cdr(raw, connection.msgtype)
-                clock = receive if bag.stamp == StampSource.receive else (stamp_ns(msg) or receive)
-                if connection.topic in wanted:
-                    camera = scan.cameras[wanted[connection.topic]]
-                    camera.stamps.append(clock)
-                    camera.receive.append(receive)
-                    if connection.msgtype == COMPRESSED_TYPE:
-                        encoding = str(msg.format)
-                    else:
-                        encoding = str(msg.encoding)
-                        camera.sizes.add((int(msg.height), int(msg.width)))
-                    camera.encodings.add(encoding)
-                    if camera.first_raw is None:
-                        camera.first_raw = bytes(raw)
-                    camera.digests.append(hashlib.sha256(picture_bytes(msg, encoding)).digest())
-                elif connection.topic == bag.command_topic:
-                    scan.command_stamps.append(clock)
-                    scan.commands.append(_command_row(msg, settings.command_fields, connection.msgtype == TWIST_STAMPED_TYPE))
-                elif connection.msgtype == STRING_TYPE and str(msg.data).strip():
-                    said = scan.events if connection.topic in events else scan.instructions
-                    said.append((clock, str(msg.data).strip()))
-        except Exception as exc:  # a truncated or damaged storage file fails while reading messages
-            raise BagError(_why(exc)) from exc
+    scan = BagScan(path, bag_topics(reader), {}, metadata=custom_metadata(reader))
+    wanted = {camera_topics[n]: n for n in camera_topics}
+    scan.cameras = {n: CameraScan(t, scan.topics[t][0]) for t, n in wanted.items()}
+    events = {bag.events_topic} if bag.cut == EpisodeCut.events else set()
+    read = set(wanted) | {bag.command_topic} | ({bag.instruction_topic, *events} & scan.topics.keys())
+    connections = [c for c in reader.connections if c.topic in read]
+    try:
+        for connection, receive, raw in reader.messages(connections=connections):
+            msg = TYPESTORE.deserialize_cdr(raw, connection.msgtype)
+            clock = receive if bag.stamp == StampSource.receive else (stamp_ns(msg) or receive)
+            if connection.topic in wanted:
+                camera = scan.cameras[wanted[connection.topic]]
+                camera.stamps.append(clock)
+                camera.receive.append(receive)
+                if connection.msgtype == COMPRESSED_TYPE:
+                    encoding = str(msg.format)
+                else:
+                    encoding = str(msg.encoding)
+                    camera.sizes.add((int(msg.height), int(msg.width)))
+                camera.encodings.add(encoding)
+                if camera.first_raw is None:
+                    camera.first_raw = bytes(raw)
+                if full or not camera.digests:
+                    camera.digests.append(picture_digest(msg, encoding))
+            elif connection.topic == bag.command_topic:
+                scan.command_stamps.append(clock)
+                scan.commands.append(_command_row(msg, settings.command_fields, connection.msgtype == TWIST_STAMPED_TYPE))
+            elif connection.msgtype == STRING_TYPE and str(msg.data).strip():
+                said = scan.events if connection.topic in events else scan.instructions
+                said.append((clock, str(msg.data).strip()))
+    except Exception as exc:  # a truncated or damaged storage file fails while reading messages
+        raise BagError(_why(exc)) from exc
     return scan
 
 

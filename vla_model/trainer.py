@@ -7,6 +7,7 @@ checkpoints; at the end every process's trained weights are compared (``TrainSum
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import math
@@ -268,6 +269,13 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: 
     if writer is not None:
         (run_dir / SUMMARY_FILE).write_text(summary.model_dump_json(indent=2) + "\n")
         writer.close()
+    accelerator.wait_for_everyone()
+    # Several processes: the DDP wrapper's gradient reducer holds the process group. Freed here, while every
+    # rank is still in the group, rather than at garbage collection after the group is gone, where Gloo's
+    # destructor can wait forever for a peer that has exited (a hang seen in the 2-process test under load).
+    del policy, model, optimizer, loader
+    accelerator.free_memory()
+    gc.collect()
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return summary
