@@ -296,8 +296,11 @@ def _episodes(path: Path, scan: BagScan, settings: RecorderSettings) -> list[Bag
 def bag_episode(path: Path, settings: RecorderSettings, full: bool = True) -> BagEpisode | list[Finding]:
     """The one episode at ``path``: a bag that is one episode, or BAG#k of a cut bag; or the findings that
     stop it (an episode number the bag does not have among them). ``full`` as for ``read_bag``."""
-    bag, _ = split_part(path)
-    read = read_bag(bag, settings, full)
+    return pick_episode(path, read_bag(split_part(path)[0], settings, full))
+
+
+def pick_episode(path: Path, read: list[BagEpisode] | list[Finding]) -> BagEpisode | list[Finding]:
+    """The episode ``path`` names among a bag's ``read_bag`` result, or the findings why there is none."""
     if read and isinstance(read[0], Finding):
         return read  # type: ignore[return-value]
     episodes: list[BagEpisode] = read  # type: ignore[assignment]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from schemas import FileReport, RecorderSettings, SourceKind, ValidationReport, default_action_names
+from schemas import FileReport, Finding, RecorderSettings, SourceKind, ValidationReport, default_action_names
 from schemas.store import (
     ActionSelection,
     BuildLogEntry,
@@ -31,8 +31,8 @@ from schemas.store import (
     store_features,
 )
 from vla_data import __version__
-from vla_data.bag_validation import bag_episode
-from vla_data.bags import FrameRefs
+from vla_data.bag_validation import BagEpisode, pick_episode, read_bag
+from vla_data.bags import FrameRefs, split_part
 from vla_data.ownership import Ownership, ownership
 from vla_data.recorder import fingerprint, header, open_episode, stored_frame_bytes
 from vla_data.splits import assign_splits, match_split_file, read_split_file
@@ -83,10 +83,16 @@ def select_channels(usable: list[FileReport], options: BuildOptions, action_dim:
         raise StoreError(f"action channels {channels} and names {names} do not fit: {exc}") from exc
 
 
-def _read_source(report: FileReport, settings: RecorderSettings) -> Source:
+def _read_source(report: FileReport, settings: RecorderSettings,
+                 bags: dict[Path, list[BagEpisode] | list[Finding]]) -> Source:
+    """A source episode's actions and content hash; ``bags`` keeps each bag read once (a cut bag gives several
+    episodes)."""
     path = Path(report.path)
     if report.kind == SourceKind.rosbag2:
-        read = bag_episode(path, settings)
+        bag = split_part(path)[0]
+        if bag not in bags:
+            bags[bag] = read_bag(bag, settings, full=True)
+        read = pick_episode(path, bags[bag])
         if isinstance(read, list):
             raise StoreError(f"{path} changed since it was validated: {read[0].code.value}: {read[0].message}")
         return Source(report, read.fingerprint(full=True), read.episode.actions, read.refs, read.bag)
@@ -155,8 +161,9 @@ def _sort_sources(usable: list[FileReport], previous: DatasetStore | None, optio
     removed: set[int] = set()
     new: list[Source] = []
     result = Sorted([], [], [], [], {})
+    bags: dict[Path, list[BagEpisode] | list[Finding]] = {}
     for r in usable:
-        source = _read_source(r, settings)
+        source = _read_source(r, settings, bags)
         digest, path = source.content_hash, Path(r.path)
         result.hash_of[path] = digest
         old = by_path.get(path)
