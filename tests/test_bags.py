@@ -564,3 +564,18 @@ def test_every_image_encoding_stores_the_same_rgb(encoding: str, tmp_path: Path)
     grey, at = build(record(tmp_path / "mono8", camera(rgb, stamps, encoding="mono8") + rest), tmp_path / "m.zarr", size=16)
     stored = grey.camera("rgb")[at]
     assert np.array_equal(stored[..., 0], stored[..., 1]) and np.array_equal(stored[..., 1], stored[..., 2])
+
+
+def test_a_recording_not_finished_is_refused(tmp_path: Path) -> None:
+    """`ros2 bag record` writes metadata.yaml last: FOLDER/FOLDER_0.mcap alone is a recording in progress (or
+    killed), refused with the fix, not read as a shorter episode."""
+    bag = _good(tmp_path, "drive")
+    finished = record(tmp_path / "full", camera(frames(3), [T0, T0 + S // 5, T0 + 2 * S // 5]) +
+                      commands([[1, 0, 0]], [T0]) + said("go"), "mcap")
+    (finished / "metadata.yaml").unlink()  # as during recording: only the storage file
+    (storage,) = finished.glob("*.mcap")
+    storage.rename(finished / "full_0.mcap")
+    report = check(finished / "full_0.mcap")
+    assert not report.ok and "has not finished" in report.findings[0].message
+    assert "ros2 bag reindex" in report.findings[0].hint
+    assert check(bag).ok

@@ -40,6 +40,7 @@ from schemas.bags import (
     EpisodeCut,
 )
 from vla_data.bags import (
+    BAG_METADATA,
     AlignedEpisode,
     BagError,
     BagScan,
@@ -236,12 +237,25 @@ def read_bag(path: Path, settings: RecorderSettings, full: bool) -> list[BagEpis
     giving any (missing topics, unreadable types or encodings, stamps out of order, no commands, a damaged bag).
     The bag is opened once. ``full``: every picture digested (a build's identity, the deep pass), else only the
     first."""
+    if _unfinished(path):
+        return [_finding(
+            FindingCode.corrupt_file, path, None,
+            f"looks like a ros2 bag recording that has not finished: {path.name} in {path.parent.name}/ without "
+            f"its {BAG_METADATA}", "wait until `ros2 bag record` has stopped (it writes metadata.yaml last), or "
+            f"`ros2 bag reindex {path.parent}` a recording that was killed")]
     try:
         with open_bag(path) as reader:
             scanned = _scan(reader, path, settings, full)
     except BagError as exc:
         return [_corrupt(path, str(exc))]
     return scanned if isinstance(scanned, list) else _episodes(path, scanned, settings)
+
+
+def _unfinished(path: Path) -> bool:
+    """A lone .mcap named as ros2 bag record names its storage files (FOLDER/FOLDER_0.mcap): its recording has
+    not written metadata.yaml yet, or was killed."""
+    name = path.parent.name
+    return path.is_file() and path.stem.startswith(f"{name}_") and path.stem[len(name) + 1:].isdigit()
 
 
 def _scan(reader: Reader, path: Path, settings: RecorderSettings, full: bool) -> BagScan | list[Finding]:
