@@ -152,8 +152,9 @@ def make_synthetic_cmd(out: Path, episodes: int, image_size: tuple[int, int], se
     click.echo(f"wrote {len(paths)} {what} to {out}" + (" (with one defect file per class)" if defects else ""))
     if cameras > 1:
         settings = camera_settings(cameras)
-        flags = " ".join(f"--camera-topic {c.name}={settings.camera_topics[c.name]}" if config.format == SourceFormat.rosbag2
-                         else f"--camera {c.name}={c.key}:{c.color_order.value}" for c in settings.cameras)
+        flags = " ".join(f"--camera {c.name}={c.key}:{c.color_order.value}" for c in settings.cameras)
+        if config.format == SourceFormat.rosbag2:
+            flags += "".join(f" --camera-topic {c.name}={settings.camera_topics[c.name]}" for c in settings.cameras)
         click.echo(f"read them with {flags}")
 
 

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from pipelines.cli import main
-from schemas import FindingCode, RecorderSettings, Severity, SourceKind, ValidateOptions
+from schemas import FindingCode, RecorderSettings, Severity, SourceKind, ValidateOptions, ValidationReport
 from schemas.evaluation import PredictReport
 from schemas.bags import BagSettings, COMPRESSED_TYPE, IMAGE_TYPE, STRING_TYPE, TWIST_STAMPED_TYPE, TWIST_TYPE
 from schemas.store import BuildOptions, Preprocessing, SplitConfig
@@ -579,3 +579,14 @@ def test_a_recording_not_finished_is_refused(tmp_path: Path) -> None:
     assert not report.ok and "has not finished" in report.findings[0].message
     assert "ros2 bag reindex" in report.findings[0].hint
     assert check(bag).ok
+
+
+def test_two_camera_synthetic_bags_read_with_the_flags_printed(tmp_path: Path) -> None:
+    code, out = run_cli("make-synthetic", str(tmp_path / "bags"), "--episodes", "3", "--image-size", "24x40",
+                        "--cameras", "2", "--format", "rosbag2")
+    assert code == 0, out
+    flags = out.strip().splitlines()[-1].removeprefix("read them with ").split()
+    code, out = run_cli("validate", str(tmp_path / "bags"), *flags, "--json", str(tmp_path / "r.json"))
+    assert code == 0, out
+    report = ValidationReport.model_validate_json((tmp_path / "r.json").read_text())
+    assert all(r.frame_sizes == {"front": (24, 40), "side": (24, 40)} for r in report.files) and len(report.files) == 3
