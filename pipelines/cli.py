@@ -645,7 +645,7 @@ def serve_cmd(checkpoint: Path, device: str | None, model: str | None, **flags: 
 
 
 @main.command("drive")
-@click.argument("episode", type=click.Path(exists=True, path_type=Path))
+@click.argument("episode", type=click.Path(path_type=Path), callback=_episode_path)
 @click.option("--url", default=None, help="The policy server to drive, e.g. ws://gpu-box:8765.")
 @click.option("--serve", "checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Instead of --url: serve this checkpoint (or run) on 127.0.0.1 for the drive, over a real websocket.")
@@ -664,7 +664,8 @@ def serve_cmd(checkpoint: Path, device: str | None, model: str | None, **flags: 
 def drive_cmd(episode: Path, url: str | None, checkpoint: Path | None, execution: str, instruction: str | None,
               token_file: Path | None, deadline: float, snap: bool, rate: float, as_json: bool,
               **recorder: object) -> None:
-    """Drive one recorded episode through a policy server as the robot would: its client, its executor.
+    """Drive one recorded episode (an HDF5 file, a ROS 2 bag, or BAG#k) through a policy server as the robot
+    would: its client, its executor.
 
     Each frame is sent to the server (vla-data serve) with the robot-side client, the chunks become one
     command per tick by --execution, and the commands are compared with the recorded actions; the round

@@ -9,13 +9,15 @@ from typing import Any
 
 import numpy as np
 
-from schemas import RecorderSettings, ValidateOptions
+from schemas import ColorOrder, RecorderSettings, ValidateOptions
 from schemas.findings import Severity
 from schemas.serve import DriveReport
 from vla_client.client import PolicyClient
 from vla_client.execution import Driver, ExecutionMode, Executor, Snap
-from vla_data.bags import is_bag
+from vla_data.bag_validation import bag_episode
+from vla_data.bags import is_bag, iter_frames, split_part
 from vla_data.recorder import InstructionIndex, open_episode
+from vla_data.resize import to_rgb
 from vla_data.validation import check_file
 
 
@@ -33,18 +35,18 @@ class TimedClient:
         return chunk
 
 
-def read_frames(path: Path, settings: RecorderSettings, cameras: list[str]
+def read_frames(path: Path, settings: RecorderSettings, cameras: list[str], orders: dict[str, str]
                 ) -> tuple[dict[str, np.ndarray], np.ndarray, str | None]:
     """The episode's frames for the server's cameras (one camera: the settings' one, whatever its name), its
-    actions and its instruction; ValueError when it has errors or lacks a camera."""
-    if is_bag(path):
-        raise ValueError(f"{path} is a ROS 2 bag; drive replays HDF5 episodes so far: `vla-data predict CHECKPOINT "
-                         f"{path}` replays a bag through the policy")
+    actions and its instruction; ValueError when it has errors or lacks a camera. A bag's frames are sent in
+    the colour order the server reads each camera's raw frames in (``orders``), as the robot's driver would."""
     report = check_file(path, settings, ValidateOptions(), InstructionIndex.for_files([path], settings.index_csv_name))
     errors = [f for f in report.findings if f.severity == Severity.error]
     if errors:
         listed = "; ".join(f"{f.code}: {f.message}" for f in errors)
         raise ValueError(f"{path}: cannot be driven ({listed}); `vla-data validate {path}` says how to fix it")
+    if is_bag(split_part(path)[0]):
+        return (*_bag_episode(path, settings, cameras, orders), report.instruction)
     if len(cameras) == 1 and len(settings.cameras) == 1:
         keys = {cameras[0]: settings.camera.key}
     else:
@@ -58,6 +60,26 @@ def read_frames(path: Path, settings: RecorderSettings, cameras: list[str]
         frames = {c: np.asarray(f[k][()]) for c, k in keys.items()}
         actions = np.asarray(f[settings.actions_key][()], np.float32)
     return frames, actions, report.instruction
+
+
+def _bag_episode(path: Path, settings: RecorderSettings, cameras: list[str], orders: dict[str, str]
+                 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """A bag episode's frames for the server's cameras, in each camera's raw colour order, and its actions."""
+    read = bag_episode(path, settings, full=False)
+    assert not isinstance(read, list)  # validated by the caller
+    refs = read.refs
+    one = len(cameras) == 1 and len(settings.cameras) == 1
+    names = {cameras[0]: settings.camera.name} if one else {c: c for c in cameras}
+    missing = [c for c, n in names.items() if n not in refs]
+    if missing:
+        raise ValueError(f"the server's policy reads camera(s) {', '.join(cameras)}; give each with --camera NAME=KEY "
+                         f"and --camera-topic NAME=TOPIC (missing {', '.join(missing)})")
+    frames = {}
+    for camera, name in names.items():
+        wanted = ColorOrder(orders.get(camera, ColorOrder.rgb.value))
+        # decoded in the message's order -> RGB -> the camera's raw order (either step a flip or nothing)
+        frames[camera] = np.stack([to_rgb(to_rgb(f, order), wanted) for f, order in iter_frames(read.bag, refs[name])])
+    return frames, read.episode.actions
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
@@ -76,7 +98,7 @@ def drive_episode(url: str, path: Path, settings: RecorderSettings, execution: s
     client = PolicyClient(url, token=token)
     try:
         meta = client.metadata
-        frames, actions, found = read_frames(path, settings, meta["cameras"])
+        frames, actions, found = read_frames(path, settings, meta["cameras"], meta.get("color_orders", {}))
         instruction = instruction or found
         if not instruction:
             raise ValueError(f"{path}: no instruction in the file, a dataset_index.csv or the file name; "

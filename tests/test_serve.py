@@ -265,6 +265,39 @@ def test_an_episode_driven_through_the_server_and_stopped_when_it_goes(mode: str
     assert driver.errors
 
 
+def actions_of(episode: Path) -> np.ndarray:
+    with h5py.File(episode) as f:
+        return f["actions"][()]
+
+
+def record_png_bag(path: Path, rgb: list[np.ndarray], actions: np.ndarray, instruction: str) -> None:
+    """A bag of the frames as CompressedImage png (lossless) and the actions as Twists, as write_bag times them."""
+    import io
+
+    from PIL import Image
+    from rosbags.rosbag2 import Writer
+
+    from schemas.bags import COMPRESSED_TYPE, TWIST_TYPE
+    from vla_data.bags import TYPESTORE
+    from vla_data.synthetic_bags import COMMAND_LEAD_NS, START_NS, twist_message
+
+    with Writer(path, version=9) as writer:
+        camera = writer.add_connection("/camera/image_raw", COMPRESSED_TYPE, typestore=TYPESTORE)
+        command = writer.add_connection("/cmd_vel", TWIST_TYPE, typestore=TYPESTORE)
+        writer.set_custom_data("instruction", instruction)
+        for t, frame in enumerate(rgb):
+            at = START_NS + t * 200_000_000
+            if t:
+                writer.write(command, at - COMMAND_LEAD_NS, twist_message(actions[t], ("linear.x", "linear.y", "angular.z")))
+            data = io.BytesIO()
+            Image.fromarray(np.ascontiguousarray(frame)).save(data, format="PNG")
+            msg = TYPESTORE.types[COMPRESSED_TYPE](
+                header=TYPESTORE.types["std_msgs/msg/Header"](
+                    stamp=TYPESTORE.types["builtin_interfaces/msg/Time"](sec=at // 10**9, nanosec=at % 10**9),
+                    frame_id="camera"), format="png", data=np.frombuffer(data.getvalue(), np.uint8))
+            writer.write(camera, at, TYPESTORE.serialize_cdr(msg, COMPRESSED_TYPE))
+
+
 def test_drive_replays_an_episode_through_a_server_as_the_robot_would(served_run: Path, policy: Policy,
                                                                        learn_store: Path, tmp_path: Path) -> None:
     episode = sorted((learn_store.parent / "raw").glob("*.h5"))[0]
@@ -280,6 +313,13 @@ def test_drive_replays_an_episode_through_a_server_as_the_robot_would(served_run
     np.testing.assert_allclose(np.asarray(report["commands"]), np.stack(want), atol=1e-5)
     assert report["steps"] == report["requests"] == n and report["stops"] == 0
     assert report["round_trip_ms"]["p50"] >= report["server_ms"]["p50"] > 0
+    # the same episode recorded as a ROS 2 bag (CompressedImage png: lossless) drives to the same commands
+    bag = tmp_path / episode.stem
+    pictures = [frame[..., ::-1] for frame in frames]  # the file's BGR frames as RGB
+    record_png_bag(bag, pictures, actions_of(episode), report["instruction"])
+    code = CliRunner().invoke(main, ["drive", str(bag), "--serve", str(served_run), "--execution", "first", "--json"])
+    assert code.exit_code == 0, code.output
+    np.testing.assert_allclose(np.asarray(json.loads(code.output)["commands"]), np.stack(want), atol=1e-5)
     with serving(policy, LOCAL) as server:
         code = CliRunner().invoke(main, ["drive", str(episode), "--url", server.url, "--execution", "chunk:2"])
         assert code.exit_code == 0 and "(chunk:2)" in code.output and "command MAE" in code.output, code.output
