@@ -15,7 +15,7 @@ from schemas.serve import DriveReport
 from vla_client.client import PolicyClient
 from vla_client.execution import Driver, ExecutionMode, Executor, Snap
 from vla_data.bag_validation import bag_episode
-from vla_data.bags import is_bag, iter_frames, split_part
+from vla_data.bags import is_bag, split_part
 from vla_data.recorder import InstructionIndex, open_episode
 from vla_data.resize import to_rgb
 from vla_data.validation import check_file
@@ -67,18 +67,16 @@ def _bag_episode(path: Path, settings: RecorderSettings, cameras: list[str], ord
     """A bag episode's frames for the server's cameras, in each camera's raw colour order, and its actions."""
     read = bag_episode(path, settings, full=False)
     assert not isinstance(read, list)  # validated by the caller
-    refs = read.refs
     one = len(cameras) == 1 and len(settings.cameras) == 1
     names = {cameras[0]: settings.camera.name} if one else {c: c for c in cameras}
-    missing = [c for c, n in names.items() if n not in refs]
+    missing = [c for c, n in names.items() if n not in read.episode.frames]
     if missing:
         raise ValueError(f"the server's policy reads camera(s) {', '.join(cameras)}; give each with --camera NAME=KEY "
                          f"and --camera-topic NAME=TOPIC (missing {', '.join(missing)})")
-    frames = {}
-    for camera, name in names.items():
-        wanted = ColorOrder(orders.get(camera, ColorOrder.rgb.value))
-        # decoded in the message's order -> RGB -> the camera's raw order (either step a flip or nothing)
-        frames[camera] = np.stack([to_rgb(to_rgb(f, order), wanted) for f, order in iter_frames(read.bag, refs[name])])
+    rgb = read.rgb_frames()
+    # RGB -> the camera's raw order (a flip is its own inverse)
+    frames = {camera: np.ascontiguousarray(to_rgb(rgb[name], ColorOrder(orders.get(camera, ColorOrder.rgb.value))))
+              for camera, name in names.items()}
     return frames, read.episode.actions
 
 

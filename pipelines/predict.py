@@ -20,9 +20,8 @@ from schemas import ColorOrder, RecorderSettings, ValidateOptions
 from schemas.evaluation import PredictedStep, PredictReport
 from schemas.findings import Severity
 from vla_data.bag_validation import bag_episode
-from vla_data.bags import is_bag, iter_frames, split_part
+from vla_data.bags import is_bag, split_part
 from vla_data.recorder import InstructionIndex, open_episode
-from vla_data.resize import to_rgb
 from vla_data.validation import check_file
 from vla_data.windows import anchor_chunks
 from vla_model.metrics import action_metrics
@@ -65,9 +64,7 @@ def read_episode(path: Path, settings: RecorderSettings, policy: Policy
     if is_bag(split_part(path)[0]):
         read = bag_episode(path, settings, full=False)
         assert not isinstance(read, list)  # validated above
-        actions = read.episode.actions
-        frames = {name: np.stack([to_rgb(frame, order) for frame, order in iter_frames(read.bag, refs)])
-                  for name, refs in read.refs.items()}
+        actions, frames = read.episode.actions, read.rgb_frames()
     else:
         with open_episode(path) as f:
             actions = np.asarray(f[settings.actions_key][()], np.float32)

@@ -29,9 +29,6 @@ TWIST_STAMPED_TYPE = "geometry_msgs/msg/TwistStamped"
 STRING_TYPE = "std_msgs/msg/String"
 CAMERA_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
 COMMAND_TYPES = (TWIST_TYPE, TWIST_STAMPED_TYPE)
-# The Image encodings a camera topic may use (8 bits per channel; alpha dropped, mono repeated to 3 channels).
-IMAGE_ENCODINGS = ("bgr8", "rgb8", "bgra8", "rgba8", "mono8")
-COMPRESSED_FORMATS = ("jpeg", "png")
 
 
 class StampSource(StrEnum):

@@ -31,11 +31,9 @@ from schemas import (
 from schemas.bags import (
     CAMERA_TYPES,
     COMMAND_TYPES,
-    COMPRESSED_FORMATS,
     COMPRESSED_TYPE,
     EVENT_END,
     EVENT_START,
-    IMAGE_ENCODINGS,
     STRING_TYPE,
     EpisodeCut,
 )
@@ -54,7 +52,10 @@ from vla_data.bags import (
     scan_bag,
     split_part,
 )
+from vla_client.protocol import ENCODINGS
+from vla_client.ros import IMAGE_ENCODINGS, compressed_format
 from vla_data.recorder import InstructionIndex, fingerprint, resolve_instruction
+from vla_data.resize import to_rgb
 
 
 _finding = Finding.of
@@ -129,8 +130,8 @@ def _encoding_findings(path: Path, scan: BagScan) -> list[Finding]:
     findings = []
     for name, camera in scan.cameras.items():
         if camera.msgtype == COMPRESSED_TYPE:
-            bad = sorted(e for e in camera.encodings if not _compressed_ok(e))
-            supported = f"CompressedImage formats {', '.join(COMPRESSED_FORMATS)}"
+            bad = sorted(e for e in camera.encodings if not _readable_format(e))
+            supported = f"CompressedImage formats {', '.join(ENCODINGS)}"
         else:
             bad = sorted(e for e in camera.encodings if e.lower() not in IMAGE_ENCODINGS)
             supported = f"Image encodings {', '.join(IMAGE_ENCODINGS)}"
@@ -146,9 +147,13 @@ def _encoding_findings(path: Path, scan: BagScan) -> list[Finding]:
     return findings
 
 
-def _compressed_ok(text: str) -> bool:
-    words = set(text.lower().replace(";", " ").split())
-    return "compresseddepth" not in words and len({"jpeg" if w == "jpg" else w for w in words} & set(COMPRESSED_FORMATS)) == 1
+def _readable_format(text: str) -> bool:
+    """A CompressedImage format the decoder reads (the robot client's own rule, ``compressed_format``)."""
+    try:
+        compressed_format(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _rate_findings(path: Path, scan: BagScan, span: tuple[int, int]) -> list[Finding]:
@@ -210,6 +215,11 @@ class BagEpisode:
     @property
     def refs(self) -> dict[str, FrameRefs]:
         return self.episode.refs(self.scan)
+
+    def rgb_frames(self) -> dict[str, np.ndarray]:
+        """Each camera's (T, H, W, 3) frames decoded, in RGB (replay: predict and drive)."""
+        return {name: np.stack([to_rgb(frame, order) for frame, order in iter_frames(self.bag, refs)])
+                for name, refs in self.refs.items()}
 
     @property
     def span(self) -> tuple[int, int]:

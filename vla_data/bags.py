@@ -266,12 +266,10 @@ def align(scan: BagScan, settings: RecorderSettings, action_dim: int) -> Aligned
 
 
 def episode_bounds(scan: BagScan, settings: RecorderSettings, clock: np.ndarray) -> list[tuple[int, int]]:
-    """The episodes of a bag as ranges [a, b) of its clock frames, by ``settings.bag.cut``: the whole bag;
-    from each `episode_start` event to the next start or `episode_end` (frames outside any are no episode's);
-    or cut in the middle of every pause in the commands longer than ``gap_s``. Empty ranges are dropped."""
+    """The episodes of a cut bag as ranges [a, b) of its clock frames, by ``settings.bag.cut``: from each
+    `episode_start` event to the next start or `episode_end` (frames outside any are no episode's), or cut in
+    the middle of every pause in the commands longer than ``gap_s``. Empty ranges are dropped."""
     bag = settings.bag
-    if bag.cut == EpisodeCut.bag:
-        return [(0, len(clock))]
     if bag.cut == EpisodeCut.events:
         spans, start = [], None
         for at, text in sorted(scan.events, key=lambda e: e[0]):

@@ -72,11 +72,10 @@ def image_to_array(msg: Any, color_order: str) -> np.ndarray:
     return np.array(rgb_or_bgr, np.uint8, order="C")  # a copy: the message's buffer may be reused
 
 
-def compressed_to_frame(msg: Any) -> EncodedFrame:
-    """A ``sensor_msgs/CompressedImage`` -> ``protocol.encoded("jpeg" | "png", data)``, its bytes as they are (the
-    server decodes them). ``format`` as ROS writes it: "jpeg", "png", "bgr8; jpeg compressed bgr8",
-    "rgb8; png compressed"... A depth image ("compressedDepth") or an unknown format is refused."""
-    text = str(msg.format)
+def compressed_format(text: str) -> str:
+    """A ``sensor_msgs/CompressedImage`` ``format`` as ROS writes it ("jpeg", "png", "bgr8; jpeg compressed bgr8",
+    "rgb8; png compressed"...) -> "jpeg" or "png". A depth image ("compressedDepth") or an unknown format is
+    refused (ValueError)."""
     words = set(text.lower().replace(";", " ").split())
     if "compresseddepth" in words:
         raise ValueError(f"compressed image format {text!r}: compressedDepth images are depth, not a camera frame")
@@ -84,7 +83,13 @@ def compressed_to_frame(msg: Any) -> EncodedFrame:
     if len(found) != 1:
         raise ValueError(f"compressed image format {text!r}: expected jpeg or png "
                          "(e.g. 'jpeg', 'bgr8; jpeg compressed bgr8', 'rgb8; png compressed')")
-    return encoded(found.pop(), _buffer(msg.data).tobytes())
+    return found.pop()
+
+
+def compressed_to_frame(msg: Any) -> EncodedFrame:
+    """A ``sensor_msgs/CompressedImage`` -> ``protocol.encoded("jpeg" | "png", data)``, its bytes as they are (the
+    server decodes them); its format read by ``compressed_format``."""
+    return encoded(compressed_format(str(msg.format)), _buffer(msg.data).tobytes())
 
 
 def to_frame(msg: Any, color_order: str) -> np.ndarray | EncodedFrame:
