@@ -33,7 +33,7 @@ demo: $(STAMP)
 	@echo "--- the policy against the train-mean and zero-velocity baselines on the val split ---"
 	$(BIN)/vla-data eval $(DEMO)/run $(DEMO)/dataset.zarr --split val -o $(DEMO)/eval
 	@echo "--- vla-data serve + the robot-side client drive one val episode (ensemble execution), with the latency ---"
-	$(BIN)/vla-data drive "$$($(BIN)/python -c "import pandas as p; t = p.read_csv('$(DEMO)/dataset.zarr/episodes.csv'); \
+	$(BIN)/vla-data drive "$$($(BIN)/python -c "from vla_data.store import open_store; t = open_store('$(DEMO)/dataset.zarr').episodes; \
 	    print(t[t.split == 'val'].source_path.iloc[0])")" --serve $(DEMO)/run --execution ensemble --snap
 	@echo "--- the same scenes recorded as ROS 2 bags (sqlite3 and MCAP, Image and CompressedImage): built, scored ---"
 	$(BIN)/vla-data make-synthetic $(DEMO)/bags --episodes 8 --image-size 120x214 --seed 2 --format rosbag2

@@ -12,6 +12,7 @@ from pipelines.info import render_info
 from schemas import RecorderSettings
 from schemas.store import BuildOptions
 from vla_data.build import build_store
+from vla_data.location import StoreLocation
 from vla_data.store import open_store
 
 
@@ -43,12 +44,12 @@ def run_build(sources: list[Path], out: Path | str, options: BuildOptions, setti
     """Build the store with a progress bar; the report for the user. Raises what ``build_store`` raises."""
     with BuildBar() as bar:
         manifest = build_store(sources, out, options, settings, progress=bar, on_wait=on_wait)
-    opened = open_store(Path(out).resolve())
+    opened = open_store(out if StoreLocation.of(out).url else Path(out).resolve())
     last = opened.build_log().runs[-1]
     lines = [render_info(opened)]
     lines += [f"left out (same content as {d.same_as}): {d.source_path}" for d in last.duplicates]
     lines += [f"replaced in {r.split.value} (content changed {r.old_hash[:12]} -> {r.new_hash[:12]}): {r.source_path}"
               for r in last.replaced]
-    lines.append(f"wrote {opened.path} ({manifest.n_episodes} episodes, {manifest.n_frames} frames; "
+    lines.append(f"wrote {opened.location} ({manifest.n_episodes} episodes, {manifest.n_frames} frames; "
                  f"{len(last.added)} added, {last.kept} kept, {len(last.duplicates)} duplicates left out)")
     return "\n".join(lines)

@@ -38,6 +38,7 @@ from schemas.train import Precision, TrainConfig
 from vla_data import __version__
 from vla_data.files import write_text_atomic
 from vla_data.build import BuildRefused
+from vla_data.location import StoreLocation
 from vla_data.ownership import OwnershipError
 from vla_data.recorder import EPISODE_SUFFIXES
 from vla_data.splits import SplitError
@@ -230,7 +231,9 @@ def _channels(ctx: click.Context, param: click.Parameter, value: str) -> str | l
 
 @main.command("build-splits")
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("-o", "--out", required=True, metavar="STORE", help="The store to write: a local folder (e.g. dataset.zarr).")
+@click.option("-o", "--out", required=True, metavar="STORE",
+              help="The store to write: a local folder (dataset.zarr) or a URL (s3://bucket/prefix/dataset.zarr; "
+                   "credentials and endpoint from the environment, e.g. AWS_PROFILE, AWS_ENDPOINT_URL).")
 @click.option("--image-size", default=224, show_default=True, type=click.IntRange(8, 2048), help="Stored frames are S x S.")
 @click.option("--resize", type=click.Choice([m.value for m in ResizeMode]), default=ResizeMode.squash.value, show_default=True,
               help="squash keeps the whole view; letterbox keeps the aspect too; center-crop cuts the left and right edges.")
@@ -250,6 +253,10 @@ def _channels(ctx: click.Context, param: click.Parameter, value: str) -> str | l
                    "already chose; every source must be listed. Ratios and --stratify are then unused.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
               help="Processes that decode and resize frames; each writes whole shards.")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="Send the frame work to a running Dask cluster (e.g. tcp://head:8786) instead of local processes: "
+                   "each of its workers writes whole shards straight to the store (use a URL or a shared folder for "
+                   "-o, and sources at a path every worker sees). Needs `pip install vla-data[dask]`.")
 @click.option("--skip-invalid", is_flag=True, help="Leave out episodes with errors (listed in the build log) instead of stopping.")
 @click.option("--overwrite", is_flag=True,
               help="Replace a store built with other preprocessing, action channels or split options. Only ever a "
@@ -262,19 +269,21 @@ def _channels(ctx: click.Context, param: click.Parameter, value: str) -> str | l
 def build_splits_cmd(sources: tuple[Path, ...], out: str, image_size: int, resize: str, interpolation: str,
                      val_ratio: float, test_ratio: float, seed: int, stratify: str, action_channels: str | list[int],
                      action_names: str | None, norm_mode: str, split_file: Path | None, workers: int,
-                     skip_invalid: bool, overwrite: bool, replace_changed: bool, no_wait: bool,
+                     scheduler: str | None, skip_invalid: bool, overwrite: bool, replace_changed: bool, no_wait: bool,
                      **settings_flags: object) -> None:
     """Build one zarr store from recorder episodes: frames resized once, actions, splits, train-only stats.
 
     Sources are validated first; any error stops the build and writes nothing (or, with --skip-invalid,
     those episodes are left out). Re-running with the same -o adds only episodes with new content and
     keeps every existing split; a stored file whose content changed is refused (--replace-changed replaces
-    it); duplicates are listed. The store is complete only when its manifest is written, last.
+    it); duplicates are listed. Each build writes a new version of the store and makes it current with one
+    last write (current.json), on a local disk and on object storage alike.
 
     \b
     Safe by construction: -o must not be, hold or lie inside a source folder; only a vla-data store (or a
     new or empty folder) is ever written there or replaced; one build at a time writes a store (a second
-    one waits, or refuses with --no-wait); Ctrl-C or a crash leaves the previous store as it was.
+    one waits, or refuses with --no-wait); Ctrl-C or a crash leaves the previous store as it was (what a
+    killed build wrote is removed by the next build, or by `vla-data gc`).
 
     \b
     Examples:
@@ -282,6 +291,7 @@ def build_splits_cmd(sources: tuple[Path, ...], out: str, image_size: int, resiz
       vla-data build-splits data/raw data/new -o dataset.zarr --image-size 224 --resize letterbox --workers 4
       vla-data build-splits data/raw -o dataset.zarr --split-file our_splits.csv
       vla-data build-splits data/raw -o dataset.zarr --camera front=images --camera rear=observations/rear_images:rgb
+      vla-data build-splits /mnt/shared/raw -o s3://fleet-data/datasets/v1.zarr --scheduler tcp://head:8786
     """
     settings = recorder_settings(**settings_flags)  # type: ignore[arg-type]
     options = build_model(
@@ -298,6 +308,7 @@ def build_splits_cmd(sources: tuple[Path, ...], out: str, image_size: int, resiz
             "replace_changed": replace_changed,
             "wait": not no_wait,
             "workers": workers,
+            "scheduler": scheduler,
         },
         "build-splits options",
     )
@@ -355,6 +366,34 @@ def info_cmd(store: str, verify: bool, as_json: bool, plot: Path | None) -> None
             click.echo(click.style(f"damaged: {problem}", fg="red"))
         click.echo("verify: " + ("all checksums match" if not problems else f"{len(problems)} damaged object(s)"))
         sys.exit(1 if problems else 0)
+
+
+@main.command("gc")
+@click.argument("store", metavar="STORE")
+@click.option("--no-wait", is_flag=True, help="If a build is writing the store, refuse instead of waiting for it.")
+@click.option("--break-lease", is_flag=True,
+              help="On object storage: release the writer lease a build left when it was killed on another machine "
+                   "(only when you know it no longer runs; `vla-data info` names its holder).")
+def gc_cmd(store: str, no_wait: bool, break_lease: bool) -> None:
+    """Remove what killed builds left in a store: versions never made current, and versions a later build
+    superseded. The current version is never touched; the store's writer lock is held, so no build is
+    writing what is removed. `vla-data info` lists the leftovers; the next build removes them too.
+
+    \b
+    Examples:
+      vla-data gc dataset.zarr
+      vla-data gc s3://fleet-data/datasets/v1.zarr --break-lease
+    """
+    from vla_data.store_writer import collect_garbage
+
+    try:
+        gone = collect_garbage(StoreLocation.of(store), wait=not no_wait, break_lease=break_lease,
+                               on_wait=lambda message: click.echo(message, err=True))
+    except (StoreError, OwnershipError, StoreBusy) as exc:
+        fail(exc)
+    for leftover in gone:
+        click.echo(f"removed {leftover.describe()}")
+    click.echo(f"{store}: {len(gone)} leftover version(s) removed" if gone else f"{store}: nothing to remove")
 
 
 def _side_words(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[tuple[str, ...]]:

@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from vla_data.store import DatasetStore, stored_bytes
+from vla_data.versions import leftovers
+from vla_data.writer_lock import lease_holder
 
 
 def _size_mb(paths: list[Path]) -> float:
@@ -37,7 +39,7 @@ def render_info(store: DatasetStore) -> str:
         pd.DataFrame([c.model_dump() for c in m.stats.action], index=m.actions.names).to_string(float_format="{:.4f}".format),
         f"image mean {[round(v, 4) for v in m.stats.image_mean]}, std {[round(v, 4) for v in m.stats.image_std]}",
     ]
-    store_mb = stored_bytes(store.location) / 1e6
+    store_mb = stored_bytes(store.objects) / 1e6
 
     sources = [Path(p) for p in table["source_path"] if Path(p).exists()]
     if sources:
@@ -47,6 +49,13 @@ def render_info(store: DatasetStore) -> str:
         out.append(f"size on disk: {store_mb:.1f} MB, {share} of the {source_mb:.1f} MB of sources")
     else:
         out.append(f"size on disk: {store_mb:.1f} MB")
+    left = leftovers(store.location)
+    if left:
+        out.append(f"leftovers of killed builds (not read; the next build or `vla-data gc {store.location}` removes "
+                   f"them): {', '.join(v.describe() for v in left)}")
+    holder = lease_holder(store.location) if store.location.url is not None else None
+    if holder is not None:
+        out.append(f"being written by {holder.describe()}")
     return "\n".join(out)
 
 

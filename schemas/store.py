@@ -380,6 +380,9 @@ class BuildOptions(BaseModel):
     )
     wait: bool = Field(True, description="When another build is writing the same store, wait for it (else refuse).")
     workers: int = Field(1, ge=1, description="Processes that decode and resize frames; each writes whole shards.")
+    scheduler: str | None = Field(
+        None, description="A Dask scheduler address (tcp://host:8786): its workers decode, resize and write the "
+        "shards instead of local processes (``workers`` is then unused).")
 
 
 class StoreMarker(BaseModel):
@@ -391,9 +394,33 @@ class StoreMarker(BaseModel):
     created: str
 
 
+VERSION_ID = r"^v[0-9]{6}-[0-9a-f]{8}$"
+
+
+class StorePointer(BaseModel):
+    """``current.json``: the version of the store that readers open (``versions/<version>/``). Written last, in
+    one write (an atomic rename locally, one PUT on object storage): that write is the build's commit, so a
+    reader sees the previous complete version or the new one, never a part of one."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    layout: Literal["versions"] = "versions"
+    version: str = Field(pattern=VERSION_ID, description="v<sequence>-<random>: sorts in build order.")
+    tool_version: str
+    created: str
+
+    @property
+    def prefix(self) -> str:
+        return f"versions/{self.version}"
+
+    @property
+    def sequence(self) -> int:
+        return int(self.version[1:7])
+
+
 class StoreWriter(BaseModel):
-    """Who holds a store's writer lock (written into the lock file while held), for the message a second
-    build prints while it waits."""
+    """Who holds a store's writer lock (written into the lock file, or the lease object of a store on object
+    storage, while held), for the message a second build prints while it waits."""
 
     pid: int
     host: str

@@ -120,3 +120,46 @@ def trained_run(learn_store: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def segment_trained_run(learn_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Segment batches at about the same frames per step: 11 segments of 2 anchors (33 frames), 22 samples."""
     return learned(learn_store, tmp_path_factory.mktemp("segment-trained"), {"mode": "segments", "segment_length": 2}, 22)
+
+
+def version_dir(store: Path) -> Path:
+    """The folder of a store's current version, found as another tool would: ``current.json`` names it."""
+    import json
+
+    return store / "versions" / json.loads((store / "current.json").read_text())["version"]
+
+
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[dict[str, str]]:
+    """A real S3 API (moto's server mode) on 127.0.0.1, and the environment every client finds it by: the
+    standard AWS variables (this process, build workers and CLIs started by tests inherit them), no flag."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = S3_ENV | {"AWS_ENDPOINT_URL": f"http://{host}:{port}"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield env
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3_server: dict[str, str]) -> str:
+    """A new, empty bucket on the test S3 server."""
+    import uuid
+
+    import s3fs
+
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    s3fs.S3FileSystem().mkdir(name)
+    return name

@@ -20,7 +20,9 @@ from click.testing import CliRunner
 from pipelines.cli import main
 from schemas import ColorOrder
 from schemas.store import BuildLog, Preprocessing, Split
+from conftest import version_dir
 from vla_data.dataset import WindowDataset
+from vla_data.location import StoreLocation
 from vla_data.resize import resize_frames
 from vla_data.shards import EpisodeSource, plan_shards
 from vla_data.store import FRAMES_PER_SHARD, MANIFEST, StoreError, open_store, verify
@@ -42,8 +44,9 @@ def store(clean_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_store_matches_sources_frame_for_frame(store: Path) -> None:
-    group = zarr.open_group(store, mode="r")  # plain zarr, no vla-data
-    table = pd.read_csv(store / "episodes.csv")
+    version = version_dir(store)  # plain zarr and pandas, no vla-data
+    group = zarr.open_group(version, mode="r")
+    table = pd.read_csv(version / "episodes.csv")
     ends = group["meta/episode_ends"][:]
     assert ends[-1] == group["data/rgb"].shape[0] == group["data/action"].shape[0] == table["n_frames"].sum()
     pre = open_store(store).manifest.preprocessing
@@ -59,7 +62,7 @@ def test_store_matches_sources_frame_for_frame(store: Path) -> None:
 
 
 def test_store_holds_rgb_from_bgr_sources(store: Path) -> None:
-    rgb = zarr.open_group(store, mode="r")["data/rgb"][:]
+    rgb = zarr.open_group(version_dir(store), mode="r")["data/rgb"][:]
     red = (rgb[..., 0] > 150) & (rgb[..., 2] < 80)  # the bottle is red in RGB
     assert red.any()
 
@@ -104,8 +107,9 @@ def test_adding_episodes_keeps_existing_ones(clean_dir: Path, tmp_path: Path) ->
     assert len(after.episodes) == 8 and len(before.episodes) == 5
     assert {h: s for h, s in zip(after.episodes["content_hash"], after.episodes["split"], strict=True) if h in old} == old
     assert np.array_equal(after.camera("rgb")[: len(old_rgb)], old_rgb)
-    runs = BuildLog.model_validate_json((out / "build_log.json").read_text()).runs
+    runs = BuildLog.model_validate_json((version_dir(out) / "build_log.json").read_text()).runs
     assert [(r.kept, len(r.added)) for r in runs] == [(0, 5), (5, 3)]
+    assert [p.name for p in (out / "versions").iterdir()] == [version_dir(out).name]  # the superseded one removed
 
 
 def test_other_preprocessing_is_refused_without_overwrite(store: Path, clean_dir: Path, tmp_path: Path) -> None:
@@ -122,7 +126,7 @@ def test_flipped_byte_in_a_shard_is_named_by_verify(store: Path, tmp_path: Path)
     copy = tmp_path / "copy.zarr"
     shutil.copytree(store, copy)
     assert run("info", str(copy), "--verify")[0] == 0
-    shard = sorted((copy / "data" / "rgb" / "c").rglob("*"))
+    shard = sorted((version_dir(copy) / "data" / "rgb" / "c").rglob("*"))
     shard = [p for p in shard if p.is_file()][0]
     raw = bytearray(shard.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
@@ -139,7 +143,7 @@ def test_invalid_source_stops_the_build_and_writes_nothing(defect_dir: Path, tmp
     assert not out.exists() and not list(tmp_path.iterdir())
     code, output = run("build-splits", str(defect_dir), "-o", str(out), "--image-size", "16", "--skip-invalid")
     assert code == 0, output
-    (entry,) = BuildLog.model_validate_json((out / "build_log.json").read_text()).runs
+    (entry,) = BuildLog.model_validate_json((version_dir(out) / "build_log.json").read_text()).runs
     assert len(entry.skipped) == 13 and any("not_hdf5" in s.reason for s in entry.skipped)
     assert [Path(d.source_path).name.split("_defect_")[1] for d in entry.duplicates] == ["duplicate_episode.h5"]
     assert all(Path(d.same_as).is_file() for d in entry.duplicates)
@@ -148,17 +152,22 @@ def test_invalid_source_stops_the_build_and_writes_nothing(defect_dir: Path, tmp
 def test_incomplete_store_is_refused(store: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy.zarr"
     shutil.copytree(store, copy)
-    (copy / MANIFEST).unlink()
+    (copy / "current.json").unlink()  # claimed by vla-data's marker, no build committed: as a killed first build
     with pytest.raises(StoreError, match="incomplete store"):
         open_store(copy)
     code, out = run("info", str(copy))
     assert code == 1 and "incomplete store" in out
+    shutil.copy(store / "current.json", copy / "current.json")
+    (version_dir(copy) / MANIFEST).unlink()  # the current version's manifest deleted by hand
+    code, out = run("info", str(copy))
+    assert code == 1 and "has no manifest.json" in out and "Traceback" not in out
 
 
 @pytest.mark.parametrize("delay", [0.5, 1.5, 2.5, 3.5])
-def test_sigkill_leaves_the_previous_store_or_none(store: Path, clean_dir: Path, tmp_path: Path, delay: float) -> None:
-    """A build killed at any moment leaves the previous complete store (or, mid-publish, none that opens
-    as complete), and the next build recovers."""
+def test_sigkill_leaves_the_previous_store_or_the_new_one(store: Path, clean_dir: Path, tmp_path: Path,
+                                                         delay: float) -> None:
+    """A build killed at any moment leaves the previous complete store or the new complete one, and the next
+    build removes what the killed one left."""
     out = tmp_path / "ds.zarr"
     shutil.copytree(store, out)
     previous = open_store(out).manifest
@@ -170,16 +179,14 @@ def test_sigkill_leaves_the_previous_store_or_none(store: Path, clean_dir: Path,
     time.sleep(delay)
     build.send_signal(signal.SIGKILL)
     build.wait()
-    try:
-        now = open_store(out).manifest
-    except StoreError as exc:
-        assert "no such store" in str(exc)
-    else:
-        assert now == previous or now.preprocessing.image_size == 24
-        assert not verify(open_store(out))
+    now = open_store(out).manifest
+    assert now == previous or now.preprocessing.image_size == 24
+    assert not verify(open_store(out))
     assert run("build-splits", str(clean_dir), "-o", str(out), "--image-size", "24", "--overwrite")[0] == 0
     assert not verify(open_store(out))
-    assert [p.name for p in tmp_path.glob(".ds.zarr.*")] == [".ds.zarr.lock"]  # no staging or aside folder left
+    assert [p.name for p in (out / "versions").iterdir()] == [version_dir(out).name]  # no leftover version
+    assert sorted(p.name for p in out.iterdir()) == ["current.json", "versions", "vla-data-store.json"]
+    assert [p.name for p in tmp_path.glob(".ds.zarr.*")] == [".ds.zarr.lock"]
 
 
 def test_workers_write_the_same_store(store: Path, clean_dir: Path, tmp_path: Path) -> None:
@@ -198,7 +205,7 @@ def test_workers_write_the_same_store(store: Path, clean_dir: Path, tmp_path: Pa
 def test_shard_plan_gives_each_shard_to_one_task_and_tiles_every_episode() -> None:
     lengths = [3, 70, 1, 64, 30]
     sources = [EpisodeSource(e, n, Path(f"e{e}.h5"), "images") for e, n in enumerate(lengths)]
-    tasks = plan_shards(sources, Path("rgb"), 64, Preprocessing(image_size=8))
+    tasks = plan_shards(sources, StoreLocation(path=Path("v")), "data/rgb", 64, Preprocessing(image_size=8))
     assert [(t.start, t.stop) for t in tasks] == [(0, 64), (64, 128), (128, 168)]
     for t in tasks:  # the pieces fill each shard exactly, in order
         assert [p.start for p in t.pieces] == list(np.cumsum([t.start] + [p.n for p in t.pieces[:-1]]))
@@ -223,7 +230,7 @@ def test_split_file_is_honoured(clean_dir: Path, tmp_path: Path) -> None:
     assert code == 0, output
     table = open_store(out).episodes
     assert {Path(p).name: s for p, s in zip(table["source_path"], table["split"], strict=True)} == wanted
-    (entry,) = BuildLog.model_validate_json((out / "build_log.json").read_text()).runs
+    (entry,) = BuildLog.model_validate_json((version_dir(out) / "build_log.json").read_text()).runs
     assert entry.unmatched_split_rows == ["gone_episode.h5"]
 
 
@@ -286,13 +293,13 @@ def test_the_manifest_lists_every_feature_and_a_format_1_store_still_reads(store
     code, out = run("info", str(store))
     assert code == 0 and "rgb (camera, uint8 16x16x3) <- images" in out
     old = Path(shutil.copytree(store, tmp_path / "format1.zarr"))  # as vla-data 0.1.0 wrote it: no features table
-    raw = json.loads((old / MANIFEST).read_text())
+    raw = json.loads((version_dir(old) / MANIFEST).read_text())
     del raw["features"], raw["actions"]["dropped"]
-    (old / MANIFEST).write_text(json.dumps(raw | {"format_version": 1}))
+    (version_dir(old) / MANIFEST).write_text(json.dumps(raw | {"format_version": 1}))
     assert open_store(old).manifest.features == m.features
     assert open_store(old).manifest.actions == m.actions  # angular_z dropped at the recorder's unused 0
     assert len(WindowDataset(old, "train", augment="mirror")) > len(WindowDataset(old, "train"))
     assert np.array_equal(open_store(old).camera("rgb")[:8], open_store(store).camera("rgb")[:8])
-    (old / MANIFEST).write_text(json.dumps(raw | {"format_version": 3}))
+    (version_dir(old) / MANIFEST).write_text(json.dumps(raw | {"format_version": 3}))
     code, out = run("info", str(old))
     assert code == 1 and "store format 3" in out and "reads formats 1, 2" in out and "Traceback" not in out

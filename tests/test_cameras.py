@@ -13,6 +13,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from conftest import version_dir
 from pipelines.cli import main
 from schemas import ColorOrder, RecorderSettings
 from schemas.synthetic import SyntheticConfig
@@ -150,7 +151,7 @@ def test_one_image_span_per_camera_in_the_prompt() -> None:
 def test_a_camera_missing_from_the_store_is_named(two_camera_store: Path, tmp_path: Path) -> None:
     damaged = tmp_path / "damaged.zarr"
     shutil.copytree(two_camera_store, damaged)
-    shutil.rmtree(damaged / "data" / "side")
+    shutil.rmtree(version_dir(damaged) / "data" / "side")
     for command in (["info", str(damaged)], ["inspect-sample", str(damaged)]):
         code, text = run(*command)
         assert code == 1 and "no array for: side (camera, data/side)" in text and "Traceback" not in text, text

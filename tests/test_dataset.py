@@ -11,7 +11,7 @@ import torch
 import zarr
 from click.testing import CliRunner, Result
 
-from conftest import WORDED, store_of
+from conftest import WORDED, store_of, version_dir
 
 from schemas import RecorderSettings
 from schemas.sample import MirrorRule, SampleField, SampleSummary, WindowSpec
@@ -68,8 +68,8 @@ def test_sample_count_is_the_split_frame_count(ramp_store: Path) -> None:
 @pytest.mark.parametrize("length", [3, 18])
 def test_window_values_and_masks_match_the_store(ramp_store: Path, length: int) -> None:
     ds = WindowDataset(ramp_store, "train", WindowSpec(window=8, chunk=10), normalize=False)
-    group = zarr.open_group(ramp_store, mode="r")  # read back with plain zarr, independently of the dataset
-    table = pd.read_csv(ramp_store / "episodes.csv")
+    group = zarr.open_group(version_dir(ramp_store), mode="r")  # plain zarr, independently of the dataset
+    table = pd.read_csv(version_dir(ramp_store) / "episodes.csv")
     row = table[table["n_frames"] == length].iloc[0]
     end = int(group["meta/episode_ends"][row["episode"]])
     rgb, action = group["data/rgb"][end - length : end], group["data/action"][end - length : end]

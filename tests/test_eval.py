@@ -15,7 +15,7 @@ import pytest
 import torch
 import zarr
 from click.testing import CliRunner
-from conftest import SMALL_MODEL
+from conftest import SMALL_MODEL, version_dir
 from transformers import Kosmos2Model
 
 from pipelines.cli import main
@@ -113,7 +113,7 @@ def test_eval_of_a_trained_model_beats_both_baselines(evaluated: tuple[Path, str
 def test_eval_scores_every_anchor_and_writes_readable_files(evaluated: tuple[Path, str], learn_store: Path) -> None:
     out, _ = evaluated
     report = EvalReport.model_validate_json((out / "metrics.json").read_text())
-    table = pd.read_csv(learn_store / "episodes.csv")
+    table = pd.read_csv(version_dir(learn_store) / "episodes.csv")
     val = table[table["split"] == "val"]
     assert report.n_episodes == len(val) and report.n_anchors == int(val["n_frames"].sum())
     # the first action of the last anchor of each episode is past its end (offset 1): never scored
@@ -130,7 +130,7 @@ def test_eval_scores_every_anchor_and_writes_readable_files(evaluated: tuple[Pat
 def test_train_mean_baseline_comes_from_the_train_split_only(evaluated: tuple[Path, str], learn_store: Path) -> None:
     out, _ = evaluated
     report = EvalReport.model_validate_json((out / "metrics.json").read_text())
-    group, table = zarr.open_group(learn_store, mode="r"), pd.read_csv(learn_store / "episodes.csv")
+    group, table = zarr.open_group(version_dir(learn_store), mode="r"), pd.read_csv(version_dir(learn_store) / "episodes.csv")
     ends, action = group["meta/episode_ends"][:], group["data/action"][:]
 
     def split_mean(split: str) -> np.ndarray:
@@ -158,7 +158,7 @@ def window8_run(learn_store: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def _raw_episode(learn_store: Path, episode: int) -> tuple[Path, np.ndarray]:
-    source = pd.read_csv(learn_store / "episodes.csv").set_index("episode").loc[episode, "source_path"]
+    source = pd.read_csv(version_dir(learn_store) / "episodes.csv").set_index("episode").loc[episode, "source_path"]
     path = Path(source) if Path(source).is_absolute() else learn_store.parent / "raw" / source
     with h5py.File(path, "r") as f:
         return path, f["images"][()]

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from conftest import version_dir
 from pipelines.cli import main
 from schemas import ColorOrder
 from schemas.store import BuildLog, DroppedChannel
@@ -93,7 +94,7 @@ def test_readers_call_a_foreign_folder_not_a_store_and_never_suggest_overwrite(r
     assert [p.name for p in notes.iterdir()] == ["a.txt"]
     interrupted = tmp_path / "interrupted.zarr"
     shutil.copytree(learn_store, interrupted)
-    (interrupted / "manifest.json").unlink()  # vla-data's own, unfinished: rebuilding it over is safe
+    (interrupted / "current.json").unlink()  # vla-data's own, no version committed: rebuilding it over is safe
     code, out = run("info", str(interrupted))
     assert code == 1 and "incomplete store" in out and "--overwrite" in out
     assert build(str(raw), "-o", str(interrupted), "--overwrite")[0] == 0
@@ -184,7 +185,7 @@ def test_content_duplicates_under_other_paths_are_listed(raw: Path, tmp_path: Pa
     shutil.copy(original, copy)
     code, text = build(str(raw), "-o", str(out))
     assert code == 0 and f"left out (same content as {original}): {copy}" in text
-    entry = BuildLog.model_validate_json((out / "build_log.json").read_text()).runs[-1]
+    entry = BuildLog.model_validate_json((version_dir(out) / "build_log.json").read_text()).runs[-1]
     assert [(d.source_path, d.same_as) for d in entry.duplicates] == [(str(copy), str(original))]
     assert len(open_store(out).episodes) == 8
 
@@ -227,14 +228,15 @@ def test_ctrl_c_with_workers_publishes_nothing_and_says_so(slow_raw: Path, raw: 
                              "2", "--overwrite"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     deadline = time.monotonic() + 120
-    while not any(tmp_path.glob(".ds.zarr.staging-*/data/rgb/c/*")):  # workers are writing shards
+    first = version_dir(out)
+    while not [v for v in out.glob("versions/*") if v != first and any(v.glob("data/rgb/c/*"))]:  # writing shards
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the build and its workers
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
     assert "interrupted, nothing published" in stderr and "Traceback" not in stderr + stdout
-    assert open_store(out).manifest == before and not list(tmp_path.glob(".ds.zarr.staging-*"))
+    assert open_store(out).manifest == before and list(out.glob("versions/*")) == [first]  # the new one removed
 
 
 def _limit_file_size() -> None:
@@ -250,9 +252,11 @@ def test_a_write_that_fails_mid_build_is_one_message_and_publishes_nothing(raw: 
                           capture_output=True, text=True, preexec_fn=_limit_file_size, timeout=120)
     assert proc.returncode == 1 and "File too large" in proc.stderr and "nothing was published" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
-    assert open_store(out).manifest == before and not list(tmp_path.glob(".ds.zarr.staging-*"))
-    code, text = build(str(raw), "-o", str(raw.parent / "ds.zarr" / "manifest.json" / "x.zarr"))
-    assert code == 1 and "manifest.json is a file, not a folder" in text and "Traceback" not in text
+    assert open_store(out).manifest == before and list(out.glob("versions/*")) == [version_dir(out)]
+    code, text = build(str(raw), "-o", str(raw.parent / "ds.zarr" / "current.json" / "x.zarr"))
+    assert code == 1 and "current.json is a file, not a folder" in text and "Traceback" not in text
+    code, text = build(str(raw), "-o", str(raw.parent / "ds.zarr" / "inner.zarr"))
+    assert code == 1 and f"lies inside the store {out}" in text and not (out / "inner.zarr").exists()
 
 
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux unshare")
@@ -271,7 +275,7 @@ def test_a_full_or_read_only_disk_is_one_message(raw: Path, tmp_path: Path, moun
 
 def test_a_damaged_shard_names_the_array_and_episode(learn_store: Path, tmp_path: Path) -> None:
     damaged = Path(shutil.copytree(learn_store, tmp_path / "damaged.zarr"))
-    for shard in (p for p in (damaged / "data" / "rgb" / "c").rglob("*") if p.is_file()):
+    for shard in (p for p in (version_dir(damaged) / "data" / "rgb" / "c").rglob("*") if p.is_file()):
         raw = bytearray(shard.read_bytes())
         for i in range(64, len(raw) - 64, 97):
             raw[i] ^= 0xFF

@@ -7,7 +7,8 @@ The output is checked first (``vla_data.ownership``: it must not overlap a sourc
 vla-data store or nothing may be there) and the sources validated; a source with errors stops the build
 before anything is written (unless ``skip_invalid``). Then, holding the store's writer lock
 (``vla_data.store_writer.writing``), the store decides and writes its next version
-(``vla_data.store_plan.build_version``).
+(``vla_data.store_plan.build_version``). ``out`` is a local folder or a URL (``vla_data.location``); the sources
+are local paths (on a Dask cluster: paths every worker sees, such as a shared mount).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from pathlib import Path
 from schemas import RecorderSettings, ValidateOptions, ValidationReport
 from schemas.store import BuildOptions, StoreManifest
 from vla_data.ownership import check_output
+from vla_data.shards import SchedulerError
 from vla_data.recorder import common_root, episode_files
-from vla_data.location import StoreLocation
+from vla_data.location import LocationError, StoreLocation, storage_errors
 from vla_data.store import StoreError
 from vla_data.store_plan import build_version
 from vla_data.store_writer import BuildProgress, writing
@@ -45,16 +47,19 @@ def build_store(
     """Build (or extend) the store at ``out`` from ``sources``; see the module doc. Raises ``BuildRefused``,
     ``StoreError``, ``OwnershipError`` or ``StoreBusy`` with a message for the user; ``on_wait`` hears that
     the build waits for another one writing the same store."""
-    if not StoreLocation.of(out).is_local:
-        raise StoreError(f"{out}: stores are written to a local folder (reading works from a URL too); build it "
-                         "on a local disk, then copy the folder")
     sources = [s.resolve() for s in sources]
-    out = Path(out).resolve()
-    check_output(out, sources)  # before validating: a wrong output is refused at once, nothing written
-    files = episode_files(sources)
-    root = Path(common_root(sources))
-    report = validate(files, settings, ValidateOptions(), root=str(root))
-    if report.n_errors and not options.skip_invalid:
-        raise BuildRefused(report)  # before the lock: a refused build writes nothing at all
-    with writing(out, sources, options.wait, on_wait):
-        return build_version(report, root, out, options, settings, progress)
+    store = StoreLocation.of(out)
+    if store.path is not None:
+        store = StoreLocation(path=store.path.resolve())
+    try:
+        with storage_errors(store, "writing the store"):
+            check_output(store, sources)  # before validating: a wrong output is refused at once, nothing written
+            files = episode_files(sources)
+            root = Path(common_root(sources))
+            report = validate(files, settings, ValidateOptions(), root=str(root))
+            if report.n_errors and not options.skip_invalid:
+                raise BuildRefused(report)  # before the lock: a refused build writes nothing at all
+            with writing(store, sources, options.wait, on_wait):
+                return build_version(report, root, store, options, settings, progress)
+    except (LocationError, SchedulerError) as exc:
+        raise StoreError(str(exc)) from exc

@@ -5,6 +5,7 @@ included); nothing opened travels through pickling."""
 from __future__ import annotations
 
 import os
+import re
 from collections import OrderedDict
 from pathlib import Path
 
@@ -78,6 +79,7 @@ class EpisodeFrames:
             return np.asarray(self._array()[start:stop])
         except Exception as exc:  # the codecs raise many kinds for damaged bytes (checksum, zstd, truncation)
             store, _, name = str(self.array).rpartition("/data/")
+            store = re.sub(r"/versions/v[0-9]{6}-[0-9a-f]{8}$", "", store)  # the store, not its current version
             raise StoreError(
                 f"{store}: data/{name} frames {start}..{stop - 1} (episode {self.episode_ids[i]}) cannot be decoded "
                 f"({type(exc).__name__}: {str(exc)[:120]}); the store is damaged: `vla-data info {store} --verify` "

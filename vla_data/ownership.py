@@ -1,23 +1,27 @@
 """What vla-data may delete or replace: only what it can prove it made.
 
-A store carries ``vla-data-store.json`` (``schemas.store.StoreMarker``) from the moment its staging folder is
-created, and ``manifest.json`` once complete; stores built before the marker existed are known by a manifest
-that parses. Anything else at an output path (a folder of recordings, notes, another tool's data) is never
+A store carries ``vla-data-store.json`` (``schemas.store.StoreMarker``) from the moment it is created, and
+``current.json`` (the pointer to its current version, ``vla_data.versions``) once a build has committed; stores
+built before versions are known by a top-level ``manifest.json`` that parses, and stores built before the
+marker existed by that manifest alone. The same rules hold for a store on object storage (its URL's prefix). Anything else at an output path (a folder of recordings, notes, another tool's data) is never
 touched: the build is refused with a listing of what is there. An output that is, holds or lies inside a
 source folder is refused too, whatever it holds.
 """
 
 from __future__ import annotations
 
-import shutil
 from enum import StrEnum
 from pathlib import Path
 
-from schemas.store import StoreManifest, StoreMarker
+from schemas.store import StoreManifest, StoreMarker, StorePointer
+from vla_data.location import StoreLocation
 from vla_data.refusal import Refusal
 
 MARKER = "vla-data-store.json"
 MANIFEST = "manifest.json"
+POINTER = "current.json"
+EPISODES = "episodes.csv"
+BUILD_LOG = "build_log.json"
 LISTED = 8  # entries named when a folder is refused
 
 
@@ -28,7 +32,7 @@ class OwnershipError(Refusal):
 class Ownership(StrEnum):
     absent = "absent"
     empty = "empty"  # an empty folder: nothing to lose
-    store = "store"  # a complete vla-data store (its manifest parses)
+    store = "store"  # a complete vla-data store (its pointer, or before versions its manifest, parses)
     incomplete = "incomplete"  # vla-data's marker, no complete manifest: an interrupted build or a damaged store
     foreign = "foreign"  # anything else
 
@@ -40,20 +44,38 @@ def ownership(path: Path) -> Ownership:
         return Ownership.foreign
     if not any(path.iterdir()):
         return Ownership.empty
+    return _claimed(StoreLocation(path=path))
+
+
+def _claimed(store: StoreLocation) -> Ownership:
+    """A store (pointer or manifest), vla-data's but unfinished (marker alone), or someone else's."""
+    for key, model in ((POINTER, StorePointer), (MANIFEST, StoreManifest)):
+        try:
+            model.model_validate_json(store.read(key) or b"")
+            return Ownership.store
+        except (OSError, ValueError):
+            pass
     try:
-        StoreManifest.model_validate_json((path / MANIFEST).read_text())
-        return Ownership.store
-    except (OSError, ValueError):
-        pass
-    try:
-        StoreMarker.model_validate_json((path / MARKER).read_text())
+        StoreMarker.model_validate_json(store.read(MARKER) or b"")
         return Ownership.incomplete
     except (OSError, ValueError):
         return Ownership.foreign
 
 
-def listing(path: Path) -> str:
-    """What a folder holds, for a refusal: the first few names and how many there are."""
+def ownership_of(store: StoreLocation) -> Ownership:
+    """``ownership`` of a local folder or of a URL's prefix (absent when no object lies under it)."""
+    if store.path is not None:
+        return ownership(store.path)
+    return _claimed(store) if store.children() else Ownership.absent
+
+
+def listing(path: Path | StoreLocation) -> str:
+    """What a folder (or a URL's prefix) holds, for a refusal: the first few names and how many there are."""
+    if isinstance(path, StoreLocation):
+        if path.path is None:
+            names = path.children()
+            return f"it holds {', '.join(names[:LISTED])}" + (f", ... ({len(names)} entries)" if len(names) > LISTED else "")
+        path = path.path
     if not path.is_dir():
         return "a file, not a folder"
     names = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
@@ -61,34 +83,24 @@ def listing(path: Path) -> str:
     return f"it holds {shown}"
 
 
-def is_ours(path: Path) -> bool:
-    return ownership(path) in (Ownership.store, Ownership.incomplete)
+def claim(store: StoreLocation, marker: StoreMarker) -> None:
+    """Claim ``store`` as vla-data's before anything else is written there: its marker, created where there is
+    none yet (a store already claimed keeps its first marker)."""
+    store.create(MARKER, (marker.model_dump_json(indent=2) + "\n").encode())
 
 
-def remove_ours(path: Path) -> None:
-    """Delete a store or staging folder vla-data made (or an empty folder); refuse anything else."""
-    kind = ownership(path)
-    if kind == Ownership.absent:
-        return
-    if kind == Ownership.empty:
-        path.rmdir()
-        return
-    if kind == Ownership.foreign:
-        raise OwnershipError(f"{path} is not a vla-data store ({listing(path)}); vla-data never deletes it")
-    shutil.rmtree(path)
-
-
-def mark(folder: Path, marker: StoreMarker) -> None:
-    """Create ``folder`` (it must not exist) and claim it as vla-data's, before anything else is written."""
-    folder.mkdir(parents=True)
-    (folder / MARKER).write_text(marker.model_dump_json(indent=2) + "\n")
-
-
-def check_output(out: Path, sources: list[Path]) -> None:
+def check_output(store: StoreLocation, sources: list[Path]) -> None:
     """Refuse an output that overlaps a source folder, or that holds something vla-data did not make.
 
-    ``out`` and ``sources`` are absolute. A source file's folder counts as a source folder.
+    A local ``store`` and ``sources`` are absolute. A source file's folder counts as a source folder.
     """
+    if store.path is None:
+        if ownership_of(store) == Ownership.foreign:
+            raise OwnershipError(
+                f"-o {store} is not a vla-data store ({listing(store)}); vla-data replaces only stores it built, "
+                "so nothing there was touched: choose a new prefix for the store")
+        return
+    out = store.path
     nearest = next(p for p in out.parents if p.exists())
     if not nearest.is_dir():
         raise OwnershipError(f"-o {out}: {nearest} is a file, not a folder; choose an output in a folder")
@@ -105,6 +117,10 @@ def check_output(out: Path, sources: list[Path]) -> None:
                 f"-o {out} holds the source {source}: a store there would be written over the recordings; "
                 f"write the store beside the recordings instead, e.g. -o {out / 'dataset.zarr'}"
             )
+    inside = next((p for p in out.parents if ownership(p) in (Ownership.store, Ownership.incomplete)), None)
+    if inside is not None:
+        raise OwnershipError(f"-o {out} lies inside the store {inside}: a store is written beside another, never "
+                             f"in it; e.g. -o {inside.parent / out.name}")
     kind = ownership(out)
     if kind == Ownership.foreign:
         raise OwnershipError(

@@ -1,22 +1,31 @@
-"""Filling a store's camera arrays shard by shard, so that each shard file is written whole, by exactly one process.
+"""Filling a store's camera arrays shard by shard, so that each shard object is written whole, by exactly one task.
 
 A store's frames come from pieces: frame ranges of recorder files or bags (decoded, converted to RGB and resized)
-or of the previous store (copied as they are). ``plan_shards`` cuts that sequence at shard boundaries;
-``write_shard`` fills one shard and returns the image moments of what it wrote, per episode, so the
-train-split image statistics need no second pass. ``fill_frames`` runs the shards in-process or on a
-spawned process pool (spawn: workers start clean, whatever threads the parent runs). Workers ignore Ctrl-C:
-the parent alone handles it, cancels the shards not started and waits for the running ones, so the caller
-can remove the staging folder knowing no worker still writes into it.
+or of the previous version (copied as they are). ``plan_shards`` cuts that sequence at shard boundaries;
+``write_shard`` fills one shard, straight into the store (a local folder or object storage), and returns only
+small results: the image moments of what it wrote, per episode (the train-split image statistics need no
+second pass), and the sha256 of the shard object (the manifest's checksums need no second read). The caller
+never holds frames.
+
+``fill_frames`` runs the shards in-process, on a spawned process pool (``workers``; spawn: workers start clean,
+whatever threads the parent runs), or on a Dask cluster (``scheduler``), through one ``concurrent.futures``
+executor either way. A Dask worker that dies mid-shard has its task run again elsewhere; a shard is written
+whole from its sources, so the retry writes the same bytes. Local workers ignore Ctrl-C: the parent alone
+handles it, cancels the shards not started and waits for the running ones, so the caller can remove the
+unfinished version knowing no worker still writes into it (a Dask task already running cannot be stopped:
+what it writes after lands in an unfinished version, a leftover the next build or `vla-data gc` removes).
 """
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +34,7 @@ import zarr
 from schemas import ColorOrder
 from schemas.store import Preprocessing
 from vla_data.bags import FrameRefs, iter_frames
+from vla_data.location import StoreLocation
 from vla_data.recorder import open_episode
 from vla_data.resize import resize_frame, resize_frames
 from vla_data.stats import ImageMoments
@@ -32,14 +42,15 @@ from vla_data.stats import ImageMoments
 
 @dataclass(frozen=True)
 class EpisodeSource:
-    """Where one stored episode's frames of one camera come from: a recorder file, a bag, or the previous store's
-    array."""
+    """Where one stored episode's frames of one camera come from: a recorder file, a bag, or the previous
+    version's array."""
 
     episode: int
     n_frames: int
-    path: Path
-    frames_key: str | None  # the recorder's frames dataset; None: ``path`` is a store camera array, at ``offset``
+    path: Path | None  # the recorder file or bag; None: copied from ``stored`` (a camera array), at ``offset``
+    frames_key: str | None  # the recorder's frames dataset
     offset: int = 0
+    stored: StoreLocation | None = None
     color_order: ColorOrder = ColorOrder.rgb  # of the recorder's frames (a store's are RGB)
     bag_frames: FrameRefs | None = None  # a bag's: the camera messages that are the episode's frames
 
@@ -56,7 +67,8 @@ class Piece:
 
 @dataclass(frozen=True)
 class ShardTask:
-    array_path: Path  # the camera array it fills
+    version: StoreLocation  # the version being written
+    array_key: str  # the camera array it fills, inside the version (``data/rgb``)
     start: int
     stop: int
     pieces: tuple[Piece, ...]
@@ -64,7 +76,7 @@ class ShardTask:
 
 
 def plan_shards(
-    sources: list[EpisodeSource], array_path: Path, frames_per_shard: int, pre: Preprocessing
+    sources: list[EpisodeSource], version: StoreLocation, array_key: str, frames_per_shard: int, pre: Preprocessing
 ) -> list[ShardTask]:
     """One task per shard of one camera array of the store, in store order (sources are laid out in list order)."""
     pieces: list[Piece] = []
@@ -81,7 +93,7 @@ def plan_shards(
     for piece in pieces:
         tasks.setdefault(piece.start // frames_per_shard, []).append(piece)
     return [
-        ShardTask(array_path, k * frames_per_shard, min((k + 1) * frames_per_shard, cursor), tuple(group), pre)
+        ShardTask(version, array_key, k * frames_per_shard, min((k + 1) * frames_per_shard, cursor), tuple(group), pre)
         for k, group in sorted(tasks.items())
     ]
 
@@ -91,68 +103,115 @@ def _read(piece: Piece, pre: Preprocessing) -> np.ndarray:
     if src.bag_frames is not None:
         refs = FrameRefs(src.bag_frames.topic, src.bag_frames.refs[a:b])
         return np.stack([resize_frame(frame, pre, order) for frame, order in iter_frames(src.path, refs)])
-    if src.frames_key is None:
-        return np.asarray(zarr.open_array(src.path, mode="r")[src.offset + a : src.offset + b])
+    if src.stored is not None:
+        return np.asarray(zarr.open_array(store=src.stored.zarr_store(), mode="r")[src.offset + a : src.offset + b])
+    assert src.path is not None and src.frames_key is not None
     with open_episode(src.path) as f:
         return resize_frames(f[src.frames_key][a:b], pre, src.color_order)
 
 
-def write_shard(task: ShardTask) -> tuple[int, dict[int, ImageMoments]]:
-    """Fill one shard in one write; the frames written and their moments per episode."""
-    block = np.empty((task.stop - task.start, *zarr.open_array(task.array_path, mode="r").shape[1:]), np.uint8)
+@dataclass
+class ShardResult:
+    """What a shard task returns: small, whatever the shard held."""
+
+    frames: int
+    moments: dict[int, ImageMoments]  # per episode
+    digests: dict[str, str] = field(default_factory=dict)  # the shard object's sha256, by key inside the version
+
+
+def write_shard(task: ShardTask) -> ShardResult:
+    """Fill one shard in one write; the frames written, their moments per episode, and the object's sha256."""
+    array = zarr.open_array(store=task.version.zarr_store(writable=True), path=task.array_key, mode="r+")
+    block = np.empty((task.stop - task.start, *array.shape[1:]), np.uint8)
     moments: dict[int, ImageMoments] = {}
     for piece in task.pieces:
         frames = _read(piece, task.preprocessing)
         block[piece.start - task.start : piece.start - task.start + piece.n] = frames
         moments.setdefault(piece.source.episode, ImageMoments()).add(frames)
-    zarr.open_array(task.array_path, mode="r+")[task.start : task.stop] = block
-    return task.stop - task.start, moments
+    array[task.start : task.stop] = block
+    shard = (task.start // array.shards[0], *(0,) * (array.ndim - 1))  # type: ignore[index]
+    key = f"{task.array_key}/{array.metadata.encode_chunk_key(shard)}"
+    written = task.version.read(key)  # None: every frame was the fill value (black), so zarr wrote no object
+    return ShardResult(task.stop - task.start, moments,
+                       {} if written is None else {key: hashlib.sha256(written).hexdigest()})
 
 
 def _ignore_interrupt() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _results(tasks: list[ShardTask], workers: int) -> Iterator[tuple[ShardTask, tuple[int, dict[int, ImageMoments]]]]:
-    if workers <= 1:
+class SchedulerError(ValueError):
+    """A Dask scheduler that cannot be used (not installed, not reachable); says which and what to do."""
+
+
+@contextmanager
+def _executor(workers: int, scheduler: str | None) -> Iterator[Executor]:
+    """Where shard tasks run: a Dask cluster's workers (``scheduler``), or ``workers`` spawned local processes."""
+    if scheduler is not None:
+        try:
+            from distributed import Client
+        except ImportError as exc:
+            raise SchedulerError(f"--scheduler {scheduler}: Dask is not installed here; `pip install vla-data[dask]`, "
+                                 "or build with --workers N") from exc
+        try:
+            client = Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise SchedulerError(f"--scheduler {scheduler}: no Dask scheduler answers there ({exc}); start one "
+                                 "(`dask scheduler`, and `dask worker ADDRESS` on each machine), or build with "
+                                 "--workers N") from exc
+        try:
+            yield client.get_executor()
+        finally:
+            client.close()
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_interrupt) as pool:
+        yield pool
+
+
+def _results(tasks: list[ShardTask], workers: int, scheduler: str | None) -> Iterator[tuple[ShardTask, ShardResult]]:
+    if workers <= 1 and scheduler is None:
         for task in tasks:
             yield task, write_shard(task)
         return
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_interrupt)
-    try:
-        # the workers start while submitting: with SIGINT ignored here they inherit the ignore from their first
-        # instruction on (Python keeps an inherited SIG_IGN), so a Ctrl-C never lands in a starting worker
-        main_thread = threading.current_thread() is threading.main_thread()  # only it may set handlers
-        handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+    with _executor(workers, scheduler) as pool:
         try:
-            pending = {pool.submit(write_shard, task): task for task in tasks}
-        finally:
-            if main_thread:
-                signal.signal(signal.SIGINT, handler)
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield pending.pop(future), future.result()
-    finally:  # also on Ctrl-C, a failed shard or the caller giving up: no worker writes after this returns
-        pool.shutdown(wait=True, cancel_futures=True)
+            # local workers start while submitting: with SIGINT ignored here they inherit the ignore from their first
+            # instruction on (Python keeps an inherited SIG_IGN), so a Ctrl-C never lands in a starting worker
+            main_thread = threading.current_thread() is threading.main_thread()  # only it may set handlers
+            handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+            try:
+                pending = {pool.submit(write_shard, task): task for task in tasks}
+            finally:
+                if main_thread:
+                    signal.signal(signal.SIGINT, handler)
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield pending.pop(future), future.result()
+        finally:  # also on Ctrl-C, a failed shard or the caller giving up: no local worker writes after this returns
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def fill_frames(
-    tasks: list[ShardTask], workers: int, progress: Callable[[int, int], None] | None = None
-) -> dict[int, ImageMoments]:
-    """Write every shard; ``progress(frames, episodes)`` after each, with the episodes it completed."""
+    tasks: list[ShardTask], workers: int, scheduler: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[dict[int, ImageMoments], dict[str, str]]:
+    """Write every shard; ``progress(frames, episodes)`` after each, with the episodes it completed. The image
+    moments per episode, and the sha256 of each shard object by key."""
     remaining: dict[int, int] = {}
     for task in tasks:
         for piece in task.pieces:
             remaining[piece.source.episode] = remaining.get(piece.source.episode, 0) + piece.n
     moments: dict[int, ImageMoments] = {}
-    for task, (n_frames, shard_moments) in _results(tasks, workers):
+    digests: dict[str, str] = {}
+    for task, result in _results(tasks, workers, scheduler):
         finished = 0
         for piece in task.pieces:
             remaining[piece.source.episode] -= piece.n
             finished += remaining[piece.source.episode] == 0
-        for episode, m in shard_moments.items():
+        for episode, m in result.moments.items():
             moments.setdefault(episode, ImageMoments()).merge(m)
+        digests |= result.digests
         if progress:
-            progress(n_frames, finished)
-    return moments
+            progress(result.frames, finished)
+    return moments, digests

@@ -1,17 +1,20 @@
-"""The dataset store on disk: zarr v3 arrays plus sidecar files, complete only once ``manifest.json`` exists.
+"""The dataset store: zarr v3 arrays plus sidecar objects, in versions, the current one named by ``current.json``.
 
 ```
 dataset.zarr/
-  zarr.json, data/<camera> (N,S,S,3) uint8 per camera, data/action (N,A) float32, meta/episode_ends (E,) int64
-  episodes.csv     the episode table (schemas.store.EpisodeRecord), pandas.read_csv reads it
-  build_log.json   what each build added and left out
-  vla-data-store.json  schemas.store.StoreMarker, written first: the proof that vla-data made the folder
-  manifest.json    schemas.store.StoreManifest, written last
+  vla-data-store.json  schemas.store.StoreMarker, written first: the proof that vla-data made the store
+  current.json         schemas.store.StorePointer, written last: the version readers open
+  versions/<id>/
+    zarr.json, data/<camera> (N,S,S,3) uint8 per camera, data/action (N,A) float32, meta/episode_ends (E,) int64
+    episodes.csv       the episode table (schemas.store.EpisodeRecord), pandas.read_csv reads it
+    build_log.json     what each build added and left out
+    manifest.json      schemas.store.StoreManifest: what the version holds, with every object's sha256
 ```
-A store is built in a staging folder beside its destination and published by renames, so a reader sees
-either no store, the previous complete store, or the new complete one. Only folders vla-data can prove it
-made are ever replaced or deleted (``vla_data.ownership``); one build at a time writes a store
-(``vla_data.writer_lock``).
+The same layout serves a local folder and a URL (``vla_data.location``). A build writes a new version and
+commits it by writing ``current.json`` (``vla_data.versions``), so a reader sees the previous complete version
+or the new one. Only stores vla-data can prove it made are ever written to (``vla_data.ownership``); one build
+at a time writes a store (``vla_data.writer_lock``). A store built before versions (its manifest at the top)
+is read as it is.
 """
 
 from __future__ import annotations
@@ -34,15 +37,14 @@ from schemas.store import (
     Feature,
     FeatureKind,
     StoreManifest,
-    StoreMarker,
+    StorePointer,
 )
 from vla_data import __version__
-from vla_data.location import LocationError, StoreLocation
-from vla_data.ownership import MANIFEST, MARKER, Ownership, OwnershipError, listing, mark, ownership, remove_ours
+from vla_data.location import LocationError, StoreLocation, storage_errors
+from vla_data.ownership import BUILD_LOG, EPISODES, MANIFEST, MARKER, POINTER, listing
 from vla_data.refusal import Fix, Refusal
+from vla_data.versions import PointerError, read_pointer
 
-EPISODES = "episodes.csv"
-BUILD_LOG = "build_log.json"
 FRAMES_PER_SHARD = 64
 ZSTD = ZstdCodec(level=3)
 
@@ -53,19 +55,13 @@ class StoreError(Refusal):
 
 @dataclass
 class DatasetStore:
-    """A complete store, opened for reading (``open_store``), local or by URL."""
+    """A complete store, opened for reading (``open_store``), local or by URL: its current version."""
 
-    location: StoreLocation
+    location: StoreLocation  # the store, as it was given
+    objects: StoreLocation  # where the current version's objects lie (``versions/<id>``; the store itself before versions)
     manifest: StoreManifest
     episodes: pd.DataFrame
     group: zarr.Group
-
-    @property
-    def path(self) -> Path:
-        """The local folder (writing and local-only reports); ``StoreError`` for a store opened by URL."""
-        if self.location.path is None:
-            raise StoreError(f"{self.location}: a store opened by URL has no local folder")
-        return self.location.path
 
     @property
     def cameras(self) -> list[Feature]:
@@ -85,7 +81,7 @@ class DatasetStore:
 
     def camera_location(self, name: str) -> StoreLocation:
         """Where one camera array lies, for processes that open it themselves (loader workers, build workers)."""
-        return self.location.child(array_path(self._camera_feature(name)))
+        return self.objects.child(array_path(self._camera_feature(name)))
 
     @property
     def action(self) -> zarr.Array:
@@ -101,7 +97,7 @@ class DatasetStore:
 
     def build_log(self) -> BuildLog:
         """What each build of this store added, kept, replaced and left out."""
-        return BuildLog.model_validate_json(self.location.read(BUILD_LOG) or b'{"runs": []}')
+        return BuildLog.model_validate_json(self.objects.read(BUILD_LOG) or b'{"runs": []}')
 
     def split_actions(self, split: str) -> np.ndarray:
         """Every action row of one split's episodes, (N, A) float32 in physical units."""
@@ -111,20 +107,15 @@ class DatasetStore:
         return action[np.concatenate(rows)] if rows else np.zeros((0, action.shape[1]), np.float32)
 
 
-def staging_path(out: Path, pid: int) -> Path:
-    return out.with_name(f".{out.name}.staging-{pid}")
-
-
 def array_path(feature: Feature) -> str:
     """Where a feature's (N, *shape) array lives inside the store."""
     return f"data/{feature.name}"
 
 
-def create_arrays(root: Path, n_frames: int, features: list[Feature], marker: StoreMarker) -> zarr.Group:
-    """A new store folder claimed with ``marker``, then an empty array per feature for ``n_frames``: cameras one
-    frame per inner chunk, ``FRAMES_PER_SHARD`` frames per shard; actions in one chunk; zstd."""
-    mark(root, marker)
-    group = zarr.open_group(root, mode="a", zarr_format=3)
+def create_arrays(root: StoreLocation, n_frames: int, features: list[Feature]) -> zarr.Group:
+    """A new version's group with an empty array per feature for ``n_frames``: cameras one frame per inner chunk,
+    ``FRAMES_PER_SHARD`` frames per shard; actions in one chunk; zstd."""
+    group = zarr.open_group(store=root.zarr_store(writable=True), mode="w-", zarr_format=3)
     for f in features:
         if f.kind == FeatureKind.camera:
             group.create_array(array_path(f), shape=(n_frames, *f.shape), chunks=(1, *f.shape),
@@ -141,71 +132,55 @@ def write_episode_ends(group: zarr.Group, n_frames: list[int]) -> None:
     group.create_array("meta/episode_ends", data=ends, chunks=(max(1, len(ends)),), compressors=ZSTD)
 
 
-def write_table(root: Path, records: list[EpisodeRecord]) -> None:
+def write_table(root: StoreLocation, records: list[EpisodeRecord]) -> None:
     table = pd.DataFrame([r.model_dump(mode="json") for r in records])
     # stamps in ns stay whole numbers (an empty cell where an episode has none), not floats in e-notation
-    table.astype({"start_ns": "Int64", "stop_ns": "Int64"}).to_csv(root / EPISODES, index=False)
+    root.write(EPISODES, table.astype({"start_ns": "Int64", "stop_ns": "Int64"}).to_csv(index=False).encode())
 
 
-def finalize(root: Path, manifest: StoreManifest) -> None:
-    """Write the manifest, last: from here on the store is complete."""
-    (root / MANIFEST).write_text(manifest.model_dump_json(indent=2) + "\n")
-
-
-def _aside(out: Path) -> Path:
-    return out.with_name(f".{out.name}.previous")
-
-
-def publish(staging: Path, out: Path) -> None:
-    """Move a finished staging store to ``out``, replacing a previous store there (only a vla-data store, or
-    an empty folder: anything else raises ``OwnershipError`` and stays as it is).
-
-    The previous store is first renamed aside (``out`` then briefly holds nothing, never a partial store),
-    the new one renamed in, and the old one deleted. ``recover`` undoes a crash between the two renames.
-    """
-    aside = _aside(out)
-    remove_ours(aside)
-    kind = ownership(out)
-    if kind == Ownership.foreign:
-        raise OwnershipError(f"{out} is not a vla-data store ({listing(out)}); it was not replaced")
-    if kind == Ownership.empty:
-        out.rmdir()
-    elif kind != Ownership.absent:
-        out.rename(aside)
-    staging.rename(out)
-    remove_ours(aside)
-
-
-def recover(out: Path) -> None:
-    """With the writer lock held: after a crash mid-publish, put the previous complete store back; remove
-    staging folders of builds that died (vla-data's own only; a folder it cannot prove it made stays)."""
-    aside = _aside(out)
-    if ownership(out) == Ownership.absent and ownership(aside) == Ownership.store:
-        aside.rename(out)
-    for stale in out.parent.glob(f".{out.name}.staging-*"):
-        if ownership(stale) != Ownership.foreign:
-            remove_ours(stale)
+def finalize(root: StoreLocation, manifest: StoreManifest) -> None:
+    """Write the version's manifest, last of its objects."""
+    root.write(MANIFEST, (manifest.model_dump_json(indent=2) + "\n").encode())
 
 
 def open_store(where: str | Path | StoreLocation) -> DatasetStore:
     """Open a complete store (a local folder or a URL), or raise ``StoreError`` saying what is wrong with it."""
     location = StoreLocation.of(where)
     try:
-        return _open(location)
+        with storage_errors(location, "opening the store"):
+            return _open(location)
     except LocationError as exc:
         raise StoreError(str(exc)) from exc
 
 
-def _open(location: StoreLocation) -> DatasetStore:
-    if location.path is not None:
-        _check_local(location.path)
+def _pointer(store: StoreLocation) -> StorePointer | None:
+    try:
+        return read_pointer(store)
+    except PointerError as exc:
+        raise StoreError(f"{exc}; the pointer was changed by hand or damaged: rebuild the store",
+                         Fix({"overwrite": True}, "to build it again")) from exc
+
+
+def _open(store: StoreLocation) -> DatasetStore:
+    if store.path is not None:
+        _check_local(store.path)
+    pointer = _pointer(store)
+    location = store if pointer is None else store.child(pointer.prefix)
     raw_manifest = location.read(MANIFEST)
+    if raw_manifest is None and pointer is not None and _pointer(store) != pointer:
+        # a build committed a new version and removed the one just named, between the two reads: open the new one
+        pointer = _pointer(store)
+        location = store if pointer is None else store.child(pointer.prefix)
+        raw_manifest = location.read(MANIFEST)
+    if raw_manifest is None and pointer is not None:
+        raise StoreError(f"{store}: its current version {pointer.version} has no {MANIFEST} (deleted by hand?); "
+                         f"run `vla-data info {store} --verify`, or rebuild the store", Fix({"overwrite": True}, "to build it again"))
     if raw_manifest is None:
-        if location.read(MARKER) is not None:
+        if store.read(MARKER) is not None:
             raise StoreError(
-                f"{location}: incomplete store (vla-data's, without its {MANIFEST}: its build did not finish)",
+                f"{store}: incomplete store (vla-data's, but no build has finished there yet)",
                 Fix({"overwrite": True}, "to build it again"))
-        raise StoreError(f"{location}: no vla-data store there (no {MANIFEST}); a store is what "
+        raise StoreError(f"{store}: no vla-data store there (no current.json or {MANIFEST}); a store is what "
                          "`vla-data build-splits SRC -o OUT.zarr` writes")
     try:
         raw = json.loads(raw_manifest)
@@ -226,21 +201,21 @@ def _open(location: StoreLocation) -> DatasetStore:
         episodes = pd.read_csv(io.BytesIO(table), keep_default_na=False)
         group = zarr.open_group(store=location.zarr_store(), mode="r", zarr_format=3)
     except (OSError, ValueError, KeyError) as exc:
-        raise StoreError(f"{location}: damaged store ({exc}); run `vla-data info {location} --verify`") from exc
+        raise StoreError(f"{location}: damaged store ({exc}); run `vla-data info {store} --verify`") from exc
     missing = [f for f in manifest.features if array_path(f) not in group]
     if missing:
         listed = ", ".join(f"{f.name} ({f.kind.value}, {array_path(f)})" for f in missing)
         raise StoreError(f"{location}: the manifest lists feature(s) the store has no array for: {listed}; the "
                          "store is damaged or was changed by hand: rebuild it from its sources",
                          Fix({"overwrite": True}, "to build-splits"))
-    return DatasetStore(location=location, manifest=manifest, episodes=episodes, group=group)
+    return DatasetStore(location=store, objects=location, manifest=manifest, episodes=episodes, group=group)
 
 
 def _check_local(path: Path) -> None:
     """A local store folder that is not there, or not vla-data's, is refused saying which."""
     if not path.exists():
         raise StoreError(f"{path}: no such store; build one with `vla-data build-splits SRC -o {path}`")
-    if not path.is_dir() or not (path / MANIFEST).is_file():
+    if not path.is_dir() or not any((path / key).is_file() for key in (MANIFEST, POINTER)):
         if path.is_dir() and (path / MARKER).is_file():
             return  # incomplete: said by _open
         raise StoreError(f"{path}: not a vla-data store ({listing(path)}); a store is what "
@@ -260,7 +235,7 @@ def stored_bytes(location: StoreLocation) -> int:
 
 def verify(store: DatasetStore) -> list[str]:
     """Recompute every checksum; name each damaged or missing object, with the frames it holds."""
-    found = stored_checksums(store.location)
+    found = stored_checksums(store.objects)
     problems = []
     ends = store.episode_ends
     for name, digest in store.manifest.checksums.items():

@@ -33,7 +33,8 @@ from schemas.store import (
 from vla_data import __version__
 from vla_data.bag_validation import BagEpisode, pick_episode, read_bag
 from vla_data.bags import FrameRefs, split_part
-from vla_data.ownership import Ownership, ownership
+from vla_data.location import StoreLocation
+from vla_data.ownership import Ownership, ownership_of
 from vla_data.recorder import fingerprint, header, open_episode, stored_frame_bytes
 from vla_data.splits import assign_splits, match_split_file, read_split_file
 from vla_data.refusal import Fix
@@ -102,10 +103,10 @@ def _read_source(report: FileReport, settings: RecorderSettings,
     return Source(report=report, content_hash=digest, actions=actions)
 
 
-def _load_previous(out: Path, options: BuildOptions, settings: RecorderSettings) -> DatasetStore | None:
+def _load_previous(out: StoreLocation, options: BuildOptions, settings: RecorderSettings) -> DatasetStore | None:
     """The store already at ``out`` that this build extends, or None (nothing there, or ``overwrite``)."""
-    kind = ownership(out)
-    if kind in (Ownership.absent, Ownership.empty) or (options.overwrite and kind != Ownership.foreign):
+    kind = ownership_of(out)
+    if kind in (Ownership.absent, Ownership.empty, Ownership.incomplete) or (options.overwrite and kind != Ownership.foreign):
         return None
     previous = open_store(out)  # a foreign folder or an incomplete store is refused here, saying which
     m = previous.manifest
@@ -218,7 +219,7 @@ def _new_record(episode: int, s: Source, split: Split) -> EpisodeRecord:
     )
 
 
-def _refuse_changed(changed: list[tuple[EpisodeRecord, Source]], out: Path) -> None:
+def _refuse_changed(changed: list[tuple[EpisodeRecord, Source]], out: StoreLocation) -> None:
     listed = "; ".join(f"{s.report.path} (stored {old.content_hash[:12]}, now {s.content_hash[:12]})"
                        for old, s in changed[:5])
     more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
@@ -240,14 +241,14 @@ def _refuse_dropped_channels(previous: DatasetStore, sources: list[Source], opti
             every = ",".join(str(c) for c in sorted({*selection.channels, d.channel}))
             kept = ",".join(str(c) for c in selection.channels)
             raise StoreError(
-                f"{len(users)} new episode(s) use action channel {d.channel} ({d.name}), which {previous.path} "
+                f"{len(users)} new episode(s) use action channel {d.channel} ({d.name}), which {previous.location} "
                 f"dropped because it was {d.value:g} in every episode it was built from, e.g. "
                 f"{', '.join(users[:3])}; adding them would throw those commands away",
                 Fix({"overwrite": True, "action_channels": every}, "to rebuild the store with the channel"),
                 Fix({"action_channels": kept}, "to drop it knowingly"))
 
 
-def build_version(report: ValidationReport, root: Path, out: Path, options: BuildOptions, settings: RecorderSettings,
+def build_version(report: ValidationReport, root: Path, out: StoreLocation, options: BuildOptions, settings: RecorderSettings,
                   progress: BuildProgress | None = None) -> StoreManifest:
     """Decide and write the next version of the store at ``out`` from validated sources (``report``, their
     common folder ``root``); call it inside ``store_writer.writing``. Raises ``StoreError`` or ``SplitError``

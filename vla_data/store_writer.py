@@ -1,22 +1,25 @@
-"""The store's write path: one writer at a time, a new version written in staging and published whole.
+"""The store's write path: one writer at a time, a new version written whole and committed by one write.
 
 ```python
-with writing(out, sources, wait=True):            # output checks, the writer lock, crash recovery
+with writing(out, sources, wait=True):            # output checks, the writer lock, leftovers removed
     manifest = write_version(out, previous, episodes, selection, options, log_entry)
 ```
-``episodes`` are the episodes of the new version in store order, each copied from the previous store
+``episodes`` are the episodes of the new version in store order, each copied from the previous version
 (``EpisodeInput.copied``) or read from a recorder file (``EpisodeInput.recorded``), with its split settled.
-The version is written into ``.NAME.staging-PID`` (claimed by vla-data's marker first), its stats and
-manifest computed, and published by renames; a failure or Ctrl-C removes the staging folder and leaves the
-previous store as it was. Only this module and ``vla_data.store`` spell paths inside a store.
+The version is written under ``versions/<id>`` of the store (local or on object storage; ``vla_data.versions``),
+its stats and manifest computed, and committed by writing ``current.json``; then the versions it superseded
+are removed. A failure or Ctrl-C removes the unfinished version and leaves the previous one current; a build
+killed outright leaves it as a leftover that the next build (or `vla-data gc`) removes. Only this module and
+``vla_data.store`` spell paths inside a version.
 """
 
 from __future__ import annotations
 
-import os
+import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -37,25 +40,21 @@ from schemas.store import (
 )
 from vla_data import __version__
 from vla_data.bags import FrameRefs
-from vla_data.location import StoreLocation
-from vla_data.ownership import check_output, remove_ours
+from vla_data.location import StoreLocation, storage_errors
+from vla_data.ownership import BUILD_LOG, MANIFEST, Ownership, OwnershipError, check_output, claim, listing, ownership_of
 from vla_data.shards import EpisodeSource, fill_frames, plan_shards
 from vla_data.stats import ImageMoments, action_stats
 from vla_data.store import (
-    BUILD_LOG,
     FRAMES_PER_SHARD,
     DatasetStore,
     array_path,
     create_arrays,
     finalize,
-    publish,
-    recover,
-    staging_path,
-    stored_checksums,
     write_episode_ends,
     write_table,
 )
-from vla_data.writer_lock import writer_lock
+from vla_data.versions import Leftover, commit, next_pointer, read_pointer, remove_leftovers
+from vla_data.writer_lock import LEASE, writer_lock
 
 
 class BuildProgress(Protocol):
@@ -89,41 +88,53 @@ class EpisodeInput:
 
 
 @contextmanager
-def writing(out: Path, sources: list[Path], wait: bool, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+def writing(out: StoreLocation, sources: list[Path], wait: bool,
+            on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
     """The block may write ``out``: it overlaps no source and holds nothing vla-data did not make (checked
-    again once the writer lock is held), a crashed build's leftovers are recovered, and no other build
-    writes it until the block ends."""
+    again once the writer lock is held), it is claimed as vla-data's, killed builds' leftovers are removed,
+    and no other build writes it until the block ends."""
     check_output(out, sources)
+    claim(out, StoreMarker(tool_version=__version__, created=datetime.now(UTC).isoformat(timespec="seconds")))
     with writer_lock(out, wait, on_wait):
-        recover(out)
         check_output(out, sources)
+        remove_leftovers(out)
         yield
 
 
-def write_version(out: Path, previous: DatasetStore | None, episodes: list[EpisodeInput], selection: ActionSelection,
-                  features: list[Feature], options: BuildOptions, log_entry: BuildLogEntry,
-                  progress: BuildProgress | None = None) -> StoreManifest:
-    """Write the store's next version, holding ``features``, and publish it (call inside ``writing``); see the
+def write_version(out: StoreLocation, previous: DatasetStore | None, episodes: list[EpisodeInput],
+                  selection: ActionSelection, features: list[Feature], options: BuildOptions,
+                  log_entry: BuildLogEntry, progress: BuildProgress | None = None) -> StoreManifest:
+    """Write the store's next version, holding ``features``, and commit it (call inside ``writing``); see the
     module doc."""
-    staging = staging_path(out, os.getpid())
+    pointer = next_pointer(out)
+    version = out.child(pointer.prefix)
     try:
-        manifest = _write_staging(staging, previous, episodes, selection, features, options, log_entry, progress)
-        publish(staging, out)
+        manifest = _write_version(version, previous, episodes, selection, features, options, log_entry, progress)
+        with storage_errors(out, "committing the new version"):
+            commit(out, pointer)
     except BaseException:
-        if staging.exists():
-            remove_ours(staging)
+        if _current(out) != pointer.version:  # the commit did not land (a lost reply can hide that it did)
+            out.delete_prefix(pointer.prefix)
         raise
+    remove_leftovers(out)  # the versions it superseded
     return manifest
 
 
-def _write_staging(staging: Path, previous: DatasetStore | None, episodes: list[EpisodeInput],
+def _current(out: StoreLocation) -> str | None:
+    try:
+        pointer = read_pointer(out)
+    except (OSError, ValueError):
+        return None
+    return pointer.version if pointer is not None else None
+
+
+def _write_version(version: StoreLocation, previous: DatasetStore | None, episodes: list[EpisodeInput],
                    selection: ActionSelection, features: list[Feature], options: BuildOptions,
                    log_entry: BuildLogEntry, progress: BuildProgress | None) -> StoreManifest:
     pre = options.preprocessing
     records = [e.record for e in episodes]
     n_frames = sum(r.n_frames for r in records)
-    marker = StoreMarker(tool_version=__version__, created=log_entry.created)
-    group = create_arrays(staging, n_frames, features, marker)
+    group = create_arrays(version, n_frames, features)
     cameras = [f for f in features if f.kind == FeatureKind.camera]
     action = next(f for f in features if f.kind == FeatureKind.action)
 
@@ -142,7 +153,8 @@ def _write_staging(staging: Path, previous: DatasetStore | None, episodes: list[
             start = previous_start[r.content_hash]
             actions.append(previous_actions[start : start + r.n_frames])
             for c in cameras:
-                frame_sources[c.name].append(EpisodeSource(r.episode, r.n_frames, previous.camera_location(c.name).path, None, start))
+                frame_sources[c.name].append(EpisodeSource(r.episode, r.n_frames, None, None, start,
+                                                           stored=previous.camera_location(c.name)))
         else:
             assert e.actions is not None
             actions.append(e.actions)
@@ -155,15 +167,16 @@ def _write_staging(staging: Path, previous: DatasetStore | None, episodes: list[
     group[array_path(action)][:] = all_actions
     write_episode_ends(group, [r.n_frames for r in records])
     tasks = [task for c in cameras
-             for task in plan_shards(frame_sources[c.name], staging / array_path(c), FRAMES_PER_SHARD, pre)]
+             for task in plan_shards(frame_sources[c.name], version, array_path(c), FRAMES_PER_SHARD, pre)]
     if progress:
         progress.start(n_frames * len(cameras), len(records))
-    moments = fill_frames(tasks, options.workers, progress.advance if progress else None)
+    moments, shard_digests = fill_frames(tasks, options.workers, options.scheduler,
+                                         progress.advance if progress else None)
 
-    write_table(staging, records)
+    write_table(version, records)
     log = previous.build_log() if previous is not None else BuildLog()
     log.runs.append(log_entry)
-    (staging / BUILD_LOG).write_text(log.model_dump_json(indent=2) + "\n")
+    version.write(BUILD_LOG, (log.model_dump_json(indent=2) + "\n").encode())
     manifest = StoreManifest(
         tool_version=__version__,
         created=log_entry.created,
@@ -178,10 +191,17 @@ def _write_staging(staging: Path, previous: DatasetStore | None, episodes: list[
         stats=train_stats(all_actions, records, moments, options),
         source_frame_sizes=_frame_sizes(previous, episodes),
         features=features,
-        checksums=stored_checksums(StoreLocation(path=staging)),
+        checksums=_checksums(version, shard_digests),
     )
-    finalize(staging, manifest)
+    finalize(version, manifest)
     return manifest
+
+
+def _checksums(version: StoreLocation, shard_digests: dict[str, str]) -> dict[str, str]:
+    """sha256 of every object of the version but the manifest: the shards' as their tasks reported them, the
+    rest (metadata, actions, tables: small) read back here."""
+    return {key: shard_digests.get(key) or hashlib.sha256(version.read(key) or b"").hexdigest()
+            for key in version.keys() if key != MANIFEST}
 
 
 def _frame_sizes(previous: DatasetStore | None, episodes: list[EpisodeInput]) -> list[str]:
@@ -202,3 +222,18 @@ def train_stats(actions: np.ndarray, records: list[EpisodeRecord], moments: dict
             images.merge(moments[r.episode])
     mean, std = images.mean_std()
     return NormStats(mode=options.norm_mode, action=action_stats(actions[train]), image_mean=mean, image_std=std)
+
+
+def collect_garbage(out: StoreLocation, wait: bool, break_lease: bool = False,
+                    on_wait: Callable[[str], None] | None = None) -> list[Leftover]:
+    """`vla-data gc`: remove what killed builds left in a store (``versions.leftovers``), holding its writer lock
+    so that no build is writing them. ``break_lease``: first delete the lease a build on object storage left
+    (the user's word that it no longer runs). What was removed."""
+    with storage_errors(out, "collecting garbage"):
+        if ownership_of(out) not in (Ownership.store, Ownership.incomplete):
+            raise OwnershipError(f"{out} is not a vla-data store ({listing(out) if out.children() else 'nothing there'}); "
+                                 "vla-data removes only what it made")
+        if break_lease and out.url is not None:
+            out.delete(LEASE)
+        with writer_lock(out, wait, on_wait):
+            return remove_leftovers(out)

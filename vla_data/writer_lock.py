@@ -1,10 +1,16 @@
-"""One writer per store: an OS file lock (``filelock``, flock on Linux) held for a whole build.
+"""One writer per store, held for a whole build (and by `vla-data gc`).
 
-The lock file ``.NAME.lock`` lies beside the store (the store folder itself is replaced when a build
-publishes). The OS releases the lock when the holder exits, however it exits, so a killed build never
-leaves a store locked. While held, the lock file names its holder (``schemas.store.StoreWriter``), so a
-second build can say whom it waits for. The lock file stays after release (deleting a lock file that
-others may be waiting on would let two writers in).
+A local store: an OS file lock (``filelock``, flock on Linux) on ``.NAME.lock`` beside the store folder. The OS
+releases it when the holder exits, however it exits, so a killed build never leaves a store locked. The lock
+file stays after release (deleting a lock file that others may be waiting on would let two writers in).
+
+A store on object storage has no such lock, so the writer holds a lease: the object ``writer.json`` inside the
+store, created only where none is (a conditional PUT) and deleted when the build ends. A build killed there
+leaves its lease behind. A later build on the same machine proves it dead (its process is gone) and takes it
+over; from another machine nothing can prove that, so the build refuses, naming the holder, and
+`vla-data gc STORE --break-lease` (the user's word that the holder is gone) releases it.
+
+Either way the holder is named (``schemas.store.StoreWriter``), so a second build can say whom it waits for.
 """
 
 from __future__ import annotations
@@ -12,15 +18,21 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psutil
 from filelock import FileLock, Timeout
 
 from schemas.store import StoreWriter
+from vla_data.location import StoreLocation
 from vla_data.refusal import Fix, Refusal
+
+LEASE = "writer.json"
+LEASE_POLL_S = 2.0  # how often a waiting build looks at another build's lease
 
 
 class StoreBusy(Refusal):
@@ -38,10 +50,23 @@ def _holder(path: Path) -> str:
         return "another vla-data build"
 
 
+def _me() -> StoreWriter:
+    return StoreWriter(pid=os.getpid(), host=socket.gethostname(), command=" ".join(["vla-data", *sys.argv[1:]]),
+                       started=datetime.now(UTC).isoformat(timespec="seconds"))
+
+
 @contextmanager
-def writer_lock(out: Path, wait: bool, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
-    """Hold ``out``'s writer lock for the block. Busy: raise ``StoreBusy`` (``wait`` False), or call
-    ``on_wait`` with a message naming the holder and wait for it."""
+def writer_lock(store: StoreLocation | Path, wait: bool, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold the store's writer lock (or lease) for the block. Busy: raise ``StoreBusy`` (``wait`` False), or
+    call ``on_wait`` with a message naming the holder and wait for it."""
+    store = StoreLocation.of(store)
+    manager = _file_lock(store.path, wait, on_wait) if store.path is not None else _lease(store, wait, on_wait)
+    with manager:
+        yield
+
+
+@contextmanager
+def _file_lock(out: Path, wait: bool, on_wait: Callable[[str], None] | None) -> Iterator[None]:
     path = lock_path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(path)
@@ -56,9 +81,59 @@ def writer_lock(out: Path, wait: bool, on_wait: Callable[[str], None] | None = N
             on_wait(f"waiting for {holder} to finish writing {out} ...")
         lock.acquire()
     try:
-        writer = StoreWriter(pid=os.getpid(), host=socket.gethostname(), command=" ".join(["vla-data", *sys.argv[1:]]),
-                             started=datetime.now(UTC).isoformat(timespec="seconds"))
-        path.write_text(writer.model_dump_json() + "\n")
+        path.write_text(_me().model_dump_json() + "\n")
         yield
     finally:
         lock.release()
+
+
+def lease_holder(store: StoreLocation) -> StoreWriter | None:
+    """Who holds the lease of a store on object storage (None: nobody, or a lease that does not parse)."""
+    raw = store.read(LEASE)
+    try:
+        return None if raw is None else StoreWriter.model_validate_json(raw)
+    except ValueError:
+        return None
+
+
+def _gone(holder: StoreWriter) -> bool:
+    """True only when it is provable that the holder no longer runs: a process of this machine that has exited
+    (or whose pid another, later process took)."""
+    if holder.host != socket.gethostname():
+        return False
+    try:
+        started = datetime.fromisoformat(holder.started).timestamp()
+        return psutil.Process(holder.pid).create_time() > started + 1
+    except psutil.NoSuchProcess:
+        return True
+    except (psutil.Error, ValueError):
+        return False
+
+
+@contextmanager
+def _lease(store: StoreLocation, wait: bool, on_wait: Callable[[str], None] | None) -> Iterator[None]:
+    me = _me()
+    said = False
+    while not store.create(LEASE, (me.model_dump_json() + "\n").encode()):
+        holder = lease_holder(store)
+        if holder is not None and _gone(holder):
+            if lease_holder(store) == holder:  # still the dead build's: take it over
+                store.delete(LEASE)
+            continue
+        described = holder.describe() if holder is not None else "another vla-data build"
+        if not wait:
+            raise StoreBusy(f"{store} is being written by {described}; run again when it is done (if that build "
+                            f"no longer runs, e.g. it was killed on another machine, `vla-data gc {store} "
+                            "--break-lease` releases its lease)", Fix({"wait": True}, "to wait for it"))
+        if on_wait is not None and not said:
+            on_wait(f"waiting for {described} to finish writing {store} ... (if it no longer runs, "
+                    f"`vla-data gc {store} --break-lease` releases its lease)")
+            said = True
+        time.sleep(LEASE_POLL_S)
+    if lease_holder(store) != me:  # a filesystem whose exclusive create is not atomic let another build in
+        raise StoreBusy(f"{store} is being written by another build that started at the same moment; run again")
+    try:
+        yield
+    finally:
+        if lease_holder(store) == me:
+            store.delete(LEASE)

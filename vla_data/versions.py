@@ -1,0 +1,128 @@
+"""A store's versions: every build writes a new version under its own prefix and commits by one write.
+
+```
+dataset.zarr/
+  vla-data-store.json       the claim (schemas.store.StoreMarker), written before anything else, ever
+  current.json              the pointer (schemas.store.StorePointer): the version readers open; written last
+  versions/v000002-1f0c9a3e/  one complete build: zarr.json, data/..., meta/..., episodes.csv, manifest.json...
+  writer.json               on object storage only: the writer lease while a build runs (vla_data.writer_lock)
+```
+Nothing is renamed, so the same design serves a local folder and object storage (which has no atomic
+rename): a reader opens what ``current.json`` names, so it sees the previous complete version or the new one,
+never a part of one. A version is never written again once written, so a build never rewrites what a
+published pointer names. What else lies under ``versions/`` is a leftover: a version a build wrote but never
+committed (killed), or one that a later commit superseded before it could be removed (killed right after
+committing). Leftovers are removed only by a build or `vla-data gc` holding the store's writer lock: then no
+build can be writing them, and the pointer proves they are not the current version.
+
+A store built before versions (its manifest at the top, ``Layout.single``) is read as it is; the next build
+writes its first version beside the old objects, commits, then removes the names such a store has at its
+top (``data/``, ``meta/``, ``zarr.json``, the episode table, the build log, the manifest) and nothing else.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from pydantic import ValidationError
+
+from schemas.store import StorePointer
+from vla_data import __version__
+from vla_data.location import StoreLocation
+from vla_data.ownership import BUILD_LOG, EPISODES, MANIFEST, POINTER
+
+VERSIONS = "versions"
+SINGLE_LAYOUT_FOLDERS = ("data", "meta")
+SINGLE_LAYOUT_OBJECTS = ("zarr.json", EPISODES, BUILD_LOG, MANIFEST)  # the manifest last
+
+
+class PointerError(ValueError):
+    """``current.json`` is there but does not parse."""
+
+
+class Layout(StrEnum):
+    absent = "absent"  # no store there (yet)
+    versions = "versions"  # current.json names the version to read
+    single = "single"  # built before versions: the manifest at the top
+
+
+def read_pointer(store: StoreLocation) -> StorePointer | None:
+    raw = store.read(POINTER)
+    if raw is None:
+        return None
+    try:
+        return StorePointer.model_validate_json(raw)
+    except (ValidationError, ValueError) as exc:
+        raise PointerError(f"{store}/{POINTER}: unreadable ({exc})") from exc
+
+
+def layout(store: StoreLocation) -> Layout:
+    if store.read(POINTER) is not None:
+        return Layout.versions
+    return Layout.single if store.read(MANIFEST) is not None else Layout.absent
+
+
+def readable(store: StoreLocation) -> StoreLocation:
+    """Where the current version's objects lie: ``versions/<id>`` for a versioned store, the store itself for a
+    store built before versions."""
+    pointer = read_pointer(store)
+    return store if pointer is None else store.child(pointer.prefix)
+
+
+def next_pointer(store: StoreLocation) -> StorePointer:
+    """The pointer a new build will commit: one past the highest sequence under ``versions/``."""
+    seen = [int(v[1:7]) for v in version_ids(store) if v[1:7].isdigit()]
+    current = read_pointer(store)
+    sequence = max([*seen, current.sequence if current else 0]) + 1
+    return StorePointer(version=f"v{sequence:06d}-{secrets.token_hex(4)}", tool_version=__version__,
+                        created=datetime.now(UTC).isoformat(timespec="seconds"))
+
+
+def commit(store: StoreLocation, pointer: StorePointer) -> None:
+    """Point readers at ``pointer``'s version: the one write after which the new version is the store."""
+    store.write(POINTER, (pointer.model_dump_json(indent=2) + "\n").encode())
+
+
+def version_ids(store: StoreLocation) -> list[str]:
+    return store.children(VERSIONS)
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """A version that is not the current one."""
+
+    version: str
+    complete: bool  # True: its manifest was written (superseded); False: its build never finished
+
+    def describe(self) -> str:
+        return f"{VERSIONS}/{self.version} ({'superseded by a later build' if self.complete else 'unfinished build'})"
+
+
+def leftovers(store: StoreLocation) -> list[Leftover]:
+    """Every version under ``versions/`` but the current one, oldest first."""
+    current = read_pointer(store)
+    return [Leftover(v, store.read(f"{VERSIONS}/{v}/{MANIFEST}") is not None) for v in version_ids(store)
+            if current is None or v != current.version]
+
+
+def remove_leftovers(store: StoreLocation) -> list[Leftover]:
+    """Remove every version but the current one, and the objects of a store built before versions once a
+    version replaced it; what was removed. Only with the store's writer lock held (see the module doc)."""
+    gone = leftovers(store)
+    for leftover in gone:
+        store.delete_prefix(f"{VERSIONS}/{leftover.version}")
+    if read_pointer(store) is not None:
+        _remove_single(store)
+    return gone
+
+
+def _remove_single(store: StoreLocation) -> None:
+    """The objects of the store as it was before versions: the names such a store has at its top (inside a
+    folder or prefix that vla-data's marker claims), nothing else."""
+    for name in SINGLE_LAYOUT_FOLDERS:
+        store.delete_prefix(name)
+    for name in SINGLE_LAYOUT_OBJECTS:
+        store.delete(name)
