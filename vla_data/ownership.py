@@ -22,6 +22,7 @@ MANIFEST = "manifest.json"
 POINTER = "current.json"
 EPISODES = "episodes.csv"
 BUILD_LOG = "build_log.json"
+LEASE = "writer.json"  # a store on object storage: its writer's lease (vla_data.writer_lock)
 LISTED = 8  # entries named when a folder is refused
 
 
@@ -66,7 +67,10 @@ def ownership_of(store: StoreLocation) -> Ownership:
     """``ownership`` of a local folder or of a URL's prefix (absent when no object lies under it)."""
     if store.path is not None:
         return ownership(store.path)
-    return _claimed(store) if store.children() else Ownership.absent
+    names = store.children()
+    if names == [LEASE]:  # a first build holds the lease and has not claimed the prefix yet
+        return Ownership.incomplete
+    return _claimed(store) if names else Ownership.absent
 
 
 def listing(path: Path | StoreLocation) -> str:

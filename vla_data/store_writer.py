@@ -19,7 +19,6 @@ import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -41,7 +40,7 @@ from schemas.store import (
 from vla_data import __version__
 from vla_data.bags import FrameRefs
 from vla_data.location import StoreLocation, storage_errors
-from vla_data.ownership import BUILD_LOG, MANIFEST, Ownership, OwnershipError, check_output, claim, listing, ownership_of
+from vla_data.ownership import BUILD_LOG, LEASE, MANIFEST, Ownership, OwnershipError, check_output, claim, listing, ownership_of
 from vla_data.shards import EpisodeSource, fill_frames, plan_shards
 from vla_data.stats import ImageMoments, action_stats
 from vla_data.store import (
@@ -54,7 +53,7 @@ from vla_data.store import (
     write_table,
 )
 from vla_data.versions import Leftover, commit, next_pointer, read_pointer, remove_leftovers
-from vla_data.writer_lock import LEASE, writer_lock
+from vla_data.writer_lock import writer_lock
 
 
 class BuildProgress(Protocol):
@@ -91,10 +90,9 @@ class EpisodeInput:
 def writing(out: StoreLocation, sources: list[Path], wait: bool,
             on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
     """The block may write ``out``: it overlaps no source and holds nothing vla-data did not make (checked
-    again once the writer lock is held), it is claimed as vla-data's, killed builds' leftovers are removed,
-    and no other build writes it until the block ends."""
+    again once the writer lock is held), killed builds' leftovers are removed, and no other build writes it
+    until the block ends."""
     check_output(out, sources)
-    claim(out, StoreMarker(tool_version=__version__, created=datetime.now(UTC).isoformat(timespec="seconds")))
     with writer_lock(out, wait, on_wait):
         check_output(out, sources)
         remove_leftovers(out)
@@ -106,6 +104,7 @@ def write_version(out: StoreLocation, previous: DatasetStore | None, episodes: l
                   log_entry: BuildLogEntry, progress: BuildProgress | None = None) -> StoreManifest:
     """Write the store's next version, holding ``features``, and commit it (call inside ``writing``); see the
     module doc."""
+    claim(out, StoreMarker(tool_version=__version__, created=log_entry.created))
     pointer = next_pointer(out)
     version = out.child(pointer.prefix)
     try:

@@ -29,9 +29,9 @@ from filelock import FileLock, Timeout
 
 from schemas.store import StoreWriter
 from vla_data.location import StoreLocation
+from vla_data.ownership import LEASE
 from vla_data.refusal import Fix, Refusal
 
-LEASE = "writer.json"
 LEASE_POLL_S = 2.0  # how often a waiting build looks at another build's lease
 
 
