@@ -19,6 +19,19 @@ SMALL = {"height": 24, "width": 40}
 SMALL_MODEL = {"hidden": 64, "lora": {"r": 8, "alpha": 16, "dropout": 0.0}}
 
 
+def run_cli(*args: str) -> tuple[int, str]:
+    """`vla-data ARGS` in this process: the exit code and what it printed; an exception the CLI let escape
+    (a traceback a user would see) fails the test."""
+    from click.testing import CliRunner
+
+    from pipelines.cli import main
+
+    result = CliRunner().invoke(main, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
 @pytest.fixture
 def umask_022() -> Iterator[int]:
     """The common umask 022 for one test, so files written as a plain open() would are 0644."""
@@ -82,14 +95,16 @@ def defect_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+LEARN_BUILD = BuildOptions(preprocessing=Preprocessing(image_size=56), splits=SplitConfig(val_ratio=0.25))
+
+
 @pytest.fixture(scope="session")
 def learn_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """64 learnable synthetic episodes (48x80, in ``learn_store.parent / "raw"``), stored at the tiny model's
     56x56, a quarter of them val."""
     root = tmp_path_factory.mktemp("learn")
     make_synthetic(root / "raw", SyntheticConfig(episodes=64, height=48, width=80, seed=11))
-    options = BuildOptions(preprocessing=Preprocessing(image_size=56), splits=SplitConfig(val_ratio=0.25))
-    build_store([root / "raw"], root / "ds.zarr", options, RecorderSettings())
+    build_store([root / "raw"], root / "ds.zarr", LEARN_BUILD, RecorderSettings())
     return root / "ds.zarr"
 
 

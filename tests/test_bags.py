@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 from rosbags.rosbag2 import StoragePlugin, Writer
 
+from conftest import run_cli
 from pipelines.cli import main
 from schemas import FindingCode, RecorderSettings, Severity, SourceKind, ValidateOptions, ValidationReport
 from schemas.evaluation import PredictReport
@@ -99,12 +100,6 @@ def build(bag: Path, out: Path, settings: RecorderSettings = RecorderSettings(),
     store = open_store(out)
     (episode,) = store.episodes.index[store.episodes["source_path"] == str(bag)]
     return store, slice(*store.episode_range(int(store.episodes["episode"][episode])))
-
-
-def run_cli(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args))
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result.exit_code, result.output
 
 
 # -- the alignment rule ---------------------------------------------------------------------------------------

@@ -15,24 +15,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import zarr
-from click.testing import CliRunner
 
-from pipelines.cli import main
 from schemas import ColorOrder
 from schemas.store import BuildLog, Preprocessing, Split
 from conftest import version_dir
+from conftest import run_cli as run
 from vla_data.dataset import WindowDataset
 from vla_data.location import StoreLocation
 from vla_data.resize import resize_frames
 from vla_data.shards import EpisodeSource, plan_shards
 from vla_data.store import FRAMES_PER_SHARD, MANIFEST, StoreError, open_store, verify
-
-
-def run(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args))
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
 
 
 @pytest.fixture(scope="module")

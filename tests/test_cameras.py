@@ -11,10 +11,9 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
 from conftest import version_dir
-from pipelines.cli import main
+from conftest import run_cli as run
 from schemas import ColorOrder, RecorderSettings
 from schemas.synthetic import SyntheticConfig
 from vla_data.dataset import WindowDataset
@@ -27,11 +26,6 @@ from vla_model.runtime import Policy
 CAMERAS = ["--camera", "front=images", "--camera", "side=observations/side_images:rgb"]
 TRAIN = ["--model", "tiny-random", "--max-steps", "2", "--window", "2", "--chunk", "2", "--batch-size", "4",
          "--hidden", "16", "--lora-r", "2", "--val-every", "2", "--save-every", "2"]
-
-
-def run(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args))
-    return result.exit_code, result.output
 
 
 @pytest.fixture(scope="module")

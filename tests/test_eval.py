@@ -16,6 +16,7 @@ import torch
 import zarr
 from click.testing import CliRunner
 from conftest import SMALL_MODEL, version_dir
+from conftest import run_cli
 from transformers import Kosmos2Model
 
 from pipelines.cli import main
@@ -35,12 +36,6 @@ from vla_model.trainer import train
 
 # The runner and the batch model do the same float32 arithmetic on the same frames, in other batch shapes.
 RUNNER_ATOL = 1e-5  # physical units (actions here are up to about 1.2)
-
-
-def run_cli(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args))
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result.exit_code, result.output
 
 
 def predict_json(*args: str) -> PredictReport:

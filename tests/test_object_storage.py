@@ -19,22 +19,14 @@ import pandas as pd
 import pytest
 import s3fs
 import zarr
-from click.testing import CliRunner
 
 from conftest import S3_ENV, version_dir
-from pipelines.cli import main
+from conftest import run_cli as run
 from schemas.synthetic import SyntheticConfig
 from vla_data.store import open_store, verify
 from vla_data.synthetic import make_synthetic
 
 CLI = [sys.executable, "-m", "pipelines.cli"]
-
-
-def run(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args))
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
 
 
 def objects(fs: s3fs.S3FileSystem, prefix: str) -> dict[str, str]:

@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import version_dir
+from conftest import run_cli as run
 from pipelines.cli import main
 from schemas import ColorOrder
 from schemas.store import BuildLog, DroppedChannel
@@ -30,13 +31,6 @@ from vla_data.synthetic import make_synthetic
 from vla_data.writer_lock import writer_lock
 
 CLI = [sys.executable, "-m", "pipelines.cli"]
-
-
-def run(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args))
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
 
 
 def snapshot(folder: Path) -> dict[str, str]:

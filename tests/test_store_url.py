@@ -10,19 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from click.testing import CliRunner
 from zarr.storage import FsspecStore, LocalStore
 
 from conftest import version_dir
-from pipelines.cli import main
+from conftest import run_cli as run
 from vla_data.dataset import WindowDataset
 from vla_data.location import StoreLocation
 from vla_data.store import open_store, verify
-
-
-def run(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args))
-    return result.exit_code, result.output
 
 
 def url_of(path: Path) -> str:

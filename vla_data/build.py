@@ -19,7 +19,7 @@ from pathlib import Path
 from schemas import RecorderSettings, ValidateOptions, ValidationReport
 from schemas.store import BuildOptions, StoreManifest
 from vla_data.ownership import check_output
-from vla_data.shards import SchedulerError
+from vla_data.shards import SchedulerError, check_scheduler
 from vla_data.recorder import common_root, episode_files
 from vla_data.location import LocationError, StoreLocation, storage_errors
 from vla_data.store import StoreError
@@ -54,6 +54,7 @@ def build_store(
     try:
         with storage_errors(store, "writing the store"):
             check_output(store, sources)  # before validating: a wrong output is refused at once, nothing written
+            check_scheduler(options.scheduler)  # and so is a scheduler that does not answer
             files = episode_files(sources)
             root = Path(common_root(sources))
             report = validate(files, settings, ValidateOptions(), root=str(root))

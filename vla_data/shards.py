@@ -144,28 +144,48 @@ class SchedulerError(ValueError):
     """A Dask scheduler that cannot be used (not installed, not reachable); says which and what to do."""
 
 
+def _client(scheduler: str):  # -> distributed.Client; Dask is an optional extra, imported only here
+    """A client of the Dask scheduler at ``scheduler``, or a ``SchedulerError`` saying what to do."""
+    try:
+        from distributed import Client
+    except ImportError as exc:
+        raise SchedulerError(f"--scheduler {scheduler}: Dask is not installed here; `pip install vla-data[dask]`, "
+                             "or build with --workers N") from exc
+    try:
+        return Client(scheduler, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise SchedulerError(f"--scheduler {scheduler}: no Dask scheduler answers there ({exc}); start one "
+                             "(`dask scheduler`, and `dask worker ADDRESS` on each machine), or build with "
+                             "--workers N") from exc
+
+
+def check_scheduler(scheduler: str | None) -> None:
+    """Refuse a scheduler that cannot be used before the build validates its sources or writes anything."""
+    if scheduler is not None:
+        _client(scheduler).close()
+
+
 @contextmanager
 def _executor(workers: int, scheduler: str | None) -> Iterator[Executor]:
-    """Where shard tasks run: a Dask cluster's workers (``scheduler``), or ``workers`` spawned local processes."""
+    """Where shard tasks run: a Dask cluster's workers (``scheduler``), or ``workers`` spawned local processes.
+    Leaving it waits for the running tasks; the ones not started are cancelled when it is left by an error."""
     if scheduler is not None:
+        client = _client(scheduler)
+        executor = client.get_executor()
         try:
-            from distributed import Client
-        except ImportError as exc:
-            raise SchedulerError(f"--scheduler {scheduler}: Dask is not installed here; `pip install vla-data[dask]`, "
-                                 "or build with --workers N") from exc
-        try:
-            client = Client(scheduler, timeout="10s")
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise SchedulerError(f"--scheduler {scheduler}: no Dask scheduler answers there ({exc}); start one "
-                                 "(`dask scheduler`, and `dask worker ADDRESS` on each machine), or build with "
-                                 "--workers N") from exc
-        try:
-            yield client.get_executor()
+            yield executor
+        except BaseException:
+            executor.shutdown(wait=False)  # cancels what has not run; a running Dask task cannot be stopped
+            raise
         finally:
+            executor.shutdown(wait=True)
             client.close()
         return
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_interrupt) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_interrupt)
+    try:
         yield pool
+    finally:  # also on Ctrl-C, a failed shard or the caller giving up: no local worker writes after this returns
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _results(tasks: list[ShardTask], workers: int, scheduler: str | None) -> Iterator[tuple[ShardTask, ShardResult]]:
@@ -174,22 +194,19 @@ def _results(tasks: list[ShardTask], workers: int, scheduler: str | None) -> Ite
             yield task, write_shard(task)
         return
     with _executor(workers, scheduler) as pool:
+        # local workers start while submitting: with SIGINT ignored here they inherit the ignore from their first
+        # instruction on (Python keeps an inherited SIG_IGN), so a Ctrl-C never lands in a starting worker
+        main_thread = threading.current_thread() is threading.main_thread()  # only it may set handlers
+        handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
         try:
-            # local workers start while submitting: with SIGINT ignored here they inherit the ignore from their first
-            # instruction on (Python keeps an inherited SIG_IGN), so a Ctrl-C never lands in a starting worker
-            main_thread = threading.current_thread() is threading.main_thread()  # only it may set handlers
-            handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
-            try:
-                pending = {pool.submit(write_shard, task): task for task in tasks}
-            finally:
-                if main_thread:
-                    signal.signal(signal.SIGINT, handler)
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield pending.pop(future), future.result()
-        finally:  # also on Ctrl-C, a failed shard or the caller giving up: no local worker writes after this returns
-            pool.shutdown(wait=True, cancel_futures=True)
+            pending = {pool.submit(write_shard, task): task for task in tasks}
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGINT, handler)
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield pending.pop(future), future.result()
 
 
 def fill_frames(
