@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import SMALL_MODEL
+from conftest import LEARN_BUILD, SMALL_MODEL, run_cli
 from safetensors.torch import load_file
 
 from vla_data.build import build_store
@@ -36,7 +36,7 @@ from vla_model.loading import load_policy
 from vla_model.loss import masked_huber
 from vla_model.policy import VLAPolicy
 from vla_model.preflight import PreflightError, preflight
-from vla_model.trainer import LOG_FILE, SUMMARY_FILE, TrainSummary, train, window_mae
+from vla_model.trainer import CONFIG_FILE, LOG_FILE, SUMMARY_FILE, TrainSummary, train, window_mae
 
 
 SEGMENT_BATCHES = {"batching": {"mode": "segments", "segment_length": 4}}
@@ -259,12 +259,6 @@ def test_resume_after_sigkill_continues_exactly(clean_dir: Path, tmp_path: Path)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
 
 
-def run_cli(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args))
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result.exit_code, result.output
-
-
 def test_train_cli_refuses_broken_setups_with_clear_messages(learn_store: Path, tmp_path: Path) -> None:
     base = ["train", str(learn_store), "--max-steps", "1", "--window", "2", "--chunk", "4", "--hidden", "16"]
     code, out = run_cli(*base, "-o", str(tmp_path / "a"), "--lora-targets", r".*no_such_module")
@@ -313,12 +307,10 @@ def test_mirror_side_words_come_from_the_config_and_unmirrored_episodes_are_repo
                      f"(data.mirror.side_words): episodes {ids['Drive up to the bottle']} (all in summary.json)"]
 
 
-@pytest.mark.parametrize("batching", [[], ["--batching", "segments", "--segment-length", "2"]], ids=["windows", "segments"])
-def test_two_processes_hold_identical_weights_and_only_rank_0_writes(learn_store: Path, tmp_path: Path,
-                                                                     batching: list[str]) -> None:
-    run = tmp_path / "ddp"
+def train_two_processes(store: Path | str, run: Path, batching: list[str]) -> str:
+    """`vla-data train` as 2 processes (torch.distributed.run, gloo on CPU), 4 steps; what it printed."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "pipelines.cli",
-           "train", str(learn_store), "-o", str(run), "--max-steps", "4", "--window", "2", "--chunk", "4",
+           "train", str(store), "-o", str(run), "--max-steps", "4", "--window", "2", "--chunk", "4",
            "--hidden", "16", "--lora-r", "4", "--batch-size", "4", "--val-every", "2", "--save-every", "2", *batching]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
@@ -328,6 +320,56 @@ def test_two_processes_hold_identical_weights_and_only_rank_0_writes(learn_store
     assert steps == sorted(set(steps))  # one writer: no step logged twice
     assert done.stdout.count("trained 4 steps") == 1
     assert not list(run.glob(".checkpoint-*")) and ckpt.load_meta(run / "checkpoint-4").step == 4
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def two_process_run(learn_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("ddp") / "run"
+    train_two_processes(learn_store, run, [])
+    return run
+
+
+def test_two_processes_hold_identical_weights_and_only_rank_0_writes(two_process_run: Path) -> None:
+    assert ckpt.load_meta(two_process_run / "checkpoint-4").step == 4  # and the rest, asserted as it ran
+
+
+def test_two_processes_with_segment_batches_hold_identical_weights(learn_store: Path, tmp_path: Path) -> None:
+    train_two_processes(learn_store, tmp_path / "ddp", ["--batching", "segments", "--segment-length", "2"])
+
+
+@pytest.fixture(scope="module")
+def learn_store_on_s3(learn_store: Path, s3_server: dict[str, str]) -> str:
+    """The learn store built again onto the test S3 server: the same episodes, the same options."""
+    import s3fs
+
+    bucket = "learn-store"
+    s3fs.S3FileSystem().mkdir(bucket)
+    url = f"s3://{bucket}/fleet/learn.zarr"
+    build_store([learn_store.parent / "raw"], url, LEARN_BUILD, RecorderSettings())
+    return url
+
+
+def test_two_processes_train_from_a_store_on_s3_exactly_as_from_the_folder(two_process_run: Path,
+                                                                            learn_store_on_s3: str,
+                                                                            learn_store: Path, tmp_path: Path) -> None:
+    """Both ranks read the one s3:// URL (the AWS variables find the server, as on a cluster); the checkpoint
+    holds exactly the weights of the same run on the folder store, and eval on the URL scores as on the folder."""
+    run = tmp_path / "ddp-s3"
+    train_two_processes(learn_store_on_s3, run, [])
+    trained = sorted(p.name for p in (run / "checkpoint-4").glob("*.safetensors"))
+    assert trained and trained == sorted(p.name for p in (two_process_run / "checkpoint-4").glob("*.safetensors"))
+    for name in trained:
+        here, there = load_file(two_process_run / "checkpoint-4" / name), load_file(run / "checkpoint-4" / name)
+        assert here.keys() == there.keys() and all(torch.equal(here[k], there[k]) for k in here)
+    assert TrainConfig.model_validate_json((run / CONFIG_FILE).read_text()).data.store == learn_store_on_s3
+    reports = {}
+    for name, store in (("s3", learn_store_on_s3), ("folder", str(learn_store))):
+        code, out = run_cli("eval", str(run), store, "-o", str(tmp_path / f"eval-{name}"))
+        assert code == 0, out
+        reports[name] = json.loads((tmp_path / f"eval-{name}" / "metrics.json").read_text())
+        assert reports[name].pop("store") == store and reports[name]["n_anchors"] > 0
+    assert reports["s3"] == reports["folder"]
 
 
 @pytest.mark.parametrize("run_fixture", ["trained_run", "segment_trained_run"])

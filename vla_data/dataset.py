@@ -122,10 +122,11 @@ class WindowDataset(Dataset[Sample]):
         """The first camera's frames (each camera's cache holds the same episodes; the loader asks one)."""
         return self.camera_frames[self.cameras[0]]
 
-    def load_all(self) -> None:
-        """Decode every camera's frames of the split into memory (the in-memory path)."""
-        for frames in self.camera_frames.values():
-            frames.load_all()
+    def load_all(self, progress: bool = False) -> None:
+        """Decode every camera's frames of the split into memory (the in-memory path); ``progress``: with a bar
+        per camera (on a terminal)."""
+        for camera, frames in self.camera_frames.items():
+            frames.load_all(f"reading {self.split.value} {camera}" if progress else None)
 
     @property
     def n_anchors(self) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import zarr
+from tqdm import tqdm
 
 from vla_data.location import StoreLocation
 from vla_data.store import StoreError
@@ -86,8 +87,10 @@ class EpisodeFrames:
                 "names every damaged object; rebuild the store from its sources"
             ) from exc
 
-    def load_all(self) -> None:
-        """Decode every episode into one array (the in-memory path); a no-op when already loaded here."""
+    def load_all(self, progress: str | None = None) -> None:
+        """Decode every episode into one array (the in-memory path); a no-op when already loaded here.
+        ``progress``: the label of a bar over the episodes (on a terminal), e.g. while a store on object storage
+        is read for the first time."""
         self._array()
         if self._all is not None:
             return
@@ -95,7 +98,8 @@ class EpisodeFrames:
         self._offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         first = self._array()
         frames = np.empty((int(self._offsets[-1]), *first.shape[1:]), np.uint8)
-        for i in range(len(self.ranges)):
+        for i in tqdm(range(len(self.ranges)), desc=progress, unit="episode", disable=None if progress else True,
+                      leave=False):
             frames[self._offsets[i] : self._offsets[i + 1]] = self._read(i)
         self._all = frames
 

@@ -181,17 +181,19 @@ def make_loader(
     drop_last: bool = False,
     block_episodes: int | None = None,
     batching: BatchingConfig = BatchingConfig(),
+    progress: bool = False,
 ) -> DataLoader:
     """A DataLoader over ``dataset``: seeded episode-aware shuffle (or store order), uint8 images, pinned
     memory when CUDA is present, persistent workers. When the split's frames are held in memory they are
-    decoded here, before the workers fork, so the workers share one copy. The process that builds batches
+    decoded here (with a bar if ``progress``: from object storage this first fill is the long read), before the
+    workers fork, so the workers share one copy. The process that builds batches
     reuses their memory (``keep_batch_memory``). ``batch_size`` counts samples in either batching; a segment
     batch is ``batch_size / batching.segment_length`` segments (fewer samples where a segment is short)."""
     keep_batch_memory()
     if dataset.frames.in_memory:
         block_episodes = None
-        if workers and multiprocessing.get_start_method() == "fork":
-            dataset.load_all()
+        if not workers or multiprocessing.get_start_method() == "fork":  # spawned workers read their own copy
+            dataset.load_all(progress)
     elif block_episodes is None:
         block_episodes = dataset.frames.cache_episodes
     if batching.mode == Batching.segments:

@@ -162,8 +162,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: 
         policy.hold_frozen_in(torch.bfloat16)  # autocast would cast them on every forward; LoRA and heads stay fp32
     batching = config.data.batching
     loader = make_loader(train_ds, config.optim.batch_size, workers=config.data.workers, seed=config.optim.seed,
-                         batching=batching)
-    val_loader = make_loader(val_ds, config.optim.batch_size, shuffle=False, workers=0, batching=batching)
+                         batching=batching, progress=main)
+    val_loader = make_loader(val_ds, config.optim.batch_size, shuffle=False, workers=0, batching=batching, progress=main)
 
     groups = policy.parameter_groups()
     optimizer = torch.optim.AdamW(
