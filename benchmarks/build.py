@@ -26,7 +26,6 @@ numbers); raw Image bags are about 15x the gzip HDF5 on disk, so reading them co
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from vla_data.bags import is_bag
 from vla_data.build import build_store
 from vla_data.recorder import InstructionIndex, decode_text, resolve_instruction
 from vla_data.resize import resize_frame
+from vla_data.store import open_store
 from vla_data.synthetic import camera_settings
 from vla_data.synthetic_bags import BagStyle, Storage, write_bag
 
@@ -225,7 +225,7 @@ def print_bag_table(seconds: dict[str, float], frames: int, hdf5_mb: float, hdf5
                     bag_sets: dict[str, tuple[list[Path], Path]], bags_dir: Path) -> None:
     """The bag sources beside the HDF5 build (--workers 2, the same frames, the same interleaved rounds)."""
     hdf5 = seconds[HDF5_BUILD]
-    stored = {name: json.loads((out / "manifest.json").read_text())["n_frames"] for name, (_, out) in bag_sets.items()}
+    stored = {name: open_store(out).manifest.n_frames for name, (_, out) in bag_sets.items()}
     if any(n != frames for n in stored.values()):  # the rows compare the same frames, or nothing
         raise SystemExit(f"the bag stores hold other frame counts than the {frames} HDF5 frames: {stored}")
     print(f"\nbag sources: the same {frames} frames, build-splits --workers 2 -> 224x224; bags in {bags_dir}")

@@ -28,7 +28,7 @@ TIMESTAMPED = {"build_log.json", "manifest.json"}  # hold the build's time (and 
 def cluster() -> Iterator[Client]:
     """Two single-threaded worker processes, each under a nanny that restarts it when it dies."""
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as local, Client(local) as client:
+                      dashboard_address=":0") as local, Client(local) as client:
         yield client
 
 

@@ -18,7 +18,9 @@ from schemas.sample import MirrorRule, SampleField, SampleSummary, WindowSpec
 from schemas.train import TrainConfig
 from vla_data.augment import mirror_frames, mirror_words
 from vla_data.dataset import WindowDataset
+from vla_data.frames import SPAN_FRAMES, SPAN_GAP, EpisodeFrames
 from vla_data.loader import EpisodeBlockSampler, make_loader
+from vla_data.location import StoreLocation
 from vla_data.normalize import Normalizer
 from vla_data.store import open_store
 from vla_data.synthetic import Episode
@@ -293,6 +295,16 @@ def test_memory_and_lru_paths_give_identical_samples(ramp_store: Path) -> None:
     n_episodes = len(memory.episode_ids)
     assert lru.frames.decoded_episodes == n_episodes  # in store order, one decode per episode, not per sample
     assert memory.frames.decoded_episodes == n_episodes
+
+
+def test_the_in_memory_fill_reads_neighbouring_episodes_together() -> None:
+    """Every read of an object-storage array costs round trips: the fill reads episodes close together (in store
+    order, whatever the split's order) as one span, never across a long run of other frames nor past the cap."""
+    ranges = [(40, 58), (0, 18), (18, 40), (58 + SPAN_GAP + 1, 100 + SPAN_GAP), (100 + SPAN_GAP, 400 + SPAN_GAP)]
+    frames = EpisodeFrames(StoreLocation(path=Path("unused")), ranges, in_memory=True, cache_episodes=1)
+    assert frames._spans() == [(0, 58, [1, 2, 0]), (58 + SPAN_GAP + 1, 100 + SPAN_GAP, [3]),
+                               (100 + SPAN_GAP, 400 + SPAN_GAP, [4])]
+    assert 400 - 100 > SPAN_FRAMES  # the last is one episode longer than the cap: read alone, whole
 
 
 def test_episode_block_sampler_is_a_seeded_permutation_in_episode_blocks(ramp_store: Path) -> None:

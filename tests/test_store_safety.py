@@ -276,7 +276,7 @@ def test_a_damaged_shard_names_the_array_and_episode(learn_store: Path, tmp_path
         shard.write_bytes(bytes(raw))
     code, text = run("inspect-sample", str(damaged), "--split", "train", "--index", "0")
     assert code == 1 and "Traceback" not in text
-    assert "data/rgb frames" in text and "(episode " in text and f"vla-data info {damaged} --verify" in text
+    assert "data/rgb frames" in text and "(episode" in text and f"vla-data info {damaged} --verify" in text
     code, text = run("train", str(damaged), "-o", str(tmp_path / "run"), "--max-steps", "1", "--window", "2",
                      "--chunk", "2", "--hidden", "16")
     assert code == 1 and "cannot be decoded" in text and "--verify" in text

@@ -19,7 +19,7 @@ from pathlib import Path
 from schemas import RecorderSettings, ValidateOptions, ValidationReport
 from schemas.store import BuildOptions, StoreManifest
 from vla_data.ownership import check_output
-from vla_data.shards import SchedulerError, check_scheduler
+from vla_data.executors import SchedulerError, check_scheduler
 from vla_data.recorder import common_root, episode_files
 from vla_data.location import LocationError, StoreLocation, storage_errors
 from vla_data.store import StoreError

@@ -17,6 +17,8 @@ from vla_data.location import StoreLocation
 from vla_data.store import StoreError
 
 MEMORY_FRACTION = 0.25  # default budget: this share of the RAM available when the dataset is made
+SPAN_FRAMES = 256  # the in-memory fill reads neighbouring episodes together, up to this many frames a read
+SPAN_GAP = 32  # and across at most this many frames of other episodes (other splits) between them
 
 
 def available_memory() -> int:
@@ -73,24 +75,42 @@ class EpisodeFrames:
         return self._rgb
 
     def _read(self, i: int) -> np.ndarray:
-        """Decode the i-th episode; a damaged shard is a ``StoreError`` naming the array, frames and episode."""
-        start, stop = self.ranges[i]
+        """Decode the i-th episode."""
         self.decoded_episodes += 1
+        return self._read_span(*self.ranges[i], [i])
+
+    def _read_span(self, start: int, stop: int, episodes: list[int]) -> np.ndarray:
+        """Store frames [start, stop) in one read; a damaged shard is a ``StoreError`` naming the array, frames and
+        the ``episodes`` (positions in ``ranges``) the read was for."""
         try:
             return np.asarray(self._array()[start:stop])
         except Exception as exc:  # the codecs raise many kinds for damaged bytes (checksum, zstd, truncation)
             store, _, name = str(self.array).rpartition("/data/")
             store = re.sub(r"/versions/v[0-9]{6}-[0-9a-f]{8}$", "", store)  # the store, not its current version
+            ids = ", ".join(str(self.episode_ids[i]) for i in episodes)
             raise StoreError(
-                f"{store}: data/{name} frames {start}..{stop - 1} (episode {self.episode_ids[i]}) cannot be decoded "
-                f"({type(exc).__name__}: {str(exc)[:120]}); the store is damaged: `vla-data info {store} --verify` "
-                "names every damaged object; rebuild the store from its sources"
+                f"{store}: data/{name} frames {start}..{stop - 1} (episode{'s' if len(episodes) > 1 else ''} {ids}) "
+                f"cannot be decoded ({type(exc).__name__}: {str(exc)[:120]}); the store is damaged: "
+                f"`vla-data info {store} --verify` names every damaged object; rebuild the store from its sources"
             ) from exc
 
+    def _spans(self) -> list[tuple[int, int, list[int]]]:
+        """The reads that decode every episode: episodes close together in the store (other frames between them
+        at most ``SPAN_GAP``) read as one span of at most ``SPAN_FRAMES`` frames, since every read of an array
+        costs a round trip per shard index on object storage; (start, stop, episode positions)."""
+        spans: list[tuple[int, int, list[int]]] = []
+        for i in sorted(range(len(self.ranges)), key=lambda i: self.ranges[i]):
+            a, b = self.ranges[i]
+            if spans and a - spans[-1][1] <= SPAN_GAP and b - spans[-1][0] <= SPAN_FRAMES:
+                spans[-1] = (spans[-1][0], max(b, spans[-1][1]), [*spans[-1][2], i])
+            else:
+                spans.append((a, b, [i]))
+        return spans
+
     def load_all(self, progress: str | None = None) -> None:
-        """Decode every episode into one array (the in-memory path); a no-op when already loaded here.
-        ``progress``: the label of a bar over the episodes (on a terminal), e.g. while a store on object storage
-        is read for the first time."""
+        """Decode every episode into one array (the in-memory path), a few neighbouring episodes per read; a
+        no-op when already loaded here. ``progress``: the label of a bar over the episodes (on a terminal),
+        e.g. while a store on object storage is read for the first time."""
         self._array()
         if self._all is not None:
             return
@@ -98,9 +118,15 @@ class EpisodeFrames:
         self._offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         first = self._array()
         frames = np.empty((int(self._offsets[-1]), *first.shape[1:]), np.uint8)
-        for i in tqdm(range(len(self.ranges)), desc=progress, unit="episode", disable=None if progress else True,
-                      leave=False):
-            frames[self._offsets[i] : self._offsets[i + 1]] = self._read(i)
+        with tqdm(total=len(self.ranges), desc=progress, unit="episode", disable=None if progress else True,
+                  leave=False) as bar:
+            for start, stop, episodes in self._spans():
+                span = self._read_span(start, stop, episodes)
+                for i in episodes:
+                    a, b = self.ranges[i]
+                    frames[self._offsets[i] : self._offsets[i + 1]] = span[a - start : b - start]
+                self.decoded_episodes += len(episodes)
+                bar.update(len(episodes))
         self._all = frames
 
     def episode(self, i: int) -> np.ndarray:

@@ -7,9 +7,8 @@ small results: the image moments of what it wrote, per episode (the train-split 
 second pass), and the sha256 of the shard object (the manifest's checksums need no second read). The caller
 never holds frames.
 
-``fill_frames`` runs the shards in-process, on a spawned process pool (``workers``; spawn: workers start clean,
-whatever threads the parent runs), or on a Dask cluster (``scheduler``), through one ``concurrent.futures``
-executor either way. A Dask worker that dies mid-shard has its task run again elsewhere; a shard is written
+``fill_frames`` runs the shards in-process, or on ``vla_data.executors.executor``: a spawned process pool
+(``workers``) or a Dask cluster (``scheduler``), one ``concurrent.futures`` executor either way. A Dask worker that dies mid-shard has its task run again elsewhere; a shard is written
 whole from its sources, so the retry writes the same bytes. Local workers ignore Ctrl-C: the parent alone
 handles it, cancels the shards not started and waits for the running ones, so the caller can remove the
 unfinished version knowing no worker still writes into it (a Dask task already running cannot be stopped:
@@ -19,12 +18,10 @@ what it writes after lands in an unfinished version, a leftover the next build o
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, wait
-from contextlib import contextmanager
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +31,7 @@ import zarr
 from schemas import ColorOrder
 from schemas.store import Preprocessing
 from vla_data.bags import FrameRefs, iter_frames
+from vla_data.executors import executor
 from vla_data.location import StoreLocation
 from vla_data.recorder import open_episode
 from vla_data.resize import resize_frame, resize_frames
@@ -136,64 +134,12 @@ def write_shard(task: ShardTask) -> ShardResult:
                        {} if written is None else {key: hashlib.sha256(written).hexdigest()})
 
 
-def _ignore_interrupt() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-class SchedulerError(ValueError):
-    """A Dask scheduler that cannot be used (not installed, not reachable); says which and what to do."""
-
-
-def _client(scheduler: str):  # -> distributed.Client; Dask is an optional extra, imported only here
-    """A client of the Dask scheduler at ``scheduler``, or a ``SchedulerError`` saying what to do."""
-    try:
-        from distributed import Client
-    except ImportError as exc:
-        raise SchedulerError(f"--scheduler {scheduler}: Dask is not installed here; `pip install vla-data[dask]`, "
-                             "or build with --workers N") from exc
-    try:
-        return Client(scheduler, timeout="10s")
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise SchedulerError(f"--scheduler {scheduler}: no Dask scheduler answers there ({exc}); start one "
-                             "(`dask scheduler`, and `dask worker ADDRESS` on each machine), or build with "
-                             "--workers N") from exc
-
-
-def check_scheduler(scheduler: str | None) -> None:
-    """Refuse a scheduler that cannot be used before the build validates its sources or writes anything."""
-    if scheduler is not None:
-        _client(scheduler).close()
-
-
-@contextmanager
-def _executor(workers: int, scheduler: str | None) -> Iterator[Executor]:
-    """Where shard tasks run: a Dask cluster's workers (``scheduler``), or ``workers`` spawned local processes.
-    Leaving it waits for the running tasks; the ones not started are cancelled when it is left by an error."""
-    if scheduler is not None:
-        client = _client(scheduler)
-        executor = client.get_executor()
-        try:
-            yield executor
-        except BaseException:
-            executor.shutdown(wait=False)  # cancels what has not run; a running Dask task cannot be stopped
-            raise
-        finally:
-            executor.shutdown(wait=True)
-            client.close()
-        return
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_interrupt)
-    try:
-        yield pool
-    finally:  # also on Ctrl-C, a failed shard or the caller giving up: no local worker writes after this returns
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
 def _results(tasks: list[ShardTask], workers: int, scheduler: str | None) -> Iterator[tuple[ShardTask, ShardResult]]:
     if workers <= 1 and scheduler is None:
         for task in tasks:
             yield task, write_shard(task)
         return
-    with _executor(workers, scheduler) as pool:
+    with executor(workers, scheduler) as pool:
         # local workers start while submitting: with SIGINT ignored here they inherit the ignore from their first
         # instruction on (Python keeps an inherited SIG_IGN), so a Ctrl-C never lands in a starting worker
         main_thread = threading.current_thread() is threading.main_thread()  # only it may set handlers

@@ -33,6 +33,7 @@ from schemas.store import (
 from vla_data import __version__
 from vla_data.bag_validation import BagEpisode, pick_episode, read_bag
 from vla_data.bags import FrameRefs, split_part
+from vla_data.executors import executor
 from vla_data.location import StoreLocation
 from vla_data.ownership import Ownership, ownership_of
 from vla_data.recorder import fingerprint, header, open_episode, stored_frame_bytes
@@ -84,23 +85,44 @@ def select_channels(usable: list[FileReport], options: BuildOptions, action_dim:
         raise StoreError(f"action channels {channels} and names {names} do not fit: {exc}") from exc
 
 
-def _read_source(report: FileReport, settings: RecorderSettings,
-                 bags: dict[Path, list[BagEpisode] | list[Finding]]) -> Source:
-    """A source episode's actions and content hash; ``bags`` keeps each bag read once (a cut bag gives several
-    episodes)."""
-    path = Path(report.path)
-    if report.kind == SourceKind.rosbag2:
-        bag = split_part(path)[0]
-        if bag not in bags:
-            bags[bag] = read_bag(bag, settings, full=True)
-        read = pick_episode(path, bags[bag])
-        if isinstance(read, list):
-            raise StoreError(f"{path} changed since it was validated: {read[0].code.value}: {read[0].message}")
-        return Source(report, read.fingerprint(full=True), read.episode.actions, read.refs, read.bag)
-    with open_episode(path) as f:
+def _read_recording(report: FileReport, settings: RecorderSettings) -> Source:
+    """A recorder file's actions and content hash (it reads every stored frame byte: on a Dask cluster a task)."""
+    with open_episode(Path(report.path)) as f:
         actions = np.asarray(f[settings.actions_key][()], np.float32)
         digest = fingerprint(actions, [(header(f[c.key], c.key), stored_frame_bytes(f[c.key])) for c in settings.cameras])
     return Source(report=report, content_hash=digest, actions=actions)
+
+
+def _read_bag_episode(report: FileReport, settings: RecorderSettings,
+                      bags: dict[Path, list[BagEpisode] | list[Finding]]) -> Source:
+    """A bag episode's actions and content hash; ``bags`` keeps each bag read once (a cut bag gives several
+    episodes)."""
+    path = Path(report.path)
+    bag = split_part(path)[0]
+    if bag not in bags:
+        bags[bag] = read_bag(bag, settings, full=True)
+    read = pick_episode(path, bags[bag])
+    if isinstance(read, list):
+        raise StoreError(f"{path} changed since it was validated: {read[0].code.value}: {read[0].message}")
+    return Source(report, read.fingerprint(full=True), read.episode.actions, read.refs, read.bag)
+
+
+def _read_sources(usable: list[FileReport], options: BuildOptions, settings: RecorderSettings) -> list[Source]:
+    """Every usable source's actions and content hash, in order. Hashing reads every stored frame byte once, so
+    with a Dask scheduler the recorder files are read by its workers (one task each, only the hash and the
+    actions come back); bags, and every source without a scheduler, are read here."""
+    recordings = [r for r in usable if r.kind != SourceKind.rosbag2]
+    read: dict[str, Source] = {}
+    if options.scheduler is not None and recordings:
+        try:
+            with executor(1, options.scheduler) as pool:
+                read = {s.report.path: s for s in pool.map(_read_recording, recordings, [settings] * len(recordings))}
+        except OSError as exc:  # validated here, so it is there: the workers do not see this path
+            raise StoreError(f"the Dask workers of {options.scheduler} cannot read a source ({exc}); give sources at "
+                             "a path every worker sees (a shared mount, the same path on every machine)") from exc
+    bags: dict[Path, list[BagEpisode] | list[Finding]] = {}
+    return [read.get(r.path) or (_read_bag_episode(r, settings, bags) if r.kind == SourceKind.rosbag2
+                                 else _read_recording(r, settings)) for r in usable]
 
 
 def _load_previous(out: StoreLocation, options: BuildOptions, settings: RecorderSettings) -> DatasetStore | None:
@@ -162,9 +184,8 @@ def _sort_sources(usable: list[FileReport], previous: DatasetStore | None, optio
     removed: set[int] = set()
     new: list[Source] = []
     result = Sorted([], [], [], [], {})
-    bags: dict[Path, list[BagEpisode] | list[Finding]] = {}
-    for r in usable:
-        source = _read_source(r, settings, bags)
+    for source in _read_sources(usable, options, settings):
+        r = source.report
         digest, path = source.content_hash, Path(r.path)
         result.hash_of[path] = digest
         old = by_path.get(path)
