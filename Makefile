@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/validate.py
 	$(BIN)/python benchmarks/build.py
 	$(BIN)/python benchmarks/loader.py
+	$(BIN)/python benchmarks/scale.py
 	$(BIN)/python benchmarks/inference.py
 	$(BIN)/python benchmarks/serve.py
 	$(BIN)/python benchmarks/train_gpu.py

@@ -3,7 +3,7 @@ whatever threads the parent runs, and ignore Ctrl-C, which the parent alone hand
 running Dask cluster (``scheduler``, the ``[dask]`` extra), behind one ``concurrent.futures.Executor``.
 
 The process pool stays the local path rather than a ``LocalCluster``: benchmarks/scale.py measures a
-LocalCluster started per build at 1.15x the pool's time on 2 cores (the goal was 1.10x), and the pool needs no
+LocalCluster started per build at 1.15-1.18x the pool's time on 2 cores (the goal was 1.10x), and the pool needs no
 Dask installed.
 """
 
