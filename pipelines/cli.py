@@ -6,6 +6,7 @@ import errno
 import os
 import re
 import sys
+import time
 from pathlib import Path
 from typing import NoReturn
 
@@ -35,6 +36,7 @@ from schemas.serve import ServeConfig
 from schemas.store import BuildOptions, Interpolation, NormMode, ResizeMode, Split, Stratify
 from schemas.synthetic import SourceFormat, SyntheticConfig
 from schemas.train import Precision, TrainConfig
+from schemas.view import ViewOptions
 from vla_data import __version__
 from vla_data.files import write_text_atomic
 from vla_data.build import BuildRefused
@@ -637,6 +639,86 @@ def predict_cmd(checkpoint: Path, episode: Path, as_json: bool, instruction: str
     for warning in report.warnings:
         click.echo(click.style(f"warning: {warning}", fg="yellow"), err=True)
     click.echo(report.model_dump_json(indent=2) if as_json else render_predictions(report))
+
+
+VIEW_FLAGS = {name: (name,) for name in ViewOptions.model_fields if name != "episodes"}
+
+
+@main.command("view")
+@click.argument("source", metavar="SOURCE")
+@click.option("--episode", "episodes", multiple=True, metavar="ID|NAME",
+              help=ViewOptions.model_fields["episodes"].description + " Repeatable.")
+@model_flags(ViewOptions, VIEW_FLAGS)
+@click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE.rrd",
+              help="Write the recording to FILE.rrd (complete or not at all); `rerun FILE.rrd` opens it.")
+@click.option("--serve", is_flag=True, help="Serve Rerun's web viewer on 127.0.0.1 and print its URL; Ctrl-C stops it.")
+@click.option("--web-port", type=click.IntRange(1, 65535), default=9090, show_default=True,
+              help="--serve: the web viewer's port (the recording is served on 9876).")
+@click.option("--run", "run", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              metavar="RUN_OR_CHECKPOINT", help="Add what this policy predicts at every frame beside the recording.")
+@click.option("--device", default=None, help=DEVICE_HELP)
+@backbone_option
+@recorder_options
+def view_cmd(source: str, episodes: tuple[str, ...], save: Path | None, serve: bool, web_port: int, run: Path | None,
+             device: str | None, model: str | None, **flags: object) -> None:
+    """Look at episodes in Rerun: every camera, every action channel as a curve, frame by frame.
+
+    SOURCE is a store (a folder or a URL), a folder of recorder episodes, one HDF5 episode, or a ROS 2 bag.
+    On a `frame` timeline (and a `time` one where a bag stamps its frames) each episode shows each camera as
+    the model sees it (after preprocessing, RGB) and, for raw sources, as recorded (its colour order
+    applied: a red bottle is red); each action channel in physical units, named; the instruction and its
+    source; scenario, split, frame count and (raw sources) validate's findings. With --run, each frame adds
+    the predicted first action, its error against the recorded row t+offset, and the whole predicted chunk as
+    a short curve into the future.
+
+    Without --save or --serve a native viewer is started where there is a display.
+
+    \b
+    Examples:
+      vla-data view dataset.zarr --split val --max-episodes 4 --save val.rrd
+      vla-data view dataset.zarr --episode 3 --run runs/tiny --serve
+      vla-data view data/raw/episode_20251106_123136_1box_hori_left_core_medium.h5
+      vla-data view s3://fleet-data/datasets/v1.zarr --episode 12 --images raw --save e12.rrd
+    """
+    from pipelines.view import Sink, ViewError, raw_views, record, resolve_source, store_views
+    from vla_model.backbone import ModelNotFound
+    from vla_model.checkpoint import CheckpointError
+    from vla_model.runtime import Policy
+
+    if save is not None and serve:
+        raise click.UsageError("--save and --serve: choose one (open the saved file with `rerun FILE.rrd`)")
+    view_flags = {k: flags.pop(k) for k in list(flags) if k in VIEW_FLAGS}
+    options = build_model(ViewOptions, {k: v for k, v in view_flags.items() if v is not None}
+                          | ({"episodes": list(episodes)} if episodes else {}), "view options")
+    settings = recorder_settings(**flags)  # type: ignore[arg-type]
+    sink = Sink(save=save, serve=serve, web_port=web_port)
+    try:
+        policy = None if run is None else Policy.from_checkpoint(run, device, model)
+        found = resolve_source(source)
+        if found.store is not None:
+            views = store_views(found.store, options, policy)
+        else:
+            if options.split is not None:
+                raise ViewError(f"--split {options.split.value}: {source} holds recorder episodes, not a store")
+            views = raw_views(found.episodes, settings, options, policy)
+        with tqdm(desc="view", unit="episode", disable=None) as bar:
+            n_episodes, n_frames = record(views, options, sink, Path(source.rstrip("/")).name, bar.update)
+    except (StoreError, CheckpointError, ModelNotFound, ValueError) as exc:
+        fail(exc)
+    except OSError as exc:
+        fail(os_error(exc))
+    logged = f"{n_episodes} episode(s), {n_frames} frames"
+    if save is not None:
+        click.echo(f"wrote {save} ({logged}); open it with `rerun {save}`")
+    elif serve:
+        click.echo(f"serving {logged}: open {sink.viewer_url()}  (Ctrl-C stops)")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            click.echo("stopped")
+    else:
+        click.echo(f"sent {logged} to the Rerun viewer")
 
 
 SERVE_FLAGS = {name: (name,) for name in ("host", "port", "precision", "compile", "token_file", "insecure",

@@ -1,0 +1,128 @@
+"""The Rerun recording that `vla-data view` (and `eval --rrd`) writes: one entity tree per episode, on a
+``frame`` timeline (frame t of the episode) and, where the source stamps its frames (ROS 2 bags), a ``time``
+timeline. This module owns the layout; ``pipelines.view`` gathers the episodes.
+
+```
+/episodes/<key>/info               markdown (static): source, scenario, split, frames, cameras, findings
+/episodes/<key>/instruction        text (static): the instruction, and where it came from
+/episodes/<key>/camera/<camera>    each frame as the model sees it: RGB, S x S, after preprocessing
+/episodes/<key>/recorded/<camera>  raw sources: each frame as recorded, its colour order applied (RGB)
+/episodes/<key>/action/<name>      the recorded action row t, physical units, one line series per channel
+/episodes/<key>/predicted/<name>   with a run: the first action of the chunk predicted at t (for row t+o)
+/episodes/<key>/error/<name>       with a run: that prediction minus the recorded row t+o (where it exists)
+/episodes/<key>/chunk/<name>/t<t>  with a run: the whole chunk predicted at t, at frames t+o .. t+o+K-1
+```
+``<key>`` is ``e<id>`` for a store's episode and the file's name for a raw one. The recorded and predicted
+series of one channel share a colour per role (recorded grey, predicted green, error red), so that a plot of
+``/episodes/<key>/**/linear_x`` compares them at a glance.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import rerun as rr
+
+from schemas.view import ImageEncoding, ViewOptions
+
+RECORDED, PREDICTED, ERROR, CHUNK = (150, 150, 150), (40, 180, 60), (220, 50, 50), (40, 180, 60, 110)
+FRAME, TIME = "frame", "time"
+
+
+def entity_key(name: str) -> str:
+    """A name as one entity path part: what Rerun would otherwise split or escape becomes ``_``."""
+    return re.sub(r"[^A-Za-z0-9_.\-]", "_", name)
+
+
+@dataclass
+class EpisodeView:
+    """One episode, ready to log: frames in RGB, actions in physical units."""
+
+    key: str  # the entity path part (``entity_key`` of an id or file name)
+    info: dict[str, str]  # shown in order in the info document
+    model_frames: dict[str, np.ndarray]  # camera -> (T, S, S, 3) RGB, as the model sees them
+    actions: np.ndarray  # (T, A) float32, physical units
+    action_names: list[str]
+    instruction: str | None
+    instruction_source: str  # where the instruction came from (file, CSV, file name, store...)
+    findings: list[str] = field(default_factory=list)
+    recorded_frames: dict[str, np.ndarray] | None = None  # camera -> (T, H, W, 3) RGB; raw sources only
+    stamps_ns: np.ndarray | None = None  # (T,) the frames' stamps; None: no time timeline
+    chunks: np.ndarray | None = None  # (T, K, A) the chunk predicted at every frame, physical units
+    action_offset: int = 0  # the chunk at t is for the rows t+o ..
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.actions)
+
+    def root(self) -> str:
+        return f"episodes/{self.key}"
+
+
+def _image(frame: np.ndarray, options: ViewOptions) -> rr.Image | rr.EncodedImage:
+    image = rr.Image(np.ascontiguousarray(frame), color_model="RGB")
+    return image.compress(jpeg_quality=options.jpeg_quality) if options.images == ImageEncoding.jpeg else image
+
+
+def _series(rec: rr.RecordingStream, path: str, frames: np.ndarray, values: np.ndarray) -> None:
+    """One scalar per frame of ``frames`` at ``path``, sent as one column (NaN: no value there)."""
+    keep = ~np.isnan(values)
+    if keep.any():
+        rec.send_columns(path, indexes=[rr.TimeColumn(FRAME, sequence=frames[keep])],
+                         columns=rr.Scalars.columns(scalars=values[keep].astype(np.float64)))
+
+
+def _info(view: EpisodeView) -> str:
+    lines = [f"# {view.key}", ""] + [f"- **{k}**: {v}" for k, v in view.info.items()]
+    lines += ["", "## findings", ""] + ([f"- {f}" for f in view.findings] or ["none"])
+    return "\n".join(lines)
+
+
+def log_episode(rec: rr.RecordingStream, view: EpisodeView, options: ViewOptions) -> int:
+    """Log one episode into ``rec`` (see the module doc); the frames logged (every camera's)."""
+    root = view.root()
+    rec.log(f"{root}/info", rr.TextDocument(_info(view), media_type=rr.MediaType.MARKDOWN), static=True)
+    rec.log(f"{root}/instruction", rr.TextDocument(f"{view.instruction or '(none)'}\n\nsource: {view.instruction_source}"),
+            static=True)
+    frames = np.arange(view.n_frames, dtype=np.int64)
+    for i, name in enumerate(view.action_names):
+        rec.log(f"{root}/action/{name}", rr.SeriesLines(colors=[RECORDED], names=[f"recorded {name}"]), static=True)
+        _series(rec, f"{root}/action/{name}", frames, view.actions[:, i].astype(np.float64))
+    if view.chunks is not None:
+        _log_predictions(rec, view)
+    logged = 0
+    for t in range(view.n_frames):
+        rec.set_time(FRAME, sequence=t)
+        if view.stamps_ns is not None:
+            rec.set_time(TIME, timestamp=np.datetime64(int(view.stamps_ns[t]), "ns"))
+        for camera, images in view.model_frames.items():
+            rec.log(f"{root}/camera/{camera}", _image(images[t], options))
+            logged += 1
+        for camera, images in (view.recorded_frames or {}).items():
+            rec.log(f"{root}/recorded/{camera}", _image(images[t], options))
+            logged += 1
+    rec.reset_time()
+    return logged
+
+
+def _log_predictions(rec: rr.RecordingStream, view: EpisodeView) -> None:
+    """The first predicted action and its error per frame, and every frame's whole chunk as a short curve."""
+    assert view.chunks is not None
+    root, t_frames, o = view.root(), view.n_frames, view.action_offset
+    frames = np.arange(t_frames, dtype=np.int64)
+    k = view.chunks.shape[1]
+    rows = frames + o
+    recorded = np.full((t_frames, len(view.action_names)), np.nan)
+    inside = rows < t_frames
+    recorded[inside] = view.actions[rows[inside]]
+    for i, name in enumerate(view.action_names):
+        rec.log(f"{root}/predicted/{name}", rr.SeriesLines(colors=[PREDICTED], names=[f"predicted {name}"]), static=True)
+        _series(rec, f"{root}/predicted/{name}", frames, view.chunks[:, 0, i].astype(np.float64))
+        rec.log(f"{root}/error/{name}", rr.SeriesLines(colors=[ERROR], names=[f"error {name}"]), static=True)
+        _series(rec, f"{root}/error/{name}", frames, view.chunks[:, 0, i] - recorded[:, i])
+        for t in range(t_frames):
+            path = f"{root}/chunk/{name}/t{t:04d}"
+            rec.log(path, rr.SeriesLines(colors=[CHUNK], widths=[1.0], names=[f"chunk at {t}"]), static=True)
+            _series(rec, path, t + o + np.arange(k, dtype=np.int64), view.chunks[t, :, i].astype(np.float64))

@@ -1,0 +1,247 @@
+"""`vla-data view`: episodes of a store (a path or URL), a folder of recorder episodes, one HDF5 episode or a ROS 2
+bag, logged into a Rerun recording (``pipelines.recording``) with, given a run, what the policy predicted.
+
+A store's episodes show its stored frames (what the model sees) and actions; a raw source's are validated
+first (the findings go into the episode's info), then each camera is shown as recorded (its colour order
+applied) and as the model sees it (resized as a build would, with the run's preprocessing when given). With a
+run, the chunks are ``Policy.episode_chunks`` of the frames the model sees, as ``vla-data eval`` scores them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rerun as rr
+
+from pipelines.predict import episode_cameras
+from pipelines.recording import EpisodeView, entity_key, log_episode
+from schemas import ColorOrder, RecorderSettings, ValidateOptions, default_action_names
+from schemas.findings import Severity
+from schemas.store import Preprocessing
+from schemas.validation import FileReport
+from schemas.view import ViewOptions
+from vla_data.bag_validation import bag_episode
+from vla_data.bags import is_bag, split_part
+from vla_data.location import StoreLocation
+from vla_data.ownership import Ownership, ownership_of
+from vla_data.recorder import episode_files, open_episode
+from vla_data.resize import resize_frames, to_rgb
+from vla_data.store import DatasetStore, open_store
+from vla_data.validation import validate
+from vla_model.loading import check_store
+from vla_model.runtime import Policy
+
+
+class ViewError(ValueError):
+    """A source, an episode or a run that cannot be shown; the message says which and what to do."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """What SOURCE is: a store, or recorder episodes (files and bags)."""
+
+    store: DatasetStore | None = None
+    episodes: tuple[Path, ...] = ()
+
+
+def resolve_source(source: str) -> Source:
+    """A URL or a folder holding a vla-data store is a store; an HDF5 file, a bag or a folder of them are
+    episodes; anything else is a ``ViewError``."""
+    location = StoreLocation.of(source)
+    if location.url is not None or ownership_of(location) in (Ownership.store, Ownership.incomplete):
+        return Source(store=open_store(source))  # an incomplete or unreadable store is refused here, saying why
+    path = Path(source)
+    if not split_part(path)[0].exists():
+        raise ViewError(f"{source} does not exist: give a store, a folder of episodes, an HDF5 episode or a bag")
+    files = [path] if split_part(path)[0].is_file() or is_bag(split_part(path)[0]) else episode_files([path])
+    if not files:
+        raise ViewError(f"{source} is neither a vla-data store nor a recorder episode, and holds no HDF5 episode or "
+                        "ROS 2 bag")
+    return Source(episodes=tuple(files))
+
+
+def _episode_name(path: str) -> str:
+    """A raw episode's name: the file name without .h5, a bag's folder name (BAG#k for a cut bag's k-th)."""
+    name = Path(path).name
+    return Path(name).stem if Path(name).suffix in (".h5", ".hdf5") else name
+
+
+def _matches(asked: str, names: list[str]) -> bool:
+    return asked in names or any(asked == Path(n).stem for n in names)
+
+
+def _select(candidates: list[tuple[list[str], object]], options: ViewOptions, what: str) -> list[object]:
+    """The candidates ``options.episodes`` names (each by any of its names; every name must match one), else
+    the first ``max_episodes``."""
+    if not options.episodes:
+        return [c for _, c in candidates[: options.max_episodes]]
+    chosen, unknown = [], []
+    for asked in options.episodes:
+        hits = [c for names, c in candidates if _matches(asked, names)]
+        chosen += [c for c in hits if c not in chosen]
+        if not hits:
+            unknown.append(asked)
+    if unknown:
+        known = ", ".join(names[0] for names, _ in candidates[:6])
+        raise ViewError(f"{what} has no episode {', '.join(unknown)} (it has {len(candidates)}: {known}"
+                        f"{', ...' if len(candidates) > 6 else ''})")
+    return chosen
+
+
+def store_views(store: DatasetStore, options: ViewOptions, policy: Policy | None) -> Iterator[EpisodeView]:
+    """The chosen episodes of a store: its frames, actions, instruction and metadata; with ``policy`` its chunks."""
+    if policy is not None:
+        check_store(policy.meta, store.manifest)  # a CheckpointError naming every setting that differs
+    table = store.episodes
+    if options.split is not None:
+        table = table[table["split"] == options.split.value]
+        if table.empty:
+            raise ViewError(f"{store.location}: split {options.split.value} has no episodes")
+    rows = table.to_dict("records")
+    candidates = [([str(r["episode"]), Path(str(r["source_path"])).name], r) for r in rows]
+    names = list(store.manifest.actions.names)
+    for row in _select(candidates, options, str(store.location)):
+        episode = int(row["episode"])
+        a, b = store.episode_range(episode)
+        frames = {c: np.asarray(store.camera(c)[a:b]) for c in store.manifest.camera_names}
+        view = EpisodeView(
+            key=entity_key(f"e{episode}"),
+            info={"store": str(store.location), "episode": str(episode), "source": str(row["source_path"]),
+                  "scenario": str(row["scenario"]), "split": str(row["split"]), "frames": str(b - a),
+                  "cameras": ", ".join(c.describe() for c in store.manifest.cameras)},
+            model_frames=frames, actions=np.asarray(store.action[a:b], np.float32), action_names=names,
+            instruction=str(row["instruction"]), instruction_source=str(row["instruction_source"]))
+        if policy is not None:
+            _predict(view, policy)
+        yield view
+
+
+def _read_raw(report: FileReport, settings: RecorderSettings) -> tuple[dict[str, np.ndarray], np.ndarray,
+                                                                          np.ndarray | None]:
+    """Each camera's frames in RGB, the actions and (bags) the frame stamps of one validated episode."""
+    path = Path(report.path)
+    if is_bag(split_part(path)[0]):
+        read = bag_episode(path, settings, full=False)
+        if isinstance(read, list):
+            raise ViewError(f"{path}: {read[0].code.value}: {read[0].message}")
+        return read.rgb_frames(), read.episode.actions, read.episode.stamps
+    with open_episode(path) as f:
+        frames = {c.name: to_rgb(np.asarray(f[c.key][()]), c.color_order) for c in settings.cameras}
+        return frames, np.asarray(f[settings.actions_key][()], np.float32), None
+
+
+def raw_views(files: tuple[Path, ...], settings: RecorderSettings, options: ViewOptions, policy: Policy | None,
+              progress: Callable[[int], None] | None = None) -> Iterator[EpisodeView]:
+    """The chosen recorder episodes, validated (findings in their info), as recorded and as the model sees them."""
+    if policy is not None:
+        settings = episode_cameras(settings, policy)
+    root = Path(files[0]).parent if len(files) == 1 else Path(".")
+    report = validate(list(files), settings, ValidateOptions(), root=str(root), progress=progress)
+    candidates = [([Path(r.path).name, r.path], r) for r in report.files]
+    pre = policy.preprocessing if policy is not None else Preprocessing()
+    for r in _select(candidates, options, ", ".join(str(f) for f in files[:3])):
+        errors = [f for f in r.findings if f.severity == Severity.error]
+        if errors:
+            listed = "; ".join(f"{f.code.value}: {f.message}" for f in errors)
+            raise ViewError(f"{r.path}: cannot be shown ({listed}); `vla-data validate {r.path}` says how to fix it")
+        recorded, actions, stamps = _read_raw(r, settings)
+        names = default_action_names(actions.shape[1])
+        if policy is not None:
+            channels = policy.meta.actions.channels
+            if actions.shape[1] <= max(channels):
+                raise ViewError(f"{r.path}: {actions.shape[1]} action channels, the run predicts channels {channels}")
+            actions, names = actions[:, channels], list(policy.action_names)
+        view = EpisodeView(
+            key=entity_key(_episode_name(r.path)),
+            info={"source": r.path, "kind": r.kind.value, "scenario": str(r.scenario), "frames": str(len(actions)),
+                  "cameras": ", ".join(c.describe() for c in settings.cameras),
+                  "model view": f"{pre.image_size}x{pre.image_size}, {pre.resize.value}"},
+            model_frames={c: resize_frames(f, pre, ColorOrder.rgb) for c, f in recorded.items()},
+            actions=actions, action_names=names, instruction=r.instruction,
+            instruction_source=r.instruction_source.value if r.instruction_source else "none",
+            findings=[f"{f.severity.value} {f.code.value}: {f.message}" for f in r.findings],
+            recorded_frames=recorded, stamps_ns=stamps)
+        if policy is not None:
+            _predict(view, policy)
+        yield view
+
+
+def _predict(view: EpisodeView, policy: Policy) -> None:
+    """The chunk the policy predicts at every frame, from the frames the model sees."""
+    missing = [c for c in policy.camera_names if c not in view.model_frames]
+    if missing:
+        raise ViewError(f"{view.info.get('source', view.key)}: the run reads camera(s) {', '.join(missing)}, the "
+                        f"episode has {', '.join(view.model_frames)}")
+    if not view.instruction:
+        raise ViewError(f"{view.info.get('source', view.key)}: no instruction to predict with")
+    view.chunks = policy.episode_chunks({c: view.model_frames[c] for c in policy.camera_names}, view.instruction)
+    view.action_offset = policy.spec.action_offset
+
+
+# -- where the recording goes --------------------------------------------------------------------------------
+GRPC_PORT, WEB_PORT = 9876, 9090
+SERVER_MEMORY = "2GiB"  # the served recording is kept in memory up to this (the oldest data goes first)
+
+
+def has_display() -> bool:
+    """Whether a native viewer window can open here (a desktop session on Linux, always on macOS/Windows)."""
+    return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+@dataclass
+class Sink:
+    """Where ``record`` sends the recording: a file (written beside it, renamed into place when complete), the
+    web viewer on 127.0.0.1, or a native viewer it spawns."""
+
+    save: Path | None = None
+    serve: bool = False
+    web_port: int = WEB_PORT
+    grpc_port: int = GRPC_PORT
+
+    def viewer_url(self) -> str:
+        grpc = f"rerun+http://127.0.0.1:{self.grpc_port}/proxy"
+        return f"http://127.0.0.1:{self.web_port}/?url={urllib.parse.quote(grpc, safe='')}"
+
+
+def record(views: Iterable[EpisodeView], options: ViewOptions, sink: Sink, name: str,
+           progress: Callable[[int], None] | None = None) -> tuple[int, int]:
+    """Log every episode of ``views`` into one recording sent to ``sink``; (episodes, frames) logged. A file is
+    complete or absent: written as a temporary beside it and renamed when its last byte is written."""
+    if sink.save is None and not sink.serve and not has_display():
+        raise ViewError("no display here for the native viewer: pass --save FILE.rrd (open it with `rerun FILE.rrd` "
+                        "where there is a display) or --serve (the web viewer, on 127.0.0.1)")
+    rec = rr.RecordingStream("vla-data", recording_id=f"view-{name}")
+    rec.set_log_time_enabled(False)  # the frame (and the recorder's time) are the timelines; when it ran is not
+    temporary = None if sink.save is None else sink.save.with_name(f".{sink.save.name}.tmp-{os.getpid()}")
+    if temporary is not None:
+        rec.save(temporary)
+    elif sink.serve:
+        rec.set_sinks(rr.GrpcServerSink("127.0.0.1", port=sink.grpc_port, server_memory_limit=SERVER_MEMORY))
+    else:
+        rec.spawn()
+    episodes = frames = 0
+    try:
+        for view in views:
+            frames += log_episode(rec, view, options)
+            episodes += 1
+            if progress:
+                progress(1)
+        rec.flush()
+        if temporary is not None:
+            rec.disconnect()  # writes the file's footer: the recording is complete
+            os.replace(temporary, sink.save)
+            temporary = None
+    finally:
+        if temporary is not None:
+            rec.disconnect()
+            temporary.unlink(missing_ok=True)
+    if sink.serve:
+        rr.serve_web_viewer(web_port=sink.web_port, open_browser=False, connect_to=
+                            f"rerun+http://127.0.0.1:{sink.grpc_port}/proxy")
+    return episodes, frames
