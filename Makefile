@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/build.py
 	$(BIN)/python benchmarks/loader.py
 	$(BIN)/python benchmarks/scale.py
+	$(BIN)/python benchmarks/view.py
 	$(BIN)/python benchmarks/inference.py
 	$(BIN)/python benchmarks/serve.py
 	$(BIN)/python benchmarks/train_gpu.py

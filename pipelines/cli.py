@@ -550,9 +550,15 @@ backbone_option = click.option(
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for metrics.json, per_episode.csv and the PNGs (created; files in it are replaced).")
 @model_flags(EvalOptions, EVAL_FLAGS)
+@click.option("--rrd", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE.rrd",
+              help="Also write the worst episodes (first-action MAE) with the predictions as a Rerun recording "
+              "(as `vla-data view --run` shows them).")
+@click.option("--rrd-episodes", type=click.IntRange(1), default=5, show_default=True,
+              help="--rrd: how many of the worst episodes.")
 @click.option("--device", default=None, help=DEVICE_HELP)
 @backbone_option
-def eval_cmd(checkpoint: Path, store: str, out: Path, device: str | None, model: str | None, **flags: object) -> None:
+def eval_cmd(checkpoint: Path, store: str, out: Path, rrd: Path | None, rrd_episodes: int, device: str | None,
+             model: str | None, **flags: object) -> None:
     """Score a trained policy on every anchor of a store split, beside two baselines.
 
     CHECKPOINT is a checkpoint folder or a run folder (its latest checkpoint). All figures are in physical
@@ -571,6 +577,7 @@ def eval_cmd(checkpoint: Path, store: str, out: Path, device: str | None, model:
     Example:
       vla-data eval runs/tiny dataset.zarr --split val -o runs/tiny/eval
       vla-data eval runs/k2 dataset.zarr -o eval --model /data/models/kosmos-2   # the backbone moved
+      vla-data eval runs/tiny dataset.zarr -o eval --rrd eval/worst.rrd   # the 5 worst episodes, in Rerun
     """
     from pipelines.evaluate import evaluate_checkpoint, render_report, write_outputs
     from vla_model.backbone import ModelNotFound
@@ -580,8 +587,18 @@ def eval_cmd(checkpoint: Path, store: str, out: Path, device: str | None, model:
     try:
         report, results = evaluate_checkpoint(checkpoint, store, options, device, model=model)
         written = write_outputs(report, results, out)
+        if rrd is not None:
+            from pipelines.view import record_worst
+            from vla_model.runtime import Policy
+            from vla_data.store import open_store
+
+            record_worst(results, open_store(store), Policy.from_checkpoint(checkpoint, device, model), rrd,
+                         rrd_episodes)
+            written.append(rrd)
     except (StoreError, CheckpointError, ModelNotFound, ValueError) as exc:
         fail(exc)
+    except OSError as exc:
+        fail(os_error(exc))
     click.echo(render_report(report))
     click.echo(f"\nwrote {', '.join(str(p) for p in written)}")
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import rerun as rr
 
+from pipelines.eval_results import EpisodeResult, first_action_mae, worst_episodes
 from pipelines.predict import episode_cameras
 from pipelines.recording import EpisodeView, entity_key, log_episode
 from schemas import ColorOrder, RecorderSettings, ValidateOptions, default_action_names
@@ -245,3 +246,18 @@ def record(views: Iterable[EpisodeView], options: ViewOptions, sink: Sink, name:
         rr.serve_web_viewer(web_port=sink.web_port, open_browser=False, connect_to=
                             f"rerun+http://127.0.0.1:{sink.grpc_port}/proxy")
     return episodes, frames
+
+
+def record_worst(results: list[EpisodeResult], store: DatasetStore, policy: Policy, path: Path, n: int,
+                 options: ViewOptions = ViewOptions()) -> tuple[int, int]:
+    """`eval --rrd`: the ``n`` scored episodes of highest first-action MAE, worst first, with the policy's
+    predictions, saved to ``path``; (episodes, frames) logged."""
+    worst = worst_episodes(results, n)
+    chosen = options.model_copy(update={"episodes": [str(r.episode) for r in worst], "split": None})
+
+    def views() -> Iterator[EpisodeView]:
+        for view, result in zip(store_views(store, chosen, policy), worst, strict=True):
+            view.info["first-action MAE"] = f"{first_action_mae(result):.4f} (rank {worst.index(result) + 1} of {n})"
+            yield view
+
+    return record(views(), chosen, Sink(save=path), f"eval-{path.stem}")

@@ -16,6 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 from rerun.chunk import RrdReader
@@ -202,3 +203,41 @@ def test_serve_starts_the_web_viewer_on_localhost_and_stops_on_ctrl_c(small_stor
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "stopped" in out and "Traceback" not in err
+
+
+def test_eval_rrd_holds_the_worst_val_episodes_by_first_action_mae(learn_store: Path, trained_run: Path,
+                                                                   tmp_path: Path) -> None:
+    out, rrd = tmp_path / "eval", tmp_path / "eval" / "worst.rrd"
+    code, text = run_cli("eval", str(trained_run), str(learn_store), "-o", str(out), "--rrd", str(rrd),
+                         "--rrd-episodes", "2")
+    assert code == 0 and str(rrd) in text, text
+    table = pd.read_csv(out / "per_episode.csv")
+    policy = table[(table["predictor"] == "policy") & (table["horizon"] == "first")]
+    mae = policy[[c for c in policy if c.startswith("mae_")]].mean(axis=1)
+    worst = policy.assign(mae=mae).sort_values(["mae", "episode"], ascending=[False, True])["episode"].tolist()[:2]
+    rec = Recording(rrd)
+    assert {p.split("/")[2] for p in rec.rows} == {f"e{e}" for e in worst}
+    assert "rank 1 of 2" in rec.text(f"/episodes/e{worst[0]}/info")
+    assert f"{mae.max():.4f}" in rec.text(f"/episodes/e{worst[0]}/info")
+    assert {"predicted/linear_x", "error/linear_x"} <= rec.entities(f"/episodes/e{worst[1]}/")
+
+
+def test_a_bag_episode_has_a_time_timeline_of_its_frame_stamps(tmp_path: Path) -> None:
+    from schemas.synthetic import SyntheticConfig
+    from vla_data.synthetic import make_synthetic
+
+    bags = tmp_path / "bags"
+    make_synthetic(bags, SyntheticConfig(episodes=2, seed=2, format="rosbag2", **SMALL))
+    rrd = tmp_path / "bags.rrd"
+    code, text = run_cli("view", str(bags), "--images", "raw", "--save", str(rrd))
+    assert code == 0, text
+    rec = Recording(rrd)
+    keys = {p.split("/")[2] for p in rec.rows}
+    assert len(keys) == 2
+    for key in keys:
+        rows = rec.rows[f"/episodes/{key}/recorded/rgb"]
+        stamps = np.array([r["time"] for r in rows], dtype="datetime64[ns]")
+        assert len(rows) > 1 and (np.diff(stamps) > np.timedelta64(0, "ns")).all()  # one stamp per frame, rising
+        recorded = np.stack(rec.images(f"/episodes/{key}/recorded/rgb"))
+        assert ((recorded[..., 0] > 150) & (recorded[..., 2] < 80)).any()  # decoded to RGB: the bottle is red
+        assert "**kind**: rosbag2" in rec.text(f"/episodes/{key}/info")
