@@ -14,7 +14,7 @@ from pathlib import Path
 
 from common import best_of_interleaved, episodes_dir, synthetic_episodes
 
-from pipelines.view import Sink, record, store_views
+from pipelines.view import Sink, episodes_into, record, store_views
 from schemas.store import BuildOptions, Preprocessing
 from schemas.view import ImageEncoding, ViewOptions
 from vla_data.build import build_store
@@ -42,7 +42,7 @@ def main() -> None:
 
     def log(name: str) -> None:
         sink = Sink(save=args.out / f"{name}.rrd")
-        frames[name] = record(store_views(store, variants[name], None), variants[name], sink, name)[1]
+        frames[name] = record(sink, name, episodes_into(store_views(store, variants[name], None), variants[name]))[1]
 
     seconds = best_of_interleaved(args.repeats, {name: (lambda name=name: log(name)) for name in variants})
     print(f"\n{len(store.episodes)} episodes, {store.manifest.n_frames} frames of 224x224, best of {args.repeats}")

@@ -430,9 +430,12 @@ def _negate_channels(ctx: click.Context, param: click.Parameter, value: str | No
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), callback=_png_path,
               help="Draw the window frames and their action chunks to this PNG.")
 @click.option("--json", "as_json", is_flag=True, help="Print the sample's shapes, masks and physical actions as JSON.")
+@click.option("--rrd", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE.rrd",
+              help="Write the sample as a Rerun recording: the window's frames on a `window` timeline, pad frames "
+              "greyed and marked, each chunk's actions as curves, padded ones as red points.")
 def inspect_sample_cmd(store: str, split: str, index: int, spec: WindowSpec, augment: str,
                        side_words: list[tuple[str, ...]], negate_channels: list[int] | None, out: Path | None,
-                       as_json: bool) -> None:
+                       as_json: bool, rrd: Path | None) -> None:
     """Show one training sample exactly as WindowDataset gives it to the model.
 
     The W frames t-W+1..t (frames repeated before the episode start greyed and marked pad) and, under
@@ -443,6 +446,7 @@ def inspect_sample_cmd(store: str, split: str, index: int, spec: WindowSpec, aug
     Examples:
       vla-data inspect-sample dataset.zarr --index 0 --out sample.png
       vla-data inspect-sample dataset.zarr --split val --index -1 --window 4 --chunk 8 --json
+      vla-data inspect-sample dataset.zarr --index 0 --window 8 --rrd sample.rrd   # in Rerun
     """
     from pipelines.inspect_sample import plot_sample, summarize_sample  # torch is loaded only here
     from vla_data.dataset import WindowDataset
@@ -472,6 +476,18 @@ def inspect_sample_cmd(store: str, split: str, index: int, spec: WindowSpec, aug
     if out is not None:
         plot_sample(ds, index, out)
         click.echo(f"wrote {out}", err=as_json)
+    if rrd is not None:
+        from pipelines.recording import log_sample
+        from pipelines.view import Sink, record
+        from schemas.view import ImageEncoding
+
+        frames = {c: f.numpy().transpose(0, 2, 3, 1) for c, f in ds[index]["rgb"].items()}
+        try:
+            record(Sink(save=rrd), f"sample-{split}-{index}",
+                   lambda rec: log_sample(rec, summary, frames, ViewOptions(images=ImageEncoding.raw)))
+        except OSError as exc:
+            fail(os_error(exc))
+        click.echo(f"wrote {rrd}", err=as_json)
 
 
 @main.command("train")
@@ -697,7 +713,7 @@ def view_cmd(source: str, episodes: tuple[str, ...], save: Path | None, serve: b
       vla-data view data/raw/episode_20251106_123136_1box_hori_left_core_medium.h5
       vla-data view s3://fleet-data/datasets/v1.zarr --episode 12 --images raw --save e12.rrd
     """
-    from pipelines.view import Sink, ViewError, raw_views, record, resolve_source, store_views
+    from pipelines.view import Sink, ViewError, episodes_into, raw_views, record, resolve_source, store_views
     from vla_model.backbone import ModelNotFound
     from vla_model.checkpoint import CheckpointError
     from vla_model.runtime import Policy
@@ -719,7 +735,7 @@ def view_cmd(source: str, episodes: tuple[str, ...], save: Path | None, serve: b
                 raise ViewError(f"--split {options.split.value}: {source} holds recorder episodes, not a store")
             views = raw_views(found.episodes, settings, options, policy)
         with tqdm(desc="view", unit="episode", disable=None) as bar:
-            n_episodes, n_frames = record(views, options, sink, Path(source.rstrip("/")).name, bar.update)
+            n_episodes, n_frames = record(sink, Path(source.rstrip("/")).name, episodes_into(views, options, bar.update))
     except (StoreError, CheckpointError, ModelNotFound, ValueError) as exc:
         fail(exc)
     except OSError as exc:

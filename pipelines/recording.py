@@ -12,7 +12,18 @@ timeline. This module owns the layout; ``pipelines.view`` gathers the episodes.
 /episodes/<key>/error/<name>       with a run: that prediction minus the recorded row t+o (where it exists)
 /episodes/<key>/chunk/<name>/t<t>  with a run: the whole chunk predicted at t, at frames t+o .. t+o+K-1
 ```
-``<key>`` is ``e<id>`` for a store's episode and the file's name for a raw one. The recorded and predicted
+``<key>`` is ``e<id>`` for a store's episode and the file's name for a raw one.
+
+One training sample (`inspect-sample --rrd`), on a ``window`` timeline (step w is frame t-W+1+w):
+
+```
+/samples/<split>-<index>/info                 markdown (static): episode, t, instruction, geometry, mirrored
+/samples/<split>-<index>/camera/<camera>      the window's frames; a pad frame (before the episode) greyed
+/samples/<split>-<index>/frame_mask           1 for a real frame, 0 for a pad frame
+/samples/<split>-<index>/pad                  a text marker at each pad frame
+/samples/<split>-<index>/chunk/<name>/k<k>    action k of step w's chunk, physical units, where it is real
+/samples/<split>-<index>/padded/<name>/k<k>   the same where padded (past the episode end): red points
+``` The recorded and predicted
 series of one channel share a colour per role (recorded grey, predicted green, error red), so that a plot of
 ``/episodes/<key>/**/linear_x`` compares them at a glance.
 """
@@ -25,10 +36,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import rerun as rr
 
+from schemas.sample import SampleSummary
 from schemas.view import ImageEncoding, ViewOptions
 
 RECORDED, PREDICTED, ERROR, CHUNK = (150, 150, 150), (40, 180, 60), (220, 50, 50), (40, 180, 60, 110)
-FRAME, TIME = "frame", "time"
+FRAME, TIME, WINDOW = "frame", "time", "window"
 
 
 def entity_key(name: str) -> str:
@@ -126,3 +138,49 @@ def _log_predictions(rec: rr.RecordingStream, view: EpisodeView) -> None:
             path = f"{root}/chunk/{name}/t{t:04d}"
             rec.log(path, rr.SeriesLines(colors=[CHUNK], widths=[1.0], names=[f"chunk at {t}"]), static=True)
             _series(rec, path, t + o + np.arange(k, dtype=np.int64), view.chunks[t, :, i].astype(np.float64))
+
+
+def grey(frame: np.ndarray) -> np.ndarray:
+    """A pad frame as shown: washed out towards grey, so that it never passes for a real one."""
+    return (frame.astype(np.uint16) // 3 + 120).astype(np.uint8)
+
+
+def log_sample(rec: rr.RecordingStream, summary: SampleSummary, frames: dict[str, np.ndarray],
+               options: ViewOptions) -> str:
+    """One training sample (``summary``, and each camera's (W, S, S, 3) window frames) on the ``window``
+    timeline; the sample's root entity."""
+    root = f"samples/{summary.split}-{summary.index}"
+    mask, chunk_mask, actions = (np.asarray(summary.frame_mask), np.asarray(summary.chunk_mask),
+                                 np.asarray(summary.actions, np.float64))  # (W,), (W, K), (W, K, A)
+    w, k = chunk_mask.shape
+    info = [f"# {summary.split} sample {summary.index}", "", f"- **episode**: {summary.episode}", f"- **t**: {summary.t}",
+            f"- **instruction**: {summary.instruction}", f"- **window**: {w}, **chunk**: {k}",
+            f"- **mirrored**: {summary.mirrored}", f"- **real frames**: {int(mask.sum())} of {w}",
+            f"- **padded actions**: {int((~chunk_mask).sum())} of {w * k}"]
+    rec.log(f"{root}/info", rr.TextDocument("\n".join(info), media_type=rr.MediaType.MARKDOWN), static=True)
+    steps = np.arange(w, dtype=np.int64)
+    rec.send_columns(f"{root}/frame_mask", indexes=[rr.TimeColumn(WINDOW, sequence=steps)],
+                     columns=rr.Scalars.columns(scalars=mask.astype(np.float64)))
+    for i, name in enumerate(summary.action_names):
+        for j in range(k):
+            real, pad = chunk_mask[:, j], ~chunk_mask[:, j]
+            if real.any():
+                path = f"{root}/chunk/{name}/k{j}"
+                rec.log(path, rr.SeriesLines(colors=[RECORDED], names=[f"{name} k={j}"]), static=True)
+                rec.send_columns(path, indexes=[rr.TimeColumn(WINDOW, sequence=steps[real])],
+                                 columns=rr.Scalars.columns(scalars=actions[real, j, i]))
+            if pad.any():
+                path = f"{root}/padded/{name}/k{j}"
+                rec.log(path, rr.SeriesPoints(colors=[ERROR], names=[f"{name} k={j} padded"], marker_sizes=[4.0]),
+                        static=True)
+                rec.send_columns(path, indexes=[rr.TimeColumn(WINDOW, sequence=steps[pad])],
+                                 columns=rr.Scalars.columns(scalars=actions[pad, j, i]))
+    for step in range(w):
+        rec.set_time(WINDOW, sequence=step)
+        for camera, window in frames.items():
+            rec.log(f"{root}/camera/{camera}", _image(window[step] if mask[step] else grey(window[step]), options))
+        if not mask[step]:
+            rec.log(f"{root}/pad", rr.TextLog(f"pad: frame {summary.t - w + 1 + step} is before the episode start; "
+                                              "the first frame stands in", level=rr.TextLogLevel.WARN))
+    rec.reset_time()
+    return root

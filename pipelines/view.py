@@ -13,6 +13,7 @@ import os
 import sys
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,9 @@ from vla_data.store import DatasetStore, open_store
 from vla_data.validation import validate
 from vla_model.loading import check_store
 from vla_model.runtime import Policy
+
+
+T = TypeVar("T")
 
 
 class ViewError(ValueError):
@@ -210,10 +214,9 @@ class Sink:
         return f"http://127.0.0.1:{self.web_port}/?url={urllib.parse.quote(grpc, safe='')}"
 
 
-def record(views: Iterable[EpisodeView], options: ViewOptions, sink: Sink, name: str,
-           progress: Callable[[int], None] | None = None) -> tuple[int, int]:
-    """Log every episode of ``views`` into one recording sent to ``sink``; (episodes, frames) logged. A file is
-    complete or absent: written as a temporary beside it and renamed when its last byte is written."""
+def record(sink: Sink, name: str, fill: Callable[[rr.RecordingStream], T]) -> T:
+    """One recording sent to ``sink``, filled by ``fill`` (whose result is returned). A file is complete or
+    absent: written as a temporary beside it and renamed when its last byte is written."""
     if sink.save is None and not sink.serve and not has_display():
         raise ViewError("no display here for the native viewer: pass --save FILE.rrd (open it with `rerun FILE.rrd` "
                         "where there is a display) or --serve (the web viewer, on 127.0.0.1)")
@@ -226,13 +229,8 @@ def record(views: Iterable[EpisodeView], options: ViewOptions, sink: Sink, name:
         rec.set_sinks(rr.GrpcServerSink("127.0.0.1", port=sink.grpc_port, server_memory_limit=SERVER_MEMORY))
     else:
         rec.spawn()
-    episodes = frames = 0
     try:
-        for view in views:
-            frames += log_episode(rec, view, options)
-            episodes += 1
-            if progress:
-                progress(1)
+        result = fill(rec)
         rec.flush()
         if temporary is not None:
             rec.disconnect()  # writes the file's footer: the recording is complete
@@ -243,9 +241,25 @@ def record(views: Iterable[EpisodeView], options: ViewOptions, sink: Sink, name:
             rec.disconnect()
             temporary.unlink(missing_ok=True)
     if sink.serve:
-        rr.serve_web_viewer(web_port=sink.web_port, open_browser=False, connect_to=
-                            f"rerun+http://127.0.0.1:{sink.grpc_port}/proxy")
-    return episodes, frames
+        rr.serve_web_viewer(web_port=sink.web_port, open_browser=False,
+                            connect_to=f"rerun+http://127.0.0.1:{sink.grpc_port}/proxy")
+    return result
+
+
+def episodes_into(views: Iterable[EpisodeView], options: ViewOptions, progress: Callable[[int], None] | None = None
+                  ) -> Callable[[rr.RecordingStream], tuple[int, int]]:
+    """A ``record`` filling: every episode of ``views``; it returns the (episodes, frames) logged."""
+
+    def fill(rec: rr.RecordingStream) -> tuple[int, int]:
+        episodes = frames = 0
+        for view in views:
+            frames += log_episode(rec, view, options)
+            episodes += 1
+            if progress:
+                progress(1)
+        return episodes, frames
+
+    return fill
 
 
 def record_worst(results: list[EpisodeResult], store: DatasetStore, policy: Policy, path: Path, n: int,
@@ -260,4 +274,4 @@ def record_worst(results: list[EpisodeResult], store: DatasetStore, policy: Poli
             view.info["first-action MAE"] = f"{first_action_mae(result):.4f} (rank {worst.index(result) + 1} of {n})"
             yield view
 
-    return record(views(), chosen, Sink(save=path), f"eval-{path.stem}")
+    return record(Sink(save=path), f"eval-{path.stem}", episodes_into(views(), chosen))

@@ -29,7 +29,8 @@ CLI = [sys.executable, "-m", "pipelines.cli"]
 
 
 class Recording:
-    """An .rrd file as Rerun's reader gives it: per entity path, its static row and its rows on ``frame``."""
+    """An .rrd file as Rerun's reader gives it: per entity path, its static row and its rows in timeline order
+    (``frame``, or ``window`` for a training sample)."""
 
     def __init__(self, path: Path) -> None:
         self.static: dict[str, dict] = {}
@@ -42,14 +43,18 @@ class Recording:
             else:
                 self.rows[chunk.entity_path] += batch
         for rows in self.rows.values():
-            rows.sort(key=lambda r: r["frame"])
+            rows.sort(key=self.step)
+
+    @staticmethod
+    def step(row: dict) -> int:
+        return row["frame"] if "frame" in row else row["window"]
 
     def entities(self, prefix: str) -> set[str]:
         return {p[len(prefix):] for p in set(self.rows) | set(self.static) if p.startswith(prefix)}
 
     def series(self, path: str) -> tuple[np.ndarray, np.ndarray]:
         rows = self.rows[path]
-        return np.array([r["frame"] for r in rows]), np.array([r["Scalars:scalars"][0] for r in rows])
+        return np.array([self.step(r) for r in rows]), np.array([r["Scalars:scalars"][0] for r in rows])
 
     def images(self, path: str) -> list[np.ndarray]:
         out = []
@@ -241,3 +246,35 @@ def test_a_bag_episode_has_a_time_timeline_of_its_frame_stamps(tmp_path: Path) -
         recorded = np.stack(rec.images(f"/episodes/{key}/recorded/rgb"))
         assert ((recorded[..., 0] > 150) & (recorded[..., 2] < 80)).any()  # decoded to RGB: the bottle is red
         assert "**kind**: rosbag2" in rec.text(f"/episodes/{key}/info")
+
+
+def test_a_training_sample_marks_its_pad_frames_and_padded_actions(small_store: Path, tmp_path: Path) -> None:
+    from pipelines.inspect_sample import summarize_sample
+    from schemas.sample import WindowSpec
+    from vla_data.dataset import WindowDataset
+
+    rrd = tmp_path / "sample.rrd"
+    ds = WindowDataset(small_store, "train", spec=WindowSpec(window=4, chunk=20))
+    index = 1  # t=1 of the first episode: 2 pad frames before it; a chunk of 20 runs past its 18 frames
+    code, text = run_cli("inspect-sample", str(small_store), "--index", str(index), "--window", "4", "--chunk", "20",
+                         "--rrd", str(rrd))
+    assert code == 0 and f"wrote {rrd}" in text, text
+    summary, sample = summarize_sample(ds, index), ds[index]
+    mask, chunk_mask = np.array(summary.frame_mask), np.array(summary.chunk_mask)
+    assert (~mask).sum() == 2 and (~chunk_mask).any() and chunk_mask.any()
+    rec, root = Recording(rrd), f"/samples/train-{index}/"
+    frames = np.stack(rec.images(root + "camera/rgb"))
+    window = sample["rgb"]["rgb"].numpy().transpose(0, 2, 3, 1)
+    np.testing.assert_array_equal(frames[mask], window[mask])  # real frames exactly as the model gets them
+    assert (frames[~mask] != window[~mask]).any()  # pad frames greyed, never passing for real ones
+    steps, values = rec.series(root + "frame_mask")
+    assert steps.tolist() == list(range(4)) and values.tolist() == mask.astype(float).tolist()
+    assert [r["window"] for r in rec.rows[root + "pad"]] == np.flatnonzero(~mask).tolist()
+    actions = np.array(summary.actions)
+    for j in (0, 19):
+        name = summary.action_names[0]
+        for kind, where in (("chunk", chunk_mask[:, j]), ("padded", ~chunk_mask[:, j])):
+            if where.any():
+                steps, values = rec.series(root + f"{kind}/{name}/k{j}")
+                assert steps.tolist() == np.flatnonzero(where).tolist()
+                np.testing.assert_allclose(values, actions[where, j, 0], atol=1e-6)
