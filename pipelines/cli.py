@@ -686,14 +686,16 @@ VIEW_FLAGS = {name: (name,) for name in ViewOptions.model_fields if name != "epi
               help="Write the recording to FILE.rrd (complete or not at all); `rerun FILE.rrd` opens it.")
 @click.option("--serve", is_flag=True, help="Serve Rerun's web viewer on 127.0.0.1 and print its URL; Ctrl-C stops it.")
 @click.option("--web-port", type=click.IntRange(1, 65535), default=9090, show_default=True,
-              help="--serve: the web viewer's port (the recording is served on 9876).")
+              help="--serve: the web viewer's port.")
+@click.option("--grpc-port", type=click.IntRange(1, 65535), default=9876, show_default=True,
+              help="--serve: the port on 127.0.0.1 that serves the recording to the viewer.")
 @click.option("--run", "run", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               metavar="RUN_OR_CHECKPOINT", help="Add what this policy predicts at every frame beside the recording.")
 @click.option("--device", default=None, help=DEVICE_HELP)
 @backbone_option
 @recorder_options
-def view_cmd(source: str, episodes: tuple[str, ...], save: Path | None, serve: bool, web_port: int, run: Path | None,
-             device: str | None, model: str | None, **flags: object) -> None:
+def view_cmd(source: str, episodes: tuple[str, ...], save: Path | None, serve: bool, web_port: int, grpc_port: int,
+             run: Path | None, device: str | None, model: str | None, **flags: object) -> None:
     """Look at episodes in Rerun: every camera, every action channel as a curve, frame by frame.
 
     SOURCE is a store (a folder or a URL), a folder of recorder episodes, one HDF5 episode, or a ROS 2 bag.
@@ -720,11 +722,13 @@ def view_cmd(source: str, episodes: tuple[str, ...], save: Path | None, serve: b
 
     if save is not None and serve:
         raise click.UsageError("--save and --serve: choose one (open the saved file with `rerun FILE.rrd`)")
+    if save is not None and save.suffix != ".rrd":
+        raise click.UsageError(f"--save {save}: a Rerun recording is a .rrd file (e.g. --save {save.with_suffix('.rrd')})")
     view_flags = {k: flags.pop(k) for k in list(flags) if k in VIEW_FLAGS}
     options = build_model(ViewOptions, {k: v for k, v in view_flags.items() if v is not None}
                           | ({"episodes": list(episodes)} if episodes else {}), "view options")
     settings = recorder_settings(**flags)  # type: ignore[arg-type]
-    sink = Sink(save=save, serve=serve, web_port=web_port)
+    sink = Sink(save=save, serve=serve, web_port=web_port, grpc_port=grpc_port)
     try:
         policy = None if run is None else Policy.from_checkpoint(run, device, model)
         found = resolve_source(source)

@@ -10,11 +10,12 @@ run, the chunks are ``Policy.episode_chunks`` of the frames the model sees, as `
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -194,6 +195,15 @@ GRPC_PORT, WEB_PORT = 9876, 9090
 SERVER_MEMORY = "2GiB"  # the served recording is kept in memory up to this (the oldest data goes first)
 
 
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def has_display() -> bool:
     """Whether a native viewer window can open here (a desktop session on Linux, always on macOS/Windows)."""
     return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
@@ -208,6 +218,7 @@ class Sink:
     serve: bool = False
     web_port: int = WEB_PORT
     grpc_port: int = GRPC_PORT
+    stream: rr.RecordingStream | None = field(default=None, repr=False)  # a served recording lives while it does
 
     def viewer_url(self) -> str:
         grpc = f"rerun+http://127.0.0.1:{self.grpc_port}/proxy"
@@ -220,18 +231,31 @@ def record(sink: Sink, name: str, fill: Callable[[rr.RecordingStream], T]) -> T:
     if sink.save is None and not sink.serve and not has_display():
         raise ViewError("no display here for the native viewer: pass --save FILE.rrd (open it with `rerun FILE.rrd` "
                         "where there is a display) or --serve (the web viewer, on 127.0.0.1)")
+    if sink.serve:
+        for port, flag, host in ((sink.grpc_port, "--grpc-port", "127.0.0.1"), (sink.web_port, "--web-port", "")):
+            if not _port_free(host, port):
+                raise ViewError(f"port {port} is in use (another `vla-data view --serve`?): pass {flag} with a free "
+                                "port, or stop the other one")
     rec = rr.RecordingStream("vla-data", recording_id=f"view-{name}")
     rec.set_log_time_enabled(False)  # the frame (and the recorder's time) are the timelines; when it ran is not
     temporary = None if sink.save is None else sink.save.with_name(f".{sink.save.name}.tmp-{os.getpid()}")
-    if temporary is not None:
-        rec.save(temporary)
-    elif sink.serve:
-        rec.set_sinks(rr.GrpcServerSink("127.0.0.1", port=sink.grpc_port, server_memory_limit=SERVER_MEMORY))
-    else:
-        rec.spawn()
+    if sink.save is not None and not sink.save.parent.is_dir():
+        raise ViewError(f"--save {sink.save}: the folder {sink.save.parent} does not exist; create it first")
     try:
-        result = fill(rec)
-        rec.flush()
+        if temporary is not None:
+            rec.save(temporary)
+        elif sink.serve:
+            rec.set_sinks(rr.GrpcServerSink("127.0.0.1", port=sink.grpc_port, server_memory_limit=SERVER_MEMORY))
+        else:
+            rec.spawn()
+    except RuntimeError as exc:  # Rerun's sinks report their failures so
+        raise ViewError(f"Rerun could not start the recording ({exc}); check that the folder is writable") from exc
+    try:
+        try:
+            result = fill(rec)
+            rec.flush()
+        except RuntimeError as exc:  # Rerun's sinks report their failures so
+            raise ViewError(f"Rerun could not take the recording: {exc}") from exc
         if temporary is not None:
             rec.disconnect()  # writes the file's footer: the recording is complete
             os.replace(temporary, sink.save)
@@ -241,6 +265,7 @@ def record(sink: Sink, name: str, fill: Callable[[rr.RecordingStream], T]) -> T:
             rec.disconnect()
             temporary.unlink(missing_ok=True)
     if sink.serve:
+        sink.stream = rec  # its gRPC server holds the recording for the viewer until the sink goes
         rr.serve_web_viewer(web_port=sink.web_port, open_browser=False,
                             connect_to=f"rerun+http://127.0.0.1:{sink.grpc_port}/proxy")
     return result

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from collections import defaultdict
 from pathlib import Path
@@ -192,18 +193,27 @@ def test_bad_inputs_are_one_clear_error(small_store: Path, learn_store: Path, tr
     assert done.returncode == 1 and "--save FILE.rrd" in done.stderr and "--serve" in done.stderr
 
 
-def test_serve_starts_the_web_viewer_on_localhost_and_stops_on_ctrl_c(small_store: Path) -> None:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([*CLI, "view", str(small_store), "--serve", "--web-port", str(port)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+        return s.getsockname()[1]
+
+
+def test_serve_starts_the_web_viewer_on_localhost_and_stops_on_ctrl_c(small_store: Path) -> None:
+    web, grpc = free_port(), free_port()
+    proc = subprocess.Popen([*CLI, "view", str(small_store), "--serve", "--web-port", str(web), "--grpc-port", str(grpc)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
         url = re.search(r"open (http://127\.0\.0\.1:\d+/\S+)", line)
         assert url, line + proc.stderr.read()
+        assert urllib.parse.unquote(url.group(1)).endswith(f"?url=rerun+http://127.0.0.1:{grpc}/proxy")
         with urllib.request.urlopen(url.group(1), timeout=30) as page:
             assert page.status == 200 and b"<html" in page.read().lower()
+        socket.create_connection(("127.0.0.1", grpc), timeout=10).close()  # the recording's server is up
+        twice = subprocess.run([*CLI, "view", str(small_store), "--serve", "--web-port", str(free_port()),
+                                "--grpc-port", str(grpc)], capture_output=True, text=True, timeout=120)
+        assert twice.returncode == 1 and f"port {grpc} is in use" in twice.stderr and "Traceback" not in twice.stderr
     finally:
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
