@@ -31,7 +31,9 @@ demo: $(STAMP)
 	@echo "--- the PolicyRunner replays one recorded episode frame by frame, as on the robot ---"
 	$(BIN)/vla-data predict $(DEMO)/run "$$(ls $(DEMO)/raw/*.h5 | head -1)"
 	@echo "--- the policy against the train-mean and zero-velocity baselines on the val split ---"
-	$(BIN)/vla-data eval $(DEMO)/run $(DEMO)/dataset.zarr --split val -o $(DEMO)/eval
+	$(BIN)/vla-data eval $(DEMO)/run $(DEMO)/dataset.zarr --split val -o $(DEMO)/eval --rrd $(DEMO)/eval/worst.rrd
+	@echo "--- the val episodes with the policy's predictions, as a Rerun recording (rerun $(DEMO)/val.rrd) ---"
+	$(BIN)/vla-data view $(DEMO)/dataset.zarr --split val --max-episodes 4 --run $(DEMO)/run --save $(DEMO)/val.rrd
 	@echo "--- vla-data serve + the robot-side client drive one val episode (ensemble execution), with the latency ---"
 	$(BIN)/vla-data drive "$$($(BIN)/python -c "from vla_data.store import open_store; t = open_store('$(DEMO)/dataset.zarr').episodes; \
 	    print(t[t.split == 'val'].source_path.iloc[0])")" --serve $(DEMO)/run --execution ensemble --snap

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import rerun as rr
+import rerun.blueprint as rrb
 
 from schemas.sample import SampleSummary
 from schemas.view import ImageEncoding, ViewOptions
@@ -183,4 +184,36 @@ def log_sample(rec: rr.RecordingStream, summary: SampleSummary, frames: dict[str
             rec.log(f"{root}/pad", rr.TextLog(f"pad: frame {summary.t - w + 1 + step} is before the episode start; "
                                               "the first frame stands in", level=rr.TextLogLevel.WARN))
     rec.reset_time()
+    rec.send_blueprint(rrb.Blueprint(sample_layout(root, list(frames), summary.action_names)))
     return root
+
+
+def episode_layout(view: EpisodeView) -> rrb.Container:
+    """The viewer's layout of one episode: its cameras, one plot per action channel (recorded, and with a run
+    the predicted first action, its error and every chunk's curve), its info and instruction."""
+    root = f"/{view.root()}"
+    cameras = [rrb.Spatial2DView(origin=f"{root}/camera/{c}", name=f"{c} (model)") for c in view.model_frames]
+    cameras += [rrb.Spatial2DView(origin=f"{root}/recorded/{c}", name=f"{c} (recorded)")
+                for c in (view.recorded_frames or {})]
+    legend = rrb.PlotLegend(visible=view.chunks is None)  # with a run: one entry per chunk, so colours say it
+    plots = [rrb.TimeSeriesView(origin=root, name=name, plot_legend=legend, contents=[
+        f"{root}/action/{name}", f"{root}/predicted/{name}", f"{root}/error/{name}", f"{root}/chunk/{name}/**"])
+        for name in view.action_names]
+    texts = [rrb.TextDocumentView(origin=f"{root}/info", name="info"),
+             rrb.TextDocumentView(origin=f"{root}/instruction", name="instruction")]
+    return rrb.Horizontal(rrb.Vertical(*cameras), rrb.Vertical(*plots), rrb.Vertical(*texts, row_shares=[3, 1]),
+                          column_shares=[2, 3, 2], name=view.key)
+
+
+def sample_layout(root: str, cameras: list[str], action_names: list[str]) -> rrb.Container:
+    """The viewer's layout of one training sample: its window's frames, one plot per channel (the chunk's real
+    actions and the padded ones), the frame mask, its info and the pad markers."""
+    root = f"/{root}"
+    plots = [rrb.TimeSeriesView(origin=root, name=name, contents=[f"{root}/chunk/{name}/**", f"{root}/padded/{name}/**"])
+             for name in action_names]
+    return rrb.Horizontal(
+        rrb.Vertical(*[rrb.Spatial2DView(origin=f"{root}/camera/{c}", name=c) for c in cameras]),
+        rrb.Vertical(*plots, rrb.TimeSeriesView(origin=f"{root}/frame_mask", name="frame_mask")),
+        rrb.Vertical(rrb.TextDocumentView(origin=f"{root}/info", name="info"),
+                     rrb.TextLogView(origin=f"{root}/pad", name="pad frames")),
+        column_shares=[2, 3, 2])

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import rerun as rr
+import rerun.blueprint as rrb
 
 from pipelines.eval_results import EpisodeResult, first_action_mae, worst_episodes
 from pipelines.predict import episode_cameras
-from pipelines.recording import EpisodeView, entity_key, log_episode
+from pipelines.recording import EpisodeView, entity_key, episode_layout, log_episode
 from schemas import ColorOrder, RecorderSettings, ValidateOptions, default_action_names
 from schemas.findings import Severity
 from schemas.store import Preprocessing
@@ -276,13 +277,15 @@ def episodes_into(views: Iterable[EpisodeView], options: ViewOptions, progress: 
     """A ``record`` filling: every episode of ``views``; it returns the (episodes, frames) logged."""
 
     def fill(rec: rr.RecordingStream) -> tuple[int, int]:
-        episodes = frames = 0
+        layouts, frames = [], 0
         for view in views:
             frames += log_episode(rec, view, options)
-            episodes += 1
+            layouts.append(episode_layout(view))
             if progress:
                 progress(1)
-        return episodes, frames
+        if layouts:  # one tab per episode, in the order shown
+            rec.send_blueprint(rrb.Blueprint(rrb.Tabs(*layouts), collapse_panels=False))
+        return len(layouts), frames
 
     return fill
 

@@ -67,6 +67,15 @@ class Recording:
                 out.append(np.asarray(r["Image:buffer"][0], np.uint8).reshape(fmt["height"], fmt["width"], 3))
         return out
 
+    @staticmethod
+    def layout(path: Path) -> set[tuple[str, str]]:
+        """The (name, origin) of every view of the recording's blueprint (its layout for the viewer)."""
+        reader = RrdReader(path)
+        (blueprint,) = reader.blueprints()
+        return {(row["ViewBlueprint:display_name"][0], row["ViewBlueprint:space_origin"][0])
+                for chunk in reader.stream(store=blueprint) for row in chunk.to_record_batch().to_pylist()
+                if "ViewBlueprint:space_origin" in row}
+
     def text(self, path: str) -> str:
         return self.static[path]["TextDocument:text"][0]
 
@@ -102,6 +111,11 @@ def test_a_store_recording_holds_each_episode_as_stored(small_store: Path, tmp_p
         info = rec.text(root + "info")
         assert f"**split**: {row.split}" in info and f"**scenario**: {row.scenario}" in info
         assert f"**frames**: {row.n_frames}" in info
+    layout = Recording.layout(rrd)  # one camera view, one plot per channel and the texts, per episode
+    for row in store.episodes.itertuples():
+        root = f"/episodes/e{row.episode}"
+        assert {("rgb (model)", f"{root}/camera/rgb"), ("info", f"{root}/info")} <= layout
+        assert {(n, root) for n in names} <= layout
 
 
 def test_jpeg_frames_are_small_and_close_and_a_split_or_episode_can_be_chosen(small_store: Path,
@@ -123,7 +137,8 @@ def test_jpeg_frames_are_small_and_close_and_a_split_or_episode_can_be_chosen(sm
         code, text = run_cli("view", str(small_store), "--episode", asked, "--save", str(tmp_path / "one.rrd"))
         assert code == 0, text
         assert {p.split("/")[2] for p in Recording(tmp_path / "one.rrd").rows} == {"e2"}
-    assert run_cli("view", str(small_store), "--max-episodes", "2", "--save", str(tmp_path / "two.rrd"))[0] == 0
+    url = small_store.resolve().as_uri()  # the store by URL reads the same
+    assert run_cli("view", url, "--max-episodes", "2", "--save", str(tmp_path / "two.rrd"))[0] == 0
     assert {p.split("/")[2] for p in Recording(tmp_path / "two.rrd").rows} == {"e0", "e1"}
 
 
