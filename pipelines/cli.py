@@ -737,7 +737,8 @@ def view_cmd(source: str, episodes: tuple[str, ...], save: Path | None, serve: b
         else:
             if options.split is not None:
                 raise ViewError(f"--split {options.split.value}: {source} holds recorder episodes, not a store")
-            views = raw_views(found.episodes, settings, options, policy)
+            views = raw_views(found.episodes, settings, options, policy,
+                              lambda line: click.echo(click.style(f"warning: {line}", fg="yellow"), err=True))
         with tqdm(desc="view", unit="episode", disable=None) as bar:
             n_episodes, n_frames = record(sink, Path(source.rstrip("/")).name, episodes_into(views, options, bar.update))
     except (StoreError, CheckpointError, ModelNotFound, ValueError) as exc:

@@ -14,9 +14,9 @@ import socket
 import sys
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
-from typing import TypeVar
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import rerun as rr
@@ -102,7 +102,8 @@ def _select(candidates: list[tuple[list[str], object]], options: ViewOptions, wh
 
 
 def store_views(store: DatasetStore, options: ViewOptions, policy: Policy | None) -> Iterator[EpisodeView]:
-    """The chosen episodes of a store: its frames, actions, instruction and metadata; with ``policy`` its chunks."""
+    """The chosen episodes of a store (chosen and checked now, read as iterated): its frames, actions,
+    instruction and metadata; with ``policy`` its chunks."""
     if policy is not None:
         check_store(policy.meta, store.manifest)  # a CheckpointError naming every setting that differs
     table = store.episodes
@@ -112,8 +113,12 @@ def store_views(store: DatasetStore, options: ViewOptions, policy: Policy | None
             raise ViewError(f"{store.location}: split {options.split.value} has no episodes")
     rows = table.to_dict("records")
     candidates = [([str(r["episode"]), Path(str(r["source_path"])).name], r) for r in rows]
+    return _store_episodes(store, _select(candidates, options, str(store.location)), policy)
+
+
+def _store_episodes(store: DatasetStore, rows: list[dict], policy: Policy | None) -> Iterator[EpisodeView]:
     names = list(store.manifest.actions.names)
-    for row in _select(candidates, options, str(store.location)):
+    for row in rows:
         episode = int(row["episode"])
         a, b = store.episode_range(episode)
         frames = {c: np.asarray(store.camera(c)[a:b]) for c in store.manifest.camera_names}
@@ -144,19 +149,33 @@ def _read_raw(report: FileReport, settings: RecorderSettings) -> tuple[dict[str,
 
 
 def raw_views(files: tuple[Path, ...], settings: RecorderSettings, options: ViewOptions, policy: Policy | None,
-              progress: Callable[[int], None] | None = None) -> Iterator[EpisodeView]:
-    """The chosen recorder episodes, validated (findings in their info), as recorded and as the model sees them."""
+              warn: Callable[[str], None] | None = None) -> Iterator[EpisodeView]:
+    """The chosen recorder episodes (validated and chosen now, read as iterated), as recorded and as the model
+    sees them, their findings in their info. An episode with errors cannot be shown: named, it is refused;
+    otherwise it is left out of the first ``max_episodes`` and ``warn`` hears which."""
     if policy is not None:
         settings = episode_cameras(settings, policy)
     root = Path(files[0]).parent if len(files) == 1 else Path(".")
-    report = validate(list(files), settings, ValidateOptions(), root=str(root), progress=progress)
-    candidates = [([Path(r.path).name, r.path], r) for r in report.files]
+    report = validate(list(files), settings, ValidateOptions(), root=str(root))
+    broken = {r.path: "; ".join(f"{f.code.value}: {f.message}" for f in r.findings if f.severity == Severity.error)
+              for r in report.files if not r.ok}
+    shown = report.files if options.episodes else [r for r in report.files if r.ok]
+    if broken and not options.episodes and warn:
+        warn(f"left out {len(broken)} episode(s) with errors ({', '.join(list(broken)[:3])}"
+             f"{', ...' if len(broken) > 3 else ''}); `vla-data validate` says how to fix them")
+    chosen = _select([([Path(r.path).name, r.path], r) for r in shown], options, ", ".join(str(f) for f in files[:3]))
+    for r in chosen:
+        if r.path in broken:
+            raise ViewError(f"{r.path}: cannot be shown ({broken[r.path]}); `vla-data validate {r.path}` says how to "
+                            "fix it")
+    if not chosen:
+        raise ViewError(f"{', '.join(str(f) for f in files[:3])}: no episode without errors to show")
+    return _raw_episodes(chosen, settings, policy)
+
+
+def _raw_episodes(chosen: list[FileReport], settings: RecorderSettings, policy: Policy | None) -> Iterator[EpisodeView]:
     pre = policy.preprocessing if policy is not None else Preprocessing()
-    for r in _select(candidates, options, ", ".join(str(f) for f in files[:3])):
-        errors = [f for f in r.findings if f.severity == Severity.error]
-        if errors:
-            listed = "; ".join(f"{f.code.value}: {f.message}" for f in errors)
-            raise ViewError(f"{r.path}: cannot be shown ({listed}); `vla-data validate {r.path}` says how to fix it")
+    for r in chosen:
         recorded, actions, stamps = _read_raw(r, settings)
         names = default_action_names(actions.shape[1])
         if policy is not None:

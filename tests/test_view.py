@@ -303,3 +303,20 @@ def test_a_training_sample_marks_its_pad_frames_and_padded_actions(small_store: 
                 steps, values = rec.series(root + f"{kind}/{name}/k{j}")
                 assert steps.tolist() == np.flatnonzero(where).tolist()
                 np.testing.assert_allclose(values, actions[where, j, 0], atol=1e-6)
+
+
+def test_episodes_with_errors_are_left_out_by_name_or_refused_when_asked_for(defect_dir: Path, tmp_path: Path) -> None:
+    rrd = tmp_path / "d.rrd"
+    code, text = run_cli("view", str(defect_dir), "--max-episodes", "50", "--save", str(rrd))
+    assert code == 0 and "warning: left out" in text and "episode(s) with errors" in text, text
+    from schemas import RecorderSettings, ValidateOptions
+    from vla_data.recorder import episode_files
+    from vla_data.validation import validate
+
+    report = validate(episode_files([defect_dir]), RecorderSettings(), ValidateOptions())
+    shown = {p.split("/")[2] for p in Recording(rrd).rows}
+    assert shown == {Path(r.path).stem for r in report.files if r.ok}  # warnings are shown, with their findings
+    assert len(shown) < len(report.files) and any("defect" in name for name in shown)
+    broken = sorted(defect_dir.glob("*defect_length_mismatch*.h5"))[0]
+    code, text = run_cli("view", str(defect_dir), "--episode", broken.name, "--save", str(tmp_path / "b.rrd"))
+    assert code == 1 and "cannot be shown" in text and "length_mismatch" in text, text
