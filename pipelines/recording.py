@@ -100,9 +100,9 @@ def log_episode(rec: rr.RecordingStream, view: EpisodeView, options: ViewOptions
     rec.log(f"{root}/instruction", rr.TextDocument(f"{view.instruction or '(none)'}\n\nsource: {view.instruction_source}"),
             static=True)
     frames = np.arange(view.n_frames, dtype=np.int64)
-    for i, name in enumerate(view.action_names):
-        rec.log(f"{root}/action/{name}", rr.SeriesLines(colors=[RECORDED], names=[f"recorded {name}"]), static=True)
-        _series(rec, f"{root}/action/{name}", frames, view.actions[:, i].astype(np.float64))
+    for i, (name, part) in enumerate(zip(view.action_names, map(entity_key, view.action_names), strict=True)):
+        rec.log(f"{root}/action/{part}", rr.SeriesLines(colors=[RECORDED], names=[f"recorded {name}"]), static=True)
+        _series(rec, f"{root}/action/{part}", frames, view.actions[:, i].astype(np.float64))
     if view.chunks is not None:
         _log_predictions(rec, view)
     logged = 0
@@ -130,13 +130,13 @@ def _log_predictions(rec: rr.RecordingStream, view: EpisodeView) -> None:
     recorded = np.full((t_frames, len(view.action_names)), np.nan)
     inside = rows < t_frames
     recorded[inside] = view.actions[rows[inside]]
-    for i, name in enumerate(view.action_names):
-        rec.log(f"{root}/predicted/{name}", rr.SeriesLines(colors=[PREDICTED], names=[f"predicted {name}"]), static=True)
-        _series(rec, f"{root}/predicted/{name}", frames, view.chunks[:, 0, i].astype(np.float64))
-        rec.log(f"{root}/error/{name}", rr.SeriesLines(colors=[ERROR], names=[f"error {name}"]), static=True)
-        _series(rec, f"{root}/error/{name}", frames, view.chunks[:, 0, i] - recorded[:, i])
+    for i, (name, part) in enumerate(zip(view.action_names, map(entity_key, view.action_names), strict=True)):
+        rec.log(f"{root}/predicted/{part}", rr.SeriesLines(colors=[PREDICTED], names=[f"predicted {name}"]), static=True)
+        _series(rec, f"{root}/predicted/{part}", frames, view.chunks[:, 0, i].astype(np.float64))
+        rec.log(f"{root}/error/{part}", rr.SeriesLines(colors=[ERROR], names=[f"error {name}"]), static=True)
+        _series(rec, f"{root}/error/{part}", frames, view.chunks[:, 0, i] - recorded[:, i])
         for t in range(t_frames):
-            path = f"{root}/chunk/{name}/t{t:04d}"
+            path = f"{root}/chunk/{part}/t{t:04d}"
             rec.log(path, rr.SeriesLines(colors=[CHUNK], widths=[1.0], names=[f"chunk at {t}"]), static=True)
             _series(rec, path, t + o + np.arange(k, dtype=np.int64), view.chunks[t, :, i].astype(np.float64))
 
@@ -162,16 +162,16 @@ def log_sample(rec: rr.RecordingStream, summary: SampleSummary, frames: dict[str
     steps = np.arange(w, dtype=np.int64)
     rec.send_columns(f"{root}/frame_mask", indexes=[rr.TimeColumn(WINDOW, sequence=steps)],
                      columns=rr.Scalars.columns(scalars=mask.astype(np.float64)))
-    for i, name in enumerate(summary.action_names):
+    for i, (name, part) in enumerate(zip(summary.action_names, map(entity_key, summary.action_names), strict=True)):
         for j in range(k):
             real, pad = chunk_mask[:, j], ~chunk_mask[:, j]
             if real.any():
-                path = f"{root}/chunk/{name}/k{j}"
+                path = f"{root}/chunk/{part}/k{j}"
                 rec.log(path, rr.SeriesLines(colors=[RECORDED], names=[f"{name} k={j}"]), static=True)
                 rec.send_columns(path, indexes=[rr.TimeColumn(WINDOW, sequence=steps[real])],
                                  columns=rr.Scalars.columns(scalars=actions[real, j, i]))
             if pad.any():
-                path = f"{root}/padded/{name}/k{j}"
+                path = f"{root}/padded/{part}/k{j}"
                 rec.log(path, rr.SeriesPoints(colors=[ERROR], names=[f"{name} k={j} padded"], marker_sizes=[4.0]),
                         static=True)
                 rec.send_columns(path, indexes=[rr.TimeColumn(WINDOW, sequence=steps[pad])],
@@ -197,8 +197,8 @@ def episode_layout(view: EpisodeView) -> rrb.Container:
                 for c in (view.recorded_frames or {})]
     legend = rrb.PlotLegend(visible=view.chunks is None)  # with a run: one entry per chunk, so colours say it
     plots = [rrb.TimeSeriesView(origin=root, name=name, plot_legend=legend, contents=[
-        f"{root}/action/{name}", f"{root}/predicted/{name}", f"{root}/error/{name}", f"{root}/chunk/{name}/**"])
-        for name in view.action_names]
+        f"{root}/action/{part}", f"{root}/predicted/{part}", f"{root}/error/{part}", f"{root}/chunk/{part}/**"])
+        for name, part in zip(view.action_names, map(entity_key, view.action_names), strict=True)]
     texts = [rrb.TextDocumentView(origin=f"{root}/info", name="info"),
              rrb.TextDocumentView(origin=f"{root}/instruction", name="instruction")]
     return rrb.Horizontal(rrb.Vertical(*cameras), rrb.Vertical(*plots), rrb.Vertical(*texts, row_shares=[3, 1]),
@@ -209,8 +209,8 @@ def sample_layout(root: str, cameras: list[str], action_names: list[str]) -> rrb
     """The viewer's layout of one training sample: its window's frames, one plot per channel (the chunk's real
     actions and the padded ones), the frame mask, its info and the pad markers."""
     root = f"/{root}"
-    plots = [rrb.TimeSeriesView(origin=root, name=name, contents=[f"{root}/chunk/{name}/**", f"{root}/padded/{name}/**"])
-             for name in action_names]
+    plots = [rrb.TimeSeriesView(origin=root, name=name, contents=[f"{root}/chunk/{part}/**", f"{root}/padded/{part}/**"])
+             for name, part in zip(action_names, map(entity_key, action_names), strict=True)]
     return rrb.Horizontal(
         rrb.Vertical(*[rrb.Spatial2DView(origin=f"{root}/camera/{c}", name=c) for c in cameras]),
         rrb.Vertical(*plots, rrb.TimeSeriesView(origin=f"{root}/frame_mask", name="frame_mask")),
