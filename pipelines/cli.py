@@ -684,7 +684,8 @@ VIEW_FLAGS = {name: (name,) for name in ViewOptions.model_fields if name != "epi
 @model_flags(ViewOptions, VIEW_FLAGS)
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE.rrd",
               help="Write the recording to FILE.rrd (complete or not at all); `rerun FILE.rrd` opens it.")
-@click.option("--serve", is_flag=True, help="Serve Rerun's web viewer on 127.0.0.1 and print its URL; Ctrl-C stops it.")
+@click.option("--serve", is_flag=True, help="Serve the recording on 127.0.0.1 with Rerun's web viewer (its page listens on every interface, "
+              "the data only on 127.0.0.1) and print the URL; Ctrl-C stops it.")
 @click.option("--web-port", type=click.IntRange(1, 65535), default=9090, show_default=True,
               help="--serve: the web viewer's port.")
 @click.option("--grpc-port", type=click.IntRange(1, 65535), default=9876, show_default=True,
