@@ -336,6 +336,13 @@ def _png_path(ctx: click.Context, param: click.Parameter, value: Path | None) ->
         raise click.BadParameter(str(exc)) from None
 
 
+def _rrd_path(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """A Rerun recording to write: a .rrd file (its folder is checked when it is written: eval creates its -o)."""
+    if value is not None and value.suffix != ".rrd":
+        raise click.BadParameter(f"{value}: a Rerun recording is a .rrd file (e.g. {value.with_suffix('.rrd')})")
+    return value
+
+
 @main.command("info")
 @click.argument("store", metavar="STORE")
 @click.option("--verify", is_flag=True, help="Recompute every checksum; name any damaged array and episode range (exit 1).")
@@ -431,6 +438,7 @@ def _negate_channels(ctx: click.Context, param: click.Parameter, value: str | No
               help="Draw the window frames and their action chunks to this PNG.")
 @click.option("--json", "as_json", is_flag=True, help="Print the sample's shapes, masks and physical actions as JSON.")
 @click.option("--rrd", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE.rrd",
+              callback=_rrd_path,
               help="Write the sample as a Rerun recording: the window's frames on a `window` timeline, pad frames "
               "greyed and marked, each chunk's actions as curves, padded ones as red points.")
 def inspect_sample_cmd(store: str, split: str, index: int, spec: WindowSpec, augment: str,
@@ -485,6 +493,8 @@ def inspect_sample_cmd(store: str, split: str, index: int, spec: WindowSpec, aug
         try:
             record(Sink(save=rrd), f"sample-{split}-{index}",
                    lambda rec: log_sample(rec, summary, frames, ViewOptions(images=ImageEncoding.raw)))
+        except ValueError as exc:
+            fail(exc)
         except OSError as exc:
             fail(os_error(exc))
         click.echo(f"wrote {rrd}", err=as_json)
@@ -567,6 +577,7 @@ backbone_option = click.option(
               help="Folder for metrics.json, per_episode.csv and the PNGs (created; files in it are replaced).")
 @model_flags(EvalOptions, EVAL_FLAGS)
 @click.option("--rrd", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE.rrd",
+              callback=_rrd_path,
               help="Also write the worst episodes (first-action MAE) with the predictions as a Rerun recording "
               "(as `vla-data view --run` shows them).")
 @click.option("--rrd-episodes", type=click.IntRange(1), default=5, show_default=True,
@@ -683,7 +694,7 @@ VIEW_FLAGS = {name: (name,) for name in ViewOptions.model_fields if name != "epi
               help=ViewOptions.model_fields["episodes"].description + " Repeatable.")
 @model_flags(ViewOptions, VIEW_FLAGS)
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE.rrd",
-              help="Write the recording to FILE.rrd (complete or not at all); `rerun FILE.rrd` opens it.")
+              callback=_rrd_path, help="Write the recording to FILE.rrd (complete or not at all); `rerun FILE.rrd` opens it.")
 @click.option("--serve", is_flag=True, help="Serve the recording on 127.0.0.1 with Rerun's web viewer (its page listens on every interface, "
               "the data only on 127.0.0.1) and print the URL; Ctrl-C stops it.")
 @click.option("--web-port", type=click.IntRange(1, 65535), default=9090, show_default=True,
@@ -723,8 +734,6 @@ def view_cmd(source: str, episodes: tuple[str, ...], save: Path | None, serve: b
 
     if save is not None and serve:
         raise click.UsageError("--save and --serve: choose one (open the saved file with `rerun FILE.rrd`)")
-    if save is not None and save.suffix != ".rrd":
-        raise click.UsageError(f"--save {save}: a Rerun recording is a .rrd file (e.g. --save {save.with_suffix('.rrd')})")
     view_flags = {k: flags.pop(k) for k in list(flags) if k in VIEW_FLAGS}
     options = build_model(ViewOptions, {k: v for k, v in view_flags.items() if v is not None}
                           | ({"episodes": list(episodes)} if episodes else {}), "view options")

@@ -260,7 +260,7 @@ def record(sink: Sink, name: str, fill: Callable[[rr.RecordingStream], T]) -> T:
     rec.set_log_time_enabled(False)  # the frame (and the recorder's time) are the timelines; when it ran is not
     temporary = None if sink.save is None else sink.save.with_name(f".{sink.save.name}.tmp-{os.getpid()}")
     if sink.save is not None and not sink.save.parent.is_dir():
-        raise ViewError(f"--save {sink.save}: the folder {sink.save.parent} does not exist; create it first")
+        raise ViewError(f"{sink.save}: the folder {sink.save.parent} does not exist; create it first")
     try:
         if temporary is not None:
             rec.save(temporary)
