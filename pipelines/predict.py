@@ -10,6 +10,7 @@ training camera's, and turned into RGB as training frames were: the colour order
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from schemas.findings import Severity
 from vla_data.bag_validation import bag_episode
 from vla_data.bags import is_bag, split_part
 from vla_data.recorder import InstructionIndex, open_episode
+from vla_data.resize import to_rgb
 from vla_data.validation import check_file
 from vla_data.windows import anchor_chunks
 from vla_model.metrics import action_metrics
@@ -50,28 +52,53 @@ def episode_cameras(settings: RecorderSettings, policy: Policy) -> RecorderSetti
     return settings.model_copy(update={"cameras": cameras})
 
 
-def read_episode(path: Path, settings: RecorderSettings, policy: Policy
-                 ) -> tuple[dict[str, np.ndarray], np.ndarray, str | None]:
-    """Frames (T, H, W, 3) by camera name, the policy's action channels (T, A) and the instruction found, or
-    ValueError. ``settings`` name the policy's cameras (``episode_cameras``)."""
+@dataclass
+class Recorded:
+    """One recorded episode's frames and actions as read, before any policy channel or colour choice."""
+
+    frames: dict[str, np.ndarray]  # camera name -> (T, H, W, 3): a bag's decoded to RGB, a file's as stored
+    color_orders: dict[str, ColorOrder]  # each camera's frames' order: RGB for a bag, the camera's for a file
+    actions: np.ndarray  # (T, A) float32, every recorded channel
+    stamps: np.ndarray | None  # (T,) a bag's frame stamps (ns); None for a file
+
+    def rgb_frames(self) -> dict[str, np.ndarray]:
+        return {c: to_rgb(f, self.color_orders[c]) for c, f in self.frames.items()}
+
+
+def read_recorded(path: Path, settings: RecorderSettings) -> Recorded:
+    """An HDF5 episode or a bag episode (BAG#k of a cut bag) that validated, read whole with ``settings``'
+    cameras; ValueError where a bag's episode cannot be cut as validated."""
+    if is_bag(split_part(path)[0]):
+        read = bag_episode(path, settings, full=False)
+        if isinstance(read, list):
+            raise ValueError(f"{path}: {read[0].code.value}: {read[0].message}")
+        frames = read.rgb_frames()
+        return Recorded(frames, dict.fromkeys(frames, ColorOrder.rgb), read.episode.actions, read.episode.stamps)
+    with open_episode(path) as f:
+        return Recorded({c.name: np.asarray(f[c.key][()]) for c in settings.cameras},
+                        {c.name: c.color_order for c in settings.cameras},
+                        np.asarray(f[settings.actions_key][()], np.float32), None)
+
+
+def read_episode(path: Path, settings: RecorderSettings, policy: Policy) -> tuple[Recorded, np.ndarray, str | None]:
+    """The episode as read, the policy's action channels (T, A) and the instruction found, or ValueError.
+    ``settings`` name the policy's cameras (``episode_cameras``)."""
     options = ValidateOptions(window=policy.spec)
     report = check_file(path, settings, options, InstructionIndex.for_files([path], settings.index_csv_name))
     errors = [f for f in report.findings if f.severity == Severity.error]
     if errors:
         listed = "; ".join(f"{f.code}: {f.message}" for f in errors)
         raise ValueError(f"{path}: cannot be replayed ({listed}); `vla-data validate {path}` says how to fix it")
+    recorded = read_recorded(path, settings)
+    return recorded, policy_channels(recorded.actions, policy, path), report.instruction
+
+
+def policy_channels(actions: np.ndarray, policy: Policy, path: Path | str) -> np.ndarray:
+    """The recorded actions' channels the policy predicts, or ValueError where the recording has fewer."""
     channels = policy.meta.actions.channels
-    if is_bag(split_part(path)[0]):
-        read = bag_episode(path, settings, full=False)
-        assert not isinstance(read, list)  # validated above
-        actions, frames = read.episode.actions, read.rgb_frames()
-    else:
-        with open_episode(path) as f:
-            actions = np.asarray(f[settings.actions_key][()], np.float32)
-            frames = {c.name: np.asarray(f[c.key][()]) for c in settings.cameras}
     if actions.shape[1] <= max(channels):
         raise ValueError(f"{path}: {actions.shape[1]} action channels, the checkpoint predicts channels {channels}")
-    return frames, actions[:, channels], report.instruction
+    return actions[:, channels]
 
 
 def predict_episode(policy: Policy, path: Path, settings: RecorderSettings, instruction: str | None = None,
@@ -79,12 +106,12 @@ def predict_episode(policy: Policy, path: Path, settings: RecorderSettings, inst
     settings = episode_cameras(settings, policy)
     if instruction:  # the episode needs none of its own then
         settings = settings.model_copy(update={"instruction": instruction})
-    frames, actions, found = read_episode(path, settings, policy)
+    recorded, actions, found = read_episode(path, settings, policy)
     instruction = instruction or found
     if not instruction:
         raise ValueError(f"{path}: no instruction in the file, a dataset_index.csv or the file name; pass --instruction")
     # a bag's frames are decoded to RGB (each message says its encoding); a file's are in the camera's order
-    color_orders = {c.name: ColorOrder.rgb if is_bag(split_part(path)[0]) else c.color_order for c in settings.cameras}
+    frames, color_orders = recorded.frames, recorded.color_orders
     warnings = [w for c, f in frames.items() if (w := policy.aspect_warning(*f.shape[1:3]))]
     runner = policy.runner(color_orders)
     runner.reset(instruction)

@@ -79,11 +79,11 @@ def _image(frame: np.ndarray, options: ViewOptions) -> rr.Image | rr.EncodedImag
     return image.compress(jpeg_quality=options.jpeg_quality) if options.images == ImageEncoding.jpeg else image
 
 
-def _series(rec: rr.RecordingStream, path: str, frames: np.ndarray, values: np.ndarray) -> None:
-    """One scalar per frame of ``frames`` at ``path``, sent as one column (NaN: no value there)."""
+def _series(rec: rr.RecordingStream, path: str, steps: np.ndarray, values: np.ndarray, timeline: str = FRAME) -> None:
+    """One scalar per step of ``steps`` (on ``timeline``) at ``path``, sent as one column (NaN: no value there)."""
     keep = ~np.isnan(values)
     if keep.any():
-        rec.send_columns(path, indexes=[rr.TimeColumn(FRAME, sequence=frames[keep])],
+        rec.send_columns(path, indexes=[rr.TimeColumn(timeline, sequence=steps[keep])],
                          columns=rr.Scalars.columns(scalars=values[keep].astype(np.float64)))
 
 
@@ -160,22 +160,19 @@ def log_sample(rec: rr.RecordingStream, summary: SampleSummary, frames: dict[str
             f"- **padded actions**: {int((~chunk_mask).sum())} of {w * k}"]
     rec.log(f"{root}/info", rr.TextDocument("\n".join(info), media_type=rr.MediaType.MARKDOWN), static=True)
     steps = np.arange(w, dtype=np.int64)
-    rec.send_columns(f"{root}/frame_mask", indexes=[rr.TimeColumn(WINDOW, sequence=steps)],
-                     columns=rr.Scalars.columns(scalars=mask.astype(np.float64)))
+    _series(rec, f"{root}/frame_mask", steps, mask.astype(np.float64), WINDOW)
     for i, (name, part) in enumerate(zip(summary.action_names, map(entity_key, summary.action_names), strict=True)):
         for j in range(k):
             real, pad = chunk_mask[:, j], ~chunk_mask[:, j]
             if real.any():
                 path = f"{root}/chunk/{part}/k{j}"
                 rec.log(path, rr.SeriesLines(colors=[RECORDED], names=[f"{name} k={j}"]), static=True)
-                rec.send_columns(path, indexes=[rr.TimeColumn(WINDOW, sequence=steps[real])],
-                                 columns=rr.Scalars.columns(scalars=actions[real, j, i]))
+                _series(rec, path, steps[real], actions[real, j, i], WINDOW)
             if pad.any():
                 path = f"{root}/padded/{part}/k{j}"
                 rec.log(path, rr.SeriesPoints(colors=[ERROR], names=[f"{name} k={j} padded"], marker_sizes=[4.0]),
                         static=True)
-                rec.send_columns(path, indexes=[rr.TimeColumn(WINDOW, sequence=steps[pad])],
-                                 columns=rr.Scalars.columns(scalars=actions[pad, j, i]))
+                _series(rec, path, steps[pad], actions[pad, j, i], WINDOW)
     for step in range(w):
         rec.set_time(WINDOW, sequence=step)
         for camera, window in frames.items():

@@ -23,19 +23,18 @@ import rerun as rr
 import rerun.blueprint as rrb
 
 from pipelines.eval_results import EpisodeResult, first_action_mae, worst_episodes
-from pipelines.predict import episode_cameras
+from pipelines.predict import episode_cameras, policy_channels, read_recorded
 from pipelines.recording import EpisodeView, entity_key, episode_layout, log_episode
 from schemas import ColorOrder, RecorderSettings, ValidateOptions, default_action_names
 from schemas.findings import Severity
 from schemas.store import Preprocessing
 from schemas.validation import FileReport
 from schemas.view import ViewOptions
-from vla_data.bag_validation import bag_episode
 from vla_data.bags import is_bag, split_part
 from vla_data.location import StoreLocation
 from vla_data.ownership import Ownership, ownership_of
-from vla_data.recorder import episode_files, open_episode
-from vla_data.resize import resize_frames, to_rgb
+from vla_data.recorder import episode_files
+from vla_data.resize import resize_frames
 from vla_data.store import DatasetStore, open_store
 from vla_data.validation import validate
 from vla_model.loading import check_store
@@ -134,20 +133,6 @@ def _store_episodes(store: DatasetStore, rows: list[dict], policy: Policy | None
         yield view
 
 
-def _read_raw(report: FileReport, settings: RecorderSettings) -> tuple[dict[str, np.ndarray], np.ndarray,
-                                                                          np.ndarray | None]:
-    """Each camera's frames in RGB, the actions and (bags) the frame stamps of one validated episode."""
-    path = Path(report.path)
-    if is_bag(split_part(path)[0]):
-        read = bag_episode(path, settings, full=False)
-        if isinstance(read, list):
-            raise ViewError(f"{path}: {read[0].code.value}: {read[0].message}")
-        return read.rgb_frames(), read.episode.actions, read.episode.stamps
-    with open_episode(path) as f:
-        frames = {c.name: to_rgb(np.asarray(f[c.key][()]), c.color_order) for c in settings.cameras}
-        return frames, np.asarray(f[settings.actions_key][()], np.float32), None
-
-
 def raw_views(files: tuple[Path, ...], settings: RecorderSettings, options: ViewOptions, policy: Policy | None,
               warn: Callable[[str], None] | None = None) -> Iterator[EpisodeView]:
     """The chosen recorder episodes (validated and chosen now, read as iterated), as recorded and as the model
@@ -176,13 +161,10 @@ def raw_views(files: tuple[Path, ...], settings: RecorderSettings, options: View
 def _raw_episodes(chosen: list[FileReport], settings: RecorderSettings, policy: Policy | None) -> Iterator[EpisodeView]:
     pre = policy.preprocessing if policy is not None else Preprocessing()
     for r in chosen:
-        recorded, actions, stamps = _read_raw(r, settings)
-        names = default_action_names(actions.shape[1])
+        read = read_recorded(Path(r.path), settings)
+        recorded, actions, names = read.rgb_frames(), read.actions, default_action_names(read.actions.shape[1])
         if policy is not None:
-            channels = policy.meta.actions.channels
-            if actions.shape[1] <= max(channels):
-                raise ViewError(f"{r.path}: {actions.shape[1]} action channels, the run predicts channels {channels}")
-            actions, names = actions[:, channels], list(policy.action_names)
+            actions, names = policy_channels(actions, policy, r.path), list(policy.action_names)
         view = EpisodeView(
             key=entity_key(_episode_name(r.path)),
             info={"source": r.path, "kind": r.kind.value, "scenario": str(r.scenario), "frames": str(len(actions)),
@@ -192,7 +174,7 @@ def _raw_episodes(chosen: list[FileReport], settings: RecorderSettings, policy: 
             actions=actions, action_names=names, instruction=r.instruction,
             instruction_source=r.instruction_source.value if r.instruction_source else "none",
             findings=[f"{f.severity.value} {f.code.value}: {f.message}" for f in r.findings],
-            recorded_frames=recorded, stamps_ns=stamps)
+            recorded_frames=recorded, stamps_ns=read.stamps)
         if policy is not None:
             _predict(view, policy)
         yield view

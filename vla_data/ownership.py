@@ -75,14 +75,13 @@ def ownership_of(store: StoreLocation) -> Ownership:
 
 def listing(path: Path | StoreLocation) -> str:
     """What a folder (or a URL's prefix) holds, for a refusal: the first few names and how many there are."""
-    if isinstance(path, StoreLocation):
-        if path.path is None:
-            names = path.children()
-            return f"it holds {', '.join(names[:LISTED])}" + (f", ... ({len(names)} entries)" if len(names) > LISTED else "")
-        path = path.path
-    if not path.is_dir():
-        return "a file, not a folder"
-    names = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
+    if isinstance(path, StoreLocation) and path.path is None:
+        names = path.children()
+    else:
+        folder = path.path if isinstance(path, StoreLocation) else path
+        if not folder.is_dir():
+            return "a file, not a folder"
+        names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
     shown = ", ".join(names[:LISTED]) + (f", ... ({len(names)} entries)" if len(names) > LISTED else "")
     return f"it holds {shown}"
 

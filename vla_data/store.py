@@ -43,7 +43,7 @@ from vla_data import __version__
 from vla_data.location import LocationError, StoreLocation, storage_errors
 from vla_data.ownership import BUILD_LOG, EPISODES, MANIFEST, MARKER, POINTER, listing
 from vla_data.refusal import Fix, Refusal
-from vla_data.versions import PointerError, read_pointer
+from vla_data.versions import PointerError, objects_of, read_pointer
 
 FRAMES_PER_SHARD = 64
 ZSTD = ZstdCodec(level=3)
@@ -165,12 +165,11 @@ def _open(store: StoreLocation) -> DatasetStore:
     if store.path is not None:
         _check_local(store.path)
     pointer = _pointer(store)
-    location = store if pointer is None else store.child(pointer.prefix)
+    location = objects_of(store, pointer)
     raw_manifest = location.read(MANIFEST)
-    if raw_manifest is None and pointer is not None and _pointer(store) != pointer:
+    if raw_manifest is None and pointer is not None and (now := _pointer(store)) != pointer:
         # a build committed a new version and removed the one just named, between the two reads: open the new one
-        pointer = _pointer(store)
-        location = store if pointer is None else store.child(pointer.prefix)
+        pointer, location = now, objects_of(store, now)
         raw_manifest = location.read(MANIFEST)
     if raw_manifest is None and pointer is not None:
         raise StoreError(f"{store}: its current version {pointer.version} has no {MANIFEST} (deleted by hand?); "

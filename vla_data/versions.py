@@ -15,7 +15,7 @@ committed (killed), or one that a later commit superseded before it could be rem
 committing). Leftovers are removed only by a build or `vla-data gc` holding the store's writer lock: then no
 build can be writing them, and the pointer proves they are not the current version.
 
-A store built before versions (its manifest at the top, ``Layout.single``) is read as it is; the next build
+A store built before versions (its manifest at the top) is read as it is; the next build
 writes its first version beside the old objects, commits, then removes the names such a store has at its
 top (``data/``, ``meta/``, ``zarr.json``, the episode table, the build log, the manifest) and nothing else.
 """
@@ -25,7 +25,6 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 
 from pydantic import ValidationError
 
@@ -43,12 +42,6 @@ class PointerError(ValueError):
     """``current.json`` is there but does not parse."""
 
 
-class Layout(StrEnum):
-    absent = "absent"  # no store there (yet)
-    versions = "versions"  # current.json names the version to read
-    single = "single"  # built before versions: the manifest at the top
-
-
 def read_pointer(store: StoreLocation) -> StorePointer | None:
     raw = store.read(POINTER)
     if raw is None:
@@ -59,16 +52,9 @@ def read_pointer(store: StoreLocation) -> StorePointer | None:
         raise PointerError(f"{store}/{POINTER}: unreadable ({exc})") from exc
 
 
-def layout(store: StoreLocation) -> Layout:
-    if store.read(POINTER) is not None:
-        return Layout.versions
-    return Layout.single if store.read(MANIFEST) is not None else Layout.absent
-
-
-def readable(store: StoreLocation) -> StoreLocation:
-    """Where the current version's objects lie: ``versions/<id>`` for a versioned store, the store itself for a
-    store built before versions."""
-    pointer = read_pointer(store)
+def objects_of(store: StoreLocation, pointer: StorePointer | None) -> StoreLocation:
+    """Where a version's objects lie: ``versions/<id>`` for a pointer, the store itself for a store built before
+    versions (no pointer)."""
     return store if pointer is None else store.child(pointer.prefix)
 
 

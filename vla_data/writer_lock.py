@@ -43,11 +43,20 @@ def lock_path(out: Path) -> Path:
     return out.with_name(f".{out.name}.lock")
 
 
+def _writer(raw: bytes | None) -> StoreWriter | None:
+    """The holder a lock file or lease names (None: none, or one that does not parse)."""
+    try:
+        return None if raw is None else StoreWriter.model_validate_json(raw)
+    except ValueError:
+        return None
+
+
 def _holder(path: Path) -> str:
     try:
-        return StoreWriter.model_validate_json(path.read_text()).describe()
-    except (OSError, ValueError):
-        return "another vla-data build"
+        writer = _writer(path.read_bytes())
+    except OSError:
+        writer = None
+    return writer.describe() if writer is not None else "another vla-data build"
 
 
 def _me() -> StoreWriter:
@@ -89,11 +98,7 @@ def _file_lock(out: Path, wait: bool, on_wait: Callable[[str], None] | None) -> 
 
 def lease_holder(store: StoreLocation) -> StoreWriter | None:
     """Who holds the lease of a store on object storage (None: nobody, or a lease that does not parse)."""
-    raw = store.read(LEASE)
-    try:
-        return None if raw is None else StoreWriter.model_validate_json(raw)
-    except ValueError:
-        return None
+    return _writer(store.read(LEASE))
 
 
 def _gone(holder: StoreWriter) -> bool:
