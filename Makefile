@@ -35,7 +35,7 @@ demo: $(STAMP)
 	@echo "--- the val episodes with the policy's predictions, as a Rerun recording (rerun $(DEMO)/val.rrd) ---"
 	$(BIN)/vla-data view $(DEMO)/dataset.zarr --split val --max-episodes 4 --run $(DEMO)/run --save $(DEMO)/val.rrd
 	@echo "--- vla-data serve + the robot-side client drive one val episode (ensemble execution), with the latency ---"
-	$(BIN)/vla-data drive "$$($(BIN)/python -c "from vla_data.store import open_store; t = open_store('$(DEMO)/dataset.zarr').episodes; \
+	$(BIN)/vla-data drive "$$($(BIN)/python -c "from vla_data.store.reader import open_store; t = open_store('$(DEMO)/dataset.zarr').episodes; \
 	    print(t[t.split == 'val'].source_path.iloc[0])")" --serve $(DEMO)/run --execution ensemble --snap
 	@echo "--- the same scenes recorded as ROS 2 bags (sqlite3 and MCAP, Image and CompressedImage): built, scored ---"
 	$(BIN)/vla-data make-synthetic $(DEMO)/bags --episodes 8 --image-size 120x214 --seed 2 --format rosbag2

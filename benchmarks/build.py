@@ -2,7 +2,7 @@
 the 2-camera build against the 1-camera one.
 
 Reproduce: `make bench` or `.venv/bin/python benchmarks/build.py [--episodes 40 --image-size 720x1280
---cameras 1 2]`. Both sides resize every frame to 224x224 with the same resizer (vla_data.resize, squash,
+--cameras 1 2]`. Both sides resize every frame to 224x224 with the same resizer (vla_data.common.resize, squash,
 area). The baseline only reads and resizes (it writes nothing); build-splits also validates, hashes the
 sources, compresses and writes the store, checksums it and computes stats. The page cache is warmed first;
 the variants run in turn (a, b, c, a, b, c) and each one's best of --repeats runs is reported. frames/s
@@ -13,7 +13,7 @@ Goal: the second camera costs at most what its frames cost, i.e. the 2-camera bu
 twice the 1-camera per-frame cost (2-camera seconds per source frame <= 2.2x the 1-camera ones).
 
 ROS 2 bag sources (on by default, `--no-bags` leaves them out): the same 1-camera episodes are converted once
-(vla_data.synthetic_bags.write_bag; the same frames, actions and instruction) into four bag sets under --bags-dir
+(vla_data.synthetic.bags.write_bag; the same frames, actions and instruction) into four bag sets under --bags-dir
 (default bench-out/build-bags): sqlite3 and MCAP storage, each with sensor_msgs/Image bgr8 (raw) and with
 CompressedImage jpeg (quality 90). A set is regenerated only when missing or when its bags are not the
 episodes' (names, frame size). The sets are warmed (every file read once), then `build_store --workers 2` on each
@@ -34,13 +34,13 @@ from common import best_of_interleaved, episodes_dir, synthetic_episodes
 
 from schemas.recorder import InstructionSource
 from schemas.store import BuildOptions, Preprocessing
-from vla_data.bags import is_bag
-from vla_data.build import build_store
-from vla_data.recorder import InstructionIndex, decode_text, resolve_instruction
-from vla_data.resize import resize_frame
-from vla_data.store import open_store
-from vla_data.synthetic import camera_settings
-from vla_data.synthetic_bags import BagStyle, Storage, write_bag
+from vla_data.sources.bags import is_bag
+from vla_data.build.job import build_store
+from vla_data.sources.hdf5 import InstructionIndex, decode_text, resolve_instruction
+from vla_data.common.resize import resize_frame
+from vla_data.store.reader import open_store
+from vla_data.synthetic.episodes import camera_settings
+from vla_data.synthetic.bags import BagStyle, Storage, write_bag
 
 FRONT_ORDER = camera_settings(1).camera.color_order  # the colour order of `images` (BGR, the collector's)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 EPISODES = Path("bench-out/validate-episodes")
 EPISODES_2CAM = Path("bench-out/validate-episodes-2cam")
-SIDE_KEY = "observations/side_images"  # vla_data.synthetic.SIDE.key: what a 2-camera episode adds
+SIDE_KEY = "observations/side_images"  # vla_data.synthetic.episodes.SIDE.key: what a 2-camera episode adds
 
 
 def episodes_dir(cameras: int) -> Path:
@@ -40,8 +40,8 @@ def synthetic_episodes(data: Path, episodes: int, image_size: str, cameras: int 
     """The episode files in ``data`` (generated there once, seed 0, with ``cameras`` cameras), and the frame
     height and width."""
     from schemas.synthetic import SyntheticConfig
-    from vla_data.recorder import episode_files
-    from vla_data.synthetic import make_synthetic
+    from vla_data.sources.hdf5 import episode_files
+    from vla_data.synthetic.episodes import make_synthetic
 
     height, width = (int(v) for v in image_size.lower().split("x"))
     files = episode_files([data]) if data.exists() else []

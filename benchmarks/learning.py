@@ -28,9 +28,9 @@ from schemas.sample import WindowSpec
 from schemas.store import BuildOptions, Preprocessing, SplitConfig
 from schemas.synthetic import SyntheticConfig
 from schemas.train import TrainConfig
-from vla_data.build import build_store
-from vla_data.dataset import WindowDataset
-from vla_data.synthetic import make_synthetic
+from vla_data.build.job import build_store
+from vla_data.samples.dataset import WindowDataset
+from vla_data.synthetic.episodes import make_synthetic
 from vla_model import checkpoint as ckpt
 from vla_model.loading import load_policy
 from vla_model.trainer import LOG_FILE, train, window_mae

@@ -28,12 +28,12 @@ from common import episodes_dir, synthetic_episodes
 
 from schemas.sample import Batching, BatchingConfig, WindowSpec
 from schemas.store import BuildOptions, Preprocessing
-from vla_data.build import build_store
-from vla_data.dataset import WindowDataset
-from vla_data.loader import make_loader
-from vla_data.resize import resize_frame
-from vla_data.store import StoreError, open_store
-from vla_data.synthetic import camera_settings
+from vla_data.build.job import build_store
+from vla_data.samples.dataset import WindowDataset
+from vla_data.samples.loader import make_loader
+from vla_data.common.resize import resize_frame
+from vla_data.store.reader import StoreError, open_store
+from vla_data.synthetic.episodes import camera_settings
 
 FRONT_ORDER = camera_settings(1).camera.color_order  # the colour order of `images` (BGR, the collector's)
 

@@ -34,11 +34,11 @@ from common import best_of_interleaved, episodes_dir, synthetic_episodes
 
 from schemas.sample import WindowSpec
 from schemas.store import BuildOptions, Preprocessing
-from vla_data.build import build_store
-from vla_data.dataset import WindowDataset
-from vla_data.loader import make_loader
-from vla_data.store import open_store
-from vla_data.synthetic import camera_settings
+from vla_data.build.job import build_store
+from vla_data.samples.dataset import WindowDataset
+from vla_data.samples.loader import make_loader
+from vla_data.store.reader import open_store
+from vla_data.synthetic.episodes import camera_settings
 
 POOL = "process pool, --workers 2"
 STARTED = "LocalCluster 2 workers, started by the build"

@@ -46,7 +46,7 @@ from pipelines.serve import serving
 from schemas.serve import ServeConfig
 from vla_client.client import PolicyClient
 from vla_client.protocol import STEP, EncodedFrame, encoded, pack, unpack
-from vla_data.synthetic import render
+from vla_data.synthetic.episodes import render
 from vla_model.runtime import Policy, PolicyRunner
 
 Frame = np.ndarray | EncodedFrame

@@ -30,7 +30,7 @@ import numpy as np
 
 from schemas.sample import WindowSpec
 from schemas.train import ModelConfig
-from vla_data.segments import segment_index
+from vla_data.samples.segments import segment_index
 from vla_model.backbone import Backbone, build_tiny_random, tiny_tokenizer
 from vla_model.loss import masked_huber
 from vla_model.policy import VLAPolicy

@@ -23,7 +23,7 @@ from build import BAG_SETS, bag_set, warm_bags
 from common import EPISODES, best_of, synthetic_episodes
 
 from schemas import RecorderSettings, ValidateOptions
-from vla_data.validation import validate
+from vla_data.validation.checks import validate
 
 
 def baseline(files: list[Path]) -> None:

@@ -17,9 +17,9 @@ from common import best_of_interleaved, episodes_dir, synthetic_episodes
 from pipelines.view import Sink, episodes_into, record, store_views
 from schemas.store import BuildOptions, Preprocessing
 from schemas.view import ImageEncoding, ViewOptions
-from vla_data.build import build_store
-from vla_data.store import open_store
-from vla_data.synthetic import camera_settings
+from vla_data.build.job import build_store
+from vla_data.store.reader import open_store
+from vla_data.synthetic.episodes import camera_settings
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""The build-splits job: build (or extend) the store through ``vla_data.build``, with a progress bar, and
+"""The build-splits job: build (or extend) the store through ``vla_data.build.job``, with a progress bar, and
 say what the build did: the store as `vla-data info` describes it, then what was left out or replaced."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from tqdm import tqdm
 from pipelines.info import render_info
 from schemas import RecorderSettings
 from schemas.store import BuildOptions
-from vla_data.build import build_store
-from vla_data.location import StoreLocation
-from vla_data.store import open_store
+from vla_data.build.job import build_store
+from vla_data.store.location import StoreLocation
+from vla_data.store.reader import open_store
 
 
 class BuildBar:

@@ -38,16 +38,16 @@ from schemas.synthetic import SourceFormat, SyntheticConfig
 from schemas.train import Precision, TrainConfig
 from schemas.view import ViewOptions
 from vla_data import __version__
-from vla_data.files import write_text_atomic
-from vla_data.build import BuildRefused
-from vla_data.location import StoreLocation
-from vla_data.ownership import OwnershipError
-from vla_data.recorder import EPISODE_SUFFIXES
-from vla_data.splits import SplitError
-from vla_data.store import StoreError, open_store
-from vla_data.store import verify as verify_store
-from vla_data.synthetic import camera_settings, make_synthetic
-from vla_data.writer_lock import StoreBusy
+from vla_data.common.files import write_text_atomic
+from vla_data.build.job import BuildRefused
+from vla_data.store.location import StoreLocation
+from vla_data.store.ownership import OwnershipError
+from vla_data.sources.hdf5 import EPISODE_SUFFIXES
+from vla_data.build.splits import SplitError
+from vla_data.store.reader import StoreError, open_store
+from vla_data.store.reader import verify as verify_store
+from vla_data.synthetic.episodes import camera_settings, make_synthetic
+from vla_data.store.writer_lock import StoreBusy
 
 
 INTERRUPTED = 130  # the shell's code for a job ended by Ctrl-C
@@ -163,7 +163,7 @@ def make_synthetic_cmd(out: Path, episodes: int, image_size: tuple[int, int], se
 
 def _episode_paths(ctx: click.Context, param: click.Parameter, value: tuple[Path, ...]) -> tuple[Path, ...]:
     """Files, folders and bags that exist, and BAG#k: the k-th episode of a bag cut into several."""
-    from vla_data.bags import split_part
+    from vla_data.sources.bags import split_part
 
     missing = [str(p) for p in value if not split_part(p)[0].exists()]
     if missing:
@@ -393,7 +393,7 @@ def gc_cmd(store: str, no_wait: bool, break_lease: bool) -> None:
       vla-data gc dataset.zarr
       vla-data gc s3://fleet-data/datasets/v1.zarr --break-lease
     """
-    from vla_data.store_writer import collect_garbage
+    from vla_data.store.writer import collect_garbage
 
     try:
         gone = collect_garbage(StoreLocation.of(store), wait=not no_wait, break_lease=break_lease,
@@ -457,7 +457,7 @@ def inspect_sample_cmd(store: str, split: str, index: int, spec: WindowSpec, aug
       vla-data inspect-sample dataset.zarr --index 0 --window 8 --rrd sample.rrd   # in Rerun
     """
     from pipelines.inspect_sample import plot_sample, summarize_sample  # torch is loaded only here
-    from vla_data.dataset import WindowDataset
+    from vla_data.samples.dataset import WindowDataset
 
     mirror = build_model(MirrorRule, {"side_words": side_words, "negate_channels": negate_channels},
                          "--side-words/--negate-channels")
@@ -617,7 +617,7 @@ def eval_cmd(checkpoint: Path, store: str, out: Path, rrd: Path | None, rrd_epis
         if rrd is not None:
             from pipelines.view import record_worst
             from vla_model.runtime import Policy
-            from vla_data.store import open_store
+            from vla_data.store.reader import open_store
 
             record_worst(results, open_store(store), Policy.from_checkpoint(checkpoint, device, model), rrd,
                          rrd_episodes)
@@ -632,7 +632,7 @@ def eval_cmd(checkpoint: Path, store: str, out: Path, rrd: Path | None, rrd_epis
 
 def _episode_path(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
     """An episode file or bag that exists, or BAG#k: the k-th episode of a bag cut into several."""
-    from vla_data.bags import split_part
+    from vla_data.sources.bags import split_part
 
     if not split_part(value)[0].exists():
         raise click.BadParameter(f"{value} does not exist (an HDF5 episode, a bag, or BAG#k of a cut bag)")

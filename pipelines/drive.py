@@ -14,11 +14,11 @@ from schemas.findings import Severity
 from schemas.serve import DriveReport
 from vla_client.client import PolicyClient
 from vla_client.execution import Driver, ExecutionMode, Executor, Snap
-from vla_data.bag_validation import bag_episode
-from vla_data.bags import is_bag, split_part
-from vla_data.recorder import InstructionIndex, open_episode
-from vla_data.resize import to_rgb
-from vla_data.validation import check_file
+from vla_data.validation.bags import bag_episode
+from vla_data.sources.bags import is_bag, split_part
+from vla_data.sources.hdf5 import InstructionIndex, open_episode
+from vla_data.common.resize import to_rgb
+from vla_data.validation.checks import check_file
 
 
 class TimedClient:

@@ -27,10 +27,10 @@ from pipelines.eval_results import LABELS, EpisodeResult
 from schemas.evaluation import Comparison, EvalOptions, EvalReport, Horizon, MetricSet, Predictor
 from schemas.train import Precision
 from vla_data import __version__
-from vla_data.dataset import WindowDataset
-from vla_data.files import atomic_path, write_text_atomic
-from vla_data.store import open_store
-from vla_data.windows import anchor_chunks
+from vla_data.samples.dataset import WindowDataset
+from vla_data.common.files import atomic_path, write_text_atomic
+from vla_data.store.reader import open_store
+from vla_data.samples.windows import anchor_chunks
 from vla_model.loading import check_store
 from vla_model.metrics import compare
 from vla_model.runtime import Policy

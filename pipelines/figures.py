@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.ft2font import FT2Font
 from matplotlib.text import Text
 
-from vla_data.files import atomic_path
+from vla_data.common.files import atomic_path
 
 CJK_FONT_PACKAGE = "fonts-noto-cjk"  # Korean, Chinese, Japanese: the instructions' scripts besides Latin
 OTHER_FONT_PACKAGE = "fonts-noto-core"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from vla_data.store import DatasetStore, stored_bytes
-from vla_data.versions import leftovers
-from vla_data.writer_lock import lease_holder
+from vla_data.store.reader import DatasetStore, stored_bytes
+from vla_data.store.versions import leftovers
+from vla_data.store.writer_lock import lease_holder
 
 
 def _size_mb(paths: list[Path]) -> float:

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from pipelines.figures import require_png, save_png
 from schemas.sample import SampleField, SampleSummary
-from vla_data.dataset import WindowDataset
+from vla_data.samples.dataset import WindowDataset
 
 
 def summarize_sample(ds: WindowDataset, index: int) -> SampleSummary:

@@ -20,12 +20,12 @@ from tqdm import tqdm
 from schemas import ColorOrder, RecorderSettings, ValidateOptions
 from schemas.evaluation import PredictedStep, PredictReport
 from schemas.findings import Severity
-from vla_data.bag_validation import bag_episode
-from vla_data.bags import is_bag, split_part
-from vla_data.recorder import InstructionIndex, open_episode
-from vla_data.resize import to_rgb
-from vla_data.validation import check_file
-from vla_data.windows import anchor_chunks
+from vla_data.validation.bags import bag_episode
+from vla_data.sources.bags import is_bag, split_part
+from vla_data.sources.hdf5 import InstructionIndex, open_episode
+from vla_data.common.resize import to_rgb
+from vla_data.validation.checks import check_file
+from vla_data.samples.windows import anchor_chunks
 from vla_model.metrics import action_metrics
 from vla_model.runtime import Policy
 

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from pipelines.figures import require_png, save_png
 from schemas.store import Split
-from vla_data.store import DatasetStore
+from vla_data.store.reader import DatasetStore
 
 EPISODE_LENGTH = "episode length"
 COLORS = {Split.train.value: "tab:blue", Split.val.value: "tab:orange", Split.test.value: "tab:green"}

@@ -11,8 +11,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from schemas import Finding, RecorderSettings, Severity, SourceKind, ValidateOptions, ValidationReport
-from vla_data.recorder import IndexCsvError, common_root, episode_files
-from vla_data.validation import validate
+from vla_data.sources.hdf5 import IndexCsvError, common_root, episode_files
+from vla_data.validation.checks import validate
 
 _STYLE = {Severity.error: "red", Severity.warning: "yellow", Severity.info: "cyan", None: "green"}
 

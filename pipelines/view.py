@@ -30,13 +30,13 @@ from schemas.findings import Severity
 from schemas.store import Preprocessing
 from schemas.validation import FileReport
 from schemas.view import ViewOptions
-from vla_data.bags import is_bag, split_part
-from vla_data.location import StoreLocation
-from vla_data.ownership import Ownership, ownership_of
-from vla_data.recorder import episode_files
-from vla_data.resize import resize_frames
-from vla_data.store import DatasetStore, open_store
-from vla_data.validation import validate
+from vla_data.sources.bags import is_bag, split_part
+from vla_data.store.location import StoreLocation
+from vla_data.store.ownership import Ownership, ownership_of
+from vla_data.sources.hdf5 import episode_files
+from vla_data.common.resize import resize_frames
+from vla_data.store.reader import DatasetStore, open_store
+from vla_data.validation.checks import validate
 from vla_model.loading import check_store
 from vla_model.runtime import Policy
 

@@ -1,10 +1,10 @@
-"""How the CLI words a refusal's fix: each setting a lower layer names (``vla_data.refusal.Fix``) as the flag
+"""How the CLI words a refusal's fix: each setting a lower layer names (``vla_data.common.refusal.Fix``) as the flag
 that sets it. Build settings are ``BuildOptions`` fields, train settings ``TrainConfig`` paths (``FLAGS``)."""
 
 from __future__ import annotations
 
 from pipelines.train import FLAGS as TRAIN_FLAGS
-from vla_data.refusal import Fix, Refusal
+from vla_data.common.refusal import Fix, Refusal
 
 # setting path -> flag, where the flag is not the setting's own name with dashes
 FLAG_OF: dict[str, str] = {

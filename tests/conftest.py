@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vla_data.build import build_store
+from vla_data.build.job import build_store
 from schemas import RecorderSettings
 from schemas.store import BuildOptions, Preprocessing, SplitConfig
 from schemas.synthetic import SyntheticConfig
-from vla_data.synthetic import Episode, make_synthetic, write_episode
+from vla_data.synthetic.episodes import Episode, make_synthetic, write_episode
 
 SMALL = {"height": 24, "width": 40}
 # the policy the training and evaluation tests train: tiny-random with a small head and LoRA

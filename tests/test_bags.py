@@ -22,13 +22,13 @@ from schemas.evaluation import PredictReport
 from schemas.bags import BagSettings, COMPRESSED_TYPE, IMAGE_TYPE, STRING_TYPE, TWIST_STAMPED_TYPE, TWIST_TYPE
 from schemas.store import BuildOptions, Preprocessing, SplitConfig
 from schemas.synthetic import SyntheticConfig
-from vla_data.bags import TYPESTORE, align_commands
-from vla_data.build import build_store
-from vla_data.recorder import episode_files
-from vla_data.store import DatasetStore, open_store
-from vla_data.synthetic import Episode, simulate, write_episode
-from vla_data.synthetic_bags import BagStyle, Storage, image_message, string_message, twist_message, write_bag
-from vla_data.validation import validate
+from vla_data.sources.bags import TYPESTORE, align_commands
+from vla_data.build.job import build_store
+from vla_data.sources.hdf5 import episode_files
+from vla_data.store.reader import DatasetStore, open_store
+from vla_data.synthetic.episodes import Episode, simulate, write_episode
+from vla_data.synthetic.bags import BagStyle, Storage, image_message, string_message, twist_message, write_bag
+from vla_data.validation.checks import validate
 
 S = 1_000_000_000  # ns per second
 T0 = 1_700_000_000 * S
@@ -513,8 +513,8 @@ def test_a_bag_cut_at_pauses_in_the_commands(tmp_path: Path) -> None:
 
 def check_file_of(path: str, settings: RecorderSettings):
     """One episode's report, as predict and drive check it (a bag, or BAG#k)."""
-    from vla_data.recorder import InstructionIndex
-    from vla_data.validation import check_file
+    from vla_data.sources.hdf5 import InstructionIndex
+    from vla_data.validation.checks import check_file
 
     return check_file(Path(path), settings, ValidateOptions(), InstructionIndex())
 

@@ -20,11 +20,11 @@ from schemas import ColorOrder
 from schemas.store import BuildLog, Preprocessing, Split
 from conftest import version_dir
 from conftest import run_cli as run
-from vla_data.dataset import WindowDataset
-from vla_data.location import StoreLocation
-from vla_data.resize import resize_frames
-from vla_data.shards import EpisodeSource, plan_shards
-from vla_data.store import FRAMES_PER_SHARD, MANIFEST, StoreError, open_store, verify
+from vla_data.samples.dataset import WindowDataset
+from vla_data.store.location import StoreLocation
+from vla_data.common.resize import resize_frames
+from vla_data.store.shards import EpisodeSource, plan_shards
+from vla_data.store.reader import FRAMES_PER_SHARD, MANIFEST, StoreError, open_store, verify
 
 
 @pytest.fixture(scope="module")

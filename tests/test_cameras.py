@@ -16,10 +16,10 @@ from conftest import version_dir
 from conftest import run_cli as run
 from schemas import ColorOrder, RecorderSettings
 from schemas.synthetic import SyntheticConfig
-from vla_data.dataset import WindowDataset
-from vla_data.resize import resize_frames
-from vla_data.store import open_store
-from vla_data.synthetic import FRONT, SIDE, camera_settings, side_view
+from vla_data.samples.dataset import WindowDataset
+from vla_data.common.resize import resize_frames
+from vla_data.store.reader import open_store
+from vla_data.synthetic.episodes import FRONT, SIDE, camera_settings, side_view
 from vla_model.policy import VLAPolicy
 from vla_model.runtime import Policy
 

@@ -17,9 +17,9 @@ from conftest import run_cli as run
 from schemas import RecorderSettings
 from schemas.store import BuildOptions, Preprocessing
 from schemas.synthetic import SyntheticConfig
-from vla_data.build import build_store
-from vla_data.store import FRAMES_PER_SHARD, open_store, verify
-from vla_data.synthetic import make_synthetic
+from vla_data.build.job import build_store
+from vla_data.store.reader import FRAMES_PER_SHARD, open_store, verify
+from vla_data.synthetic.episodes import make_synthetic
 
 TIMESTAMPED = {"build_log.json", "manifest.json"}  # hold the build's time (and the manifest the log's checksum)
 

@@ -16,14 +16,14 @@ from conftest import WORDED, store_of, version_dir
 from schemas import RecorderSettings
 from schemas.sample import MirrorRule, SampleField, SampleSummary, WindowSpec
 from schemas.train import TrainConfig
-from vla_data.augment import mirror_frames, mirror_words
-from vla_data.dataset import WindowDataset
-from vla_data.frames import SPAN_FRAMES, SPAN_GAP, EpisodeFrames
-from vla_data.loader import EpisodeBlockSampler, make_loader
-from vla_data.location import StoreLocation
-from vla_data.normalize import Normalizer
-from vla_data.store import open_store
-from vla_data.synthetic import Episode
+from vla_data.samples.augment import mirror_frames, mirror_words
+from vla_data.samples.dataset import WindowDataset
+from vla_data.samples.frames import SPAN_FRAMES, SPAN_GAP, EpisodeFrames
+from vla_data.samples.loader import EpisodeBlockSampler, make_loader
+from vla_data.store.location import StoreLocation
+from vla_data.samples.normalize import Normalizer
+from vla_data.store.reader import open_store
+from vla_data.synthetic.episodes import Episode
 
 # (length, side, split): a 3-frame and an 18-frame episode at W=8, K=10, plus others for the loaders
 RAMP = [(3, "left", "train"), (18, "right", "train"), (7, "left", "val"), (12, "right", "train"), (5, "left", "val")]

@@ -24,8 +24,8 @@ from pipelines.eval_results import EpisodeResult
 from schemas.evaluation import EvalOptions, EvalReport, Horizon, Predictor, PredictReport
 from schemas.sample import WindowSpec
 from schemas.train import TrainConfig
-from vla_data.dataset import WindowDataset
-from vla_data.synthetic import Episode, write_episode
+from vla_data.samples.dataset import WindowDataset
+from vla_data.synthetic.episodes import Episode, write_episode
 from vla_model import Policy
 from vla_model import checkpoint as ckpt
 from vla_model.backbone import build_tiny_random, tiny_config

@@ -7,13 +7,13 @@ from pathlib import Path
 import h5py
 import pytest
 
-from vla_data.store_plan import select_channels
+from vla_data.build.plan import select_channels
 from schemas import SEVERITY, FileReport, FindingCode, RecorderSettings, Severity, ValidateOptions, ValidationReport
 from schemas.store import BuildOptions, DroppedChannel
 from test_bags import BAG_CODES  # the findings only a ROS 2 bag can have, each tested there
-from vla_data.recorder import episode_files
-from vla_data.synthetic import DEFECT_CODES
-from vla_data.validation import channel_range, validate
+from vla_data.sources.hdf5 import episode_files
+from vla_data.synthetic.episodes import DEFECT_CODES
+from vla_data.validation.checks import channel_range, validate
 
 DEEP_ONLY = {FindingCode.frozen_camera}
 ALSO_IN_CLEAN = {FindingCode.short_episode}  # the operator ends some clean episodes early too

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from pipelines.cli import main
 from schemas import FileReport, RecorderSettings, Severity, ValidateOptions
-from vla_data.recorder import InstructionIndex
-from vla_data.validation import check_file
+from vla_data.sources.hdf5 import InstructionIndex
+from vla_data.validation.checks import check_file
 
 KEYS = ["images", "actions", "language_instruction", "action_event_types"]
 DTYPES = ["uint8", "int64", "float16", "float32", "float64", "bool", "S8"]

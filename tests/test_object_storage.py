@@ -23,8 +23,8 @@ import zarr
 from conftest import S3_ENV, version_dir
 from conftest import run_cli as run
 from schemas.synthetic import SyntheticConfig
-from vla_data.store import open_store, verify
-from vla_data.synthetic import make_synthetic
+from vla_data.store.reader import open_store, verify
+from vla_data.synthetic.episodes import make_synthetic
 
 CLI = [sys.executable, "-m", "pipelines.cli"]
 

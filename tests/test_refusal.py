@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pipelines.wording import as_flags, worded
-from vla_data.refusal import Fix
-from vla_data.store import StoreError
-from vla_data.writer_lock import StoreBusy
+from vla_data.common.refusal import Fix
+from vla_data.store.reader import StoreError
+from vla_data.store.writer_lock import StoreBusy
 
 
 def test_the_python_api_names_settings_and_the_cli_names_flags() -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from schemas import ColorOrder
 from schemas.store import Preprocessing, ResizeMode
-from vla_data.resize import resize_frame
+from vla_data.common.resize import resize_frame
 
 
 def _frame() -> np.ndarray:

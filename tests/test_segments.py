@@ -11,10 +11,10 @@ from conftest import SMALL_MODEL
 
 from schemas.sample import Batching, BatchingConfig, SampleField, SegmentField, WindowSpec
 from schemas.train import ModelConfig, TrainConfig
-from vla_data.dataset import WindowDataset
-from vla_data.loader import SegmentSampler, collate_samples, collate_segments, make_loader
-from vla_data.segments import cut_segments, segment_index
-from vla_data.windows import window_index
+from vla_data.samples.dataset import WindowDataset
+from vla_data.samples.loader import SegmentSampler, collate_samples, collate_segments, make_loader
+from vla_data.samples.segments import cut_segments, segment_index
+from vla_data.samples.windows import window_index
 from vla_model.backbone import build_tiny_random
 from vla_model.loss import masked_huber
 from vla_model.policy import VLAPolicy, batch_inputs

@@ -278,8 +278,8 @@ def record_png_bag(path: Path, rgb: list[np.ndarray], actions: np.ndarray, instr
     from rosbags.rosbag2 import Writer
 
     from schemas.bags import COMPRESSED_TYPE, TWIST_TYPE
-    from vla_data.bags import TYPESTORE
-    from vla_data.synthetic_bags import COMMAND_LEAD_NS, START_NS, twist_message
+    from vla_data.sources.bags import TYPESTORE
+    from vla_data.synthetic.bags import COMMAND_LEAD_NS, START_NS, twist_message
 
     with Writer(path, version=9) as writer:
         camera = writer.add_connection("/camera/image_raw", COMPRESSED_TYPE, typestore=TYPESTORE)

@@ -9,8 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from schemas.store import ChannelStats, NormMode, NormStats, Split, SplitConfig, Stratify
-from vla_data.splits import SplitError, assign_splits
-from vla_data.stats import action_stats
+from vla_data.build.splits import SplitError, assign_splits
+from vla_data.store.stats import action_stats
 
 
 def _hashes(n: int, prefix: str = "h") -> list[str]:

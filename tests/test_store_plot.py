@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vla_data.build import build_store
+from vla_data.build.job import build_store
 from pipelines.figures import MissingGlyphs, save_png
 from pipelines.store_plot import EPISODE_LENGTH, plot_store, sample_frames, store_figure
 from schemas import RecorderSettings
 from schemas.store import BuildOptions, Preprocessing, SplitConfig
-from vla_data.store import DatasetStore, open_store
+from vla_data.store.reader import DatasetStore, open_store
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

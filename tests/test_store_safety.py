@@ -25,10 +25,10 @@ from pipelines.cli import main
 from schemas import ColorOrder
 from schemas.store import BuildLog, DroppedChannel
 from schemas.synthetic import SyntheticConfig
-from vla_data.resize import resize_frames
-from vla_data.store import open_store
-from vla_data.synthetic import make_synthetic
-from vla_data.writer_lock import writer_lock
+from vla_data.common.resize import resize_frames
+from vla_data.store.reader import open_store
+from vla_data.synthetic.episodes import make_synthetic
+from vla_data.store.writer_lock import writer_lock
 
 CLI = [sys.executable, "-m", "pipelines.cli"]
 

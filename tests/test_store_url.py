@@ -14,9 +14,9 @@ from zarr.storage import FsspecStore, LocalStore
 
 from conftest import version_dir
 from conftest import run_cli as run
-from vla_data.dataset import WindowDataset
-from vla_data.location import StoreLocation
-from vla_data.store import open_store, verify
+from vla_data.samples.dataset import WindowDataset
+from vla_data.store.location import StoreLocation
+from vla_data.store.reader import open_store, verify
 
 
 def url_of(path: Path) -> str:

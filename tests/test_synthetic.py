@@ -11,7 +11,7 @@ import pytest
 
 from schemas import Scenario
 from schemas.synthetic import SyntheticConfig
-from vla_data.synthetic import TELEOP_SPEED, make_synthetic
+from vla_data.synthetic.episodes import TELEOP_SPEED, make_synthetic
 
 
 def _episodes(folder: Path) -> list[Path]:

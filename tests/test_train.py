@@ -19,16 +19,16 @@ from click.testing import CliRunner
 from conftest import LEARN_BUILD, SMALL_MODEL, run_cli
 from safetensors.torch import load_file
 
-from vla_data.build import build_store
+from vla_data.build.job import build_store
 from pipelines.cli import main
 from pipelines.wording import worded
 from schemas import RecorderSettings
 from schemas.sample import SampleField, WindowSpec
 from schemas.store import BuildOptions, Preprocessing, SplitConfig
 from schemas.train import ModelConfig, TrainConfig
-from vla_data.dataset import WindowDataset
-from vla_data.loader import make_loader
-from vla_data.store import open_store
+from vla_data.samples.dataset import WindowDataset
+from vla_data.samples.loader import make_loader
+from vla_data.store.reader import open_store
 from vla_model import Policy
 from vla_model import checkpoint as ckpt
 from vla_model.backbone import build_tiny_random

@@ -20,7 +20,7 @@ from conftest import version_dir
 from pipelines.cli import main
 from schemas import FindingCode, ValidationReport
 from schemas.sample import WindowSpec
-from vla_data.synthetic import DEFECT_CODES
+from vla_data.synthetic.episodes import DEFECT_CODES
 
 
 def run(*args: str) -> tuple[int, str]:

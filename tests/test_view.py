@@ -23,7 +23,7 @@ from PIL import Image
 from rerun.chunk import RrdReader
 
 from conftest import SMALL, run_cli
-from vla_data.store import open_store
+from vla_data.store.reader import open_store
 from vla_model.runtime import Policy
 
 CLI = [sys.executable, "-m", "pipelines.cli"]
@@ -254,7 +254,7 @@ def test_eval_rrd_holds_the_worst_val_episodes_by_first_action_mae(learn_store: 
 
 def test_a_bag_episode_has_a_time_timeline_of_its_frame_stamps(tmp_path: Path) -> None:
     from schemas.synthetic import SyntheticConfig
-    from vla_data.synthetic import make_synthetic
+    from vla_data.synthetic.episodes import make_synthetic
 
     bags = tmp_path / "bags"
     make_synthetic(bags, SyntheticConfig(episodes=2, seed=2, format="rosbag2", **SMALL))
@@ -276,7 +276,7 @@ def test_a_bag_episode_has_a_time_timeline_of_its_frame_stamps(tmp_path: Path) -
 def test_a_training_sample_marks_its_pad_frames_and_padded_actions(small_store: Path, tmp_path: Path) -> None:
     from pipelines.inspect_sample import summarize_sample
     from schemas.sample import WindowSpec
-    from vla_data.dataset import WindowDataset
+    from vla_data.samples.dataset import WindowDataset
 
     rrd = tmp_path / "sample.rrd"
     ds = WindowDataset(small_store, "train", spec=WindowSpec(window=4, chunk=20))
@@ -310,8 +310,8 @@ def test_episodes_with_errors_are_left_out_by_name_or_refused_when_asked_for(def
     code, text = run_cli("view", str(defect_dir), "--max-episodes", "50", "--save", str(rrd))
     assert code == 0 and "warning: left out" in text and "episode(s) with errors" in text, text
     from schemas import RecorderSettings, ValidateOptions
-    from vla_data.recorder import episode_files
-    from vla_data.validation import validate
+    from vla_data.sources.hdf5 import episode_files
+    from vla_data.validation.checks import validate
 
     report = validate(episode_files([defect_dir]), RecorderSettings(), ValidateOptions())
     shown = {p.split("/")[2] for p in Recording(rrd).rows}

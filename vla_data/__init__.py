@@ -12,7 +12,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-_LAZY = {"WindowDataset": "vla_data.dataset", "make_loader": "vla_data.loader"}
+_LAZY = {"WindowDataset": "vla_data.samples.dataset", "make_loader": "vla_data.samples.loader"}
 __all__ = ["WindowDataset", "__version__", "make_loader"]
 
 

@@ -11,7 +11,7 @@ import torch
 from transformers import AutoTokenizer, Kosmos2Config, Kosmos2Model, PreTrainedTokenizerBase, XLMRobertaTokenizer
 
 from schemas.train import TINY_RANDOM
-from vla_data.refusal import Fix, Refusal
+from vla_data.common.refusal import Fix, Refusal
 
 IMAGE_START, IMAGE_END = "<image>", "</image>"
 # CLIP's pixel statistics: Kosmos-2's vision tower was trained on images normalised with them.

@@ -26,8 +26,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from schemas.train import CHECKPOINT_FORMAT, READABLE_CHECKPOINTS, CheckpointMeta
-from vla_data.files import open_permissions
-from vla_data.refusal import Refusal
+from vla_data.common.files import open_permissions
+from vla_data.common.refusal import Refusal
 
 META = "checkpoint.json"
 ADAPTER = "adapter.safetensors"

@@ -9,7 +9,7 @@ import torch
 from schemas.store import StoreManifest
 from schemas.train import CheckpointMeta
 from vla_model import checkpoint as ckpt
-from vla_data.refusal import Fix
+from vla_data.common.refusal import Fix
 from vla_model.backbone import ModelNotFound, load_backbone
 from vla_model.policy import ADAPTER, VLAPolicy, policy_for
 

@@ -21,7 +21,7 @@ from schemas.recorder import DEFAULT_CAMERA
 from schemas.sample import SampleField, SegmentField
 from schemas.train import HistoryHead, ModelConfig, TrainConfig
 from vla_model.backbone import CLIP_MEAN, CLIP_STD, IMAGE_END, IMAGE_START, Backbone
-from vla_data.refusal import Refusal
+from vla_data.common.refusal import Refusal
 
 
 ADAPTER = "default"  # peft's name for the one adapter
@@ -233,7 +233,7 @@ class VLAPolicy(nn.Module):
 
 
 def batch_inputs(batch: dict) -> tuple[dict[str, torch.Tensor], list[str], torch.Tensor | None]:
-    """What ``VLAPolicy.forward`` takes from a loader's batch (``vla_data.loader``, either batching):
+    """What ``VLAPolicy.forward`` takes from a loader's batch (``vla_data.samples.loader``, either batching):
     ``policy(*batch_inputs(batch))`` -> (B, W, K, A), through a DDP wrapper too."""
     if SegmentField.window_frames in batch:
         return batch[SampleField.rgb], list(batch[SegmentField.frame_instruction]), batch[SegmentField.window_frames]

@@ -17,7 +17,7 @@ from schemas.sample import SampleField, SegmentField
 from schemas.store import StoreManifest
 from vla_model.loss import masked_huber
 from vla_model.policy import VLAPolicy, batch_inputs
-from vla_data.refusal import Fix, Refusal
+from vla_data.common.refusal import Fix, Refusal
 
 
 class PreflightError(Refusal):

@@ -10,10 +10,10 @@ chunk = runner.step({"front": front_frame, "rear": rear_frame})       # a policy
 Frames are raw camera frames, (H, W, 3) uint8, given as a dict by camera name (a policy of one camera also
 takes the bare array), each in the colour order its training camera recorded (the checkpoint's ``cameras``)
 unless ``color_order`` says otherwise: the colour order belongs to the camera, and the model only ever sees RGB. The checkpoint's ``Preprocessing`` turns them into what the model
-was trained on (``vla_data.resize``). The policy reads
+was trained on (``vla_data.common.resize``). The policy reads
 each frame on its own (``VLAPolicy.frame_features``), so a runner that keeps the last W frame features gives
 the batch model's output while running the backbone on one frame per step. Before W frames have been seen,
-the first frame stands in for the missing ones, exactly as ``vla_data.windows`` pads a training window.
+the first frame stands in for the missing ones, exactly as ``vla_data.samples.windows`` pads a training window.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ import torch
 from schemas import ColorOrder
 from schemas.store import Feature, Preprocessing
 from schemas.train import CheckpointMeta, Precision
-from vla_data.normalize import Normalizer
-from vla_data.resize import resize_frames
-from vla_data.windows import window_index
+from vla_data.samples.normalize import Normalizer
+from vla_data.common.resize import resize_frames
+from vla_data.samples.windows import window_index
 from vla_model.checkpoint import resolve
 from vla_model.loading import load_policy
 from vla_model.policy import VLAPolicy

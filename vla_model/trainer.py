@@ -28,9 +28,9 @@ from schemas.sample import SampleField
 from schemas.store import StoreManifest
 from schemas.train import BackboneSpec, CheckpointMeta, Precision, Schedule, TrainConfig
 from vla_data import __version__
-from vla_data.dataset import WindowDataset
-from vla_data.loader import make_loader
-from vla_data.refusal import Fix
+from vla_data.samples.dataset import WindowDataset
+from vla_data.samples.loader import make_loader
+from vla_data.common.refusal import Fix
 from vla_model import checkpoint as ckpt
 from vla_model.backbone import load_backbone, locate
 from vla_model.loading import load_trained

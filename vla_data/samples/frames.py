@@ -13,8 +13,8 @@ import numpy as np
 import zarr
 from tqdm import tqdm
 
-from vla_data.location import StoreLocation
-from vla_data.store import StoreError
+from vla_data.store.location import StoreLocation
+from vla_data.store.reader import StoreError
 
 MEMORY_FRACTION = 0.25  # default budget: this share of the RAM available when the dataset is made
 SPAN_FRAMES = 256  # the in-memory fill reads neighbouring episodes together, up to this many frames a read

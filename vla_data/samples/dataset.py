@@ -1,7 +1,7 @@
 """``WindowDataset``: every frame of every episode of a split as the anchor of one windowed, chunked sample.
 
 The sample contract is ``schemas.sample`` (field names ``SampleField``, geometry ``WindowSpec``); the index
-math is ``vla_data.windows``; decoded frames come from ``vla_data.frames`` (all in memory within a budget,
+math is ``vla_data.samples.windows``; decoded frames come from ``vla_data.samples.frames`` (all in memory within a budget,
 else an LRU of whole episodes, so one sample never decodes a frame twice).
 """
 
@@ -16,12 +16,12 @@ from torch.utils.data import Dataset
 
 from schemas.sample import Augment, MirrorRule, SampleField, WindowSpec
 from schemas.store import Split, StoreManifest
-from vla_data.augment import mirror_frames, mirror_sign, mirror_words, side_words
-from vla_data.frames import EpisodeFrames, default_memory_budget
-from vla_data.normalize import Normalizer
-from vla_data.segments import segment_index
-from vla_data.store import DatasetStore, open_store
-from vla_data.windows import anchors, window_index
+from vla_data.samples.augment import mirror_frames, mirror_sign, mirror_words, side_words
+from vla_data.samples.frames import EpisodeFrames, default_memory_budget
+from vla_data.samples.normalize import Normalizer
+from vla_data.samples.segments import segment_index
+from vla_data.store.reader import DatasetStore, open_store
+from vla_data.samples.windows import anchors, window_index
 
 
 class Sample(TypedDict):

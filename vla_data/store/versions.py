@@ -5,7 +5,7 @@ dataset.zarr/
   vla-data-store.json       the claim (schemas.store.StoreMarker), written before anything else, ever
   current.json              the pointer (schemas.store.StorePointer): the version readers open; written last
   versions/v000002-1f0c9a3e/  one complete build: zarr.json, data/..., meta/..., episodes.csv, manifest.json...
-  writer.json               on object storage only: the writer lease while a build runs (vla_data.writer_lock)
+  writer.json               on object storage only: the writer lease while a build runs (vla_data.store.writer_lock)
 ```
 Nothing is renamed, so the same design serves a local folder and object storage (which has no atomic
 rename): a reader opens what ``current.json`` names, so it sees the previous complete version or the new one,
@@ -30,8 +30,8 @@ from pydantic import ValidationError
 
 from schemas.store import StorePointer
 from vla_data import __version__
-from vla_data.location import StoreLocation
-from vla_data.ownership import BUILD_LOG, EPISODES, MANIFEST, POINTER
+from vla_data.store.location import StoreLocation
+from vla_data.store.ownership import BUILD_LOG, EPISODES, MANIFEST, POINTER
 
 VERSIONS = "versions"
 SINGLE_LAYOUT_FOLDERS = ("data", "meta")

@@ -37,7 +37,7 @@ from schemas.bags import (
     STRING_TYPE,
     EpisodeCut,
 )
-from vla_data.bags import (
+from vla_data.sources.bags import (
     BAG_METADATA,
     AlignedEpisode,
     BagError,
@@ -54,8 +54,8 @@ from vla_data.bags import (
 )
 from vla_client.protocol import ENCODINGS
 from vla_client.ros import IMAGE_ENCODINGS, compressed_format
-from vla_data.recorder import InstructionIndex, fingerprint, resolve_instruction
-from vla_data.resize import to_rgb
+from vla_data.sources.hdf5 import InstructionIndex, fingerprint, resolve_instruction
+from vla_data.common.resize import to_rgb
 
 
 _finding = Finding.of

@@ -28,9 +28,9 @@ import psutil
 from filelock import FileLock, Timeout
 
 from schemas.store import StoreWriter
-from vla_data.location import StoreLocation
-from vla_data.ownership import LEASE
-from vla_data.refusal import Fix, Refusal
+from vla_data.store.location import StoreLocation
+from vla_data.store.ownership import LEASE
+from vla_data.common.refusal import Fix, Refusal
 
 LEASE_POLL_S = 2.0  # how often a waiting build looks at another build's lease
 

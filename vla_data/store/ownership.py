@@ -1,7 +1,7 @@
 """What vla-data may delete or replace: only what it can prove it made.
 
 A store carries ``vla-data-store.json`` (``schemas.store.StoreMarker``) from the moment it is created, and
-``current.json`` (the pointer to its current version, ``vla_data.versions``) once a build has committed; stores
+``current.json`` (the pointer to its current version, ``vla_data.store.versions``) once a build has committed; stores
 built before versions are known by a top-level ``manifest.json`` that parses, and stores built before the
 marker existed by that manifest alone. The same rules hold for a store on object storage (its URL's prefix). Anything else at an output path (a folder of recordings, notes, another tool's data) is never
 touched: the build is refused with a listing of what is there. An output that is, holds or lies inside a
@@ -14,15 +14,15 @@ from enum import StrEnum
 from pathlib import Path
 
 from schemas.store import StoreManifest, StoreMarker, StorePointer
-from vla_data.location import StoreLocation
-from vla_data.refusal import Refusal
+from vla_data.store.location import StoreLocation
+from vla_data.common.refusal import Refusal
 
 MARKER = "vla-data-store.json"
 MANIFEST = "manifest.json"
 POINTER = "current.json"
 EPISODES = "episodes.csv"
 BUILD_LOG = "build_log.json"
-LEASE = "writer.json"  # a store on object storage: its writer's lease (vla_data.writer_lock)
+LEASE = "writer.json"  # a store on object storage: its writer's lease (vla_data.store.writer_lock)
 LISTED = 8  # entries named when a folder is refused
 
 

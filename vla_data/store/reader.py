@@ -10,10 +10,10 @@ dataset.zarr/
     build_log.json     what each build added and left out
     manifest.json      schemas.store.StoreManifest: what the version holds, with every object's sha256
 ```
-The same layout serves a local folder and a URL (``vla_data.location``). A build writes a new version and
-commits it by writing ``current.json`` (``vla_data.versions``), so a reader sees the previous complete version
-or the new one. Only stores vla-data can prove it made are ever written to (``vla_data.ownership``); one build
-at a time writes a store (``vla_data.writer_lock``). A store built before versions (its manifest at the top)
+The same layout serves a local folder and a URL (``vla_data.store.location``). A build writes a new version and
+commits it by writing ``current.json`` (``vla_data.store.versions``), so a reader sees the previous complete version
+or the new one. Only stores vla-data can prove it made are ever written to (``vla_data.store.ownership``); one build
+at a time writes a store (``vla_data.store.writer_lock``). A store built before versions (its manifest at the top)
 is read as it is.
 """
 
@@ -40,10 +40,10 @@ from schemas.store import (
     StorePointer,
 )
 from vla_data import __version__
-from vla_data.location import LocationError, StoreLocation, storage_errors
-from vla_data.ownership import BUILD_LOG, EPISODES, MANIFEST, MARKER, POINTER, listing
-from vla_data.refusal import Fix, Refusal
-from vla_data.versions import PointerError, objects_of, read_pointer
+from vla_data.store.location import LocationError, StoreLocation, storage_errors
+from vla_data.store.ownership import BUILD_LOG, EPISODES, MANIFEST, MARKER, POINTER, listing
+from vla_data.common.refusal import Fix, Refusal
+from vla_data.store.versions import PointerError, objects_of, read_pointer
 
 FRAMES_PER_SHARD = 64
 ZSTD = ZstdCodec(level=3)

@@ -31,17 +31,17 @@ from schemas.store import (
     store_features,
 )
 from vla_data import __version__
-from vla_data.bag_validation import BagEpisode, pick_episode, read_bag
-from vla_data.bags import FrameRefs, split_part
-from vla_data.executors import executor
-from vla_data.location import StoreLocation
-from vla_data.ownership import Ownership, ownership_of
-from vla_data.recorder import fingerprint, header, open_episode, stored_frame_bytes
-from vla_data.splits import assign_splits, match_split_file, read_split_file
-from vla_data.refusal import Fix
-from vla_data.store import DatasetStore, StoreError, open_store
-from vla_data.store_writer import BuildProgress, EpisodeInput, write_version
-from vla_data.validation import channel_range
+from vla_data.validation.bags import BagEpisode, pick_episode, read_bag
+from vla_data.sources.bags import FrameRefs, split_part
+from vla_data.common.pools import executor
+from vla_data.store.location import StoreLocation
+from vla_data.store.ownership import Ownership, ownership_of
+from vla_data.sources.hdf5 import fingerprint, header, open_episode, stored_frame_bytes
+from vla_data.build.splits import assign_splits, match_split_file, read_split_file
+from vla_data.common.refusal import Fix
+from vla_data.store.reader import DatasetStore, StoreError, open_store
+from vla_data.store.writer import BuildProgress, EpisodeInput, write_version
+from vla_data.validation.checks import channel_range
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Segment batches (``Batching.segments``): runs of consecutive anchors of one episode, whose windows share
 frames, so each frame is read, shipped and put through the backbone once per batch.
 
-Pure numpy, like ``vla_data.windows`` (whose window rule, pad frames included, it reuses): ``segment_index``
+Pure numpy, like ``vla_data.samples.windows`` (whose window rule, pad frames included, it reuses): ``segment_index``
 says which unique frames a run of anchors reads and where each window finds its frames among them;
 ``cut_segments`` cuts an episode's anchors into runs for one epoch.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from schemas.sample import WindowSpec
-from vla_data.windows import WindowIndex, window_index
+from vla_data.samples.windows import WindowIndex, window_index
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,9 @@ from schemas import (
     default_action_names,
 )
 from vla_data import __version__
-from vla_data.bag_validation import check_bag
-from vla_data.bags import is_bag, split_part
-from vla_data.recorder import (
+from vla_data.validation.bags import check_bag
+from vla_data.sources.bags import is_bag, split_part
+from vla_data.sources.hdf5 import (
     FileLayout,
     InstructionIndex,
     decode_text,
@@ -56,7 +56,7 @@ def check_file(
     path: Path, settings: RecorderSettings, options: ValidateOptions, index: InstructionIndex
 ) -> FileReport:
     """Validate one source episode: an HDF5 file (headers, attributes and small datasets; every frame with
-    ``deep``) or a ROS 2 bag (``vla_data.bag_validation``)."""
+    ``deep``) or a ROS 2 bag (``vla_data.validation.bags``)."""
     bag, _ = split_part(path)
     if is_bag(bag):
         return _one_episode(path, check_bag(bag, settings, options, index))

@@ -24,8 +24,8 @@ import pandas as pd
 from schemas import ColorOrder, FindingCode, RecorderSettings
 from schemas.recorder import CameraSource
 from schemas.synthetic import SourceFormat, SyntheticConfig
-from vla_data.files import atomic_path
-from vla_data.synthetic_bags import BagStyle, InstructionPlace, write_bag
+from vla_data.common.files import atomic_path
+from vla_data.synthetic.bags import BagStyle, InstructionPlace, write_bag
 
 TELEOP_SPEED = 1.15  # every teleop value is -1.15, 0 or +1.15
 LAYOUTS = ("1box_hori", "1box_vert", "2box_hori", "2box_vert")

@@ -6,11 +6,11 @@ with writing(out, sources, wait=True):            # output checks, the writer lo
 ```
 ``episodes`` are the episodes of the new version in store order, each copied from the previous version
 (``EpisodeInput.copied``) or read from a recorder file (``EpisodeInput.recorded``), with its split settled.
-The version is written under ``versions/<id>`` of the store (local or on object storage; ``vla_data.versions``),
+The version is written under ``versions/<id>`` of the store (local or on object storage; ``vla_data.store.versions``),
 its stats and manifest computed, and committed by writing ``current.json``; then the versions it superseded
 are removed. A failure or Ctrl-C removes the unfinished version and leaves the previous one current; a build
 killed outright leaves it as a leftover that the next build (or `vla-data gc`) removes. Only this module and
-``vla_data.store`` spell paths inside a version.
+``vla_data.store.reader`` spell paths inside a version.
 """
 
 from __future__ import annotations
@@ -38,12 +38,12 @@ from schemas.store import (
     StoreMarker,
 )
 from vla_data import __version__
-from vla_data.bags import FrameRefs
-from vla_data.location import StoreLocation, storage_errors
-from vla_data.ownership import BUILD_LOG, LEASE, MANIFEST, Ownership, OwnershipError, check_output, claim, listing, ownership_of
-from vla_data.shards import EpisodeSource, fill_frames, plan_shards
-from vla_data.stats import ImageMoments, action_stats
-from vla_data.store import (
+from vla_data.sources.bags import FrameRefs
+from vla_data.store.location import StoreLocation, storage_errors
+from vla_data.store.ownership import BUILD_LOG, LEASE, MANIFEST, Ownership, OwnershipError, check_output, claim, listing, ownership_of
+from vla_data.store.shards import EpisodeSource, fill_frames, plan_shards
+from vla_data.store.stats import ImageMoments, action_stats
+from vla_data.store.reader import (
     FRAMES_PER_SHARD,
     DatasetStore,
     array_path,
@@ -52,8 +52,8 @@ from vla_data.store import (
     write_episode_ends,
     write_table,
 )
-from vla_data.versions import Leftover, commit, next_pointer, read_pointer, remove_leftovers
-from vla_data.writer_lock import writer_lock
+from vla_data.store.versions import Leftover, commit, next_pointer, read_pointer, remove_leftovers
+from vla_data.store.writer_lock import writer_lock
 
 
 class BuildProgress(Protocol):

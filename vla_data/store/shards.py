@@ -7,7 +7,7 @@ small results: the image moments of what it wrote, per episode (the train-split 
 second pass), and the sha256 of the shard object (the manifest's checksums need no second read). The caller
 never holds frames.
 
-``fill_frames`` runs the shards in-process, or on ``vla_data.executors.executor``: a spawned process pool
+``fill_frames`` runs the shards in-process, or on ``vla_data.common.pools.executor``: a spawned process pool
 (``workers``) or a Dask cluster (``scheduler``), one ``concurrent.futures`` executor either way. A Dask worker that dies mid-shard has its task run again elsewhere; a shard is written
 whole from its sources, so the retry writes the same bytes. Local workers ignore Ctrl-C: the parent alone
 handles it, cancels the shards not started and waits for the running ones, so the caller can remove the
@@ -30,12 +30,12 @@ import zarr
 
 from schemas import ColorOrder
 from schemas.store import Preprocessing
-from vla_data.bags import FrameRefs, iter_frames
-from vla_data.executors import executor
-from vla_data.location import StoreLocation
-from vla_data.recorder import open_episode
-from vla_data.resize import resize_frame, resize_frames
-from vla_data.stats import ImageMoments
+from vla_data.sources.bags import FrameRefs, iter_frames
+from vla_data.common.pools import executor
+from vla_data.store.location import StoreLocation
+from vla_data.sources.hdf5 import open_episode
+from vla_data.common.resize import resize_frame, resize_frames
+from vla_data.store.stats import ImageMoments
 
 
 @dataclass(frozen=True)

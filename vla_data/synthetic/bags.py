@@ -23,7 +23,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 
 from schemas import RecorderSettings
 from schemas.bags import COMPRESSED_TYPE, IMAGE_TYPE, STRING_TYPE, TWIST_TYPE
-from vla_data.bags import TYPESTORE
+from vla_data.sources.bags import TYPESTORE
 
 COMMAND_LEAD_NS = 20_000_000  # the command goes out this long before its frame is grabbed
 START_NS = 1_762_419_600 * 1_000_000_000  # 2025-11-06 09:00 UTC, the first synthetic recording

@@ -17,8 +17,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from schemas.sample import Batching, BatchingConfig, SampleField, SegmentField
-from vla_data.dataset import Sample, Segment, WindowDataset
-from vla_data.segments import cut_segments
+from vla_data.samples.dataset import Sample, Segment, WindowDataset
+from vla_data.samples.segments import cut_segments
 
 
 # glibc's mallopt parameters: allocations below the mmap threshold come from the heap, which is given back to

@@ -12,7 +12,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from schemas.store import Split, SplitConfig, SplitFileRow, Stratify
-from vla_data.refusal import Fix, Refusal
+from vla_data.common.refusal import Fix, Refusal
 
 
 class SplitError(Refusal, ValueError):

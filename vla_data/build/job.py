@@ -3,11 +3,11 @@
 ``build_store`` is what `vla-data build-splits` runs (``pipelines.build_splits`` reports it), and what tests and
 benchmarks call to make a store.
 
-The output is checked first (``vla_data.ownership``: it must not overlap a source folder, and only a
+The output is checked first (``vla_data.store.ownership``: it must not overlap a source folder, and only a
 vla-data store or nothing may be there) and the sources validated; a source with errors stops the build
 before anything is written (unless ``skip_invalid``). Then, holding the store's writer lock
-(``vla_data.store_writer.writing``), the store decides and writes its next version
-(``vla_data.store_plan.build_version``). ``out`` is a local folder or a URL (``vla_data.location``); the sources
+(``vla_data.store.writer.writing``), the store decides and writes its next version
+(``vla_data.build.plan.build_version``). ``out`` is a local folder or a URL (``vla_data.store.location``); the sources
 are local paths (on a Dask cluster: paths every worker sees, such as a shared mount).
 """
 
@@ -18,14 +18,14 @@ from pathlib import Path
 
 from schemas import RecorderSettings, ValidateOptions, ValidationReport
 from schemas.store import BuildOptions, StoreManifest
-from vla_data.ownership import check_output
-from vla_data.executors import SchedulerError, check_scheduler
-from vla_data.recorder import common_root, episode_files
-from vla_data.location import LocationError, StoreLocation, storage_errors
-from vla_data.store import StoreError
-from vla_data.store_plan import build_version
-from vla_data.store_writer import BuildProgress, writing
-from vla_data.validation import validate
+from vla_data.store.ownership import check_output
+from vla_data.common.pools import SchedulerError, check_scheduler
+from vla_data.sources.hdf5 import common_root, episode_files
+from vla_data.store.location import LocationError, StoreLocation, storage_errors
+from vla_data.store.reader import StoreError
+from vla_data.build.plan import build_version
+from vla_data.store.writer import BuildProgress, writing
+from vla_data.validation.checks import validate
 
 
 class BuildRefused(Exception):

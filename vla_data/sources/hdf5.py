@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from schemas import ArrayHeader, InstructionSource, RecorderSettings, Scenario
-from vla_data.bags import MCAP_SUFFIX, is_bag
+from vla_data.sources.bags import MCAP_SUFFIX, is_bag
 
 EPISODE_SUFFIXES = (".h5", ".hdf5")
 # Actions are small (T x 3); anything far larger is a malformed file, and is not read into memory.

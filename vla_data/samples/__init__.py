@@ -1,0 +1,1 @@
+"""Training samples from a store: windows and chunks, the torch dataset, batches, augmentation."""
