@@ -8,9 +8,12 @@ DEMO   ?= demo-out
 
 .PHONY: demo test bench clean
 
-$(STAMP): pyproject.toml client/pyproject.toml constraints.txt
+# vla-data carries vla_client (from client/vla_client), so one editable install gives both; a .venv made when
+# the client was installed beside it as vla-data-client loses that second copy.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]' -e ./client
+	$(BIN)/python -m pip uninstall --quiet --disable-pip-version-check -y vla-data-client
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 test: $(STAMP)
