@@ -36,7 +36,8 @@ from schemas.recorder import InstructionSource
 from schemas.store import BuildOptions, Preprocessing
 from vla_data.sources.bags import is_bag
 from vla_data.build.job import build_store
-from vla_data.sources.hdf5 import InstructionIndex, decode_text, resolve_instruction
+from vla_data.sources.hdf5 import decode_text
+from vla_data.sources.instructions import InstructionIndex, resolve_instruction
 from vla_data.common.resize import resize_frame
 from vla_data.store.reader import open_store
 from vla_data.synthetic.episodes import camera_settings

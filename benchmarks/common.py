@@ -40,11 +40,11 @@ def synthetic_episodes(data: Path, episodes: int, image_size: str, cameras: int 
     """The episode files in ``data`` (generated there once, seed 0, with ``cameras`` cameras), and the frame
     height and width."""
     from schemas.synthetic import SyntheticConfig
-    from vla_data.sources.hdf5 import episode_files
+    from vla_data.sources.formats import find_sources
     from vla_data.synthetic.episodes import make_synthetic
 
     height, width = (int(v) for v in image_size.lower().split("x"))
-    files = episode_files([data]) if data.exists() else []
+    files = find_sources([data]) if data.exists() else []
     if not _matches(files, episodes, height, width, cameras):
         if files:
             raise SystemExit(f"{data} holds other episodes than {episodes} of {height}x{width} with {cameras} "
@@ -52,7 +52,7 @@ def synthetic_episodes(data: Path, episodes: int, image_size: str, cameras: int 
         print(f"generating {episodes} episodes of {height}x{width}, {cameras} camera(s) into {data} ...", flush=True)
         extra = {"cameras": cameras} if cameras != 1 else {}  # code before the cameras had no such field
         make_synthetic(data, SyntheticConfig(episodes=episodes, height=height, width=width, seed=0, **extra))
-        files = episode_files([data])
+        files = find_sources([data])
     return files, height, width
 
 

@@ -14,10 +14,9 @@ from schemas.findings import Severity
 from schemas.serve import DriveReport
 from vla_client.client import PolicyClient
 from vla_client.execution import Driver, ExecutionMode, Executor, Snap
-from vla_data.validation.bags import bag_episode
-from vla_data.sources.bags import is_bag, split_part
-from vla_data.sources.hdf5 import InstructionIndex, open_episode
+from pipelines.predict import read_recorded
 from vla_data.common.resize import to_rgb
+from vla_data.sources.instructions import InstructionIndex
 from vla_data.validation.checks import check_file
 
 
@@ -38,46 +37,29 @@ class TimedClient:
 def read_frames(path: Path, settings: RecorderSettings, cameras: list[str], orders: dict[str, str]
                 ) -> tuple[dict[str, np.ndarray], np.ndarray, str | None]:
     """The episode's frames for the server's cameras (one camera: the settings' one, whatever its name), its
-    actions and its instruction; ValueError when it has errors or lacks a camera. A bag's frames are sent in
-    the colour order the server reads each camera's raw frames in (``orders``), as the robot's driver would."""
+    actions and its instruction; ValueError when it has errors or lacks a camera. Frames are sent in the colour
+    order the server reads each camera's raw frames in (``orders``), as the robot's driver would."""
     report = check_file(path, settings, ValidateOptions(), InstructionIndex.for_files([path], settings.index_csv_name))
     errors = [f for f in report.findings if f.severity == Severity.error]
     if errors:
         listed = "; ".join(f"{f.code}: {f.message}" for f in errors)
         raise ValueError(f"{path}: cannot be driven ({listed}); `vla-data validate {path}` says how to fix it")
-    if is_bag(split_part(path)[0]):
-        return (*_bag_episode(path, settings, cameras, orders), report.instruction)
-    if len(cameras) == 1 and len(settings.cameras) == 1:
-        keys = {cameras[0]: settings.camera.key}
-    else:
-        named = {c.name: c.key for c in settings.cameras}
-        missing = [c for c in cameras if c not in named]
-        if missing:
-            raise ValueError(f"the server's policy reads camera(s) {', '.join(cameras)}; give each with --camera "
-                             f"NAME=KEY (missing {', '.join(missing)})")
-        keys = {c: named[c] for c in cameras}
-    with open_episode(path) as f:
-        frames = {c: np.asarray(f[k][()]) for c, k in keys.items()}
-        actions = np.asarray(f[settings.actions_key][()], np.float32)
-    return frames, actions, report.instruction
-
-
-def _bag_episode(path: Path, settings: RecorderSettings, cameras: list[str], orders: dict[str, str]
-                 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """A bag episode's frames for the server's cameras, in each camera's raw colour order, and its actions."""
-    read = bag_episode(path, settings, full=False)
-    assert not isinstance(read, list)  # validated by the caller
     one = len(cameras) == 1 and len(settings.cameras) == 1
     names = {cameras[0]: settings.camera.name} if one else {c: c for c in cameras}
-    missing = [c for c, n in names.items() if n not in read.episode.frames]
+    missing = [c for c, n in names.items() if n not in {given.name for given in settings.cameras}]
     if missing:
         raise ValueError(f"the server's policy reads camera(s) {', '.join(cameras)}; give each with --camera NAME=KEY "
-                         f"and --camera-topic NAME=TOPIC (missing {', '.join(missing)})")
-    rgb = read.rgb_frames()
-    # RGB -> the camera's raw order (a flip is its own inverse)
-    frames = {camera: np.ascontiguousarray(to_rgb(rgb[name], ColorOrder(orders.get(camera, ColorOrder.rgb.value))))
-              for camera, name in names.items()}
-    return frames, read.episode.actions
+                         f"(and --camera-topic NAME=TOPIC for bags) (missing {', '.join(missing)})")
+    recorded = read_recorded(path, settings)
+    # each camera as the robot's driver gives it: in the colour order the server reads its raw frames in (as
+    # recorded where the server does not say); to_rgb is its own inverse, so it also turns RGB into BGR
+    frames = {}
+    for camera, name in names.items():
+        have = recorded.color_orders[name]
+        want = ColorOrder(orders[camera]) if camera in orders else have
+        pixels = recorded.frames[name]
+        frames[camera] = pixels if want == have else np.ascontiguousarray(to_rgb(to_rgb(pixels, have), want))
+    return frames, recorded.actions, report.instruction
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:

@@ -20,10 +20,10 @@ from tqdm import tqdm
 from schemas import ColorOrder, RecorderSettings, ValidateOptions
 from schemas.evaluation import PredictedStep, PredictReport
 from schemas.findings import Severity
-from vla_data.validation.bags import bag_episode
-from vla_data.sources.bags import is_bag, split_part
-from vla_data.sources.hdf5 import InstructionIndex, open_episode
 from vla_data.common.resize import to_rgb
+from vla_data.sources.episode import SourceError
+from vla_data.sources.formats import read_episode
+from vla_data.sources.instructions import InstructionIndex
 from vla_data.validation.checks import check_file
 from vla_data.samples.windows import anchor_chunks
 from vla_model.metrics import action_metrics
@@ -56,31 +56,28 @@ def episode_cameras(settings: RecorderSettings, policy: Policy) -> RecorderSetti
 class Recorded:
     """One recorded episode's frames and actions as read, before any policy channel or colour choice."""
 
-    frames: dict[str, np.ndarray]  # camera name -> (T, H, W, 3): a bag's decoded to RGB, a file's as stored
-    color_orders: dict[str, ColorOrder]  # each camera's frames' order: RGB for a bag, the camera's for a file
+    frames: dict[str, np.ndarray]  # camera name -> (T, H, W, 3), in that camera's colour order
+    color_orders: dict[str, ColorOrder]  # each camera's frames' order, as the source gives them
     actions: np.ndarray  # (T, A) float32, every recorded channel
-    stamps: np.ndarray | None  # (T,) a bag's frame stamps (ns); None for a file
+    stamps: np.ndarray | None  # (T,) frame stamps (ns) where the source has a clock (bags); else None
 
     def rgb_frames(self) -> dict[str, np.ndarray]:
         return {c: to_rgb(f, self.color_orders[c]) for c, f in self.frames.items()}
 
 
 def read_recorded(path: Path, settings: RecorderSettings) -> Recorded:
-    """An HDF5 episode or a bag episode (BAG#k of a cut bag) that validated, read whole with ``settings``'
-    cameras; ValueError where a bag's episode cannot be cut as validated."""
-    if is_bag(split_part(path)[0]):
-        read = bag_episode(path, settings, full=False)
-        if isinstance(read, list):
-            raise ValueError(f"{path}: {read[0].code.value}: {read[0].message}")
-        frames = read.rgb_frames()
-        return Recorded(frames, dict.fromkeys(frames, ColorOrder.rgb), read.episode.actions, read.episode.stamps)
-    with open_episode(path) as f:
-        return Recorded({c.name: np.asarray(f[c.key][()]) for c in settings.cameras},
-                        {c.name: c.color_order for c in settings.cameras},
-                        np.asarray(f[settings.actions_key][()], np.float32), None)
+    """An episode that validated (a file, a bag, or BAG#k of a cut bag), read whole with ``settings``' cameras;
+    ValueError where its source no longer gives it as validated."""
+    try:
+        episode = read_episode(path, settings)
+    except SourceError as exc:
+        raise ValueError(str(exc)) from None
+    frames = episode.frames()
+    return Recorded({c: f.pixels for c, f in frames.items()}, {c: f.color_order for c, f in frames.items()},
+                    episode.actions, episode.stamps)
 
 
-def read_episode(path: Path, settings: RecorderSettings, policy: Policy) -> tuple[Recorded, np.ndarray, str | None]:
+def read_replay(path: Path, settings: RecorderSettings, policy: Policy) -> tuple[Recorded, np.ndarray, str | None]:
     """The episode as read, the policy's action channels (T, A) and the instruction found, or ValueError.
     ``settings`` name the policy's cameras (``episode_cameras``)."""
     options = ValidateOptions(window=policy.spec)
@@ -106,11 +103,11 @@ def predict_episode(policy: Policy, path: Path, settings: RecorderSettings, inst
     settings = episode_cameras(settings, policy)
     if instruction:  # the episode needs none of its own then
         settings = settings.model_copy(update={"instruction": instruction})
-    recorded, actions, found = read_episode(path, settings, policy)
+    recorded, actions, found = read_replay(path, settings, policy)
     instruction = instruction or found
     if not instruction:
         raise ValueError(f"{path}: no instruction in the file, a dataset_index.csv or the file name; pass --instruction")
-    # a bag's frames are decoded to RGB (each message says its encoding); a file's are in the camera's order
+    # each camera's frames in the colour order the source gives them in (the runner turns them into RGB)
     frames, color_orders = recorded.frames, recorded.color_orders
     warnings = [w for c, f in frames.items() if (w := policy.aspect_warning(*f.shape[1:3]))]
     runner = policy.runner(color_orders)

@@ -11,7 +11,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from schemas import Finding, RecorderSettings, Severity, SourceKind, ValidateOptions, ValidationReport
-from vla_data.sources.hdf5 import IndexCsvError, common_root, episode_files
+from vla_data.sources.formats import common_root, find_sources
+from vla_data.sources.instructions import IndexCsvError
 from vla_data.validation.checks import validate
 
 _STYLE = {Severity.error: "red", Severity.warning: "yellow", Severity.info: "cyan", None: "green"}
@@ -19,7 +20,7 @@ _STYLE = {Severity.error: "red", Severity.warning: "yellow", Severity.info: "cya
 
 def run_validate(paths: list[Path], settings: RecorderSettings, options: ValidateOptions) -> ValidationReport:
     """Validate the episodes under ``paths``; usage problems (nothing to check, bad CSV) are click errors."""
-    files = episode_files(paths)
+    files = find_sources(paths)
     if not files:
         raise click.UsageError(f"no *.h5 / *.hdf5 files or ROS 2 bags (a folder with metadata.yaml, or a .mcap "
                                f"file) under {', '.join(map(str, paths))}")

@@ -30,10 +30,9 @@ from schemas.findings import Severity
 from schemas.store import Preprocessing
 from schemas.validation import FileReport
 from schemas.view import ViewOptions
-from vla_data.sources.bags import is_bag, split_part
 from vla_data.store.location import StoreLocation
 from vla_data.store.ownership import Ownership, ownership_of
-from vla_data.sources.hdf5 import episode_files
+from vla_data.sources.formats import find_sources, source_exists
 from vla_data.common.resize import resize_frames
 from vla_data.store.reader import DatasetStore, open_store
 from vla_data.validation.checks import validate
@@ -63,9 +62,9 @@ def resolve_source(source: str) -> Source:
     if location.url is not None or ownership_of(location) in (Ownership.store, Ownership.incomplete):
         return Source(store=open_store(source))  # an incomplete or unreadable store is refused here, saying why
     path = Path(source)
-    if not split_part(path)[0].exists():
+    if not source_exists(path):
         raise ViewError(f"{source} does not exist: give a store, a folder of episodes, an HDF5 episode or a bag")
-    files = [path] if split_part(path)[0].is_file() or is_bag(split_part(path)[0]) else episode_files([path])
+    files = find_sources([path])
     if not files:
         raise ViewError(f"{source} is neither a vla-data store nor a recorder episode, and holds no HDF5 episode or "
                         "ROS 2 bag")

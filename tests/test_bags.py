@@ -24,7 +24,7 @@ from schemas.store import BuildOptions, Preprocessing, SplitConfig
 from schemas.synthetic import SyntheticConfig
 from vla_data.sources.bags import TYPESTORE, align_commands
 from vla_data.build.job import build_store
-from vla_data.sources.hdf5 import episode_files
+from vla_data.sources.formats import find_sources
 from vla_data.store.reader import DatasetStore, open_store
 from vla_data.synthetic.episodes import Episode, simulate, write_episode
 from vla_data.synthetic.bags import BagStyle, Storage, image_message, string_message, twist_message, write_bag
@@ -77,7 +77,7 @@ def said(text: str, at: int = T0) -> list[tuple[str, str, int, bytes]]:
 
 
 def check(path: Path, settings: RecorderSettings = RecorderSettings(), deep: bool = False):
-    (report,) = validate(episode_files([path]), settings, ValidateOptions(deep=deep), root=str(path.parent)).files
+    (report,) = validate(find_sources([path]), settings, ValidateOptions(deep=deep), root=str(path.parent)).files
     return report
 
 
@@ -234,7 +234,7 @@ def test_build_splits_from_synthetic_bags_feeds_training(tmp_path: Path) -> None
     code, out = run_cli("make-synthetic", str(tmp_path / "bags"), "--episodes", "8", "--image-size", "24x40",
                         "--format", "rosbag2")
     assert code == 0, out
-    bags = episode_files([tmp_path / "bags"])
+    bags = find_sources([tmp_path / "bags"])
     assert len(bags) == 8 and all(b.is_dir() for b in bags)
     assert {p.suffix for b in bags for p in b.iterdir()} == {".db3", ".mcap", ".yaml"}
     code, out = run_cli("validate", str(tmp_path / "bags"), "--json", str(tmp_path / "report.json"))
@@ -270,7 +270,7 @@ def test_a_single_mcap_file_is_a_source(tmp_path: Path) -> None:
     shutil.copy(single, tmp_path / "loose" / "drive.mcap")
     report = check(tmp_path / "loose" / "drive.mcap")
     assert report.ok and report.n_frames == 3
-    assert episode_files([tmp_path]) == [bag, tmp_path / "loose" / "drive.mcap"]  # a bag's own .mcap is not another
+    assert find_sources([tmp_path]) == [bag, tmp_path / "loose" / "drive.mcap"]  # a bag's own .mcap is not another
 
 
 def test_fps_keeps_at_most_that_many_frames(tmp_path: Path) -> None:
@@ -513,7 +513,7 @@ def test_a_bag_cut_at_pauses_in_the_commands(tmp_path: Path) -> None:
 
 def check_file_of(path: str, settings: RecorderSettings):
     """One episode's report, as predict and drive check it (a bag, or BAG#k)."""
-    from vla_data.sources.hdf5 import InstructionIndex
+    from vla_data.sources.instructions import InstructionIndex
     from vla_data.validation.checks import check_file
 
     return check_file(Path(path), settings, ValidateOptions(), InstructionIndex())

@@ -24,7 +24,8 @@ from vla_data.samples.dataset import WindowDataset
 from vla_data.store.location import StoreLocation
 from vla_data.common.resize import resize_frames
 from vla_data.store.shards import EpisodeSource, plan_shards
-from vla_data.store.reader import FRAMES_PER_SHARD, MANIFEST, StoreError, open_store, verify
+from vla_data.store.layout import MANIFEST
+from vla_data.store.reader import FRAMES_PER_SHARD, StoreError, open_store, verify
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from vla_data.build.plan import select_channels
 from schemas import SEVERITY, FileReport, FindingCode, RecorderSettings, Severity, ValidateOptions, ValidationReport
 from schemas.store import BuildOptions, DroppedChannel
 from test_bags import BAG_CODES  # the findings only a ROS 2 bag can have, each tested there
-from vla_data.sources.hdf5 import episode_files
+from vla_data.sources.formats import find_sources
 from vla_data.synthetic.episodes import DEFECT_CODES
 from vla_data.validation.checks import channel_range, validate
 
@@ -38,7 +38,7 @@ EXPECTED_SEVERITY = {
 
 
 def _report(folder: Path, deep: bool) -> ValidationReport:
-    return validate(episode_files([folder]), RecorderSettings(), ValidateOptions(deep=deep), root=str(folder))
+    return validate(find_sources([folder]), RecorderSettings(), ValidateOptions(deep=deep), root=str(folder))
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from pipelines.cli import main
 from schemas import FileReport, RecorderSettings, Severity, ValidateOptions
-from vla_data.sources.hdf5 import InstructionIndex
+from vla_data.sources.instructions import InstructionIndex
 from vla_data.validation.checks import check_file
 
 KEYS = ["images", "actions", "language_instruction", "action_event_types"]

@@ -310,10 +310,10 @@ def test_episodes_with_errors_are_left_out_by_name_or_refused_when_asked_for(def
     code, text = run_cli("view", str(defect_dir), "--max-episodes", "50", "--save", str(rrd))
     assert code == 0 and "warning: left out" in text and "episode(s) with errors" in text, text
     from schemas import RecorderSettings, ValidateOptions
-    from vla_data.sources.hdf5 import episode_files
+    from vla_data.sources.formats import find_sources
     from vla_data.validation.checks import validate
 
-    report = validate(episode_files([defect_dir]), RecorderSettings(), ValidateOptions())
+    report = validate(find_sources([defect_dir]), RecorderSettings(), ValidateOptions())
     shown = {p.split("/")[2] for p in Recording(rrd).rows}
     assert shown == {Path(r.path).stem for r in report.files if r.ok}  # warnings are shown, with their findings
     assert len(shown) < len(report.files) and any("defect" in name for name in shown)

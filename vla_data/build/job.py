@@ -20,7 +20,7 @@ from schemas import RecorderSettings, ValidateOptions, ValidationReport
 from schemas.store import BuildOptions, StoreManifest
 from vla_data.store.ownership import check_output
 from vla_data.common.pools import SchedulerError, check_scheduler
-from vla_data.sources.hdf5 import common_root, episode_files
+from vla_data.sources.formats import common_root, find_sources
 from vla_data.store.location import LocationError, StoreLocation, storage_errors
 from vla_data.store.reader import StoreError
 from vla_data.build.plan import build_version
@@ -55,7 +55,7 @@ def build_store(
         with storage_errors(store, "writing the store"):
             check_output(store, sources)  # before validating: a wrong output is refused at once, nothing written
             check_scheduler(options.scheduler)  # and so is a scheduler that does not answer
-            files = episode_files(sources)
+            files = find_sources(sources)
             root = Path(common_root(sources))
             report = validate(files, settings, ValidateOptions(), root=str(root))
             if report.n_errors and not options.skip_invalid:

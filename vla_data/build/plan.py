@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from schemas import FileReport, Finding, RecorderSettings, SourceKind, ValidationReport, default_action_names
+from schemas import FileReport, RecorderSettings, ValidationReport, default_action_names
 from schemas.store import (
     ActionSelection,
     BuildLogEntry,
@@ -31,12 +31,11 @@ from schemas.store import (
     store_features,
 )
 from vla_data import __version__
-from vla_data.validation.bags import BagEpisode, pick_episode, read_bag
-from vla_data.sources.bags import FrameRefs, split_part
 from vla_data.common.pools import executor
 from vla_data.store.location import StoreLocation
 from vla_data.store.ownership import Ownership, ownership_of
-from vla_data.sources.hdf5 import fingerprint, header, open_episode, stored_frame_bytes
+from vla_data.sources.episode import SourceEpisode, SourceError
+from vla_data.sources.formats import read_episodes
 from vla_data.build.splits import assign_splits, match_split_file, read_split_file
 from vla_data.common.refusal import Fix
 from vla_data.store.reader import DatasetStore, StoreError, open_store
@@ -45,19 +44,20 @@ from vla_data.validation.checks import channel_range
 
 
 @dataclass
-class Source:
-    """A usable source episode, identified by its content."""
+class ValidatedEpisode:
+    """A usable source episode: its validation report, and the episode as read, identified by its content."""
 
     report: FileReport
-    content_hash: str
-    actions: np.ndarray  # all recorder channels, physical units
-    bag_frames: dict[str, FrameRefs] | None = None  # a bag's: each camera's frame messages
-    bag: Path | None = None  # a bag's: the bag folder or file (the report names the episode, BAG#k when cut)
+    episode: SourceEpisode
 
     @property
-    def file(self) -> Path:
-        """What holds the episode's frames: the HDF5 file, or the bag."""
-        return self.bag or Path(self.report.path)
+    def content_hash(self) -> str:
+        assert self.episode.content_hash is not None  # read with identify=True
+        return self.episode.content_hash
+
+    @property
+    def actions(self) -> np.ndarray:
+        return self.episode.actions
 
 
 def select_channels(usable: list[FileReport], options: BuildOptions, action_dim: int) -> ActionSelection:
@@ -85,44 +85,26 @@ def select_channels(usable: list[FileReport], options: BuildOptions, action_dim:
         raise StoreError(f"action channels {channels} and names {names} do not fit: {exc}") from exc
 
 
-def _read_recording(report: FileReport, settings: RecorderSettings) -> Source:
-    """A recorder file's actions and content hash (it reads every stored frame byte: on a Dask cluster a task)."""
-    with open_episode(Path(report.path)) as f:
-        actions = np.asarray(f[settings.actions_key][()], np.float32)
-        digest = fingerprint(actions, [(header(f[c.key], c.key), stored_frame_bytes(f[c.key])) for c in settings.cameras])
-    return Source(report=report, content_hash=digest, actions=actions)
-
-
-def _read_bag_episode(report: FileReport, settings: RecorderSettings,
-                      bags: dict[Path, list[BagEpisode] | list[Finding]]) -> Source:
-    """A bag episode's actions and content hash; ``bags`` keeps each bag read once (a cut bag gives several
-    episodes)."""
-    path = Path(report.path)
-    bag = split_part(path)[0]
-    if bag not in bags:
-        bags[bag] = read_bag(bag, settings, full=True)
-    read = pick_episode(path, bags[bag])
-    if isinstance(read, list):
-        raise StoreError(f"{path} changed since it was validated: {read[0].code.value}: {read[0].message}")
-    return Source(report, read.fingerprint(full=True), read.episode.actions, read.refs, read.bag)
-
-
-def _read_sources(usable: list[FileReport], options: BuildOptions, settings: RecorderSettings) -> list[Source]:
-    """Every usable source's actions and content hash, in order. Hashing reads every stored frame byte once, so
-    with a Dask scheduler the recorder files are read by its workers (one task each, only the hash and the
-    actions come back); bags, and every source without a scheduler, are read here."""
-    recordings = [r for r in usable if r.kind != SourceKind.rosbag2]
-    read: dict[str, Source] = {}
-    if options.scheduler is not None and recordings:
-        try:
+def _read_sources(usable: list[FileReport], options: BuildOptions, settings: RecorderSettings
+                  ) -> list[ValidatedEpisode]:
+    """Every usable source episode's actions and content hash, in order. Hashing reads every stored frame byte
+    once, so with a Dask scheduler the sources are read by its workers (one task per source; only the hashes,
+    the actions and the frame references come back); without one, here."""
+    refs = [r.path for r in usable]
+    try:
+        if options.scheduler is None:
+            episodes = read_episodes(refs, settings, identify=True)
+        else:
             with executor(1, options.scheduler) as pool:
-                read = {s.report.path: s for s in pool.map(_read_recording, recordings, [settings] * len(recordings))}
-        except OSError as exc:  # validated here, so it is there: the workers do not see this path
-            raise StoreError(f"the Dask workers of {options.scheduler} cannot read a source ({exc}); give sources at "
-                             "a path every worker sees (a shared mount, the same path on every machine)") from exc
-    bags: dict[Path, list[BagEpisode] | list[Finding]] = {}
-    return [read.get(r.path) or (_read_bag_episode(r, settings, bags) if r.kind == SourceKind.rosbag2
-                                 else _read_recording(r, settings)) for r in usable]
+                episodes = read_episodes(refs, settings, identify=True, mapper=pool.map)
+    except SourceError as exc:
+        raise StoreError(f"a source changed since it was validated: {exc}") from exc
+    except OSError as exc:  # validated here, so it is there: the workers do not see this path
+        if options.scheduler is None:
+            raise
+        raise StoreError(f"the Dask workers of {options.scheduler} cannot read a source ({exc}); give sources at "
+                         "a path every worker sees (a shared mount, the same path on every machine)") from exc
+    return [ValidatedEpisode(r, e) for r, e in zip(usable, episodes, strict=True)]
 
 
 def _load_previous(out: StoreLocation, options: BuildOptions, settings: RecorderSettings) -> DatasetStore | None:
@@ -153,37 +135,37 @@ def _load_previous(out: StoreLocation, options: BuildOptions, settings: Recorder
 
 
 @dataclass
-class Entry:
+class PlannedEpisode:
     """One episode of the store being built: copied from the previous store, or read from a source."""
 
     record: EpisodeRecord  # its split is settled once every entry is known
-    source: Source | None = None  # None: frames and actions copied from the previous store
+    source: ValidatedEpisode | None = None  # None: frames and actions copied from the previous store
     fixed: bool = True  # False: a new episode, placed by the split rule
 
 
 @dataclass
-class Sorted:
+class SortedSources:
     """The sources sorted against the store: what is added, replaced, left out, and what changed."""
 
-    entries: list[Entry]
+    entries: list[PlannedEpisode]
     duplicates: list[Duplicate]
     replaced: list[ReplacedEpisode]
-    changed: list[tuple[EpisodeRecord, Source]]
+    changed: list[tuple[EpisodeRecord, ValidatedEpisode]]
     hash_of: dict[Path, str]
 
 
 def _sort_sources(usable: list[FileReport], previous: DatasetStore | None, options: BuildOptions,
-                  settings: RecorderSettings) -> Sorted:
+                  settings: RecorderSettings) -> SortedSources:
     """One pass over the sources: each is already stored (by content), a duplicate of another (listed), a
     stored source whose content changed (refused, or replacing its stored episode in its split), or new."""
     stored = [EpisodeRecord.model_validate(row) for row in previous.episodes.to_dict("records")] if previous else []
     by_hash = {r.content_hash: r for r in stored}
     by_path = {_resolved(r.source_path): r for r in stored}
     first_of: dict[str, str] = {}
-    replacing: dict[int, Source] = {}
+    replacing: dict[int, ValidatedEpisode] = {}
     removed: set[int] = set()
-    new: list[Source] = []
-    result = Sorted([], [], [], [], {})
+    new: list[ValidatedEpisode] = []
+    result = SortedSources([], [], [], [], {})
     for source in _read_sources(usable, options, settings):
         r = source.report
         digest, path = source.content_hash, Path(r.path)
@@ -209,11 +191,11 @@ def _sort_sources(usable: list[FileReport], previous: DatasetStore | None, optio
             new.append(source)
     for record in stored:
         if record.episode not in removed:
-            result.entries.append(Entry(record))
+            result.entries.append(PlannedEpisode(record))
         elif record.episode in replacing:
-            result.entries.append(Entry(_new_record(record.episode, replacing[record.episode], record.split),
+            result.entries.append(PlannedEpisode(_new_record(record.episode, replacing[record.episode], record.split),
                                         replacing[record.episode]))
-    result.entries += [Entry(_new_record(0, s, Split.train), s, fixed=False) for s in new]
+    result.entries += [PlannedEpisode(_new_record(0, s, Split.train), s, fixed=False) for s in new]
     for i, entry in enumerate(result.entries):  # episode ids follow store order
         entry.record = entry.record.model_copy(update={"episode": i})
     return result
@@ -223,7 +205,7 @@ def _resolved(path: str) -> Path:
     return Path(path).resolve()
 
 
-def _new_record(episode: int, s: Source, split: Split) -> EpisodeRecord:
+def _new_record(episode: int, s: ValidatedEpisode, split: Split) -> EpisodeRecord:
     return EpisodeRecord(
         episode=episode,
         source_path=s.report.path,
@@ -240,7 +222,7 @@ def _new_record(episode: int, s: Source, split: Split) -> EpisodeRecord:
     )
 
 
-def _refuse_changed(changed: list[tuple[EpisodeRecord, Source]], out: StoreLocation) -> None:
+def _refuse_changed(changed: list[tuple[EpisodeRecord, ValidatedEpisode]], out: StoreLocation) -> None:
     listed = "; ".join(f"{s.report.path} (stored {old.content_hash[:12]}, now {s.content_hash[:12]})"
                        for old, s in changed[:5])
     more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
@@ -249,7 +231,7 @@ def _refuse_changed(changed: list[tuple[EpisodeRecord, Source]], out: StoreLocat
         Fix({"replace_changed": True}, "to replace each stored episode with the file's new content, in the same split"))
 
 
-def _refuse_dropped_channels(previous: DatasetStore, sources: list[Source], options: BuildOptions) -> None:
+def _refuse_dropped_channels(previous: DatasetStore, sources: list[ValidatedEpisode], options: BuildOptions) -> None:
     """An incremental build keeps the store's channels; it refuses episodes that use a channel dropped as
     constant (unless the same ``action_channels`` are given explicitly: then dropping it is a choice)."""
     selection = previous.manifest.actions
@@ -331,7 +313,7 @@ def _explicit_splits(
     return explicit, unmatched
 
 
-def _settle_splits(entries: list[Entry], explicit: dict[str, Split], options: BuildOptions,
+def _settle_splits(entries: list[PlannedEpisode], explicit: dict[str, Split], options: BuildOptions,
                    selection: ActionSelection) -> list[EpisodeInput]:
     """Every episode of the new version with its split: stored ones keep theirs, the split file's are as it
     says, new ones by the split rule; new episodes keep only the selected action channels."""
@@ -344,8 +326,8 @@ def _settle_splits(entries: list[Entry], explicit: dict[str, Split], options: Bu
     for e, split in zip(entries, splits, strict=True):
         record = e.record.model_copy(update={"split": split})
         out.append(EpisodeInput.copied(record) if e.source is None else EpisodeInput.recorded(
-            record, e.source.file, e.source.actions[:, selection.channels],
-            tuple(e.source.report.frame_sizes.values()), e.source.bag_frames))
+            record, e.source.episode.cameras, e.source.actions[:, selection.channels],
+            tuple(e.source.report.frame_sizes.values())))
     return out
 
 

@@ -5,7 +5,6 @@ included); nothing opened travels through pickling."""
 from __future__ import annotations
 
 import os
-import re
 from collections import OrderedDict
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import numpy as np
 import zarr
 from tqdm import tqdm
 
+from vla_data.store.layout import split_array_location
 from vla_data.store.location import StoreLocation
 from vla_data.store.reader import StoreError
 
@@ -85,11 +85,10 @@ class EpisodeFrames:
         try:
             return np.asarray(self._array()[start:stop])
         except Exception as exc:  # the codecs raise many kinds for damaged bytes (checksum, zstd, truncation)
-            store, _, name = str(self.array).rpartition("/data/")
-            store = re.sub(r"/versions/v[0-9]{6}-[0-9a-f]{8}$", "", store)  # the store, not its current version
+            store, array = split_array_location(str(self.array))  # the store, not its current version
             ids = ", ".join(str(self.episode_ids[i]) for i in episodes)
             raise StoreError(
-                f"{store}: data/{name} frames {start}..{stop - 1} (episode{'s' if len(episodes) > 1 else ''} {ids}) "
+                f"{store}: {array} frames {start}..{stop - 1} (episode{'s' if len(episodes) > 1 else ''} {ids}) "
                 f"cannot be decoded ({type(exc).__name__}: {str(exc)[:120]}); the store is damaged: "
                 f"`vla-data info {store} --verify` names every damaged object; rebuild the store from its sources"
             ) from exc

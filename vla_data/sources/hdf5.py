@@ -6,9 +6,7 @@ without being followed, and external or virtual storage is reported, never read.
 
 from __future__ import annotations
 
-import hashlib
-import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,45 +14,14 @@ from typing import Any
 
 import h5py
 import numpy as np
-import pandas as pd
 
-from schemas import ArrayHeader, InstructionSource, RecorderSettings, Scenario
-from vla_data.sources.bags import MCAP_SUFFIX, is_bag
+from schemas import ArrayHeader, ColorOrder, RecorderSettings, SourceKind
+from vla_data.sources.content_hash import fingerprint
+from vla_data.sources.episode import Frames, SourceEpisode
 
 EPISODE_SUFFIXES = (".h5", ".hdf5")
 # Actions are small (T x 3); anything far larger is a malformed file, and is not read into memory.
 MAX_ACTION_BYTES = 64 * 2**20
-
-
-class IndexCsvError(ValueError):
-    """A dataset_index.csv that cannot be used."""
-
-
-def episode_files(paths: Iterable[Path]) -> list[Path]:
-    """The sources named by ``paths``: HDF5 episode files and ROS 2 bags (a folder holding metadata.yaml, or
-    one .mcap file outside such a folder). Files and bags as given, other folders searched recursively (a
-    bag's own folder is not searched: its storage files are the bag), sorted, unique."""
-    found: dict[Path, None] = {}
-    for path in paths:
-        if path.is_dir() and not is_bag(path):
-            for folder, subfolders, names in os.walk(path):
-                here = Path(folder)
-                bags = sorted(d for d in subfolders if is_bag(here / d))
-                for d in bags:
-                    found[here / d] = None
-                subfolders[:] = sorted(d for d in subfolders if d not in bags)
-                for name in sorted(names):
-                    p = here / name
-                    if p.suffix.lower() in EPISODE_SUFFIXES or (p.suffix.lower() == MCAP_SUFFIX and is_bag(p)):
-                        found[p] = None
-        else:
-            found[path] = None
-    return sorted(found)
-
-
-def common_root(paths: Iterable[Path]) -> str:
-    """The folder that the given files and folders share."""
-    return os.path.commonpath([str(p.resolve().parent if p.is_file() else p.resolve()) for p in paths])
 
 
 @contextmanager
@@ -131,81 +98,6 @@ def plain_attributes(f: h5py.File) -> dict[str, Any]:
     return out
 
 
-class InstructionIndex:
-    """Instructions from ``dataset_index.csv`` files (columns ``episode_path``, ``instruction``).
-
-    A CSV applies to the episodes in its folder and below. ``episode_path`` may be absolute, relative to
-    the CSV's folder, or a bare file name. Built once in the parent process and handed to workers.
-    """
-
-    def __init__(self) -> None:
-        self.by_path: dict[str, str] = {}
-        self.by_name: dict[tuple[str, str], str] = {}  # (csv folder, file name) -> instruction
-
-    @classmethod
-    def for_files(cls, files: Iterable[Path], csv_name: str) -> InstructionIndex:
-        index = cls()
-        seen: set[Path] = set()
-        for file in files:
-            for folder in file.resolve().parents:
-                if folder in seen:
-                    continue
-                seen.add(folder)
-                csv = folder / csv_name
-                if csv.is_file():
-                    index._load(csv)
-        return index
-
-    def _load(self, csv: Path) -> None:
-        try:
-            table = pd.read_csv(csv, dtype=str, keep_default_na=False)
-        except Exception as exc:  # pandas raises many kinds for a malformed CSV
-            raise IndexCsvError(f"{csv}: cannot be read as CSV ({exc})") from exc
-        missing = {"episode_path", "instruction"} - set(table.columns)
-        if missing:
-            raise IndexCsvError(
-                f"{csv}: missing column(s) {', '.join(sorted(missing))}; expected episode_path, instruction"
-            )
-        for episode_path, instruction in zip(table["episode_path"], table["instruction"], strict=True):
-            if not instruction.strip():
-                continue
-            p = Path(episode_path)
-            self.by_path[str((csv.parent / p).resolve())] = instruction.strip()
-            self.by_name[(str(csv.parent), p.name)] = instruction.strip()
-
-    def lookup(self, path: Path) -> str | None:
-        resolved = path.resolve()
-        if str(resolved) in self.by_path:
-            return self.by_path[str(resolved)]
-        for folder in resolved.parents:
-            hit = self.by_name.get((str(folder), resolved.name))
-            if hit:
-                return hit
-        return None
-
-
-def resolve_instruction(
-    own: list[tuple[str | None, InstructionSource]], path: Path, index: InstructionIndex, settings: RecorderSettings,
-    also: Path | None = None,
-) -> tuple[str | None, InstructionSource | None]:
-    """The episode's instruction and where it came from: the source's own (``own``, in order: an HDF5 file's
-    dataset; a bag's topic, then its metadata), then the CSV (a row for ``path``, else for ``also``: the bag
-    of an episode BAG#k), then the settings' instruction, then the template over the target side the file
-    (or bag) name gives."""
-    for text, source in own:
-        if text:
-            return text, source
-    from_csv = index.lookup(path) or (index.lookup(also) if also is not None else None)
-    if from_csv:
-        return from_csv, InstructionSource.csv
-    if settings.instruction:
-        return settings.instruction, InstructionSource.setting
-    scenario = Scenario.from_file_name((also or path).name)
-    if scenario is not None and scenario.target_side is not None:
-        return settings.instruction_template.format(side=scenario.target_side), InstructionSource.file_name
-    return None, None
-
-
 def read_actions(layout: FileLayout, key: str) -> np.ndarray | None:
     """The action rows, when they are local and of a sane size; None otherwise (the contract reports why)."""
     if not layout.is_local(key):
@@ -224,24 +116,6 @@ def first_chunk_bytes(ds: h5py.Dataset) -> bytes:
         _, raw = ds.id.read_direct_chunk((0,) * ds.ndim)
         return bytes(raw)
     return np.ascontiguousarray(ds[0]).tobytes()
-
-
-def fingerprint(actions: np.ndarray | None, cameras: list[tuple[ArrayHeader, Iterable[bytes]]]) -> str:
-    """sha256 over the first camera's frame shape and dtype, the actions and that camera's given frame bytes,
-    then each further camera's shape, dtype and bytes, streamed. An episode of one camera hashes as it did
-    before there were cameras, so stores built then keep recognising their episodes."""
-    digest = hashlib.sha256()
-    (first, first_bytes), *others = cameras
-    digest.update(repr((first.shape, first.dtype)).encode())
-    if actions is not None:
-        digest.update(np.ascontiguousarray(actions).tobytes())
-    for chunk in first_bytes:
-        digest.update(chunk)
-    for header, frame_bytes in others:
-        digest.update(repr((header.shape, header.dtype)).encode())
-        for chunk in frame_bytes:
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def iter_frame_tokens(ds: h5py.Dataset) -> Iterator[bytes]:
@@ -269,3 +143,42 @@ def stored_frame_bytes(ds: h5py.Dataset) -> Iterator[bytes]:
         return
     for index in np.ndindex(*(-(-n // c) for n, c in zip(ds.shape, ds.chunks, strict=True))):
         yield bytes(ds.id.read_direct_chunk(tuple(i * c for i, c in zip(index, ds.chunks, strict=True)))[1])
+
+
+@dataclass(frozen=True)
+class Hdf5Frames:
+    """One camera's frames in a recorder file: its dataset, in the camera's colour order."""
+
+    path: Path
+    key: str
+    color_order: ColorOrder
+
+    def read(self, start: int, stop: int) -> Frames:
+        with open_episode(self.path) as f:
+            return Frames(np.asarray(f[self.key][start:stop]), self.color_order)
+
+
+class Hdf5Format:
+    """Recorder HDF5 episode files: one file, one episode."""
+
+    kind = SourceKind.hdf5
+
+    def claims(self, path: Path) -> bool:
+        return path.suffix.lower() in EPISODE_SUFFIXES and not path.is_dir()
+
+    def source_of(self, ref: str) -> Path | None:
+        path = Path(ref)
+        return path  # the fallback format: any other file given is checked as an HDF5 episode (or "not HDF5")
+
+    def read(self, source: Path, settings: RecorderSettings, identify: bool) -> list[SourceEpisode]:
+        """The file's episode: its actions and, with ``identify``, the content hash over every stored frame byte
+        (not decoded: the recorder's compressed chunks, so it is cheap and equal for copies)."""
+        with open_episode(source) as f:
+            actions = np.asarray(f[settings.actions_key][()], np.float32)
+            digest = fingerprint(actions, [(header(f[c.key], c.key), stored_frame_bytes(f[c.key]))
+                                           for c in settings.cameras]) if identify else None
+        cameras = {c.name: Hdf5Frames(source, c.key, c.color_order) for c in settings.cameras}
+        return [SourceEpisode(str(source), SourceKind.hdf5, actions, cameras, digest)]  # type: ignore[arg-type]
+
+
+HDF5 = Hdf5Format()

@@ -14,15 +14,10 @@ from enum import StrEnum
 from pathlib import Path
 
 from schemas.store import StoreManifest, StoreMarker, StorePointer
+from vla_data.store.layout import LEASE, MANIFEST, MARKER, POINTER
 from vla_data.store.location import StoreLocation
 from vla_data.common.refusal import Refusal
 
-MARKER = "vla-data-store.json"
-MANIFEST = "manifest.json"
-POINTER = "current.json"
-EPISODES = "episodes.csv"
-BUILD_LOG = "build_log.json"
-LEASE = "writer.json"  # a store on object storage: its writer's lease (vla_data.store.writer_lock)
 LISTED = 8  # entries named when a folder is refused
 
 

@@ -1,20 +1,9 @@
-"""The dataset store: zarr v3 arrays plus sidecar objects, in versions, the current one named by ``current.json``.
+"""Reading a store: ``open_store`` opens the version ``current.json`` names (the layout:
+``vla_data.store.layout``) as a ``DatasetStore``; ``verify`` checks every object against the manifest's sha256.
+Also the zarr arrays' creation, shared by the write path (``vla_data.store.writer``).
 
-```
-dataset.zarr/
-  vla-data-store.json  schemas.store.StoreMarker, written first: the proof that vla-data made the store
-  current.json         schemas.store.StorePointer, written last: the version readers open
-  versions/<id>/
-    zarr.json, data/<camera> (N,S,S,3) uint8 per camera, data/action (N,A) float32, meta/episode_ends (E,) int64
-    episodes.csv       the episode table (schemas.store.EpisodeRecord), pandas.read_csv reads it
-    build_log.json     what each build added and left out
-    manifest.json      schemas.store.StoreManifest: what the version holds, with every object's sha256
-```
-The same layout serves a local folder and a URL (``vla_data.store.location``). A build writes a new version and
-commits it by writing ``current.json`` (``vla_data.store.versions``), so a reader sees the previous complete version
-or the new one. Only stores vla-data can prove it made are ever written to (``vla_data.store.ownership``); one build
-at a time writes a store (``vla_data.store.writer_lock``). A store built before versions (its manifest at the top)
-is read as it is.
+A reader sees the previous complete version or the new one (``vla_data.store.versions``), local or by URL
+(``vla_data.store.location``). A store built before versions (its manifest at the top) is read as it is.
 """
 
 from __future__ import annotations
@@ -41,7 +30,8 @@ from schemas.store import (
 )
 from vla_data import __version__
 from vla_data.store.location import LocationError, StoreLocation, storage_errors
-from vla_data.store.ownership import BUILD_LOG, EPISODES, MANIFEST, MARKER, POINTER, listing
+from vla_data.store.layout import BUILD_LOG, EPISODE_ENDS, EPISODES, MANIFEST, MARKER, POINTER, array_path
+from vla_data.store.ownership import listing
 from vla_data.common.refusal import Fix, Refusal
 from vla_data.store.versions import PointerError, objects_of, read_pointer
 
@@ -77,19 +67,19 @@ class DatasetStore:
 
     def camera(self, name: str) -> zarr.Array:
         """One camera's (N, S, S, 3) uint8 RGB frames."""
-        return self.group[array_path(self._camera_feature(name))]  # type: ignore[return-value]
+        return self.group[array_path(self._camera_feature(name).name)]  # type: ignore[return-value]
 
     def camera_location(self, name: str) -> StoreLocation:
         """Where one camera array lies, for processes that open it themselves (loader workers, build workers)."""
-        return self.objects.child(array_path(self._camera_feature(name)))
+        return self.objects.child(array_path(self._camera_feature(name).name))
 
     @property
     def action(self) -> zarr.Array:
-        return self.group[array_path(self.manifest.action_feature)]  # type: ignore[return-value]
+        return self.group[array_path(self.manifest.action_feature.name)]  # type: ignore[return-value]
 
     @property
     def episode_ends(self) -> np.ndarray:
-        return np.asarray(self.group["meta/episode_ends"][:])
+        return np.asarray(self.group[EPISODE_ENDS][:])
 
     def episode_range(self, episode: int) -> tuple[int, int]:
         ends = self.episode_ends
@@ -107,29 +97,24 @@ class DatasetStore:
         return action[np.concatenate(rows)] if rows else np.zeros((0, action.shape[1]), np.float32)
 
 
-def array_path(feature: Feature) -> str:
-    """Where a feature's (N, *shape) array lives inside the store."""
-    return f"data/{feature.name}"
-
-
 def create_arrays(root: StoreLocation, n_frames: int, features: list[Feature]) -> zarr.Group:
     """A new version's group with an empty array per feature for ``n_frames``: cameras one frame per inner chunk,
     ``FRAMES_PER_SHARD`` frames per shard; actions in one chunk; zstd."""
     group = zarr.open_group(store=root.zarr_store(writable=True), mode="w-", zarr_format=3)
     for f in features:
         if f.kind == FeatureKind.camera:
-            group.create_array(array_path(f), shape=(n_frames, *f.shape), chunks=(1, *f.shape),
+            group.create_array(array_path(f.name), shape=(n_frames, *f.shape), chunks=(1, *f.shape),
                                shards=(FRAMES_PER_SHARD, *f.shape), dtype=f.dtype, compressors=ZSTD,
                                dimension_names=("frame", "height", "width", "channel"))
         else:
-            group.create_array(array_path(f), shape=(n_frames, *f.shape), chunks=(max(1, min(n_frames, 65536)), *f.shape),
+            group.create_array(array_path(f.name), shape=(n_frames, *f.shape), chunks=(max(1, min(n_frames, 65536)), *f.shape),
                                dtype=f.dtype, compressors=ZSTD, dimension_names=("frame", "action"))
     return group
 
 
 def write_episode_ends(group: zarr.Group, n_frames: list[int]) -> None:
     ends = np.cumsum(np.asarray(n_frames, np.int64))
-    group.create_array("meta/episode_ends", data=ends, chunks=(max(1, len(ends)),), compressors=ZSTD)
+    group.create_array(EPISODE_ENDS, data=ends, chunks=(max(1, len(ends)),), compressors=ZSTD)
 
 
 def write_table(root: StoreLocation, records: list[EpisodeRecord]) -> None:
@@ -201,9 +186,9 @@ def _open(store: StoreLocation) -> DatasetStore:
         group = zarr.open_group(store=location.zarr_store(), mode="r", zarr_format=3)
     except (OSError, ValueError, KeyError) as exc:
         raise StoreError(f"{location}: damaged store ({exc}); run `vla-data info {store} --verify`") from exc
-    missing = [f for f in manifest.features if array_path(f) not in group]
+    missing = [f for f in manifest.features if array_path(f.name) not in group]
     if missing:
-        listed = ", ".join(f"{f.name} ({f.kind.value}, {array_path(f)})" for f in missing)
+        listed = ", ".join(f"{f.name} ({f.kind.value}, {array_path(f.name)})" for f in missing)
         raise StoreError(f"{location}: the manifest lists feature(s) the store has no array for: {listed}; the "
                          "store is damaged or was changed by hand: rebuild it from its sources",
                          Fix({"overwrite": True}, "to build-splits"))

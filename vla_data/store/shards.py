@@ -1,6 +1,6 @@
 """Filling a store's camera arrays shard by shard, so that each shard object is written whole, by exactly one task.
 
-A store's frames come from pieces: frame ranges of recorder files or bags (decoded, converted to RGB and resized)
+A store's frames come from pieces: frame ranges of source episodes (decoded, converted to RGB and resized)
 or of the previous version (copied as they are). ``plan_shards`` cuts that sequence at shard boundaries;
 ``write_shard`` fills one shard, straight into the store (a local folder or object storage), and returns only
 small results: the image moments of what it wrote, per episode (the train-split image statistics need no
@@ -23,34 +23,28 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import zarr
 
-from schemas import ColorOrder
 from schemas.store import Preprocessing
-from vla_data.sources.bags import FrameRefs, iter_frames
 from vla_data.common.pools import executor
+from vla_data.common.resize import resize_frames
+from vla_data.sources.episode import FrameReader
 from vla_data.store.location import StoreLocation
-from vla_data.sources.hdf5 import open_episode
-from vla_data.common.resize import resize_frame, resize_frames
 from vla_data.store.stats import ImageMoments
 
 
 @dataclass(frozen=True)
 class EpisodeSource:
-    """Where one stored episode's frames of one camera come from: a recorder file, a bag, or the previous
-    version's array."""
+    """Where one stored episode's frames of one camera come from: a source episode's frames (decoded, converted
+    to RGB and resized), or the previous version's camera array (``stored``, from ``offset``: copied as they are)."""
 
     episode: int
     n_frames: int
-    path: Path | None  # the recorder file or bag; None: copied from ``stored`` (a camera array), at ``offset``
-    frames_key: str | None  # the recorder's frames dataset
+    frames: FrameReader | None  # the source episode's camera; None: copied from ``stored``
     offset: int = 0
     stored: StoreLocation | None = None
-    color_order: ColorOrder = ColorOrder.rgb  # of the recorder's frames (a store's are RGB)
-    bag_frames: FrameRefs | None = None  # a bag's: the camera messages that are the episode's frames
 
 
 @dataclass(frozen=True)
@@ -98,14 +92,11 @@ def plan_shards(
 
 def _read(piece: Piece, pre: Preprocessing) -> np.ndarray:
     src, a, b = piece.source, piece.source_start, piece.source_start + piece.n
-    if src.bag_frames is not None:
-        refs = FrameRefs(src.bag_frames.topic, src.bag_frames.refs[a:b])
-        return np.stack([resize_frame(frame, pre, order) for frame, order in iter_frames(src.path, refs)])
-    if src.stored is not None:
+    if src.frames is None:
+        assert src.stored is not None
         return np.asarray(zarr.open_array(store=src.stored.zarr_store(), mode="r")[src.offset + a : src.offset + b])
-    assert src.path is not None and src.frames_key is not None
-    with open_episode(src.path) as f:
-        return resize_frames(f[src.frames_key][a:b], pre, src.color_order)
+    frames = src.frames.read(a, b)
+    return resize_frames(frames.pixels, pre, frames.color_order)
 
 
 @dataclass

@@ -1,12 +1,6 @@
-"""A store's versions: every build writes a new version under its own prefix and commits by one write.
+"""A store's versions: every build writes a new version under its own prefix and commits by one write of the
+pointer (the layout: ``vla_data.store.layout``).
 
-```
-dataset.zarr/
-  vla-data-store.json       the claim (schemas.store.StoreMarker), written before anything else, ever
-  current.json              the pointer (schemas.store.StorePointer): the version readers open; written last
-  versions/v000002-1f0c9a3e/  one complete build: zarr.json, data/..., meta/..., episodes.csv, manifest.json...
-  writer.json               on object storage only: the writer lease while a build runs (vla_data.store.writer_lock)
-```
 Nothing is renamed, so the same design serves a local folder and object storage (which has no atomic
 rename): a reader opens what ``current.json`` names, so it sees the previous complete version or the new one,
 never a part of one. A version is never written again once written, so a build never rewrites what a
@@ -31,11 +25,7 @@ from pydantic import ValidationError
 from schemas.store import StorePointer
 from vla_data import __version__
 from vla_data.store.location import StoreLocation
-from vla_data.store.ownership import BUILD_LOG, EPISODES, MANIFEST, POINTER
-
-VERSIONS = "versions"
-SINGLE_LAYOUT_FOLDERS = ("data", "meta")
-SINGLE_LAYOUT_OBJECTS = ("zarr.json", EPISODES, BUILD_LOG, MANIFEST)  # the manifest last
+from vla_data.store.layout import MANIFEST, POINTER, SINGLE_LAYOUT_FOLDERS, SINGLE_LAYOUT_OBJECTS, VERSIONS, version_prefix
 
 
 class PointerError(ValueError):
@@ -55,7 +45,7 @@ def read_pointer(store: StoreLocation) -> StorePointer | None:
 def objects_of(store: StoreLocation, pointer: StorePointer | None) -> StoreLocation:
     """Where a version's objects lie: ``versions/<id>`` for a pointer, the store itself for a store built before
     versions (no pointer)."""
-    return store if pointer is None else store.child(pointer.prefix)
+    return store if pointer is None else store.child(version_prefix(pointer.version))
 
 
 def next_pointer(store: StoreLocation) -> StorePointer:

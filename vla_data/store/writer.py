@@ -5,7 +5,7 @@ with writing(out, sources, wait=True):            # output checks, the writer lo
     manifest = write_version(out, previous, episodes, selection, options, log_entry)
 ```
 ``episodes`` are the episodes of the new version in store order, each copied from the previous version
-(``EpisodeInput.copied``) or read from a recorder file (``EpisodeInput.recorded``), with its split settled.
+(``EpisodeInput.copied``) or read from a source episode (``EpisodeInput.recorded``), with its split settled.
 The version is written under ``versions/<id>`` of the store (local or on object storage; ``vla_data.store.versions``),
 its stats and manifest computed, and committed by writing ``current.json``; then the versions it superseded
 are removed. A failure or Ctrl-C removes the unfinished version and leaves the previous one current; a build
@@ -38,15 +38,15 @@ from schemas.store import (
     StoreMarker,
 )
 from vla_data import __version__
-from vla_data.sources.bags import FrameRefs
+from vla_data.sources.episode import FrameReader
 from vla_data.store.location import StoreLocation, storage_errors
-from vla_data.store.ownership import BUILD_LOG, LEASE, MANIFEST, Ownership, OwnershipError, check_output, claim, listing, ownership_of
+from vla_data.store.layout import BUILD_LOG, LEASE, MANIFEST, array_path, version_prefix
+from vla_data.store.ownership import Ownership, OwnershipError, check_output, claim, listing, ownership_of
 from vla_data.store.shards import EpisodeSource, fill_frames, plan_shards
 from vla_data.store.stats import ImageMoments, action_stats
 from vla_data.store.reader import (
     FRAMES_PER_SHARD,
     DatasetStore,
-    array_path,
     create_arrays,
     finalize,
     write_episode_ends,
@@ -69,21 +69,19 @@ class EpisodeInput:
     """One episode of the version being written, and where its frames and actions come from."""
 
     record: EpisodeRecord
-    recorder_file: Path | None = None  # None: copied from the previous store
+    frames: dict[str, FrameReader] | None = None  # a source episode's cameras, by name; None: copied from the previous store
     actions: np.ndarray | None = None  # the kept channels, physical units (recorded episodes)
     source_frame_sizes: tuple[tuple[int, int], ...] = ()  # (H, W) of each camera's frames before resizing
-    bag_frames: dict[str, FrameRefs] | None = None  # a bag's: each camera's frame messages, by camera name
 
     @classmethod
     def copied(cls, record: EpisodeRecord) -> EpisodeInput:
         return cls(record)
 
     @classmethod
-    def recorded(cls, record: EpisodeRecord, path: Path, actions: np.ndarray, frame_sizes: tuple[tuple[int, int], ...],
-                 bag_frames: dict[str, FrameRefs] | None = None) -> EpisodeInput:
-        """An episode read from a recorder file (each camera's frames from the dataset its feature names) or a
-        bag (each camera's frames from the messages ``bag_frames`` names)."""
-        return cls(record, path, actions, frame_sizes, bag_frames)
+    def recorded(cls, record: EpisodeRecord, frames: dict[str, FrameReader], actions: np.ndarray,
+                 frame_sizes: tuple[tuple[int, int], ...]) -> EpisodeInput:
+        """An episode read from a source: each camera's frames from its reader (``SourceEpisode.cameras``)."""
+        return cls(record, frames, actions, frame_sizes)
 
 
 @contextmanager
@@ -106,14 +104,14 @@ def write_version(out: StoreLocation, previous: DatasetStore | None, episodes: l
     module doc."""
     claim(out, StoreMarker(tool_version=__version__, created=log_entry.created))
     pointer = next_pointer(out)
-    version = out.child(pointer.prefix)
+    version = out.child(version_prefix(pointer.version))
     try:
         manifest = _write_version(version, previous, episodes, selection, features, options, log_entry, progress)
         with storage_errors(out, "committing the new version"):
             commit(out, pointer)
     except BaseException:
         if _current(out) != pointer.version:  # the commit did not land (a lost reply can hide that it did)
-            out.delete_prefix(pointer.prefix)
+            out.delete_prefix(version_prefix(pointer.version))
         raise
     remove_leftovers(out)  # the versions it superseded
     return manifest
@@ -147,26 +145,23 @@ def _write_version(version: StoreLocation, previous: DatasetStore | None, episod
     frame_sources: dict[str, list[EpisodeSource]] = {c.name: [] for c in cameras}
     for e in episodes:
         r = e.record
-        if e.recorder_file is None:
+        if e.frames is None:
             assert previous is not None and previous_actions is not None
             start = previous_start[r.content_hash]
             actions.append(previous_actions[start : start + r.n_frames])
             for c in cameras:
-                frame_sources[c.name].append(EpisodeSource(r.episode, r.n_frames, None, None, start,
+                frame_sources[c.name].append(EpisodeSource(r.episode, r.n_frames, None, start,
                                                            stored=previous.camera_location(c.name)))
         else:
             assert e.actions is not None
             actions.append(e.actions)
             for c in cameras:
-                assert c.color_order is not None
-                frame_sources[c.name].append(EpisodeSource(
-                    r.episode, r.n_frames, e.recorder_file, c.source, color_order=c.color_order,
-                    bag_frames=e.bag_frames[c.name] if e.bag_frames is not None else None))
+                frame_sources[c.name].append(EpisodeSource(r.episode, r.n_frames, e.frames[c.name]))
     all_actions = np.concatenate(actions).astype(np.float32)
-    group[array_path(action)][:] = all_actions
+    group[array_path(action.name)][:] = all_actions
     write_episode_ends(group, [r.n_frames for r in records])
     tasks = [task for c in cameras
-             for task in plan_shards(frame_sources[c.name], version, array_path(c), FRAMES_PER_SHARD, pre)]
+             for task in plan_shards(frame_sources[c.name], version, array_path(c.name), FRAMES_PER_SHARD, pre)]
     if progress:
         progress.start(n_frames * len(cameras), len(records))
     moments, shard_digests = fill_frames(tasks, options.workers, options.scheduler,

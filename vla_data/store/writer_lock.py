@@ -29,7 +29,7 @@ from filelock import FileLock, Timeout
 
 from schemas.store import StoreWriter
 from vla_data.store.location import StoreLocation
-from vla_data.store.ownership import LEASE
+from vla_data.store.layout import LEASE
 from vla_data.common.refusal import Fix, Refusal
 
 LEASE_POLL_S = 2.0  # how often a waiting build looks at another build's lease

@@ -1,0 +1,51 @@
+"""The one place that names the objects inside a store. Every other module asks here; nothing outside
+``vla_data.store`` spells a path inside a store.
+
+```
+dataset.zarr/                 a local folder, or a URL prefix on object storage (vla_data.store.location)
+  vla-data-store.json         MARKER: schemas.store.StoreMarker, written before anything else: vla-data made it
+  current.json                POINTER: schemas.store.StorePointer, written last: the version readers open
+  writer.json                 LEASE: on object storage, the writer's lease while a build runs
+  versions/<v000002-1f0c9a3e>/ one complete version (version_prefix), never written again once committed:
+    zarr.json                 the zarr v3 group
+    data/<camera>             (N, S, S, 3) uint8 per camera, sharded (array_path)
+    data/action               (N, A) float32
+    meta/episode_ends         (E,) int64 (EPISODE_ENDS)
+    episodes.csv              EPISODES: the episode table (schemas.store.EpisodeRecord), pandas.read_csv reads it
+    build_log.json            BUILD_LOG: what each build added and left out
+    manifest.json             MANIFEST: schemas.store.StoreManifest, what the version holds, every object's sha256
+```
+A store built before versions holds one version's objects at its top, without a pointer (SINGLE_LAYOUT_*).
+"""
+
+from __future__ import annotations
+
+MARKER = "vla-data-store.json"
+POINTER = "current.json"
+LEASE = "writer.json"
+VERSIONS = "versions"
+MANIFEST = "manifest.json"
+EPISODES = "episodes.csv"
+BUILD_LOG = "build_log.json"
+DATA = "data"
+EPISODE_ENDS = "meta/episode_ends"
+SINGLE_LAYOUT_FOLDERS = (DATA, "meta")
+SINGLE_LAYOUT_OBJECTS = ("zarr.json", EPISODES, BUILD_LOG, MANIFEST)  # the manifest last
+
+
+def version_prefix(version: str) -> str:
+    """Where version ``version``'s objects lie inside the store."""
+    return f"{VERSIONS}/{version}"
+
+
+def array_path(name: str) -> str:
+    """Where feature ``name``'s (N, *shape) array lives inside a version."""
+    return f"{DATA}/{name}"
+
+
+def split_array_location(location: str) -> tuple[str, str]:
+    """A camera or action array's location (``STORE/versions/ID/data/NAME``, or ``STORE/data/NAME`` before
+    versions) -> (STORE, the array's path inside its version)."""
+    head, _, name = location.rpartition(f"/{DATA}/")
+    store, _, version = head.rpartition(f"/{VERSIONS}/")
+    return (store if store and version else head), array_path(name)
