@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 
 from pipelines.figures import require_png, save_png
 from schemas.store import Split
+from vla_data.common.ranges import episode_lengths, episode_starts
 from vla_data.store.reader import DatasetStore
 
 EPISODE_LENGTH = "episode length"
@@ -29,7 +30,7 @@ FRAME_COLUMNS = 4
 def sample_frames(store: DatasetStore, n: int, seed: int = 0) -> list[tuple[int, int]]:
     """``(episode, frame index)`` pairs: up to ``n`` episodes without repeats, one random frame of each."""
     ends = store.episode_ends
-    starts = np.concatenate([[0], ends[:-1]])
+    starts = episode_starts(ends)
     nonempty = np.flatnonzero(ends > starts)
     rng = np.random.default_rng(seed)
     chosen = rng.choice(nonempty, size=min(max(n, 0), len(nonempty)), replace=False)
@@ -47,7 +48,7 @@ def store_figure(store: DatasetStore, n_sample_frames: int = 8, seed: int = 0) -
     """The figure ``plot_store`` saves; its axes titles name every panel."""
     table = store.episodes.sort_values("episode").reset_index(drop=True)
     splits = [s.value for s in Split if s.value in set(table["split"])]
-    lengths = np.diff(np.concatenate([[0], store.episode_ends]))
+    lengths = episode_lengths(store.episode_ends)
     frame_split = np.repeat(table["split"].to_numpy(), lengths)
     actions = np.asarray(store.action[:], dtype=np.float64)  # one read
     names = store.manifest.actions.names

@@ -14,6 +14,7 @@ import socket
 import sys
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -32,6 +33,7 @@ from schemas.validation import FileReport
 from schemas.view import ViewOptions
 from vla_data.store.location import StoreLocation
 from vla_data.store.ownership import Ownership, ownership_of
+from vla_data.common.files import atomic_path
 from vla_data.sources.formats import find_sources, source_exists
 from vla_data.common.resize import resize_frames
 from vla_data.store.reader import DatasetStore, open_store
@@ -239,32 +241,25 @@ def record(sink: Sink, name: str, fill: Callable[[rr.RecordingStream], T]) -> T:
                                 "port, or stop the other one")
     rec = rr.RecordingStream("vla-data", recording_id=f"view-{name}")
     rec.set_log_time_enabled(False)  # the frame (and the recorder's time) are the timelines; when it ran is not
-    temporary = None if sink.save is None else sink.save.with_name(f".{sink.save.name}.tmp-{os.getpid()}")
     if sink.save is not None and not sink.save.parent.is_dir():
         raise ViewError(f"{sink.save}: the folder {sink.save.parent} does not exist; create it first")
-    try:
-        if temporary is not None:
-            rec.save(temporary)
-        elif sink.serve:
-            rec.set_sinks(rr.GrpcServerSink("127.0.0.1", port=sink.grpc_port, server_memory_limit=SERVER_MEMORY))
-        else:
-            rec.spawn()
-    except RuntimeError as exc:  # Rerun's sinks report their failures so
-        raise ViewError(f"Rerun could not start the recording ({exc}); check that the folder is writable") from exc
-    try:
+    with ExitStack() as stack:  # a file: renamed into place (atomic_path) once disconnecting wrote its footer
+        try:
+            temporary = None if sink.save is None else stack.enter_context(atomic_path(sink.save))
+            if temporary is not None:
+                rec.save(temporary)
+                stack.callback(rec.disconnect)
+            elif sink.serve:
+                rec.set_sinks(rr.GrpcServerSink("127.0.0.1", port=sink.grpc_port, server_memory_limit=SERVER_MEMORY))
+            else:
+                rec.spawn()
+        except (RuntimeError, OSError) as exc:  # Rerun's sinks report their failures so; an unwritable folder
+            raise ViewError(f"Rerun could not start the recording ({exc}); check that the folder is writable") from exc
         try:
             result = fill(rec)
             rec.flush()
         except RuntimeError as exc:  # Rerun's sinks report their failures so
             raise ViewError(f"Rerun could not take the recording: {exc}") from exc
-        if temporary is not None:
-            rec.disconnect()  # writes the file's footer: the recording is complete
-            os.replace(temporary, sink.save)
-            temporary = None
-    finally:
-        if temporary is not None:
-            rec.disconnect()
-            temporary.unlink(missing_ok=True)
     if sink.serve:
         sink.stream = rec  # its gRPC server holds the recording for the viewer until the sink goes
         rr.serve_web_viewer(web_port=sink.web_port, open_browser=False,

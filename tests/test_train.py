@@ -178,6 +178,9 @@ def test_checkpoints_are_small_pickle_free_verified_and_pruned(learn_store: Path
                             "resume/rng.safetensors", "resume/state.json"])
     assert all(not (p.read_bytes()[:2] == b"\x80\x04") for p in path.rglob("*") if p.is_file())  # no pickle
     assert {f: oct(stat.S_IMODE((path / f).stat().st_mode)) for f in files} == {f: oct(umask_022) for f in files}
+    run_files = ["train_config.json", "summary.json", "log.jsonl"]  # readable by others; no temporary left behind
+    assert {str(p.relative_to(run)) for p in run.glob("*") if p.is_file()} == {*run_files} and all(
+        stat.S_IMODE((run / f).stat().st_mode) == umask_022 for f in run_files)
     meta = ckpt.load_meta(path)
     assert meta.step == 6 and meta.action_names == ["linear_x", "linear_y"] and meta.preprocessing.image_size == 56
     policy, _ = load_policy(run)  # the latest checkpoint, from the folder alone

@@ -92,7 +92,7 @@ def test_a_store_recording_holds_each_episode_as_stored(small_store: Path, tmp_p
     code, text = run_cli("view", str(small_store), "--images", "raw", "--save", str(rrd))
     store = open_store(small_store)
     assert code == 0 and f"wrote {rrd} ({len(store.episodes)} episode(s)" in text, text
-    assert not list(tmp_path.glob(".all.rrd.tmp-*"))
+    assert not list(tmp_path.glob(".all.rrd.*"))
     rec = Recording(rrd)
     names = list(store.manifest.actions.names)
     for row in store.episodes.itertuples():
@@ -201,7 +201,7 @@ def test_bad_inputs_are_one_clear_error(small_store: Path, learn_store: Path, tr
     for args, message in cases:
         code, text = run_cli(*args)
         assert code == 1 and message in text and "Traceback" not in text, (args, text)
-    assert not Path(rrd).exists() and not list(tmp_path.glob(".x.rrd.tmp-*"))
+    assert not Path(rrd).exists() and not list(tmp_path.glob(".x.rrd.*"))
     assert run_cli("view", str(small_store), "--save", rrd, "--serve")[0] == 2
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     done = subprocess.run([*CLI, "view", str(small_store)], capture_output=True, text=True, env=env, timeout=120)

@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from schemas.train import CHECKPOINT_FORMAT, READABLE_CHECKPOINTS, CheckpointMeta
-from vla_data.common.files import open_permissions
+from vla_data.common.files import atomic_path, write_text_atomic
 from vla_data.common.refusal import Refusal
 
 META = "checkpoint.json"
@@ -117,13 +117,10 @@ def save_checkpoint(
     tmp = run_dir / f".{final.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "resume").mkdir(parents=True)
-    save_file(_contiguous(adapter), tmp / ADAPTER)
-    save_file(_contiguous(heads), tmp / HEADS)
     opt_tensors, opt_plain = optimizer_tensors(optimizer)
-    save_file(_contiguous(opt_tensors), tmp / OPTIMIZER)
-    save_file(_contiguous(rng_tensors()), tmp / RNG)
-    for name in (ADAPTER, HEADS, OPTIMIZER, RNG):
-        open_permissions(tmp / name)  # safetensors writes 0600; the JSON files follow the umask
+    for name, tensors in ((ADAPTER, adapter), (HEADS, heads), (OPTIMIZER, opt_tensors), (RNG, rng_tensors())):
+        with atomic_path(tmp / name) as part:  # flushed, with the umask's permissions (safetensors alone: 0600)
+            save_file(_contiguous(tensors), part)
     numpy_state = np.random.get_state()
     state = {
         "resume": resume.__dict__,
@@ -134,9 +131,9 @@ def save_checkpoint(
             "python": list(random.getstate()),
         },
     }
-    (tmp / STATE).write_text(json.dumps(state))
+    write_text_atomic(tmp / STATE, json.dumps(state))
     files = {name: _sha256(tmp / name) for name in (ADAPTER, HEADS, OPTIMIZER, RNG, STATE)}
-    (tmp / META).write_text(meta.model_copy(update={"files": files}).model_dump_json(indent=2) + "\n")
+    write_text_atomic(tmp / META, meta.model_copy(update={"files": files}).model_dump_json(indent=2) + "\n")
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)

@@ -30,6 +30,7 @@ from schemas.train import BackboneSpec, CheckpointMeta, Precision, Schedule, Tra
 from vla_data import __version__
 from vla_data.samples.dataset import WindowDataset
 from vla_data.samples.loader import make_loader
+from vla_data.common.files import write_text_atomic
 from vla_data.common.refusal import Fix
 from vla_model import checkpoint as ckpt
 from vla_model.backbone import load_backbone, locate
@@ -267,7 +268,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: 
         unmirrored_episodes=unmirrored,
     )
     if writer is not None:
-        (run_dir / SUMMARY_FILE).write_text(summary.model_dump_json(indent=2) + "\n")
+        write_text_atomic(run_dir / SUMMARY_FILE, summary.model_dump_json(indent=2) + "\n")
         writer.close()
     accelerator.wait_for_everyone()
     # Several processes: the DDP wrapper's gradient reducer holds the process group. Freed here, while every
@@ -326,11 +327,11 @@ class _Writers:
         from torch.utils.tensorboard import SummaryWriter
 
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / CONFIG_FILE).write_text(config.model_dump_json(indent=2) + "\n")
+        write_text_atomic(run_dir / CONFIG_FILE, config.model_dump_json(indent=2) + "\n")
         log = run_dir / LOG_FILE
         if start_step and log.exists():
-            log.write_text("".join(line + "\n" for line in log.read_text().splitlines()
-                                   if _logged_step(line) <= start_step))
+            write_text_atomic(log, "".join(line + "\n" for line in log.read_text().splitlines()
+                                           if _logged_step(line) <= start_step))
         self.jsonl = open(log, "a")  # noqa: SIM115 - closed in close()
         self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step + 1 if start_step else None)
 

@@ -1,2 +1,2 @@
-"""What every stage shares: atomic file writes, refusals that name settings, the process pool, frame
-conversion (colour order, resize)."""
+"""What every stage shares: atomic file writes, refusals that name settings, the process pool, episode frame
+ranges, frame conversion (colour order, resize)."""

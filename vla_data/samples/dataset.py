@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 
 from schemas.sample import Augment, MirrorRule, SampleField, WindowSpec
 from schemas.store import Split, StoreManifest
+from vla_data.common.ranges import episode_ranges
 from vla_data.samples.augment import mirror_frames, mirror_sign, mirror_words, side_words
 from vla_data.samples.frames import EpisodeFrames, default_memory_budget
 from vla_data.samples.normalize import Normalizer
@@ -98,8 +99,7 @@ class WindowDataset(Dataset[Sample]):
         self.episode_ids = rows["episode"].to_numpy(np.int64)
         self.n_frames = rows["n_frames"].to_numpy(np.int64)
         self.instructions = rows["instruction"].astype(str).tolist()
-        stops = ends[self.episode_ids]
-        ranges = [(int(b - n), int(b)) for b, n in zip(stops, self.n_frames, strict=True)]
+        ranges = episode_ranges(ends, self.episode_ids)
         all_actions = np.asarray(opened.action[:], np.float32)
         self.actions = [all_actions[a:b] for a, b in ranges]  # physical units
         self.which, self.t = anchors(self.n_frames, spec.stride)

@@ -8,13 +8,13 @@ takes or prints a secret. Everything that reads or writes a store (its arrays, i
 and lease) goes through ``StoreLocation``, so no caller knows which backend it has.
 
 Three writes matter for safety and each backend does them its own way: ``write`` of the pointer is atomic (a
-rename locally, one PUT on object storage), ``create`` succeeds only where nothing is (``O_EXCL`` locally, a
-conditional PUT on S3), and ``delete_prefix`` removes one version's objects.
+flushed temporary file and a rename locally, ``vla_data.common.files``; one PUT on object storage), ``create``
+succeeds only where nothing is (a hard link locally, exclusive as ``O_EXCL``; a conditional PUT on S3), and
+``delete_prefix`` removes one version's objects.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +26,8 @@ from zarr.abc.store import Store
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import FsspecStore, LocalStore
+
+from vla_data.common.files import create_bytes_atomic, write_bytes_atomic
 
 
 class LocationError(ValueError):
@@ -151,31 +153,22 @@ class StoreLocation:
         return int(sync(self.zarr_store().getsize(key)))
 
     def write(self, key: str, data: bytes) -> None:
-        """Write one object whole. Locally through a temporary file and a rename, so a reader sees the old
-        bytes or the new, never a part; on object storage one PUT is that already."""
+        """Write one object whole. Locally through ``write_bytes_atomic`` (a flushed temporary file and a
+        rename), so a reader sees the old bytes or the new, never a part; on object storage one PUT is that
+        already."""
         if self.path is not None:
-            target = self.path / key
-            target.parent.mkdir(parents=True, exist_ok=True)
-            temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-            temporary.write_bytes(data)
-            os.replace(temporary, target)
+            write_bytes_atomic(self.path / key, data)
             return
         fs, root = self._fs()
         fs.pipe_file(f"{root}/{key}", data)
 
     def create(self, key: str, data: bytes) -> bool:
         """Write one object only where none is; False (nothing written) when one is there already. Exclusive
-        locally (``O_EXCL``) and on S3 (a conditional PUT); on filesystems whose fsspec package checks then
-        writes, two writers racing within one request's time could both succeed (the lease reads itself back)."""
+        locally (``create_bytes_atomic``: the whole object appears at once) and on S3 (a conditional PUT); on
+        filesystems whose fsspec package checks then writes, two writers racing within one request's time could
+        both succeed (the lease reads itself back)."""
         if self.path is not None:
-            target = self.path / key
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with open(target, "xb") as f:
-                    f.write(data)
-            except FileExistsError:
-                return False
-            return True
+            return create_bytes_atomic(self.path / key, data)
         fs, root = self._fs()
         try:
             fs.pipe_file(f"{root}/{key}", data, mode="create")

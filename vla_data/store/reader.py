@@ -30,6 +30,7 @@ from schemas.store import (
 )
 from vla_data import __version__
 from vla_data.store.location import LocationError, StoreLocation, storage_errors
+from vla_data.common.ranges import ends_of, episode_of, episode_range, episode_ranges
 from vla_data.store.layout import BUILD_LOG, EPISODE_ENDS, EPISODES, MANIFEST, MARKER, POINTER, array_path
 from vla_data.store.ownership import listing
 from vla_data.common.refusal import Fix, Refusal
@@ -82,8 +83,7 @@ class DatasetStore:
         return np.asarray(self.group[EPISODE_ENDS][:])
 
     def episode_range(self, episode: int) -> tuple[int, int]:
-        ends = self.episode_ends
-        return (int(ends[episode - 1]) if episode else 0), int(ends[episode])
+        return episode_range(self.episode_ends, episode)
 
     def build_log(self) -> BuildLog:
         """What each build of this store added, kept, replaced and left out."""
@@ -91,9 +91,9 @@ class DatasetStore:
 
     def split_actions(self, split: str) -> np.ndarray:
         """Every action row of one split's episodes, (N, A) float32 in physical units."""
-        ends, action = self.episode_ends, np.asarray(self.action[:], np.float32)
-        rows = [np.arange(ends[e] - n, ends[e]) for e, n, s in
-                zip(self.episodes["episode"], self.episodes["n_frames"], self.episodes["split"], strict=True) if s == split]
+        action = np.asarray(self.action[:], np.float32)
+        chosen = self.episodes.loc[self.episodes["split"] == split, "episode"]
+        rows = [np.arange(a, b) for a, b in episode_ranges(self.episode_ends, chosen)]
         return action[np.concatenate(rows)] if rows else np.zeros((0, action.shape[1]), np.float32)
 
 
@@ -113,7 +113,7 @@ def create_arrays(root: StoreLocation, n_frames: int, features: list[Feature]) -
 
 
 def write_episode_ends(group: zarr.Group, n_frames: list[int]) -> None:
-    ends = np.cumsum(np.asarray(n_frames, np.int64))
+    ends = ends_of(n_frames)
     group.create_array(EPISODE_ENDS, data=ends, chunks=(max(1, len(ends)),), compressors=ZSTD)
 
 
@@ -241,5 +241,5 @@ def _frames_of(name: str, ends: np.ndarray, manifest: StoreManifest) -> str:
         return f" (array data/{parts[1]})"
     first = int(parts[3]) * FRAMES_PER_SHARD
     last = min(first + FRAMES_PER_SHARD, int(ends[-1]) if len(ends) else first) - 1
-    e0, e1 = (int(np.searchsorted(ends, f, side="right")) for f in (first, last))
+    e0, e1 = episode_of(ends, first), episode_of(ends, last)
     return f" (array data/{parts[1]}, frames {first}..{last}, episodes {e0}..{e1})"

@@ -7,10 +7,11 @@ small results: the image moments of what it wrote, per episode (the train-split 
 second pass), and the sha256 of the shard object (the manifest's checksums need no second read). The caller
 never holds frames.
 
-``fill_frames`` runs the shards in-process, or on ``vla_data.common.pools.executor``: a spawned process pool
-(``workers``) or a Dask cluster (``scheduler``), one ``concurrent.futures`` executor either way. A Dask worker that dies mid-shard has its task run again elsewhere; a shard is written
-whole from its sources, so the retry writes the same bytes. Local workers ignore Ctrl-C: the parent alone
-handles it, cancels the shards not started and waits for the running ones, so the caller can remove the
+``fill_frames`` runs the shards in-process, or through ``vla_data.common.pools.run_as_completed``: a spawned
+process pool (``workers``) or a Dask cluster (``scheduler``), one ``concurrent.futures`` executor either way. A
+Dask worker that dies mid-shard has its task run again elsewhere; a shard is written whole from its sources, so
+the retry writes the same bytes. Local workers ignore Ctrl-C (as every caller of ``vla_data.common.pools``): the
+parent alone handles it, cancels the shards not started and waits for the running ones, so the caller can remove the
 unfinished version knowing no worker still writes into it (a Dask task already running cannot be stopped:
 what it writes after lands in an unfinished version, a leftover the next build or `vla-data gc` removes).
 """
@@ -18,17 +19,14 @@ what it writes after lands in an unfinished version, a leftover the next build o
 from __future__ import annotations
 
 import hashlib
-import signal
-import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, wait
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import zarr
 
 from schemas.store import Preprocessing
-from vla_data.common.pools import executor
+from vla_data.common.pools import run_as_completed
 from vla_data.common.resize import resize_frames
 from vla_data.sources.episode import FrameReader
 from vla_data.store.location import StoreLocation
@@ -125,27 +123,6 @@ def write_shard(task: ShardTask) -> ShardResult:
                        {} if written is None else {key: hashlib.sha256(written).hexdigest()})
 
 
-def _results(tasks: list[ShardTask], workers: int, scheduler: str | None) -> Iterator[tuple[ShardTask, ShardResult]]:
-    if workers <= 1 and scheduler is None:
-        for task in tasks:
-            yield task, write_shard(task)
-        return
-    with executor(workers, scheduler) as pool:
-        # local workers start while submitting: with SIGINT ignored here they inherit the ignore from their first
-        # instruction on (Python keeps an inherited SIG_IGN), so a Ctrl-C never lands in a starting worker
-        main_thread = threading.current_thread() is threading.main_thread()  # only it may set handlers
-        handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
-        try:
-            pending = {pool.submit(write_shard, task): task for task in tasks}
-        finally:
-            if main_thread:
-                signal.signal(signal.SIGINT, handler)
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield pending.pop(future), future.result()
-
-
 def fill_frames(
     tasks: list[ShardTask], workers: int, scheduler: str | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -158,7 +135,7 @@ def fill_frames(
             remaining[piece.source.episode] = remaining.get(piece.source.episode, 0) + piece.n
     moments: dict[int, ImageMoments] = {}
     digests: dict[str, str] = {}
-    for task, result in _results(tasks, workers, scheduler):
+    for task, result in run_as_completed(write_shard, tasks, workers, scheduler):
         finished = 0
         for piece in task.pieces:
             remaining[piece.source.episode] -= piece.n

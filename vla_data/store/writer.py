@@ -38,6 +38,7 @@ from schemas.store import (
     StoreMarker,
 )
 from vla_data import __version__
+from vla_data.common.ranges import episode_ranges
 from vla_data.sources.episode import FrameReader
 from vla_data.store.location import StoreLocation, storage_errors
 from vla_data.store.layout import BUILD_LOG, LEASE, MANIFEST, array_path, version_prefix
@@ -138,9 +139,9 @@ def _write_version(version: StoreLocation, previous: DatasetStore | None, episod
     previous_actions = np.asarray(previous.action[:], np.float32) if previous is not None else None
     previous_start = {}
     if previous is not None:
-        ends = previous.episode_ends
-        previous_start = {h: int(ends[ep]) - int(n) for h, ep, n in zip(
-            previous.episodes["content_hash"], previous.episodes["episode"], previous.episodes["n_frames"], strict=True)}
+        previous_start = {h: start for h, (start, _) in zip(
+            previous.episodes["content_hash"], episode_ranges(previous.episode_ends, previous.episodes["episode"]),
+            strict=True)}
     actions: list[np.ndarray] = []
     frame_sources: dict[str, list[EpisodeSource]] = {c.name: [] for c in cameras}
     for e in episodes:

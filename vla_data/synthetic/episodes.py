@@ -24,7 +24,7 @@ import pandas as pd
 from schemas import ColorOrder, FindingCode, RecorderSettings
 from schemas.recorder import CameraSource
 from schemas.synthetic import SourceFormat, SyntheticConfig
-from vla_data.common.files import atomic_path
+from vla_data.common.files import atomic_path, write_bytes_atomic, write_text_atomic
 from vla_data.synthetic.bags import BagStyle, InstructionPlace, write_bag
 
 TELEOP_SPEED = 1.15  # every teleop value is -1.15, 0 or +1.15
@@ -212,7 +212,8 @@ def make_synthetic(out: Path, config: SyntheticConfig, progress: Callable[[int],
         if progress:
             progress(1)
     if index_rows:
-        pd.DataFrame(index_rows).to_csv(out / SETTINGS.index_csv_name, index=False)
+        with atomic_path(out / SETTINGS.index_csv_name) as tmp:
+            pd.DataFrame(index_rows).to_csv(tmp, index=False)
     if config.defects:
         written += write_defects(out, written, config, rng)
     return written
@@ -235,7 +236,7 @@ def write_defects(out: Path, clean: list[Path], config: SyntheticConfig, rng: np
 
 
 def _not_hdf5(path: Path, ep: Episode, clean: list[Path]) -> Path:
-    path.write_text("episode export failed: disk full\n")
+    write_text_atomic(path, "episode export failed: disk full\n")
     return path
 
 
@@ -276,7 +277,7 @@ def _external_link(f: h5py.File, path: Path) -> None:
 
 def _external_storage(f: h5py.File, path: Path) -> None:
     raw = path.with_suffix(".depth.raw")
-    raw.write_bytes(b"\x00" * 64)
+    write_bytes_atomic(raw, b"\x00" * 64)
     f.create_dataset("depth", shape=(16,), dtype="<f4", external=[(raw.name, 0, 64)])
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from schemas import (
     default_action_names,
 )
 from vla_data import __version__
+from vla_data.common.pools import run_ordered
 from vla_data.sources.formats import format_of
 from vla_data.sources.instructions import InstructionIndex
 from vla_data.validation.bags import check_bag
@@ -156,22 +156,16 @@ def validate(
     root: str = ".",
     progress: Callable[[int], None] | None = None,
 ) -> ValidationReport:
-    """Check every file (in ``options.workers`` processes), then across files. ``progress(n)`` per file done."""
+    """Check every file (in ``options.workers`` spawned processes, ``vla_data.common.pools``), then across files.
+    ``progress(n)`` per file done."""
     index = InstructionIndex.for_files(files, settings.index_csv_name)
     check = partial(check_source, settings=settings, options=options, index=index)
     workers = min(options.workers, len(files), os.cpu_count() or 1)
     reports: list[FileReport] = []
-    if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for found in pool.map(check, files, chunksize=max(1, len(files) // (8 * workers))):
-                reports.extend(found)
-                if progress:
-                    progress(1)
-    else:
-        for file in files:
-            reports.extend(check(file))
-            if progress:
-                progress(1)
+    for found in run_ordered(check, files, workers, chunksize=max(1, len(files) // (8 * workers))):
+        reports.extend(found)
+        if progress:
+            progress(1)
     mark_duplicates(reports)
     mark_odd_frame_sizes(reports, settings)
     return ValidationReport(
