@@ -12,6 +12,7 @@ from pipelines.info import render_info
 from schemas import RecorderSettings
 from schemas.store import BuildOptions
 from vla_data.build.job import build_store
+from vla_data.common.refusal import Refusal
 from vla_data.store.location import StoreLocation
 from vla_data.store.reader import open_store
 
@@ -40,7 +41,7 @@ class BuildBar:
 
 
 def run_build(sources: list[Path], out: Path | str, options: BuildOptions, settings: RecorderSettings,
-              on_wait: Callable[[str], None]) -> str:
+              on_wait: Callable[[Refusal], None]) -> str:
     """Build the store with a progress bar; the report for the user. Raises what ``build_store`` raises."""
     with BuildBar() as bar:
         manifest = build_store(sources, out, options, settings, progress=bar, on_wait=on_wait)

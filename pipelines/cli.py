@@ -315,7 +315,7 @@ def build_splits_cmd(sources: tuple[Path, ...], out: str, image_size: int, resiz
         "build-splits options",
     )
     try:
-        text = run_build(list(sources), out, options, settings, on_wait=lambda message: click.echo(message, err=True))
+        text = run_build(list(sources), out, options, settings, on_wait=lambda notice: click.echo(worded(notice), err=True))
     except BuildRefused as refused:
         click.echo(render_report(refused.report), err=True)
         fail(f"build refused, nothing written: {refused}; fix them or pass --skip-invalid")
@@ -397,7 +397,7 @@ def gc_cmd(store: str, no_wait: bool, break_lease: bool) -> None:
 
     try:
         gone = collect_garbage(StoreLocation.of(store), wait=not no_wait, break_lease=break_lease,
-                               on_wait=lambda message: click.echo(message, err=True))
+                               on_wait=lambda notice: click.echo(worded(notice), err=True))
     except (StoreError, OwnershipError, StoreBusy) as exc:
         fail(exc)
     for leftover in gone:

@@ -16,6 +16,7 @@ from pydantic.fields import FieldInfo
 
 from schemas import ColorOrder, RecorderSettings
 from schemas.bags import BagSettings, EpisodeCut, StampSource
+from schemas.fixes import Refusal
 from schemas.recorder import DEFAULT_CAMERA, CameraSource
 from schemas.sample import WindowSpec
 
@@ -106,12 +107,17 @@ def load_settings_file(path: Path | None) -> dict[str, Any]:
 
 
 def build_model(model: type[M], values: dict[str, Any], what: str) -> M:
-    """Validate user input into ``model``; a failure is a usage error naming each bad field."""
+    """Validate user input into ``model``; a failure is a usage error naming each bad field (a validator's
+    refusal with its fixes as flags)."""
+    from pipelines.wording import worded  # wording reads train's flags, which read this module
+
     try:
         return model.model_validate(values)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or what}: {err['msg']}" for err in exc.errors(include_url=False)
+            f"{'.'.join(str(p) for p in err['loc']) or what}: "
+            + (worded(refusal) if isinstance(refusal := (err.get("ctx") or {}).get("error"), Refusal) else err["msg"])
+            for err in exc.errors(include_url=False)
         )
         raise click.UsageError(f"invalid {what}: {problems}") from exc
 

@@ -11,6 +11,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from schemas import Finding, RecorderSettings, Severity, SourceKind, ValidateOptions, ValidationReport
+from pipelines.wording import worded_hint
 from vla_data.sources.formats import common_root, find_sources
 from vla_data.sources.instructions import IndexCsvError
 from vla_data.validation.checks import validate
@@ -78,9 +79,10 @@ def render_report(report: ValidationReport) -> str:
         for f in findings:
             where = ("(all episodes)" if f.file == root else _short(f.file, root)) + (f" [{f.key}]" if f.key else "")
             out.append(f"  {where}: {f.message}")
-            if f.hint != last_hint:
-                out.append(f"    hint: {f.hint}")
-                last_hint = f.hint
+            hint = worded_hint(f)  # its fixes as the flags that give them
+            if hint != last_hint:
+                out.append(f"    hint: {hint}")
+                last_hint = hint
 
     s = report.summary
     out.append("")

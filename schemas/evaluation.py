@@ -104,8 +104,8 @@ class PredictReport(BaseModel):
     action_offset: int
     cameras: list[str] = Field(description="Each camera the policy read: its name, the dataset and colour order.")
     color_orders: dict[str, ColorOrder] = Field(
-        description="Per camera, the channel order its frames were read in (then turned into RGB): --camera, "
-        "--color-order or --recorder-config if given, else the training camera's.")
+        description="Per camera, the channel order its frames were read in (then turned into RGB): the recorder "
+        "settings' (a camera's color_order) if given, else the training camera's.")
     first_action_mae: list[float | None] = Field(description="Per channel, over the frames with a recorded action.")
     warnings: list[str] = Field(default_factory=list, description="What may make the predictions worse than eval's.")
     steps: list[PredictedStep]

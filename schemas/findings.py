@@ -1,14 +1,21 @@
 """Findings: what validation says about a recorder episode, with a stable code, a severity and a hint.
 
+A hint names no CLI flag: where a setting fixes the problem, the finding carries it as a ``Fix`` (the one
+definition refusals use too), and each front end words it: ``worded_hint`` as settings for the Python API, the
+CLI's report as flags (``pipelines.wording``); the JSON report carries the settings themselves.
+
 The code is the contract other tools key on (CI gates, dashboards, ``--json`` consumers); its severity is
 fixed here, once, and never chosen at the place that raises it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+from schemas.fixes import Fix, as_setting, with_fixes
 
 
 class Severity(StrEnum):
@@ -78,12 +85,18 @@ class Finding(BaseModel):
     file: str
     key: str | None = None
     message: str
-    hint: str
+    hint: str = Field(description="What to do, in words that name no flag (empty where the fixes say it all).")
+    fixes: tuple[Fix, ...] = Field((), description="Settings that resolve it, each another way out after the hint.")
 
     @classmethod
-    def of(cls, code: FindingCode, file: object, key: str | None, message: str, hint: str) -> Finding:
+    def of(cls, code: FindingCode, file: object, key: str | None, message: str, hint: str, *fixes: Fix) -> Finding:
         """A finding about ``file`` (a path or its text)."""
-        return cls(code=code, file=str(file), key=key, message=message, hint=hint)
+        return cls(code=code, file=str(file), key=key, message=message, hint=hint, fixes=fixes)
+
+    def worded_hint(self, word: Callable[[Fix], str] = as_setting) -> str:
+        """The hint with each fix worded by ``word`` (the CLI passes its flag wording): ``hint, or fix``; a
+        hint that ends in a colon leads into its fixes (``if the stamps are wrong: fix``)."""
+        return with_fixes(self.hint, self.fixes, word, " " if self.hint.endswith(":") else ", or ")
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -28,6 +28,7 @@ from pydantic_core import PydanticCustomError
 
 from schemas.bags import DEFAULT_CAMERA_TOPIC, BagSettings
 from schemas.findings import Finding, FindingCode
+from schemas.fixes import Fix, SettingsRefusal
 from schemas.sample import WindowSpec
 
 DEFAULT_ACTION_NAMES = ("linear_x", "linear_y", "angular_z")
@@ -145,9 +146,9 @@ class RecorderSettings(BaseModel):
     @model_validator(mode="after")
     def _bag_channels(self) -> Self:
         if "command_fields" in self.bag.model_fields_set and len(self.bag.command_fields) != self.action_dim:
-            raise ValueError(f"the bag command fields {', '.join(self.bag.command_fields)} give "
-                             f"{len(self.bag.command_fields)} action channel(s) and action_dim is {self.action_dim}: "
-                             "give the same number (--action-dim)")
+            raise SettingsRefusal(f"the bag command fields {', '.join(self.bag.command_fields)} give "
+                                  f"{len(self.bag.command_fields)} action channel(s) and action_dim is "
+                                  f"{self.action_dim}: give the same number", Fix({"action_dim": len(self.bag.command_fields)}))
         topics = [t for t in self.camera_topics.values() if t is not None]
         repeated = sorted({t for t in topics if topics.count(t) > 1})
         if repeated:
@@ -219,9 +220,10 @@ class ArrayHeader(BaseModel):
     dtype: str
 
 
-def _fail(code: FindingCode, message: str, hint: str, key: str | None) -> PydanticCustomError:
+def _fail(code: FindingCode, message: str, hint: str, key: str | None, *fixes: Fix) -> PydanticCustomError:
     # Messages are pre-formatted: braces in file or key names must not be taken as template fields.
-    return PydanticCustomError(code.value, message.replace("{", "{{").replace("}", "}}"), {"hint": hint, "key": key})
+    return PydanticCustomError(code.value, message.replace("{", "{{").replace("}", "}}"),
+                               {"hint": hint, "key": key, "fixes": fixes})
 
 
 def _closest(wanted: str, keys: list[str], known: tuple[str, ...]) -> str | None:
@@ -296,25 +298,23 @@ class RawEpisode(BaseModel):
         if near:
             message = f"no dataset `{wanted}`; found `{near}`; the recorder writes `{wanted}`"
             order = KNOWN_COLOR_ORDERS.get(near) if which == "frames" else None
-            if which == "actions":
-                fix = f"--actions-key {near}"
-            elif single:
-                fix = f"--frames-key {near} --color-order {order or 'bgr|rgb'}"
-            else:
-                fix = f"--camera {camera}={near}:{order or 'bgr|rgb'}"
-            hint = f"rename `{near}` to `{wanted}`, or pass {fix}"
-            if which == "frames":
-                hint += (f" (that recorder layout stores {order.upper()} frames)" if order else
-                         ", the colour order that recorder stores its frames in (a red object must look red in "
-                         "`vla-data inspect-sample`)")
+            where = "camera." if single else f"cameras[{camera}]."
+            given = ({"actions_key": near} if which == "actions" else
+                     {f"{where}key": near, f"{where}color_order": order or "bgr|rgb"})
+            effect = "" if which == "actions" else (
+                f"(that recorder layout stores {order.upper()} frames)" if order else
+                "(the colour order that recorder stores its frames in: a red object must look red in "
+                "`vla-data inspect-sample`)")
+            hint, fixes = f"rename `{near}` to `{wanted}`", (Fix(given, effect),)
         else:
             have = ", ".join(f"`{k}`" for k in keys) or "no datasets at all"
             message = f"no dataset `{wanted}` (the file has {have})"
-            flag = {"actions": "--actions-key", "frames": "--frames-key" if single else f"--camera {camera}=KEY"}[which]
-            hint = f"record the {which} under `{wanted}`, or pass {flag} with the name this recorder uses"
+            setting = "actions_key" if which == "actions" else "camera.key" if single else f"cameras[{camera}].key"
+            hint = f"record the {which} under `{wanted}`"
+            fixes = (Fix({setting: "KEY"}, "with the name this recorder uses"),)
         if camera is not None and len(settings.cameras) > 1:
             message = f"camera {camera}: {message}"
-        return _fail(FindingCode.dataset_missing, message, hint, wanted)
+        return _fail(FindingCode.dataset_missing, message, hint, wanted, *fixes)
 
     @field_validator("cameras")
     @classmethod
@@ -369,8 +369,9 @@ class RawEpisode(BaseModel):
             raise _fail(
                 FindingCode.wrong_channels,
                 f"`{v.key}` has {v.shape[1]} channels; this recorder writes {settings.action_dim}",
-                f"pass --action-dim {v.shape[1]} if this recorder really writes {v.shape[1]} channels",
+                f"record {settings.action_dim} channels per row",
                 v.key,
+                Fix({"action_dim": v.shape[1]}, f"if this recorder really writes {v.shape[1]} channels"),
             )
         if np.dtype(v.dtype).kind != "f":
             raise _fail(
@@ -408,11 +409,12 @@ class RawEpisode(BaseModel):
                 raise _fail(
                     FindingCode.instruction_missing,
                     f"no instruction: no message on {bag.instruction_topic}, no `{bag.instruction_metadata_key}` in "
-                    f"the bag's metadata, not in {settings.index_csv_name}, no --instruction, and the bag's name "
-                    "names no target side",
-                    f"pass --instruction TEXT, add a row (episode_path, instruction) to {settings.index_csv_name} "
-                    f"beside the bags, or record a std_msgs/String on {bag.instruction_topic}",
+                    f"the bag's metadata, not in {settings.index_csv_name}, no instruction setting, and the bag's "
+                    "name names no target side",
+                    f"add a row (episode_path, instruction) to {settings.index_csv_name} beside the bags, or record a "
+                    f"std_msgs/String on {bag.instruction_topic}",
                     bag.instruction_topic,
+                    Fix({"instruction": "TEXT"}),
                 )
             raise _fail(
                 FindingCode.instruction_missing,
@@ -465,7 +467,8 @@ class RawEpisode(BaseModel):
                 except ValueError:  # a plain type error in the facts themselves: a reader bug, still reported
                     code, ctx = FindingCode.corrupt_file, {"hint": "report this file to the vla-data maintainers"}
                 findings.append(
-                    Finding(code=code, file=facts["path"], key=ctx.get("key"), message=err["msg"], hint=ctx["hint"])
+                    Finding(code=code, file=facts["path"], key=ctx.get("key"), message=err["msg"], hint=ctx["hint"],
+                            fixes=ctx.get("fixes", ()))
                 )
             return None, findings
 
@@ -513,7 +516,8 @@ class RawEpisode(BaseModel):
                         file=self.path,
                         key=self.actions.key if self.actions else settings.actions_key,
                         message=f"|action| reaches {peak:.3g}, beyond the bound {settings.action_bound:g}",
-                        hint="check the units (teleop sends +-1.15); raise --action-bound if this speed is real",
+                        hint="check the units (teleop sends +-1.15)",
+                        fixes=(Fix({"action_bound": f"{math.ceil(peak * 10) / 10:g}"}, "if this speed is real"),),
                     )
                 )
         full = full_windows(t, spec)

@@ -96,7 +96,7 @@ class MirrorRule(BaseModel):
 
     negate_channels: tuple[NonNegativeInt, ...] | None = Field(
         None,
-        description="Recorder action channels (indices into the recorder's row, as --action-channels) that change "
+        description="Recorder action channels (indices into the recorder's row, as action_channels) that change "
         "sign in a mirror. None: the teleop recorder's lateral ones, linear_y (1) and angular_z (2), and only for "
         "a recorder of those 3 channels; any other recorder must list them.",
     )

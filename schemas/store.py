@@ -75,7 +75,7 @@ class DroppedChannel(BaseModel):
     value: float | None = Field(
         None,
         description="The one value it held in every source episode when it was dropped as constant "
-        "(--action-channels auto); None: dropped by an explicit --action-channels.",
+        "(action_channels=auto); None: dropped by an explicit action_channels.",
     )
 
 
@@ -469,7 +469,7 @@ class BuildLogEntry(BaseModel):
     duplicates: list[Duplicate] = Field(default_factory=list, description="Sources left out: same content as another.")
     replaced: list[ReplacedEpisode] = Field(default_factory=list)
     unmatched_split_rows: list[str] = Field(
-        default_factory=list, description="--split-file rows that named no source episode (ignored)."
+        default_factory=list, description="split_file rows that named no source episode (ignored)."
     )
 
 

@@ -6,6 +6,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from schemas.fixes import Fix, SettingsRefusal
+
 
 class SourceFormat(StrEnum):
     hdf5 = "hdf5"  # one .h5 file per episode, as the ROS 2 teleop collector writes
@@ -38,7 +40,9 @@ class SyntheticConfig(BaseModel):
     @model_validator(mode="after")
     def _defects_need_company(self) -> SyntheticConfig:
         if self.defects and self.format == SourceFormat.rosbag2:
-            raise ValueError("--defects writes HDF5 files; the bag findings are tested with bags the tests write")
+            raise SettingsRefusal("defects writes HDF5 files; the bag findings are tested with bags the tests write",
+                                  Fix({"format": SourceFormat.hdf5.value}), Fix({"defects": False}))
         if self.defects and self.episodes < 2:
-            raise ValueError("--defects needs --episodes >= 2: duplicates and odd frame sizes are judged against them")
+            raise SettingsRefusal("defects needs company: duplicates and odd frame sizes are judged against the other "
+                                  "episodes", Fix({"episodes": 2}, "or more"))
         return self

@@ -23,7 +23,7 @@ class ViewOptions(BaseModel):
     episodes: list[str] = Field(
         default_factory=list,
         description="Episodes to show: store episode ids, or source file names (with or without .h5); every one "
-        "asked is shown. [default: the first --max-episodes]")
+        "asked is shown. [default: the first max_episodes]")
     split: Split | None = Field(None, description="Only episodes of this store split. [default: every split]")
     max_episodes: int = Field(8, ge=1, description="Show at most this many episodes when none are named.")
     images: ImageEncoding = Field(ImageEncoding.jpeg, description="How frames are logged: jpeg (small) or raw (exact).")

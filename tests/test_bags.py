@@ -17,6 +17,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 
 from conftest import run_cli
 from pipelines.cli import main
+from pipelines.wording import worded_hint
 from schemas import FindingCode, RecorderSettings, Severity, SourceKind, ValidateOptions, ValidationReport
 from schemas.evaluation import PredictReport
 from schemas.bags import BagSettings, COMPRESSED_TYPE, IMAGE_TYPE, STRING_TYPE, TWIST_STAMPED_TYPE, TWIST_TYPE
@@ -395,8 +396,8 @@ def test_each_bag_finding(make, tmp_path: Path) -> None:
         c for c, m in BAG_FINDINGS.items() if m is make)
     report = check(bag, settings)
     hits = [f for f in report.findings if f.code == code]
-    assert len(hits) == 1 and says in hits[0].message + hits[0].hint, report.findings
-    assert hits[0].hint and hits[0].file == str(bag)
+    assert len(hits) == 1 and says in hits[0].message + worded_hint(hits[0]), report.findings
+    assert (hits[0].hint or hits[0].fixes) and hits[0].file == str(bag)
     assert {f.code for f in report.findings if f.severity == Severity.error} <= {code}
     if hits[0].severity == Severity.error and settings == RecorderSettings():  # the CLI with default flags
         code_cli, out = run_cli("build-splits", str(bag), "-o", str(tmp_path / "ds.zarr"), "--image-size", "8")
@@ -406,7 +407,7 @@ def test_each_bag_finding(make, tmp_path: Path) -> None:
 def test_the_topic_hint_names_the_flag(tmp_path: Path) -> None:
     bag, _, _ = _topic_missing(tmp_path)
     (finding,) = check(bag).findings
-    assert finding.hint == "pass --camera-topic /front/image_raw"
+    assert worded_hint(finding) == "pass --camera-topic /front/image_raw"
     code, out = run_cli("validate", str(bag), "--camera-topic", "/front/image_raw")
     assert code == 0, out
 

@@ -84,7 +84,7 @@ def test_validate_checks_every_camera(two_camera_raw: Path, tmp_path: Path) -> N
     assert length["key"] == SIDE.key
     (absent,) = [f for f in findings[missing.name] if f["severity"] == "error"]
     assert absent["code"] == "dataset_missing" and "camera side" in absent["message"]
-    assert "--camera side=" in absent["hint"]
+    assert any(setting.startswith("cameras[side].") for fix in absent["fixes"] for setting in fix["settings"])
 
 
 def test_the_store_holds_each_camera_resized_once_in_its_colour_order(two_camera_raw: Path,

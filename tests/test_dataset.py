@@ -197,11 +197,11 @@ def test_mirror_refuses_a_recorder_it_cannot_tell_and_follows_an_explicit_rule(
     store = lateral_store(tmp_path_factory, 2)  # [vx, wz] say: not the teleop recorder's row
     assert len(WindowDataset(store, "train")) == 6 + 9  # unaugmented, nothing to decide
     with pytest.raises(ValueError, match=r"recorder has 2 action channels .* data\.mirror\.negate_channels in the train "
-                                         r"config, --negate-channels for inspect-sample, "
-                                         r"MirrorRule\(negate_channels=\.\.\.\) in Python"):
+                                         r"config; set mirror\.negate_channels=C,C"):
         WindowDataset(store, "train", augment="mirror")
     refused = inspect_sample(store, "--augment", "mirror", "--json")
     assert refused.exit_code == 1 and "list their recorder indices in data.mirror.negate_channels" in refused.output
+    assert "pass --negate-channels C,C" in refused.output  # inspect-sample words the setting as its flag
     given = inspect_sample(store, "--augment", "mirror", "--negate-channels", "1", "--index", "-1", "--json")
     assert given.exit_code == 0, given.output
     summary = SampleSummary.model_validate_json(given.stdout)  # the 9-frame episode's last anchor, t=8, mirrored

@@ -7,6 +7,7 @@ from pathlib import Path
 import h5py
 import pytest
 
+from pipelines.wording import worded_hint
 from vla_data.build.plan import select_channels
 from schemas import SEVERITY, FileReport, FindingCode, RecorderSettings, Severity, ValidateOptions, ValidationReport
 from schemas.store import BuildOptions, DroppedChannel
@@ -119,7 +120,8 @@ def test_frozen_camera_needs_the_deep_pass(reports: dict[bool, ValidationReport]
 def test_missing_dataset_suggests_the_name_found(defect_dir: Path, reports: dict[bool, ValidationReport]) -> None:
     (finding,) = [f for f in reports[False].findings if f.code == FindingCode.dataset_missing]
     assert "found `rgb`; the recorder writes `images`" in finding.message
-    assert "--frames-key rgb" in finding.hint
+    assert finding.fixes[0].settings["camera.key"] == "rgb" and "--" not in finding.hint  # the setting, not the flag
+    assert "--frames-key rgb" in worded_hint(finding)  # the CLI's wording of it
 
 
 def test_short_episode_says_how_many_samples(defect_dir: Path, reports: dict[bool, ValidationReport]) -> None:

@@ -90,5 +90,5 @@ def test_same_seed_same_episodes(tmp_path: Path) -> None:
 
 
 def test_defects_need_clean_company() -> None:
-    with pytest.raises(ValueError, match="--episodes >= 2"):
+    with pytest.raises(ValueError, match="set episodes=2 or more"):  # the Python API names the setting
         SyntheticConfig(episodes=1, defects=True)

@@ -128,7 +128,7 @@ def test_validating_while_the_recorder_holds_the_file(clean_dir: Path, tmp_path:
         (["validate", ".", "--action-bound", "-1"], "action_bound"),
         (["validate", ".", "--json", "out.h5"], "looks like an episode file"),
         (["make-synthetic", "x", "--image-size", "720by1280"], "is not HxW"),
-        (["make-synthetic", "x", "--episodes", "1", "--defects"], "--episodes >= 2"),
+        (["make-synthetic", "x", "--episodes", "1", "--defects"], "pass --episodes 2 or more"),
     ],
 )
 def test_usage_errors_exit_2(args: list[str], message: str, tmp_path: Path) -> None:
@@ -196,8 +196,11 @@ def test_the_hint_for_the_newer_layout_names_its_colour_order_and_following_it_k
             dst.create_dataset("observations/images", data=src["images"][()][..., ::-1], chunks=True)
     shutil.copy(clean_dir / "dataset_index.csv", newer)
     report = ValidationReport.model_validate_json(run("validate", str(newer), "--json", "-")[1])
-    hints = {f.hint for f in report.findings if f.code == FindingCode.dataset_missing}
-    assert hints and all("--frames-key observations/images --color-order rgb" in h for h in hints)
+    fixes = [f.fixes for f in report.findings if f.code == FindingCode.dataset_missing]  # the JSON names settings
+    assert fixes and all(fix[0].settings == {"camera.key": "observations/images", "camera.color_order": "rgb"}
+                         for fix in fixes)
+    said = run("validate", str(newer))[1]  # the report words them as flags
+    assert "--frames-key observations/images --color-order rgb" in said
     out = tmp_path / "ds.zarr"
     code, text = run("build-splits", str(newer), "-o", str(out), "--image-size", "16",
                      "--frames-key", "observations/images", "--color-order", "rgb")

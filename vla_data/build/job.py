@@ -20,6 +20,7 @@ from schemas import RecorderSettings, ValidateOptions, ValidationReport
 from schemas.store import BuildOptions, StoreManifest
 from vla_data.store.ownership import check_output
 from vla_data.common.pools import SchedulerError, check_scheduler
+from vla_data.common.refusal import Refusal
 from vla_data.sources.formats import common_root, find_sources
 from vla_data.store.location import LocationError, StoreLocation, storage_errors
 from vla_data.store.reader import StoreError
@@ -42,7 +43,7 @@ def build_store(
     options: BuildOptions,
     settings: RecorderSettings,
     progress: BuildProgress | None = None,
-    on_wait: Callable[[str], None] | None = None,
+    on_wait: Callable[[Refusal], None] | None = None,
 ) -> StoreManifest:
     """Build (or extend) the store at ``out`` from ``sources``; see the module doc. Raises ``BuildRefused``,
     ``StoreError``, ``OwnershipError`` or ``StoreBusy`` with a message for the user; ``on_wait`` hears that
@@ -62,5 +63,7 @@ def build_store(
                 raise BuildRefused(report)  # before the lock: a refused build writes nothing at all
             with writing(store, sources, options.wait, on_wait):
                 return build_version(report, root, store, options, settings, progress)
-    except (LocationError, SchedulerError) as exc:
+    except LocationError as exc:
         raise StoreError(str(exc)) from exc
+    except SchedulerError as exc:
+        raise StoreError(exc.message, *exc.fixes) from exc  # its fixes too, for the CLI to word as flags

@@ -52,6 +52,11 @@ def _temporary(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def is_temporary_of(name: str, target: str) -> bool:
+    """``name`` is one of the temporary files this module writes beside a file named ``target``."""
+    return name.startswith(f".{target}.") and name.endswith(".tmp")
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to (by any means); if the block succeeds it is flushed to

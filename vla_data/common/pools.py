@@ -26,13 +26,18 @@ from typing import TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
+from vla_data.common.refusal import Fix, Refusal
+
 
 def _ignore_interrupt() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-class SchedulerError(ValueError):
+class SchedulerError(Refusal, ValueError):
     """A Dask scheduler that cannot be used (not installed, not reachable); says which and what to do."""
+
+
+LOCAL = Fix({"workers": "N", "scheduler": False}, "to build with local processes")
 
 
 def _client(scheduler: str):  # -> distributed.Client; Dask is an optional extra, imported only here
@@ -40,14 +45,13 @@ def _client(scheduler: str):  # -> distributed.Client; Dask is an optional extra
     try:
         from distributed import Client
     except ImportError as exc:
-        raise SchedulerError(f"--scheduler {scheduler}: Dask is not installed here; `pip install vla-data[dask]`, "
-                             "or build with --workers N") from exc
+        raise SchedulerError(f"scheduler {scheduler}: Dask is not installed here; `pip install vla-data[dask]`",
+                             LOCAL) from exc
     try:
         return Client(scheduler, timeout="10s")
     except (OSError, TimeoutError, ValueError) as exc:
-        raise SchedulerError(f"--scheduler {scheduler}: no Dask scheduler answers there ({exc}); start one "
-                             "(`dask scheduler`, and `dask worker ADDRESS` on each machine), or build with "
-                             "--workers N") from exc
+        raise SchedulerError(f"scheduler {scheduler}: no Dask scheduler answers there ({exc}); start one "
+                             "(`dask scheduler`, and `dask worker ADDRESS` on each machine)", LOCAL) from exc
 
 
 def check_scheduler(scheduler: str | None) -> None:

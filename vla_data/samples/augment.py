@@ -7,12 +7,13 @@ import unicodedata
 
 import numpy as np
 
+from schemas.fixes import Fix, SettingsRefusal
 from schemas.recorder import DEFAULT_ACTION_NAMES, DEFAULT_MIRROR_NEGATE
 from schemas.sample import MirrorRule
 from schemas.store import ActionSelection
 
-NEGATE_SETTING = ("data.mirror.negate_channels in the train config, --negate-channels for inspect-sample, "
-                  "MirrorRule(negate_channels=...) in Python")
+NEGATE_SETTING = "data.mirror.negate_channels in the train config"  # elsewhere the fix's mirror.negate_channels
+NEGATE = Fix({"mirror.negate_channels": "C,C"}, "(the recorder indices of the channels that change sign)")
 
 
 GLUE = frozenset({"Lu", "Ll", "Lt", "Nd", "Pc"})  # cased letters, digits, _: these make a longer word
@@ -60,16 +61,16 @@ def mirror_sign(actions: ActionSelection, rule: MirrorRule) -> np.ndarray:
     negate = rule.negate_channels
     if negate is None:
         if actions.recorder_dim != len(DEFAULT_ACTION_NAMES):
-            raise ValueError(
+            raise SettingsRefusal(
                 f"augment=mirror: the store's recorder has {actions.recorder_dim} action channels ({kept}), not the "
                 f"teleop recorder's {len(DEFAULT_ACTION_NAMES)} ({', '.join(DEFAULT_ACTION_NAMES)}), so which of "
-                f"them change sign in a mirror is unknown; list their recorder indices in {NEGATE_SETTING}"
+                f"them change sign in a mirror is unknown; list their recorder indices in {NEGATE_SETTING}", NEGATE
             )
         negate = DEFAULT_MIRROR_NEGATE
     unknown = [c for c in negate if c >= actions.recorder_dim]
     if unknown:
-        raise ValueError(f"augment=mirror: negate_channels {unknown} are not channels of the store's recorder "
-                         f"({kept}); fix {NEGATE_SETTING}")
+        raise SettingsRefusal(f"augment=mirror: negate_channels {unknown} are not channels of the store's recorder "
+                              f"({kept}); fix {NEGATE_SETTING}", NEGATE)
     return np.array([-1.0 if c in negate else 1.0 for c in actions.channels], np.float32)
 
 

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from vla_data.store.layout import split_array_location
 from vla_data.store.location import StoreLocation
+from vla_data.common.refusal import Fix
 from vla_data.store.reader import StoreError
 
 MEMORY_FRACTION = 0.25  # default budget: this share of the RAM available when the dataset is made
@@ -89,8 +90,8 @@ class EpisodeFrames:
             ids = ", ".join(str(self.episode_ids[i]) for i in episodes)
             raise StoreError(
                 f"{store}: {array} frames {start}..{stop - 1} (episode{'s' if len(episodes) > 1 else ''} {ids}) "
-                f"cannot be decoded ({type(exc).__name__}: {str(exc)[:120]}); the store is damaged: "
-                f"`vla-data info {store} --verify` names every damaged object; rebuild the store from its sources"
+                f"cannot be decoded ({type(exc).__name__}: {str(exc)[:120]}); the store is damaged: rebuild it from "
+                "its sources", Fix({"verify": True}, "to name every damaged object", command=f"info {store}")
             ) from exc
 
     def _spans(self) -> list[tuple[int, int, list[int]]]:

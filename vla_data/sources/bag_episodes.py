@@ -19,6 +19,7 @@ import numpy as np
 from rosbags.rosbag2 import Reader
 
 from schemas import ArrayHeader, ColorOrder, Finding, FindingCode, RecorderSettings, SourceKind
+from schemas.fixes import Fix
 from schemas.bags import CAMERA_TYPES, COMMAND_TYPES, COMPRESSED_TYPE, EVENT_END, EVENT_START, STRING_TYPE, EpisodeCut
 from vla_client.protocol import ENCODINGS
 from vla_client.ros import IMAGE_ENCODINGS, compressed_format
@@ -72,24 +73,24 @@ def _topic_findings(path: Path, topics: dict[str, tuple[str, int]], settings: Re
     several = len(settings.cameras) > 1
     for name, topic, types, what in wanted:
         label = f"camera {name}: " if several and name else ""
-        flag = (f"--camera-topic {name}=TOPIC" if several else "--camera-topic TOPIC") if name else "--command-topic TOPIC"
+        setting = (f"cameras[{name}].topic" if several else "camera.topic") if name else "bag.command_topic"
         if topic is None:
             findings.append(_finding(FindingCode.topic_missing, path, None, f"{label}no topic given for this camera",
-                                     f"pass {flag} (the bag has {have})"))
+                                     "", Fix({setting: "TOPIC"}, f"(the bag has {have})")))
             continue
         if topic not in topics:
             near = _closest(topic, topics, types)
-            fix = flag.replace("TOPIC", near) if near else flag
+
             findings.append(_finding(
                 FindingCode.topic_missing, path, topic,
                 f"{label}no topic {topic}" + (f"; found {near} ({topics[near][0]})" if near else f" (the bag has {have})"),
-                f"pass {fix}" + ("" if near else f" with the {what} topic this robot records")))
+                "", Fix({setting: near or "TOPIC"}, "" if near else f"with the {what} topic this robot records")))
             continue
         kind = topics[topic][0]
         if kind not in types:
             findings.append(_finding(
                 FindingCode.unsupported_message, path, topic, f"{label}{topic} is {kind}; a {what} topic is "
-                f"{' or '.join(types)}", f"record the {what} as {' or '.join(types)}, or pass {flag} naming one"))
+                f"{' or '.join(types)}", f"record the {what} as {' or '.join(types)}", Fix({setting: "TOPIC"}, "naming one")))
             continue
         if name is not None:
             found[name] = topic
@@ -107,7 +108,7 @@ def _order_findings(path: Path, topic: str, stamps: list[int], strict: bool) -> 
     return [_finding(FindingCode.stamps_out_of_order, path, topic,
                      f"{topic}: of {len(stamps)} stamps {what}, first at message {int(bad[0]) + 1}",
                      "frames and commands are aligned by stamp; if the header stamps are wrong (a driver that does "
-                     "not fill them), pass --stamp receive to use the time the recorder received each message")]
+                     "not fill them):", Fix({"bag.stamp": "receive"}, "to use the time the recorder received each message"))]
 
 
 def _encoding_findings(path: Path, scan: BagScan) -> list[Finding]:
@@ -224,12 +225,14 @@ def _scan(reader: Reader, path: Path, settings: RecorderSettings, full: bool) ->
         findings.append(_finding(
             FindingCode.unsupported_message, path, bag.command_topic,
             f"{settings.action_dim} action channels asked, and a Twist names {len(settings.command_fields)} by default",
-            f"pass --command-fields with {settings.action_dim} Twist fields (e.g. linear.x,linear.y,angular.z)"))
+            "", Fix({"bag.command_fields": ",".join(["FIELD"] * settings.action_dim)},
+                    f"({settings.action_dim} Twist fields, e.g. linear.x,linear.y,angular.z)")))
     if bag.cut == EpisodeCut.events and bag.events_topic not in topics:
         near = _closest(bag.events_topic, topics, (STRING_TYPE,))
         findings.append(_finding(
             FindingCode.topic_missing, path, bag.events_topic, f"no events topic {bag.events_topic}"
-            + (f"; found {near}" if near else ""), f"pass --events-topic {near or 'TOPIC'}, or --cut gap / --cut bag"))
+            + (f"; found {near}" if near else ""), "", Fix({"bag.events_topic": near or "TOPIC"}),
+            Fix({"bag.cut": "gap"}), Fix({"bag.cut": "bag"})))
     return findings or scan_bag(reader, path, settings, camera_topics, full)
 
 
@@ -248,14 +251,15 @@ def _episodes(path: Path, scan: BagScan, settings: RecorderSettings) -> list[Bag
         findings.append(_finding(
             FindingCode.no_commands, path, bag.command_topic,
             f"no message on {bag.command_topic}: every action would be zero (the robot never moved)",
-            "check that the command topic was recorded (`ros2 bag record ... /cmd_vel`), or pass --command-topic"))
+            "check that the command topic was recorded (`ros2 bag record ... /cmd_vel`)",
+            Fix({"bag.command_topic": "TOPIC"})))
     if findings:
         return findings
     episodes = episodes_of(scan, settings, settings.action_dim)
     if not episodes:
         return [_finding(FindingCode.empty_episode, path, bag.events_topic,
                          f"cut by {bag.cut.value}, the bag gives no episode with frames",
-                         f"check the {bag.events_topic} messages ({EVENT_START} / {EVENT_END}), or pass --cut bag")]
+                         f"check the {bag.events_topic} messages ({EVENT_START} / {EVENT_END})", Fix({"bag.cut": "bag"}))]
     return [BagEpisode(part_path(path, e.part), path, scan, e, _headers(scan, len(e.stamps))) for e in episodes]
 
 

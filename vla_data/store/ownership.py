@@ -14,6 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from schemas.store import StoreManifest, StoreMarker, StorePointer
+from vla_data.common.files import is_temporary_of
 from vla_data.store.layout import LEASE, MANIFEST, MARKER, POINTER
 from vla_data.store.location import StoreLocation
 from vla_data.common.refusal import Refusal
@@ -38,8 +39,8 @@ def ownership(path: Path) -> Ownership:
         return Ownership.absent
     if path.is_symlink() or not path.is_dir():
         return Ownership.foreign
-    if not any(path.iterdir()):
-        return Ownership.empty
+    if all(is_temporary_of(entry.name, MARKER) for entry in path.iterdir()):
+        return Ownership.empty  # nothing, or a build's marker being created this instant (create_bytes_atomic)
     return _claimed(StoreLocation(path=path))
 
 

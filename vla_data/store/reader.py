@@ -157,8 +157,9 @@ def _open(store: StoreLocation) -> DatasetStore:
         pointer, location = now, objects_of(store, now)
         raw_manifest = location.read(MANIFEST)
     if raw_manifest is None and pointer is not None:
-        raise StoreError(f"{store}: its current version {pointer.version} has no {MANIFEST} (deleted by hand?); "
-                         f"run `vla-data info {store} --verify`, or rebuild the store", Fix({"overwrite": True}, "to build it again"))
+        raise StoreError(f"{store}: its current version {pointer.version} has no {MANIFEST} (deleted by hand?)",
+                         Fix({"verify": True}, "to name what else is damaged", command=f"info {store}"),
+                         Fix({"overwrite": True}, "to build it again"))
     if raw_manifest is None:
         if store.read(MARKER) is not None:
             raise StoreError(
@@ -185,7 +186,8 @@ def _open(store: StoreLocation) -> DatasetStore:
         episodes = pd.read_csv(io.BytesIO(table), keep_default_na=False)
         group = zarr.open_group(store=location.zarr_store(), mode="r", zarr_format=3)
     except (OSError, ValueError, KeyError) as exc:
-        raise StoreError(f"{location}: damaged store ({exc}); run `vla-data info {store} --verify`") from exc
+        raise StoreError(f"{location}: damaged store ({exc})",
+                         Fix({"verify": True}, "to name every damaged object", command=f"info {store}")) from exc
     missing = [f for f in manifest.features if array_path(f.name) not in group]
     if missing:
         listed = ", ".join(f"{f.name} ({f.kind.value}, {array_path(f.name)})" for f in missing)

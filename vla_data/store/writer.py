@@ -55,6 +55,7 @@ from vla_data.store.reader import (
 )
 from vla_data.store.versions import Leftover, commit, next_pointer, read_pointer, remove_leftovers
 from vla_data.store.writer_lock import writer_lock
+from vla_data.common.refusal import Refusal
 
 
 class BuildProgress(Protocol):
@@ -87,7 +88,7 @@ class EpisodeInput:
 
 @contextmanager
 def writing(out: StoreLocation, sources: list[Path], wait: bool,
-            on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+            on_wait: Callable[[Refusal], None] | None = None) -> Iterator[None]:
     """The block may write ``out``: it overlaps no source and holds nothing vla-data did not make (checked
     again once the writer lock is held), killed builds' leftovers are removed, and no other build writes it
     until the block ends."""
@@ -220,7 +221,7 @@ def train_stats(actions: np.ndarray, records: list[EpisodeRecord], moments: dict
 
 
 def collect_garbage(out: StoreLocation, wait: bool, break_lease: bool = False,
-                    on_wait: Callable[[str], None] | None = None) -> list[Leftover]:
+                    on_wait: Callable[[Refusal], None] | None = None) -> list[Leftover]:
     """`vla-data gc`: remove what killed builds left in a store (``versions.leftovers``), holding its writer lock
     so that no build is writing them. ``break_lease``: first delete the lease a build on object storage left
     (the user's word that it no longer runs). What was removed."""

@@ -65,9 +65,10 @@ def _me() -> StoreWriter:
 
 
 @contextmanager
-def writer_lock(store: StoreLocation | Path, wait: bool, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+def writer_lock(store: StoreLocation | Path, wait: bool, on_wait: Callable[[Refusal], None] | None = None) -> Iterator[None]:
     """Hold the store's writer lock (or lease) for the block. Busy: raise ``StoreBusy`` (``wait`` False), or
-    call ``on_wait`` with a message naming the holder and wait for it."""
+    call ``on_wait`` with a notice naming the holder (a ``Refusal``: its fixes say how to stop waiting) and wait
+    for it."""
     store = StoreLocation.of(store)
     manager = _file_lock(store.path, wait, on_wait) if store.path is not None else _lease(store, wait, on_wait)
     with manager:
@@ -75,7 +76,7 @@ def writer_lock(store: StoreLocation | Path, wait: bool, on_wait: Callable[[str]
 
 
 @contextmanager
-def _file_lock(out: Path, wait: bool, on_wait: Callable[[str], None] | None) -> Iterator[None]:
+def _file_lock(out: Path, wait: bool, on_wait: Callable[[Refusal], None] | None) -> Iterator[None]:
     path = lock_path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(path)
@@ -87,13 +88,19 @@ def _file_lock(out: Path, wait: bool, on_wait: Callable[[str], None] | None) -> 
             raise StoreBusy(f"{out} is being written by {holder}; run again when it is done",
                             Fix({"wait": True}, "to wait for it")) from None
         if on_wait is not None:
-            on_wait(f"waiting for {holder} to finish writing {out} ...")
+            on_wait(Refusal(f"waiting for {holder} to finish writing {out} ..."))
         lock.acquire()
     try:
         path.write_text(_me().model_dump_json() + "\n")
         yield
     finally:
         lock.release()
+
+
+def _break_lease(store: StoreLocation, holder: str) -> Fix:
+    """How to release the lease of a build that no longer runs (killed on another machine, say)."""
+    return Fix({"break_lease": True}, f"to release its lease if {holder} no longer runs (e.g. it was killed on "
+               "another machine)", command=f"gc {store}")
 
 
 def lease_holder(store: StoreLocation) -> StoreWriter | None:
@@ -116,7 +123,7 @@ def _gone(holder: StoreWriter) -> bool:
 
 
 @contextmanager
-def _lease(store: StoreLocation, wait: bool, on_wait: Callable[[str], None] | None) -> Iterator[None]:
+def _lease(store: StoreLocation, wait: bool, on_wait: Callable[[Refusal], None] | None) -> Iterator[None]:
     me = _me()
     said = False
     while not store.create(LEASE, (me.model_dump_json() + "\n").encode()):
@@ -127,12 +134,10 @@ def _lease(store: StoreLocation, wait: bool, on_wait: Callable[[str], None] | No
             continue
         described = holder.describe() if holder is not None else "another vla-data build"
         if not wait:
-            raise StoreBusy(f"{store} is being written by {described}; run again when it is done (if that build "
-                            f"no longer runs, e.g. it was killed on another machine, `vla-data gc {store} "
-                            "--break-lease` releases its lease)", Fix({"wait": True}, "to wait for it"))
+            raise StoreBusy(f"{store} is being written by {described}; run again when it is done",
+                            Fix({"wait": True}, "to wait for it"), _break_lease(store, "that build"))
         if on_wait is not None and not said:
-            on_wait(f"waiting for {described} to finish writing {store} ... (if it no longer runs, "
-                    f"`vla-data gc {store} --break-lease` releases its lease)")
+            on_wait(Refusal(f"waiting for {described} to finish writing {store} ...", _break_lease(store, "it")))
             said = True
         time.sleep(LEASE_POLL_S)
     if lease_holder(store) != me:  # a filesystem whose exclusive create is not atomic let another build in

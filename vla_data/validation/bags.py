@@ -23,6 +23,7 @@ from schemas import (
     SourceKind,
     ValidateOptions,
 )
+from schemas.fixes import Fix
 from vla_data.sources.bag_episodes import BagEpisode, corrupt_bag, read_bag
 from vla_data.sources.bags import BagError, BagScan, iter_frames
 from vla_data.sources.instructions import InstructionIndex, resolve_instruction
@@ -57,7 +58,8 @@ def _rate_findings(path: Path, scan: BagScan, span: tuple[int, int]) -> list[Fin
             FindingCode.camera_rates_differ, path, scan.cameras[next(iter(rates))].topic,
             f"cameras at different rates: {listed}",
             "the first camera's frames are the clock; each other camera gives its last frame at or before each "
-            "clock frame, so a slower camera's frames repeat: check the cameras' rate settings, or pass --fps"))
+            "clock frame, so a slower camera's frames repeat: check the cameras' rate settings",
+            Fix({"bag.fps": f"{min(rates.values()):.3g}"}, "(the slowest camera's rate)")))
     return findings
 
 

@@ -25,6 +25,7 @@ from schemas import (
     ValidationReport,
     default_action_names,
 )
+from schemas.fixes import Fix
 from vla_data import __version__
 from vla_data.common.pools import run_ordered
 from vla_data.sources.formats import format_of
@@ -88,7 +89,8 @@ def dataset_findings(reports: Sequence[FileReport], root: str, settings: Recorde
             Path(root),
             settings.actions_key,
             f"action channel {c} ({names[c]}) is {lo[c]:g} in every episode",
-            "build-splits --action-channels auto drops it; if the robot should use it, record episodes that do",
+            "if the robot should use it, record episodes that do",
+            Fix({"action_channels": "auto"}, "to drop it from the store", command="build-splits"),
         )
         for c in range(len(lo))
         if lo[c] == hi[c]
