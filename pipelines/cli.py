@@ -485,7 +485,7 @@ def inspect_sample_cmd(store: str, split: str, index: int, spec: WindowSpec, aug
         plot_sample(ds, index, out)
         click.echo(f"wrote {out}", err=as_json)
     if rrd is not None:
-        from pipelines.recording import log_sample
+        from pipelines.rerun_recording import log_sample
         from pipelines.view import Sink, record
         from schemas.view import ImageEncoding
 
