@@ -14,8 +14,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
+from pipelines.cli.flags import BAG_FLAGS
 from schemas import ColorOrder, RecorderSettings
-from schemas.bags import BagSettings, EpisodeCut, StampSource
+from schemas.bags import BagSettings
 from schemas.recorder import DEFAULT_CAMERA, CameraSource
 from schemas.sample import WindowSpec
 
@@ -68,25 +69,11 @@ def _recorder_options(fn: F, instruction: bool) -> F:
             help="ROS 2 bags: a camera's topic (sensor_msgs/Image or CompressedImage); NAME=TOPIC for one of several "
             "cameras, a bare TOPIC for the next camera in order. [default: the first camera's /camera/image_raw]"),
         *[click.option("--" + flag.replace("_", "-"), name, type=kind, help=field_help(BagSettings, (name,)))
-          for flag, name, kind in _BAG_FLAGS],
+          for flag, name, kind in BAG_FLAGS],
     ]
     for option in reversed(options):
         fn = option(fn)
     return fn
-
-
-# ROS 2 bag flags: flag, BagSettings field, click type
-_BAG_FLAGS = [
-    ("command_topic", "command_topic", str),
-    ("command_fields", "command_fields", str),
-    ("instruction_topic", "instruction_topic", str),
-    ("stamp", "stamp", click.Choice([s.value for s in StampSource])),
-    ("command_timeout", "command_timeout_s", float),
-    ("fps", "fps", float),
-    ("cut", "cut", click.Choice([c.value for c in EpisodeCut])),
-    ("events_topic", "events_topic", str),
-    ("gap", "gap_s", float),
-]
 
 
 def load_settings_file(path: Path | None) -> dict[str, Any]:
@@ -135,8 +122,8 @@ def recorder_settings(recorder_config: Path | None, cameras: tuple[str, ...] = (
     values = load_settings_file(recorder_config)
     frames_key, color_order = flags.pop("frames_key", None), flags.pop("color_order", None)
     topics: tuple[str, ...] = flags.pop("camera_topics", ())
-    bag = {name: flags.pop(flag) for flag, name, _ in _BAG_FLAGS if flags.get(flag) is not None}
-    for flag, _, _ in _BAG_FLAGS:
+    bag = {name: flags.pop(flag) for flag, name, _ in BAG_FLAGS if flags.get(flag) is not None}
+    for flag, _, _ in BAG_FLAGS:
         flags.pop(flag, None)
     if isinstance(bag.get("command_fields"), str):
         bag["command_fields"] = [f.strip() for f in bag["command_fields"].split(",") if f.strip()]

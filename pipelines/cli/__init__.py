@@ -8,7 +8,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 from click.core import ParameterSource
@@ -17,8 +17,9 @@ from tqdm import tqdm
 from pipelines.build_splits import run_build
 from pipelines.figures import require_png
 from pipelines.info import render_info, store_json
-from pipelines.options import (
+from pipelines.cli.options import (
     build_model,
+    load_settings_file,
     model_flags,
     recorder_options,
     recorder_settings,
@@ -26,9 +27,8 @@ from pipelines.options import (
     window_options,
 )
 from pipelines.store_plot import plot_store
-from pipelines.train import FLAGS as TRAIN_FLAGS
 from pipelines.validate import render_report, run_validate
-from pipelines.wording import worded
+from pipelines.cli.flags import EVAL_FLAGS, SERVE_FLAGS, TRAIN_FLAGS, VIEW_FLAGS, worded
 from schemas import ValidateOptions
 from schemas.evaluation import EvalOptions
 from schemas.sample import Augment, MirrorRule, WindowSpec
@@ -500,6 +500,21 @@ def inspect_sample_cmd(store: str, split: str, index: int, spec: WindowSpec, aug
         click.echo(f"wrote {rrd}", err=as_json)
 
 
+def assemble_config(config_file: Path | None, given: dict[str, Any]) -> TrainConfig:
+    """``--config`` file values, overridden by the flags actually given (each sets the TrainConfig field
+    ``TRAIN_FLAGS`` maps it onto), validated as one TrainConfig; unset fields take the model's defaults."""
+    values = load_settings_file(config_file)
+    for flag, value in given.items():
+        node = values
+        *parents, leaf = TRAIN_FLAGS[flag]
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise click.BadParameter(f"{'.'.join(parents)} in {config_file} must be a mapping")
+        node[leaf] = str(value) if isinstance(value, Path) else value
+    return build_model(TrainConfig, values, "train config")
+
+
 @main.command("train")
 @click.argument("store", required=False, metavar="[STORE]")
 @click.option("-o", "--out", "run_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -528,7 +543,6 @@ def train_cmd(store: str | None, run_dir: Path | None, config_file: Path | None,
       torchrun --nproc_per_node 4 -m pipelines.cli train dataset.zarr -o runs/k2 --config train.yaml
       vla-data train --resume runs/k2 --max-steps 4000
     """
-    from pipelines.train import assemble_config
     from vla_model.backbone import ModelNotFound
     from vla_model.checkpoint import CheckpointError
     from vla_model.policy import ConfigError
@@ -562,7 +576,6 @@ def train_cmd(store: str | None, run_dir: Path | None, config_file: Path | None,
                    f"{summary.best_val_loss} at step {summary.best_step}; checkpoint {summary.last_checkpoint}")
 
 
-EVAL_FLAGS = {name: (name,) for name in EvalOptions.model_fields}
 DEVICE_HELP = "cpu, cuda, cuda:1, ... [default: cuda when available, else cpu]"
 backbone_option = click.option(
     "--model", "model", default=None, metavar="SOURCE",
@@ -685,9 +698,6 @@ def predict_cmd(checkpoint: Path, episode: Path, as_json: bool, instruction: str
     click.echo(report.model_dump_json(indent=2) if as_json else render_predictions(report))
 
 
-VIEW_FLAGS = {name: (name,) for name in ViewOptions.model_fields if name != "episodes"}
-
-
 @main.command("view")
 @click.argument("source", metavar="SOURCE")
 @click.option("--episode", "episodes", multiple=True, metavar="ID|NAME",
@@ -767,10 +777,6 @@ def view_cmd(source: str, episodes: tuple[str, ...], save: Path | None, serve: b
             click.echo("stopped")
     else:
         click.echo(f"sent {logged} to the Rerun viewer")
-
-
-SERVE_FLAGS = {name: (name,) for name in ("host", "port", "precision", "compile", "token_file", "insecure",
-                                          "max_message_mb")}
 
 
 @main.command("serve")
@@ -868,6 +874,3 @@ def drive_cmd(episode: Path, url: str | None, checkpoint: Path | None, execution
         fail(exc)
     click.echo(report.model_dump_json(indent=2) if as_json else render_drive(report))
 
-
-if __name__ == "__main__":
-    main()
