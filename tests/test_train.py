@@ -282,7 +282,7 @@ def test_train_cli_refuses_broken_setups_with_clear_messages(learn_store: Path, 
 
 
 def test_config_file_and_flags_make_one_config(learn_store: Path, tmp_path: Path) -> None:
-    from pipelines.cli import assemble_config
+    from pipelines.cli.model import assemble_config
 
     file = tmp_path / "train.yaml"
     file.write_text(f"data:\n  store: {learn_store}\n  window: {{window: 3}}\noptim:\n  lr: 0.01\n  batch_size: 2\n")

@@ -1,4 +1,5 @@
-"""CLI options shared by several commands, each mapped onto a field of a pydantic settings model."""
+"""CLI options and parameter checks shared by several commands; settings options are mapped onto the fields
+of pydantic settings models (the maps are in ``pipelines.cli.flags``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from pipelines.cli.flags import BAG_FLAGS
+from pipelines.figures import require_png
 from schemas import ColorOrder, RecorderSettings
 from schemas.bags import BagSettings
 from schemas.recorder import DEFAULT_CAMERA, CameraSource
@@ -241,3 +243,34 @@ def model_flags(root: type[BaseModel], flags: dict[str, tuple[str, ...]]) -> Cal
         return fn
 
     return decorate
+
+
+# -- paths and options several commands share --------------------------------------------------------------------
+DEVICE_HELP = "cpu, cuda, cuda:1, ... [default: cuda when available, else cpu]"
+backbone_option = click.option(
+    "--model", "model", default=None, metavar="SOURCE",
+    help="Where the backbone is now (a directory, a cached hub id, tiny-random), when not where the checkpoint "
+         "records it (another machine, a moved folder); it must have the trained backbone's shapes.")
+
+
+def png_path(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    try:
+        return None if value is None else require_png(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def rrd_path(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """A Rerun recording to write: a .rrd file (its folder is checked when it is written: eval creates its -o)."""
+    if value is not None and value.suffix != ".rrd":
+        raise click.BadParameter(f"{value}: a Rerun recording is a .rrd file (e.g. {value.with_suffix('.rrd')})")
+    return value
+
+
+def episode_path(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    """An episode file or bag that exists, or BAG#k: the k-th episode of a bag cut into several."""
+    from vla_data.sources.bags import split_part
+
+    if not split_part(value)[0].exists():
+        raise click.BadParameter(f"{value} does not exist (an HDF5 episode, a bag, or BAG#k of a cut bag)")
+    return value
