@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import errno
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Literal, NoReturn
 
 import click
@@ -110,17 +110,12 @@ def end(exc: BaseException, said: Said = Said()) -> None:
         sys.exit(ending.code)
 
 
-class reported:  # noqa: N801 (used as `with reported(...):`)
+@contextmanager
+def reported(**said: str) -> Iterator[None]:
     """``with reported(after_os_error=..., interrupted=..., exists=...):`` ends the command as ``ENDINGS`` says
     for any exception the block raises, with what the command adds to the words (``Said``)."""
-
-    def __init__(self, **said: str) -> None:
-        self.said = Said(**said)
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
-        if exc is not None:
-            end(exc, self.said)
-        return False
+    try:
+        yield
+    except BaseException as exc:  # Ctrl-C too; what no ending matches goes on as it was
+        end(exc, Said(**said))
+        raise
