@@ -1,4 +1,4 @@
-"""`vla-data inspect-sample`: one training sample as the model sees it, drawn or as JSON.
+"""`vla-data inspect-sample`: one training sample as the model sees it, in words, drawn, as JSON or in Rerun.
 
 The PNG shows the W window frames in a row per camera (repeated frames before the episode start greyed and marked
 "pad") and, under each frame, its K x A action chunk in physical units (masked entries hollow and grey).
@@ -13,7 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from pipelines.figures import require_png, save_png
-from schemas.sample import SampleField, SampleSummary
+from schemas.sample import SampleField, SampleSummary, WindowSpec
 from vla_data.samples.dataset import WindowDataset
 
 
@@ -35,6 +35,29 @@ def summarize_sample(ds: WindowDataset, index: int) -> SampleSummary:
         chunk_mask=s["chunk_mask"].tolist(),
         actions=np.round(actions.astype(np.float64), 6).tolist(),
     )
+
+
+def render_sample(summary: SampleSummary, samples: int, spec: WindowSpec) -> str:
+    """The sample in three lines: where in the split and episode, its instruction, its shapes."""
+    masked = sum(not m for row in summary.chunk_mask for m in row)
+    return "\n".join([
+        f"{summary.split} sample {summary.index} of {samples}: episode {summary.episode}, t={summary.t}, "
+        f"{sum(summary.frame_mask)}/{spec.window} real frames, {masked} of {spec.window * spec.chunk} actions padded",
+        f"instruction: {summary.instruction}",
+        "shapes: " + ", ".join(f"{k.value} {tuple(v)}" for k, v in summary.shapes.items()),
+    ])
+
+
+def record_sample(ds: WindowDataset, index: int, summary: SampleSummary, out: Path) -> None:
+    """Write sample ``index`` as a Rerun recording to ``out`` (.rrd): its window's frames on a ``window``
+    timeline, pad frames greyed, each chunk's actions as curves (``pipelines.rerun_recording.log_sample``)."""
+    from pipelines.rerun_recording import log_sample  # rerun and the policy runtime are loaded only here
+    from pipelines.view import Sink, record
+    from schemas.view import ImageEncoding, ViewOptions
+
+    frames = {c: f.numpy().transpose(0, 2, 3, 1) for c, f in ds[index]["rgb"].items()}
+    record(Sink(save=out), f"sample-{summary.split}-{index}",
+           lambda rec: log_sample(rec, summary, frames, ViewOptions(images=ImageEncoding.raw)))
 
 
 def plot_sample(ds: WindowDataset, index: int, out: Path) -> Path:

@@ -11,7 +11,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from schemas import Finding, RecorderSettings, Severity, SourceKind, ValidateOptions, ValidationReport
-from pipelines.wording import worded_hint
+from pipelines.cli.flags import worded_hint
 from vla_data.sources.formats import common_root, find_sources
 from vla_data.sources.instructions import IndexCsvError
 from vla_data.validation.checks import validate

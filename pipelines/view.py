@@ -1,5 +1,5 @@
 """`vla-data view`: episodes of a store (a path or URL), a folder of recorder episodes, one HDF5 episode or a ROS 2
-bag, logged into a Rerun recording (``pipelines.recording``) with, given a run, what the policy predicted.
+bag, logged into a Rerun recording (``pipelines.rerun_recording``) with, given a run, what the policy predicted.
 
 A store's episodes show its stored frames (what the model sees) and actions; a raw source's are validated
 first (the findings go into the episode's info), then each camera is shown as recorded (its colour order
@@ -25,7 +25,7 @@ import rerun.blueprint as rrb
 
 from pipelines.eval_results import EpisodeResult, first_action_mae, worst_episodes
 from pipelines.predict import episode_cameras, policy_channels, read_recorded
-from pipelines.recording import EpisodeView, entity_key, episode_layout, log_episode
+from pipelines.rerun_recording import EpisodeView, entity_key, episode_layout, log_episode
 from schemas import ColorOrder, RecorderSettings, ValidateOptions, default_action_names
 from schemas.findings import Severity
 from schemas.store import Preprocessing

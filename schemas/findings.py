@@ -2,7 +2,7 @@
 
 A hint names no CLI flag: where a setting fixes the problem, the finding carries it as a ``Fix`` (the one
 definition refusals use too), and each front end words it: ``worded_hint`` as settings for the Python API, the
-CLI's report as flags (``pipelines.wording``); the JSON report carries the settings themselves.
+CLI's report as flags (``pipelines.cli.flags``); the JSON report carries the settings themselves.
 
 The code is the contract other tools key on (CI gates, dashboards, ``--json`` consumers); its severity is
 fixed here, once, and never chosen at the place that raises it.

@@ -2,7 +2,7 @@
 validators raise them too; ``vla_data.common.refusal`` re-exports it) and validation findings
 (``schemas.findings``) share. The lower layers say *which setting* resolves a problem (a
 field of ``BuildOptions``, ``TrainConfig``, ``RecorderSettings`` ..., by its dotted path), and each front end
-words it: the Python API as the setting (``as_setting``), the CLI as its flag (``pipelines.wording``).
+words it: the Python API as the setting (``as_setting``), the CLI as its flag (``pipelines.cli.flags``).
 
 A setting path may name one of several cameras by name, ``cameras[front].key``; ``camera.key`` is the one
 camera's. ``command`` names another vla-data command (with its operands) the settings are for, where that is

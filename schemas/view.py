@@ -1,6 +1,6 @@
 """`vla-data view`: which episodes a Rerun recording holds and how its frames are logged (see README, "view").
 
-The recording's entity layout is ``pipelines.recording``'s; this model says only what the user chooses.
+The recording's entity layout is ``pipelines.rerun_recording``'s; this model says only what the user chooses.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 
 from conftest import run_cli
 from pipelines.cli import main
-from pipelines.wording import worded_hint
+from pipelines.cli.flags import worded_hint
 from schemas import FindingCode, RecorderSettings, Severity, SourceKind, ValidateOptions, ValidationReport
 from schemas.evaluation import PredictReport
 from schemas.bags import BagSettings, COMPRESSED_TYPE, IMAGE_TYPE, STRING_TYPE, TWIST_STAMPED_TYPE, TWIST_TYPE

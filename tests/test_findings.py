@@ -7,7 +7,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-from pipelines.wording import worded_hint
+from pipelines.cli.flags import worded_hint
 from vla_data.build.plan import select_channels
 from schemas import SEVERITY, FileReport, FindingCode, RecorderSettings, Severity, ValidateOptions, ValidationReport
 from schemas.store import BuildOptions, DroppedChannel

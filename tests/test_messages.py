@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from pipelines.validate import render_report
-from pipelines.wording import worded_hint
+from pipelines.cli.flags import worded_hint
 from schemas import Finding, FindingCode, ValidationReport
 from schemas.fixes import Fix
 

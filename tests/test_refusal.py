@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipelines.wording import as_flags, worded
+from pipelines.cli.flags import as_flags, worded
 from vla_data.common.refusal import Fix
 from vla_data.store.reader import StoreError
 from vla_data.store.writer_lock import StoreBusy

@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 from vla_data.build.job import build_store
 from pipelines.cli import main
-from pipelines.wording import worded
+from pipelines.cli.flags import worded
 from schemas import RecorderSettings
 from schemas.sample import SampleField, WindowSpec
 from schemas.store import BuildOptions, Preprocessing, SplitConfig
@@ -285,7 +285,7 @@ def test_train_cli_refuses_broken_setups_with_clear_messages(learn_store: Path, 
 
 
 def test_config_file_and_flags_make_one_config(learn_store: Path, tmp_path: Path) -> None:
-    from pipelines.train import assemble_config
+    from pipelines.cli.model import assemble_config
 
     file = tmp_path / "train.yaml"
     file.write_text(f"data:\n  store: {learn_store}\n  window: {{window: 3}}\noptim:\n  lr: 0.01\n  batch_size: 2\n")

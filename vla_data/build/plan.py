@@ -4,7 +4,7 @@ Each source is sorted against the store: already stored (by content), a duplicat
 (listed, with the one kept), a stored source whose content changed (refused, or replacing its stored
 episode in its split), or new. The action channels are chosen (an incremental build keeps the store's and
 refuses episodes that use a channel it dropped as constant), every new episode gets its split, and
-``store_writer.write_version`` writes and publishes the version.
+``vla_data.store.writer.write_version`` writes and publishes the version.
 """
 
 from __future__ import annotations
@@ -254,7 +254,7 @@ def _refuse_dropped_channels(previous: DatasetStore, sources: list[ValidatedEpis
 def build_version(report: ValidationReport, root: Path, out: StoreLocation, options: BuildOptions, settings: RecorderSettings,
                   progress: BuildProgress | None = None) -> StoreManifest:
     """Decide and write the next version of the store at ``out`` from validated sources (``report``, their
-    common folder ``root``); call it inside ``store_writer.writing``. Raises ``StoreError`` or ``SplitError``
+    common folder ``root``); call it inside ``vla_data.store.writer.writing``. Raises ``StoreError`` or ``SplitError``
     with a message for the user."""
     skipped = [
         SkippedEpisode(

@@ -1,6 +1,6 @@
 """Refusals that name their fix by setting, not by flag: the lower layers say *which setting* resolves a
 refusal (a field of ``BuildOptions``, ``TrainConfig`` or ``RecorderSettings``, by its dotted path), and each
-front end words it: the CLI as its flag (``pipelines.wording``), the Python API as the setting itself. ``Fix``
+front end words it: the CLI as its flag (``pipelines.cli.flags``), the Python API as the setting itself. ``Fix``
 and ``Refusal`` are defined in ``schemas.fixes``, beside validation findings, which carry fixes too.
 
 ```python

@@ -1,4 +1,5 @@
-"""CLI options shared by several commands, each mapped onto a field of a pydantic settings model."""
+"""CLI options and parameter checks shared by several commands; settings options are mapped onto the fields
+of pydantic settings models (the maps are in ``pipelines.cli.flags``)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
+from pipelines.cli.flags import BAG_FLAGS
+from pipelines.figures import require_png
 from schemas import ColorOrder, RecorderSettings
-from schemas.bags import BagSettings, EpisodeCut, StampSource
+from schemas.bags import BagSettings
 from schemas.fixes import Refusal
 from schemas.recorder import DEFAULT_CAMERA, CameraSource
 from schemas.sample import WindowSpec
@@ -69,25 +72,11 @@ def _recorder_options(fn: F, instruction: bool) -> F:
             help="ROS 2 bags: a camera's topic (sensor_msgs/Image or CompressedImage); NAME=TOPIC for one of several "
             "cameras, a bare TOPIC for the next camera in order. [default: the first camera's /camera/image_raw]"),
         *[click.option("--" + flag.replace("_", "-"), name, type=kind, help=field_help(BagSettings, (name,)))
-          for flag, name, kind in _BAG_FLAGS],
+          for flag, name, kind in BAG_FLAGS],
     ]
     for option in reversed(options):
         fn = option(fn)
     return fn
-
-
-# ROS 2 bag flags: flag, BagSettings field, click type
-_BAG_FLAGS = [
-    ("command_topic", "command_topic", str),
-    ("command_fields", "command_fields", str),
-    ("instruction_topic", "instruction_topic", str),
-    ("stamp", "stamp", click.Choice([s.value for s in StampSource])),
-    ("command_timeout", "command_timeout_s", float),
-    ("fps", "fps", float),
-    ("cut", "cut", click.Choice([c.value for c in EpisodeCut])),
-    ("events_topic", "events_topic", str),
-    ("gap", "gap_s", float),
-]
 
 
 def load_settings_file(path: Path | None) -> dict[str, Any]:
@@ -109,7 +98,7 @@ def load_settings_file(path: Path | None) -> dict[str, Any]:
 def build_model(model: type[M], values: dict[str, Any], what: str) -> M:
     """Validate user input into ``model``; a failure is a usage error naming each bad field (a validator's
     refusal with its fixes as flags)."""
-    from pipelines.wording import worded  # wording reads train's flags, which read this module
+    from pipelines.cli.flags import worded  # flags reads options (the train flags), which import this module
 
     try:
         return model.model_validate(values)
@@ -141,8 +130,8 @@ def recorder_settings(recorder_config: Path | None, cameras: tuple[str, ...] = (
     values = load_settings_file(recorder_config)
     frames_key, color_order = flags.pop("frames_key", None), flags.pop("color_order", None)
     topics: tuple[str, ...] = flags.pop("camera_topics", ())
-    bag = {name: flags.pop(flag) for flag, name, _ in _BAG_FLAGS if flags.get(flag) is not None}
-    for flag, _, _ in _BAG_FLAGS:
+    bag = {name: flags.pop(flag) for flag, name, _ in BAG_FLAGS if flags.get(flag) is not None}
+    for flag, _, _ in BAG_FLAGS:
         flags.pop(flag, None)
     if isinstance(bag.get("command_fields"), str):
         bag["command_fields"] = [f.strip() for f in bag["command_fields"].split(",") if f.strip()]
@@ -260,3 +249,34 @@ def model_flags(root: type[BaseModel], flags: dict[str, tuple[str, ...]]) -> Cal
         return fn
 
     return decorate
+
+
+# -- paths and options several commands share --------------------------------------------------------------------
+DEVICE_HELP = "cpu, cuda, cuda:1, ... [default: cuda when available, else cpu]"
+backbone_option = click.option(
+    "--model", "model", default=None, metavar="SOURCE",
+    help="Where the backbone is now (a directory, a cached hub id, tiny-random), when not where the checkpoint "
+         "records it (another machine, a moved folder); it must have the trained backbone's shapes.")
+
+
+def png_path(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    try:
+        return None if value is None else require_png(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def rrd_path(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """A Rerun recording to write: a .rrd file (its folder is checked when it is written: eval creates its -o)."""
+    if value is not None and value.suffix != ".rrd":
+        raise click.BadParameter(f"{value}: a Rerun recording is a .rrd file (e.g. {value.with_suffix('.rrd')})")
+    return value
+
+
+def episode_path(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    """An episode file or bag that exists, or BAG#k: the k-th episode of a bag cut into several."""
+    from vla_data.sources.formats import source_exists
+
+    if not source_exists(value):
+        raise click.BadParameter(f"{value} does not exist (an HDF5 episode, a bag, or BAG#k of a cut bag)")
+    return value

@@ -1,18 +1,82 @@
-"""How the CLI words a fix (``schemas.fixes.Fix``, of a refusal or a validation finding): each setting a lower
-layer names as the flag that sets it. Build settings are ``BuildOptions`` fields, train settings ``TrainConfig``
-paths (``FLAGS``), recorder settings ``RecorderSettings`` paths (``camera.key`` the one camera's,
-``cameras[NAME].key`` one of several)."""
+"""Every map between the CLI's flags and the settings they set, and how the CLI words a refusal's fix with them.
+
+A flag maps onto a field of a pydantic settings model (``pipelines.cli.options.model_flags`` makes the click
+options from a map, typed and documented by the fields). A refusal from a lower layer names its fix by setting
+(``schemas.fixes.Fix``, of a refusal or a validation finding); the CLI says it as the flag that sets it: build
+settings are ``BuildOptions`` fields, train settings ``TrainConfig`` paths (``TRAIN_FLAGS``), recorder settings
+``RecorderSettings`` paths (``camera.key`` the one camera's, ``cameras[NAME].key`` one of several).
+"""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import click
 
-from pipelines.train import FLAGS as TRAIN_FLAGS
+from schemas.bags import EpisodeCut, StampSource
+from schemas.evaluation import EvalOptions
 from schemas.findings import Finding
 from schemas.fixes import Fix, as_setting
+from schemas.view import ViewOptions
 from vla_data.common.refusal import Refusal
+
+# train: flag (click parameter name) -> path of the TrainConfig field it sets
+TRAIN_FLAGS: dict[str, tuple[str, ...]] = {
+    "store": ("data", "store"),
+    "split": ("data", "train_split"),
+    "val_split": ("data", "val_split"),
+    "window": ("data", "window", "window"),
+    "chunk": ("data", "window", "chunk"),
+    "stride": ("data", "window", "stride"),
+    "action_offset": ("data", "window", "action_offset"),
+    "augment": ("data", "augment"),
+    "batching": ("data", "batching", "mode"),
+    "segment_length": ("data", "batching", "segment_length"),
+    "workers": ("data", "workers"),
+    "model": ("model", "source"),
+    "history": ("model", "history"),
+    "hidden": ("model", "hidden"),
+    "gradient_checkpointing": ("model", "gradient_checkpointing"),
+    "resize_on_device": ("model", "resize_on_device"),
+    "frozen_fp32": ("model", "frozen_fp32"),
+    "lora_r": ("model", "lora", "r"),
+    "lora_alpha": ("model", "lora", "alpha"),
+    "lora_dropout": ("model", "lora", "dropout"),
+    "lora_targets": ("model", "lora", "targets"),
+    "lr": ("optim", "lr"),
+    "head_lr": ("optim", "head_lr"),
+    "weight_decay": ("optim", "weight_decay"),
+    "schedule": ("optim", "schedule"),
+    "warmup_steps": ("optim", "warmup_steps"),
+    "max_steps": ("optim", "max_steps"),
+    "batch_size": ("optim", "batch_size"),
+    "accumulation": ("optim", "accumulation"),
+    "precision": ("optim", "precision"),
+    "seed": ("optim", "seed"),
+    "log_every": ("log", "log_every"),
+    "val_every": ("log", "val_every"),
+    "val_batches": ("log", "val_batches"),
+    "save_every": ("log", "save_every"),
+    "keep_last": ("log", "keep_last"),
+}
+# eval, view, serve: flag -> field of EvalOptions, ViewOptions (--episode is its own option), ServeConfig
+EVAL_FLAGS = {name: (name,) for name in EvalOptions.model_fields}
+VIEW_FLAGS = {name: (name,) for name in ViewOptions.model_fields if name != "episodes"}
+SERVE_FLAGS = {name: (name,) for name in ("host", "port", "precision", "compile", "token_file", "insecure",
+                                          "max_message_mb")}
+# ROS 2 bag flags of every command that reads recorder episodes: flag, BagSettings field, click type
+BAG_FLAGS: list[tuple[str, str, Any]] = [
+    ("command_topic", "command_topic", str),
+    ("command_fields", "command_fields", str),
+    ("instruction_topic", "instruction_topic", str),
+    ("stamp", "stamp", click.Choice([s.value for s in StampSource])),
+    ("command_timeout", "command_timeout_s", float),
+    ("fps", "fps", float),
+    ("cut", "cut", click.Choice([c.value for c in EpisodeCut])),
+    ("events_topic", "events_topic", str),
+    ("gap", "gap_s", float),
+]
 
 # setting path -> flag, where the flag is not the setting's own name with dashes
 FLAG_OF: dict[str, str] = {
@@ -76,7 +140,8 @@ def as_flags(fix: Fix) -> str:
 def _here(fix: Fix) -> str:
     """``as_flags``, unless the running command has no flag for one of the settings: then the setting itself."""
     ctx = click.get_current_context(silent=True)
-    command = ctx.info_name if ctx is not None else None
+    # inside a command its own context; in the group's error path (errors.reported) the group's, naming it
+    command = (ctx.invoked_subcommand or ctx.info_name) if ctx is not None else None
     if command is not None and not fix.command and any(ONLY_IN.get(s, command) != command for s in fix.settings):
         return as_setting(fix)
     return as_flags(fix)
