@@ -28,6 +28,7 @@ demo: $(STAMP)
 	$(BIN)/vla-data validate $(DEMO)/defective --deep; test $$? -eq 1
 	$(BIN)/vla-data build-splits $(DEMO)/raw -o $(DEMO)/dataset.zarr --image-size 56 --workers 2
 	$(BIN)/vla-data info $(DEMO)/dataset.zarr --verify --plot $(DEMO)/dataset.png
+	$(BIN)/vla-data log $(DEMO)/dataset.zarr
 	$(BIN)/vla-data inspect-sample $(DEMO)/dataset.zarr --index 3 --out $(DEMO)/sample.png
 	$(BIN)/vla-data train $(DEMO)/dataset.zarr -o $(DEMO)/run --model tiny-random --max-steps 300 --window 4 \
 	    --chunk 4 --batch-size 16 --lr 2e-3 --hidden 64 --lora-r 8 --augment mirror --val-every 100 --save-every 100

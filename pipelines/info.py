@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from vla_data.store.reader import DatasetStore, stored_bytes
-from vla_data.store.versions import leftovers
+from vla_data.store.history import read_history
+from vla_data.store.versions import leftovers, read_pointer
 from vla_data.store.writer_lock import lease_holder
 
 
@@ -21,8 +22,12 @@ def _size_mb(paths: list[Path]) -> float:
 def render_info(store: DatasetStore) -> str:
     m, table = store.manifest, store.episodes
     pre = m.preprocessing
+    history = read_history(store.location, read_pointer(store.location)) if store.version else None
+    record = next((r for r in history.versions if r.version == store.version), None) if history else None
     out = [
         f"store {store.location}  (format {m.format_version}, built by vla-data {m.tool_version}, {m.created})",
+        *([f"version {store.version}" + ("" if store.version == history.versions[-1].version else " (not the current one)")
+           + (f": {record.change.summary()}; made by `{record.command}`" if record else "")] if history else []),
         f"episodes {m.n_episodes}, frames {m.n_frames}; "
         + ", ".join(f"{s.value} {m.split_episodes[s]} episodes / {m.split_frames[s]} frames" for s in m.split_episodes),
         f"preprocessing: every camera -> rgb {pre.image_size}x{pre.image_size}, "
@@ -53,6 +58,8 @@ def render_info(store: DatasetStore) -> str:
     if left:
         out.append(f"leftovers of killed builds (not read; the next build or `vla-data gc {store.location}` removes "
                    f"them): {', '.join(v.describe() for v in left)}")
+    if history is not None and len(history.versions) > 1:
+        out.append(f"{len(history.versions)} versions in the history (`vla-data log {store.location}`)")
     holder = lease_holder(store.location) if store.location.url is not None else None
     if holder is not None:
         out.append(f"being written by {holder.describe()}")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,6 +136,11 @@ def trained_run(learn_store: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def segment_trained_run(learn_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Segment batches at about the same frames per step: 11 segments of 2 anchors (33 frames), 22 samples."""
     return learned(learn_store, tmp_path_factory.mktemp("segment-trained"), {"mode": "segments", "segment_length": 2}, 22)
+
+
+def committed(store) -> list[str]:
+    """The versions on an opened store's history (``history.json`` of the version it opened), oldest first."""
+    return [r["version"] for r in json.loads(store.objects.read("history.json"))["versions"]]
 
 
 def version_dir(store: Path) -> Path:

@@ -18,7 +18,7 @@ import zarr
 
 from schemas import ColorOrder
 from schemas.store import BuildLog, Preprocessing, Split
-from conftest import version_dir
+from conftest import committed, version_dir
 from conftest import run_cli as run
 from vla_data.samples.dataset import WindowDataset
 from vla_data.store.location import StoreLocation
@@ -102,7 +102,12 @@ def test_adding_episodes_keeps_existing_ones(clean_dir: Path, tmp_path: Path) ->
     assert np.array_equal(after.camera("rgb")[: len(old_rgb)], old_rgb)
     runs = BuildLog.model_validate_json((version_dir(out) / "build_log.json").read_text()).runs
     assert [(r.kept, len(r.added)) for r in runs] == [(0, 5), (5, 3)]
-    assert [p.name for p in (out / "versions").iterdir()] == [version_dir(out).name]  # the superseded one removed
+    # the superseded version stays, readable as it was: STORE@VERSION gives the first build's episodes and frames
+    first = committed(after)[0]
+    assert sorted(p.name for p in (out / "versions").iterdir()) == committed(after) == [first, version_dir(out).name]
+    again = open_store(f"{out}@{first}")
+    assert again.version == first and again.episodes.equals(before.episodes)
+    assert np.array_equal(again.camera("rgb")[:], old_rgb)
 
 
 def test_other_preprocessing_is_refused_without_overwrite(store: Path, clean_dir: Path, tmp_path: Path) -> None:
@@ -177,7 +182,8 @@ def test_sigkill_leaves_the_previous_store_or_the_new_one(store: Path, clean_dir
     assert not verify(open_store(out))
     assert run("build-splits", str(clean_dir), "-o", str(out), "--image-size", "24", "--overwrite")[0] == 0
     assert not verify(open_store(out))
-    assert [p.name for p in (out / "versions").iterdir()] == [version_dir(out).name]  # no leftover version
+    # no leftover: every version there is one the history committed (the killed build's is gone)
+    assert {p.name for p in (out / "versions").iterdir()} == set(committed(open_store(out)))
     assert sorted(p.name for p in out.iterdir()) == ["current.json", "versions", "vla-data-store.json"]
     assert [p.name for p in tmp_path.glob(".ds.zarr.*")] == [".ds.zarr.lock"]
 

@@ -21,7 +21,7 @@ from vla_data.build.job import build_store
 from vla_data.store.reader import FRAMES_PER_SHARD, open_store, verify
 from vla_data.synthetic.episodes import make_synthetic
 
-TIMESTAMPED = {"build_log.json", "manifest.json"}  # hold the build's time (and the manifest the log's checksum)
+TIMESTAMPED = {"build_log.json", "history.json", "manifest.json"}  # hold the build's time, id and command (the manifest their checksums)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def one_process(sources: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 def version_bytes(store: Path) -> dict[str, bytes]:
-    """Every file of the store's current version but the two that hold the build's time."""
+    """Every file of the store's current version but those that hold the build's time."""
     root = version_dir(store)
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
             if p.is_file() and p.name not in TIMESTAMPED}

@@ -20,7 +20,7 @@ import pytest
 import s3fs
 import zarr
 
-from conftest import S3_ENV, version_dir
+from conftest import S3_ENV, committed, version_dir
 from conftest import run_cli as run
 from schemas.synthetic import SyntheticConfig
 from vla_data.store.reader import open_store, verify
@@ -79,15 +79,17 @@ def test_an_incremental_add_on_s3_keeps_stored_episodes_and_their_splits(clean_d
     assert run("build-splits", str(first), "-o", url, "--image-size", "16")[0] == 0
     before = open_store(url)
     old = dict(zip(before.episodes["content_hash"], before.episodes["split"], strict=True))
-    old_rgb = before.camera("rgb")[:]  # read now: the build removes the version it supersedes
+    old_rgb = before.camera("rgb")[:]
     code, text = run("build-splits", str(first), str(later), "-o", url, "--image-size", "16")
     assert code == 0 and "3 added, 5 kept" in text, text
     after = open_store(url)
     assert {h: s for h, s in zip(after.episodes["content_hash"], after.episodes["split"], strict=True) if h in old} == old
     np.testing.assert_array_equal(after.camera("rgb")[: len(old_rgb)], old_rgb)
     assert verify(after) == [] and [r.kept for r in after.build_log().runs] == [0, 5]
-    fs = s3fs.S3FileSystem()
-    assert fs.ls(f"{bucket}/ds.zarr/versions") == [f"{bucket}/{after.objects.url.split(bucket + '/')[1]}"]
+    fs = s3fs.S3FileSystem()  # the superseded version stays, and reads as it did
+    assert [p.rsplit("/", 1)[1] for p in fs.ls(f"{bucket}/ds.zarr/versions")] == committed(after)
+    again = open_store(f"{url}@{committed(after)[0]}")
+    assert again.episodes.equals(before.episodes) and np.array_equal(again.camera("rgb")[:], old_rgb)
 
 
 @pytest.fixture(scope="module")
@@ -135,8 +137,10 @@ def test_a_build_to_s3_killed_at_any_moment_leaves_one_complete_version(moment: 
         assert {k: v for k, v in objects(fs, prefix).items() if k.startswith(f"versions/{first}/")} == published
     code, text = run("info", url)
     assert code == 0
-    if moment != "leased":
+    if moment != "leased" and now.manifest == before.manifest:  # killed before its commit: its version is left
         assert "leftovers of killed builds" in text and "vla-data gc" in text
+    if now.manifest != before.manifest:  # killed after its commit: the version it superseded is history, not left
+        assert "leftovers" not in text and committed(now)[0] == first
     assert "being written by `vla-data build-splits" in text  # the dead build's lease, named
 
     # the next build, on this machine, proves the lease's holder gone, takes it over and removes the leftovers
@@ -145,7 +149,7 @@ def test_a_build_to_s3_killed_at_any_moment_leaves_one_complete_version(moment: 
     after = open_store(url)
     assert after.manifest.n_episodes == 20 and verify(after) == []
     keys = objects(fs, prefix)
-    assert {k.split("/")[1] for k in keys if k.startswith("versions/")} == {after.objects.url.rsplit("/", 1)[1]}
+    assert {k.split("/")[1] for k in keys if k.startswith("versions/")} == set(committed(after))  # no leftover
     assert "writer.json" not in keys
 
 

@@ -1,13 +1,14 @@
 """The `vla-data` command line. Exit codes: 0 success, 1 the data has errors, 2 usage errors.
 
 One module per family of commands (``data``: make-synthetic, validate; ``store``: build-splits, info, gc,
-inspect-sample; ``model``: train, eval, predict; ``robot``: view, serve, drive): each parses its flags, calls a
+inspect-sample; ``history``: log, tag; ``model``: train, eval, predict; ``robot``: view, serve, drive): each parses its flags, calls a
 job in ``pipelines`` and prints. How a command ends when something stops it is ``errors``'; every flag map is
 ``flags``'; options several commands share are ``options``'.
 """
 
 from __future__ import annotations
 
+import sys
 from importlib import import_module
 
 import click
@@ -25,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "build-splits": ("store", "build_splits_cmd"),
     "info": ("store", "info_cmd"),
     "gc": ("store", "gc_cmd"),
+    "log": ("history", "log_cmd"),
+    "tag": ("history", "tag_cmd"),
     "inspect-sample": ("store", "inspect_sample_cmd"),
     "train": ("model", "train_cmd"),
     "eval": ("model", "eval_cmd"),
@@ -47,6 +50,12 @@ class Commands(click.Group):
             return None
         module, name = COMMANDS[cmd_name]
         return getattr(import_module(f"pipelines.cli.{module}"), name)
+
+    def main(self, args: list[str] | None = None, *rest: object, **options: object) -> object:
+        from vla_data.common.invocation import set_command
+
+        set_command(list(sys.argv[1:] if args is None else args))  # what a version's history records
+        return super().main(args, *rest, **options)
 
     def invoke(self, ctx: click.Context) -> object:
         from pipelines.cli.errors import reported

@@ -156,23 +156,38 @@ def info_cmd(store: str, verify: bool, as_json: bool, plot: Path | None) -> None
 @click.option("--break-lease", is_flag=True,
               help="On object storage: release the writer lease a build left when it was killed on another machine "
                    "(only when you know it no longer runs; `vla-data info` names its holder).")
-def gc_cmd(store: str, no_wait: bool, break_lease: bool) -> None:
-    """Remove what killed builds left in a store: versions never made current, and versions a later build
-    superseded. The current version is never touched; the store's writer lock is held, so no build is
-    writing what is removed. `vla-data info` lists the leftovers; the next build removes them too.
+@click.option("--keep-last", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Also drop the data of committed versions, keeping the current one, every tagged one and the "
+                   "newest N others (their records stay in `vla-data log`).")
+@click.option("--keep-days", type=click.FloatRange(min=0), default=None, metavar="D",
+              help="With --keep-last: also keep every version younger than D days.")
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+def gc_cmd(store: str, no_wait: bool, break_lease: bool, keep_last: int | None, keep_days: float | None,
+           dry_run: bool) -> None:
+    """Remove what killed builds left in a store (versions never committed) and, with --keep-last, the data of
+    old committed versions the retention rule does not keep. Without --keep-last every committed version stays
+    readable (STORE@VERSION); the current and every tagged version are never removed. The store's writer lock
+    is held, so no build is writing what is removed.
 
     \b
     Examples:
       vla-data gc dataset.zarr
+      vla-data gc dataset.zarr --keep-last 5 --dry-run
       vla-data gc s3://fleet-data/datasets/v1.zarr --break-lease
     """
+    from schemas.history import Retention
     from vla_data.store.writer import collect_garbage
 
+    if keep_days is not None and keep_last is None:
+        raise click.UsageError("--keep-days needs --keep-last (the rule keeps the newest N and those younger than D)")
+    retention = Retention(keep_last=keep_last, keep_days=keep_days) if keep_last is not None else None
     gone = collect_garbage(StoreLocation.of(store), wait=not no_wait, break_lease=break_lease,
-                           on_wait=lambda notice: click.echo(worded(notice), err=True))
+                           on_wait=lambda notice: click.echo(worded(notice), err=True), retention=retention,
+                           dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
     for leftover in gone:
-        click.echo(f"removed {leftover.describe()}")
-    click.echo(f"{store}: {len(gone)} leftover version(s) removed" if gone else f"{store}: nothing to remove")
+        click.echo(f"{verb} {leftover.describe()}")
+    click.echo(f"{store}: {len(gone)} version(s) {verb}" if gone else f"{store}: nothing to remove")
 
 
 def _side_words(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[tuple[str, ...]]:

@@ -6,6 +6,7 @@ dataset.zarr/                 a local folder, or a URL prefix on object storage 
   vla-data-store.json         MARKER: schemas.store.StoreMarker, written before anything else: vla-data made it
   current.json                POINTER: schemas.store.StorePointer, written last: the version readers open
   writer.json                 LEASE: on object storage, the writer's lease while a build runs
+  tags/<name>.json            schemas.history.TagRecord: a name for one version, create-only (tag_key)
   versions/<v000002-1f0c9a3e>/ one complete version (version_prefix), never written again once committed:
     zarr.json                 the zarr v3 group
     data/<camera>             (N, S, S, 3) uint8 per camera, sharded (array_path)
@@ -13,6 +14,7 @@ dataset.zarr/                 a local folder, or a URL prefix on object storage 
     meta/episode_ends         (E,) int64 (EPISODE_ENDS)
     episodes.csv              EPISODES: the episode table (schemas.store.EpisodeRecord), pandas.read_csv reads it
     build_log.json            BUILD_LOG: what each build added and left out
+    history.json              HISTORY: schemas.history.History, the record of every version up to this one
     manifest.json             MANIFEST: schemas.store.StoreManifest, what the version holds, every object's sha256
 ```
 A store built before versions holds one version's objects at its top, without a pointer (SINGLE_LAYOUT_*).
@@ -27,6 +29,8 @@ VERSIONS = "versions"
 MANIFEST = "manifest.json"
 EPISODES = "episodes.csv"
 BUILD_LOG = "build_log.json"
+HISTORY = "history.json"
+TAGS = "tags"
 DATA = "data"
 EPISODE_ENDS = "meta/episode_ends"
 SINGLE_LAYOUT_FOLDERS = (DATA, "meta")
@@ -36,6 +40,10 @@ SINGLE_LAYOUT_OBJECTS = ("zarr.json", EPISODES, BUILD_LOG, MANIFEST)  # the mani
 def version_prefix(version: str) -> str:
     """Where version ``version``'s objects lie inside the store."""
     return f"{VERSIONS}/{version}"
+
+
+def tag_key(name: str) -> str:
+    return f"{TAGS}/{name}.json"
 
 
 def array_path(name: str) -> str:

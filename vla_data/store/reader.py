@@ -31,6 +31,7 @@ from schemas.store import (
 from vla_data import __version__
 from vla_data.store.location import LocationError, StoreLocation, storage_errors
 from vla_data.common.ranges import ends_of, episode_of, episode_range, episode_ranges
+from vla_data.store.history import StoreAddress, VersionError, parse_address, read_history, resolve
 from vla_data.store.layout import BUILD_LOG, EPISODE_ENDS, EPISODES, MANIFEST, MARKER, POINTER, array_path
 from vla_data.store.ownership import listing
 from vla_data.common.refusal import Fix, Refusal
@@ -53,6 +54,7 @@ class DatasetStore:
     manifest: StoreManifest
     episodes: pd.DataFrame
     group: zarr.Group
+    version: str | None = None  # the version opened (None: a store from before versions)
 
     @property
     def cameras(self) -> list[Feature]:
@@ -129,13 +131,17 @@ def finalize(root: StoreLocation, manifest: StoreManifest) -> None:
 
 
 def open_store(where: str | Path | StoreLocation) -> DatasetStore:
-    """Open a complete store (a local folder or a URL), or raise ``StoreError`` saying what is wrong with it."""
-    location = StoreLocation.of(where)
+    """Open a complete store (a local folder or a URL) at its current version, or at the version or tag
+    ``STORE@REF`` names (``history.parse_address``); or raise ``StoreError`` saying what is wrong."""
     try:
+        address = StoreAddress(str(where)) if isinstance(where, StoreLocation) else parse_address(where)
+        location = where if isinstance(where, StoreLocation) else StoreLocation.of(address.location)
         with storage_errors(location, "opening the store"):
-            return _open(location)
+            return _open(location, address.ref)
     except LocationError as exc:
         raise StoreError(str(exc)) from exc
+    except VersionError as exc:
+        raise StoreError(exc.message, *exc.fixes) from exc
 
 
 def _pointer(store: StoreLocation) -> StorePointer | None:
@@ -146,10 +152,16 @@ def _pointer(store: StoreLocation) -> StorePointer | None:
                          Fix({"overwrite": True}, "to build it again")) from exc
 
 
-def _open(store: StoreLocation) -> DatasetStore:
+def _open(store: StoreLocation, ref: str | None = None) -> DatasetStore:
     if store.path is not None:
         _check_local(store.path)
     pointer = _pointer(store)
+    if ref is not None:
+        if pointer is None:
+            raise StoreError(f"{store}: no versions to choose from (not a vla-data store, or one built before "
+                             "versions): open it without @")
+        version = resolve(store, ref, read_history(store, pointer))
+        pointer = pointer.model_copy(update={"version": version})
     location = objects_of(store, pointer)
     raw_manifest = location.read(MANIFEST)
     if raw_manifest is None and pointer is not None and (now := _pointer(store)) != pointer:
@@ -194,7 +206,8 @@ def _open(store: StoreLocation) -> DatasetStore:
         raise StoreError(f"{location}: the manifest lists feature(s) the store has no array for: {listed}; the "
                          "store is damaged or was changed by hand: rebuild it from its sources",
                          Fix({"overwrite": True}, "to build-splits"))
-    return DatasetStore(location=store, objects=location, manifest=manifest, episodes=episodes, group=group)
+    return DatasetStore(location=store, objects=location, manifest=manifest, episodes=episodes, group=group,
+                        version=pointer.version if pointer is not None else None)
 
 
 def _check_local(path: Path) -> None:

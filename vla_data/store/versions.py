@@ -4,10 +4,11 @@ pointer (the layout: ``vla_data.store.layout``).
 Nothing is renamed, so the same design serves a local folder and object storage (which has no atomic
 rename): a reader opens what ``current.json`` names, so it sees the previous complete version or the new one,
 never a part of one. A version is never written again once written, so a build never rewrites what a
-published pointer names. What else lies under ``versions/`` is a leftover: a version a build wrote but never
-committed (killed), or one that a later commit superseded before it could be removed (killed right after
-committing). Leftovers are removed only by a build or `vla-data gc` holding the store's writer lock: then no
-build can be writing them, and the pointer proves they are not the current version.
+published pointer names. A committed version stays when a later one supersedes it: the current version's
+history (``vla_data.store.history``) names every committed one. What else lies under ``versions/`` (and no tag
+names) is a leftover: a version a build wrote but never committed (killed). Leftovers are removed only by a
+build or `vla-data gc` holding the store's writer lock: then no build can be writing them, and the history
+proves they were never committed; committed versions go only by the retention rule `vla-data gc` is given.
 
 A store built before versions (its manifest at the top) is read as it is; the next build
 writes its first version beside the old objects, commits, then removes the names such a store has at its
@@ -22,8 +23,10 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
+from schemas.history import Retention
 from schemas.store import StorePointer
 from vla_data import __version__
+from vla_data.store.history import read_history, tags
 from vla_data.store.location import StoreLocation
 from vla_data.store.layout import MANIFEST, POINTER, SINGLE_LAYOUT_FOLDERS, SINGLE_LAYOUT_OBJECTS, VERSIONS, version_prefix
 
@@ -68,26 +71,38 @@ def version_ids(store: StoreLocation) -> list[str]:
 
 @dataclass(frozen=True)
 class Leftover:
-    """A version that is not the current one."""
+    """A version whose data can go: a build's that never committed, or a committed one the retention rule no
+    longer keeps (``dropped``: its record stays in the history)."""
 
     version: str
-    complete: bool  # True: its manifest was written (superseded); False: its build never finished
+    complete: bool  # True: its manifest was written; False: its build never finished
+    dropped: bool = False  # a committed version beyond the retention rule
 
     def describe(self) -> str:
-        return f"{VERSIONS}/{self.version} ({'superseded by a later build' if self.complete else 'unfinished build'})"
+        why = ("committed, beyond the retention rule" if self.dropped else
+               "written but never committed" if self.complete else "unfinished build")
+        return f"{VERSIONS}/{self.version} ({why})"
 
 
-def leftovers(store: StoreLocation) -> list[Leftover]:
-    """Every version under ``versions/`` but the current one, oldest first."""
+def leftovers(store: StoreLocation, retention: Retention | None = None) -> list[Leftover]:
+    """The versions under ``versions/`` that no commit made part of the store's history and no tag names
+    (killed builds' versions), oldest first; with ``retention``, also the committed ones it does not keep."""
     current = read_pointer(store)
-    return [Leftover(v, store.read(f"{VERSIONS}/{v}/{MANIFEST}") is not None) for v in version_ids(store)
-            if current is None or v != current.version]
+    history = read_history(store, current)
+    tagged = {t.version for t in tags(store).values()}
+    kept = set(history.ids()) | tagged
+    if retention is not None:
+        kept = retention.kept(history, tagged, datetime.now(UTC))
+    committed = set(history.ids())
+    return [Leftover(v, store.read(f"{VERSIONS}/{v}/{MANIFEST}") is not None, v in committed)
+            for v in version_ids(store) if v not in kept and (current is None or v != current.version)]
 
 
-def remove_leftovers(store: StoreLocation) -> list[Leftover]:
-    """Remove every version but the current one, and the objects of a store built before versions once a
-    version replaced it; what was removed. Only with the store's writer lock held (see the module doc)."""
-    gone = leftovers(store)
+def remove_leftovers(store: StoreLocation, retention: Retention | None = None) -> list[Leftover]:
+    """Remove the ``leftovers`` (with ``retention``: also the committed versions it does not keep), and the
+    objects of a store built before versions once a version replaced it; what was removed. Only with the store's
+    writer lock held (see the module doc)."""
+    gone = leftovers(store, retention)
     for leftover in gone:
         store.delete_prefix(f"{VERSIONS}/{leftover.version}")
     if read_pointer(store) is not None:

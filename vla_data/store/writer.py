@@ -24,6 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
+from schemas.history import History, Retention
 from schemas.store import (
     ActionSelection,
     BuildLog,
@@ -41,7 +42,7 @@ from vla_data import __version__
 from vla_data.common.ranges import episode_ranges
 from vla_data.sources.episode import FrameReader
 from vla_data.store.location import StoreLocation, storage_errors
-from vla_data.store.layout import BUILD_LOG, LEASE, MANIFEST, array_path, version_prefix
+from vla_data.store.layout import BUILD_LOG, HISTORY, LEASE, MANIFEST, array_path, version_prefix
 from vla_data.store.ownership import Ownership, OwnershipError, check_output, claim, listing, ownership_of
 from vla_data.store.shards import EpisodeSource, fill_frames, plan_shards
 from vla_data.store.stats import ImageMoments, action_stats
@@ -53,7 +54,8 @@ from vla_data.store.reader import (
     write_episode_ends,
     write_table,
 )
-from vla_data.store.versions import Leftover, commit, next_pointer, read_pointer, remove_leftovers
+from vla_data.store.history import change_between, episode_table, next_history, read_history
+from vla_data.store.versions import Leftover, commit, leftovers, next_pointer, objects_of, read_pointer, remove_leftovers
 from vla_data.store.writer_lock import writer_lock
 from vla_data.common.refusal import Refusal
 
@@ -105,17 +107,21 @@ def write_version(out: StoreLocation, previous: DatasetStore | None, episodes: l
     """Write the store's next version, holding ``features``, and commit it (call inside ``writing``); see the
     module doc."""
     claim(out, StoreMarker(tool_version=__version__, created=log_entry.created))
+    current = read_pointer(out)
     pointer = next_pointer(out)
     version = out.child(version_prefix(pointer.version))
+    change = change_between(episode_table(objects_of(out, current)), [e.record for e in episodes])
+    history = next_history(read_history(out, current), pointer.version, change)
     try:
-        manifest = _write_version(version, previous, episodes, selection, features, options, log_entry, progress)
+        manifest = _write_version(version, previous, episodes, selection, features, options, log_entry, history,
+                                  progress)
         with storage_errors(out, "committing the new version"):
             commit(out, pointer)
     except BaseException:
         if _current(out) != pointer.version:  # the commit did not land (a lost reply can hide that it did)
             out.delete_prefix(version_prefix(pointer.version))
         raise
-    remove_leftovers(out)  # the versions it superseded
+    remove_leftovers(out)  # a store from before versions: its top-level objects; the superseded versions stay
     return manifest
 
 
@@ -129,7 +135,7 @@ def _current(out: StoreLocation) -> str | None:
 
 def _write_version(version: StoreLocation, previous: DatasetStore | None, episodes: list[EpisodeInput],
                    selection: ActionSelection, features: list[Feature], options: BuildOptions,
-                   log_entry: BuildLogEntry, progress: BuildProgress | None) -> StoreManifest:
+                   log_entry: BuildLogEntry, history: History, progress: BuildProgress | None) -> StoreManifest:
     pre = options.preprocessing
     records = [e.record for e in episodes]
     n_frames = sum(r.n_frames for r in records)
@@ -170,6 +176,7 @@ def _write_version(version: StoreLocation, previous: DatasetStore | None, episod
                                          progress.advance if progress else None)
 
     write_table(version, records)
+    version.write(HISTORY, (history.model_dump_json(indent=2) + "\n").encode())
     log = previous.build_log() if previous is not None else BuildLog()
     log.runs.append(log_entry)
     version.write(BUILD_LOG, (log.model_dump_json(indent=2) + "\n").encode())
@@ -221,15 +228,20 @@ def train_stats(actions: np.ndarray, records: list[EpisodeRecord], moments: dict
 
 
 def collect_garbage(out: StoreLocation, wait: bool, break_lease: bool = False,
-                    on_wait: Callable[[Refusal], None] | None = None) -> list[Leftover]:
-    """`vla-data gc`: remove what killed builds left in a store (``versions.leftovers``), holding its writer lock
-    so that no build is writing them. ``break_lease``: first delete the lease a build on object storage left
-    (the user's word that it no longer runs). What was removed."""
+                    on_wait: Callable[[Refusal], None] | None = None, retention: Retention | None = None,
+                    dry_run: bool = False) -> list[Leftover]:
+    """`vla-data gc`: remove what killed builds left in a store (``versions.leftovers``) and, with ``retention``,
+    the data of the committed versions it does not keep (their records stay in the history), holding the
+    store's writer lock so that no build is writing them. ``break_lease``: first delete the lease a build on
+    object storage left (the user's word that it no longer runs). ``dry_run``: remove nothing. What was (or
+    would be) removed."""
     with storage_errors(out, "collecting garbage"):
         if ownership_of(out) not in (Ownership.store, Ownership.incomplete):
             raise OwnershipError(f"{out} is not a vla-data store ({listing(out) if out.children() else 'nothing there'}); "
                                  "vla-data removes only what it made")
+        if dry_run:
+            return leftovers(out, retention)
         if break_lease and out.url is not None:
             out.delete(LEASE)
         with writer_lock(out, wait, on_wait):
-            return remove_leftovers(out)
+            return remove_leftovers(out, retention)

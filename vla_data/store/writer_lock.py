@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +28,7 @@ from filelock import FileLock, Timeout
 
 from schemas.store import StoreWriter
 from vla_data.store.location import StoreLocation
+from vla_data.common.invocation import command
 from vla_data.store.layout import LEASE
 from vla_data.common.refusal import Fix, Refusal
 
@@ -60,7 +60,7 @@ def _holder(path: Path) -> str:
 
 
 def _me() -> StoreWriter:
-    return StoreWriter(pid=os.getpid(), host=socket.gethostname(), command=" ".join(["vla-data", *sys.argv[1:]]),
+    return StoreWriter(pid=os.getpid(), host=socket.gethostname(), command=command(),
                        started=datetime.now(UTC).isoformat(timespec="seconds"))
 
 

@@ -1,0 +1,120 @@
+"""A store's history through the CLI: every build is a version that stays readable (STORE@VERSION, STORE@TAG),
+`log` lists them with what changed, tags never move, and gc drops old data only by the retention rule asked."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import committed
+from conftest import run_cli as run
+from vla_data.store.reader import StoreError, open_store
+
+
+@pytest.fixture(scope="module")
+def two_builds(clean_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A store built from 5 episodes, then extended by the other 3 (two versions); a spare copy of the sources."""
+    root = tmp_path_factory.mktemp("history")
+    first, everything = root / "first", root / "all"
+    first.mkdir(), everything.mkdir()
+    for i, p in enumerate(sorted(clean_dir.glob("*.h5"))):
+        shutil.copy(p, everything)
+        if i < 5:
+            shutil.copy(p, first)
+    for folder in (first, everything):
+        shutil.copy(clean_dir / "dataset_index.csv", folder)
+    out = root / "ds.zarr"
+    assert run("build-splits", str(first), "-o", str(out), "--image-size", "16")[0] == 0
+    assert run("build-splits", str(everything), "-o", str(out), "--image-size", "16")[0] == 0
+    return out, everything
+
+
+def test_log_lists_every_build_newest_first_with_what_it_changed(two_builds: tuple[Path, Path]) -> None:
+    out, _ = two_builds
+    code, text = run("log", str(out))
+    store = open_store(out)
+    v1, v2 = committed(store)
+    assert code == 0 and store.version == v2
+    assert text.index(v2) < text.index(v1) and f"{v2}  (current)" in text
+    assert "5 added; 5 episodes" in text and "3 added; 8 episodes" in text and "build-splits" in text
+    code, raw = run("log", str(out), "--json")
+    history = json.loads(raw)
+    assert code == 0 and history["current"] == v2
+    assert [(r["version"], r["parent"], r["change"]["episodes"]) for r in history["versions"]] == [
+        (v1, None, 5), (v2, v1, 8)]
+
+
+def test_an_older_version_reads_as_it_was_by_id_and_by_tag(two_builds: tuple[Path, Path], tmp_path: Path) -> None:
+    out, _ = two_builds
+    v1, v2 = committed(open_store(out))
+    old = open_store(f"{out}@{v1}")
+    assert old.version == v1 and len(old.episodes) == 5 and old.manifest.n_episodes == 5
+    now = open_store(out)
+    assert np.array_equal(now.camera("rgb")[: old.manifest.n_frames], old.camera("rgb")[:])  # stored frames kept
+    code, text = run("info", f"{out}@{v1}")
+    assert code == 0 and f"version {v1} (not the current one)" in text and "episodes 5," in text
+    # a tag names it; tags never move, and deleting one is explicit
+    assert run("tag", str(out), "first-five", v1) == (0, f"tagged {v1} as first-five: open it as {out}@first-five\n")
+    assert open_store(f"{out}@first-five").episodes.equals(old.episodes)
+    code, text = run("tag", str(out), "first-five")
+    assert code == 1 and f"tag first-five exists already (on {v1})" in text and "--delete" in text
+    code, text = run("tag", str(out), "9-lives")
+    assert code == 1 and "is not a tag name" in text
+    code, text = run("log", str(out))
+    assert f"{v1}  (first-five)" in text
+    assert run("tag", str(out), "first-five", "--delete")[0] == 0
+    with pytest.raises(StoreError, match="no version or tag 'first-five'"):
+        open_store(f"{out}@first-five")
+
+
+def test_unknown_versions_and_tags_are_one_error_with_the_closest(two_builds: tuple[Path, Path]) -> None:
+    out, _ = two_builds
+    v1, v2 = committed(open_store(out))
+    typo = v2[:-1] + ("0" if v2[-1] != "0" else "1")
+    code, text = run("info", f"{out}@{typo}")
+    assert code == 1 and "no such version" in text and f"did you mean {v2}?" in text and "Traceback" not in text
+    code, text = run("info", f"{out}@lastweek")
+    assert code == 1 and "no version or tag 'lastweek'" in text and "vla-data log" in text
+    code, text = run("tag", str(out), "x", typo)
+    assert code == 1 and "no such version" in text
+
+
+def test_an_at_sign_in_a_folder_name_is_refused_unless_escaped(two_builds: tuple[Path, Path], tmp_path: Path) -> None:
+    out, _ = two_builds
+    plain = tmp_path / "ds"
+    shutil.copytree(out, plain)
+    tagged = tmp_path / "ds@keep"
+    shutil.copytree(out, tagged)
+    code, text = run("info", str(tagged))
+    assert code == 1 and "is both a folder and" in text and f"({tagged}@)" in text
+    code, text = run("info", f"{tagged}@")
+    assert code == 0 and f"store {tagged}" in text
+
+
+def test_gc_drops_old_data_only_by_the_rule_asked_and_keeps_tags_and_the_log(two_builds: tuple[Path, Path],
+                                                                           tmp_path: Path) -> None:
+    out = tmp_path / "ds.zarr"
+    shutil.copytree(two_builds[0], out)
+    v1, v2 = committed(open_store(out))
+    code, text = run("gc", str(out))  # no rule: only killed builds' leftovers, and there are none
+    assert code == 0 and "nothing to remove" in text and open_store(f"{out}@{v1}").version == v1
+    assert run("tag", str(out), "keep", v1)[0] == 0
+    code, text = run("gc", str(out), "--keep-last", "0")
+    assert code == 0 and "nothing to remove" in text  # the tag keeps it
+    assert run("tag", str(out), "keep", "--delete")[0] == 0
+    code, text = run("gc", str(out), "--keep-last", "0", "--dry-run")
+    assert code == 0 and f"would remove versions/{v1} (committed, beyond the retention rule)" in text
+    assert (out / "versions" / v1).is_dir()
+    code, text = run("gc", str(out), "--keep-last", "0")
+    assert code == 0 and f"removed versions/{v1}" in text and not (out / "versions" / v1).exists()
+    assert open_store(out).version == v2  # the current version is never removed
+    code, text = run("log", str(out))
+    assert f"{v1}  (data removed by gc)" in text  # its record stays
+    code, text = run("info", f"{out}@{v1}")
+    assert code == 1 and "its data was removed by gc" in text
+    code, text = run("gc", str(out), "--keep-days", "3")
+    assert code == 2 and "--keep-days needs --keep-last" in text
