@@ -13,6 +13,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.recorder import ColorOrder
+from schemas.history import DataPin, VersionChange
 from schemas.store import Split
 from schemas.train import Precision
 
@@ -46,6 +47,8 @@ class EvalOptions(BaseModel):
                                  "other than fp32, the chunks are also computed in fp32 and the largest difference "
                                  "reported.")
     compile: bool = Field(False, description="Compile the backbone with CUDA graphs (CUDA only; else eager).")
+    allow_train_overlap: bool = Field(False, description="Score a split that holds episodes the checkpoint trained "
+                                      "on (by content), knowingly; otherwise that is refused.")
 
 
 class MetricSet(BaseModel):
@@ -71,6 +74,12 @@ class EvalReport(BaseModel):
     checkpoint: str
     step: int
     store: str
+    data: DataPin | None = Field(None, description="The exact store version scored.")
+    trained_on: DataPin | None = Field(None, description="The store version the checkpoint trained on, as it records.")
+    changed_since_trained: VersionChange | None = Field(
+        None, description="Of the same store: what changed from the version trained on to the one scored.")
+    trained_episodes_scored: list[str] = Field(
+        default_factory=list, description="Scored episodes the checkpoint trained on (allow_train_overlap).")
     options: EvalOptions
     action_names: list[str]
     cameras: list[str] = Field(default_factory=list, description="The cameras the policy read, in its order.")

@@ -69,6 +69,24 @@ class TagRecord(BaseModel):
     user: str
 
 
+class DataPin(BaseModel):
+    """The exact data a result came from: the store (an absolute path or a URL), the version read, and the sha256
+    of that version's manifest (which holds every other object's sha256)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    store: str
+    version: str | None = Field(None, pattern=VERSION_ID, description="None: a store from before versions.")
+    manifest_sha256: str
+
+    @property
+    def address(self) -> str:
+        """How a reader opens exactly this data: ``STORE@VERSION`` (``STORE@`` when the path holds an @)."""
+        if self.version is not None:
+            return f"{self.store}@{self.version}"
+        return f"{self.store}@" if "@" in self.store else self.store
+
+
 class Retention(BaseModel):
     """Which committed versions ``vla-data gc`` keeps: the current one, every tagged one, the newest ``keep_last``
     others and, with ``keep_days``, every one younger than that. The rest have their data removed (their

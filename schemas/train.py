@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.sample import Augment, Batching, BatchingConfig, MirrorRule, WindowSpec
+from schemas.history import DataPin
 from schemas.store import ActionSelection, Feature, FeatureKind, NormStats, Preprocessing, Split, legacy_cameras
 
 TINY_RANDOM = "tiny-random"
@@ -158,6 +159,7 @@ class CheckpointMeta(BaseModel):
         default_factory=list, description="Frame sizes (HxW) of the training store's sources, before resizing."
     )
     files: dict[str, str] = Field(description="sha256 of every weight file in the checkpoint, by name.")
+    data: DataPin | None = Field(None, description="The store version the run trained on (None: an older checkpoint).")
 
     @model_validator(mode="before")
     @classmethod

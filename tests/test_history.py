@@ -118,3 +118,26 @@ def test_gc_drops_old_data_only_by_the_rule_asked_and_keeps_tags_and_the_log(two
     assert code == 1 and "its data was removed by gc" in text
     code, text = run("gc", str(out), "--keep-days", "3")
     assert code == 2 and "--keep-days needs --keep-last" in text
+
+
+def test_a_store_being_built_is_named_as_such_not_incomplete(tmp_path: Path) -> None:
+    """A first build in progress (its marker written, its lock held by a live process) is 'being built by' that
+    process; one whose holder is gone is an incomplete store, as before."""
+    import os
+    import socket
+    from datetime import UTC, datetime
+
+    from schemas.store import StoreMarker, StoreWriter
+
+    out = tmp_path / "ds.zarr"
+    out.mkdir()
+    (out / "vla-data-store.json").write_text(StoreMarker(tool_version="0", created="2026-01-01").model_dump_json())
+    lock = tmp_path / ".ds.zarr.lock"
+    live = StoreWriter(pid=os.getpid(), host=socket.gethostname(), command="vla-data build-splits raw -o ds.zarr",
+                       started=datetime.now(UTC).isoformat(timespec="seconds"))
+    lock.write_text(live.model_dump_json())
+    code, text = run("info", str(out))
+    assert code == 1 and "being built by `vla-data build-splits raw -o ds.zarr`" in text and "--overwrite" not in text
+    lock.write_text(live.model_copy(update={"pid": 2**22 + 12345}).model_dump_json())  # no such process
+    code, text = run("info", str(out))
+    assert code == 1 and "incomplete store" in text

@@ -52,7 +52,8 @@ def test_train_and_eval_take_a_url(learn_store: Path, tmp_path: Path) -> None:
               "--hidden", "16", "--lora-r", "2", "--val-every", "2", "--save-every", "2", "--val-batches", "1"]
     code, text = run("train", url, "-o", str(tmp_path / "run"), *common)
     assert code == 0, text
-    assert json.loads((tmp_path / "run" / "train_config.json").read_text())["data"]["store"] == url
+    pinned = f"{url}@{open_store(url).version}"  # the run names the exact version it read
+    assert json.loads((tmp_path / "run" / "train_config.json").read_text())["data"]["store"] == pinned
     code, text = run("eval", str(tmp_path / "run"), url, "-o", str(tmp_path / "eval"))
     assert code == 0 and f"on {url}" in text, text
 

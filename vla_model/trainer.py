@@ -25,11 +25,13 @@ from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
 
 from schemas.sample import SampleField
+from schemas.history import DataPin
 from schemas.store import StoreManifest
 from schemas.train import BackboneSpec, CheckpointMeta, Precision, Schedule, TrainConfig
 from vla_data import __version__
 from vla_data.samples.dataset import WindowDataset
 from vla_data.samples.loader import make_loader
+from vla_data.store.reader import open_store, pin
 from vla_data.common.files import write_text_atomic
 from vla_data.common.refusal import Fix
 from vla_model import checkpoint as ckpt
@@ -147,6 +149,10 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: 
     main = accelerator.is_main_process
     # the config and every checkpoint record what finds the backbone from any directory (not "models/tiny")
     config = config.model_copy(update={"model": config.model.model_copy(update={"source": locate(config.model.source)})})
+    # the exact data: the store's absolute location at the version it is now; the saved config (and so --resume,
+    # wherever it runs and whatever the store became) reads that version, and every checkpoint records it
+    data = pin(open_store(config.data.store))
+    config = config.model_copy(update={"data": config.data.model_copy(update={"store": data.address})})
     set_seed(config.optim.seed)
     train_ds = WindowDataset(config.data.store, config.data.train_split, spec=config.data.window, augment=config.data.augment,
                              mirror=config.data.mirror, memory_budget=config.data.memory_budget)
@@ -175,7 +181,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: 
     scheduler = LambdaLR(optimizer, [lr_lambda(config)] * 2)
     position = ckpt.ResumeState(step=0, epoch=0, batch_in_epoch=0, best_val_loss=None, best_step=None)
     if resume:
-        position = _resume(run_dir, policy, optimizer, scheduler)
+        position = _resume(run_dir, policy, optimizer, scheduler, data)
         if position.scaler and accelerator.scaler is not None:
             accelerator.scaler.load_state_dict(position.scaler)
     policy, optimizer, loader = accelerator.prepare(policy, optimizer, loader)
@@ -244,7 +250,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: 
                 position.window_batches = window_batches
                 position.scaler = accelerator.scaler.state_dict() if accelerator.scaler is not None else None
                 if main:
-                    last_checkpoint = _save(run_dir, config, manifest, model, optimizer, scheduler, position, record)
+                    last_checkpoint = _save(run_dir, config, manifest, data, model, optimizer, scheduler, position,
+                                            record)
                 accelerator.wait_for_everyone()
             window_start += time.perf_counter() - pause  # samples/s counts training: not validation and saving
             if step >= config.optim.max_steps or step == stop_after:
@@ -282,9 +289,14 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: 
     return summary
 
 
-def _resume(run_dir: Path, policy: VLAPolicy, optimizer: torch.optim.Optimizer, scheduler: LambdaLR) -> ckpt.ResumeState:
+def _resume(run_dir: Path, policy: VLAPolicy, optimizer: torch.optim.Optimizer, scheduler: LambdaLR,
+            data: DataPin) -> ckpt.ResumeState:
     path = ckpt.resolve(run_dir)
     meta = ckpt.load_meta(path)
+    if meta.data is not None and meta.data.manifest_sha256 != data.manifest_sha256:
+        raise ckpt.CheckpointError(f"{path} trained on {meta.data.address} (manifest {meta.data.manifest_sha256[:12]}); "
+                                   f"{data.address} now holds another manifest ({data.manifest_sha256[:12]}): the "
+                                   "data changed under the same name, so the run cannot continue exactly")
     adapter, heads = ckpt.load_weights(path)
     load_trained(policy, adapter, heads)
     opt_state, sched_state, position = ckpt.load_resume(path)
@@ -295,7 +307,7 @@ def _resume(run_dir: Path, policy: VLAPolicy, optimizer: torch.optim.Optimizer, 
     return position
 
 
-def _save(run_dir: Path, config: TrainConfig, manifest: StoreManifest, model: VLAPolicy,
+def _save(run_dir: Path, config: TrainConfig, manifest: StoreManifest, data: DataPin, model: VLAPolicy,
           optimizer: torch.optim.Optimizer, scheduler: LambdaLR, position: ckpt.ResumeState, record: dict) -> Path:
     meta = CheckpointMeta(
         tool_version=__version__,
@@ -309,6 +321,7 @@ def _save(run_dir: Path, config: TrainConfig, manifest: StoreManifest, model: VL
         stats=manifest.stats,
         source_frame_sizes=manifest.source_frame_sizes,
         files={},
+        data=data,
     )
     path = ckpt.save_checkpoint(run_dir, meta, model.adapter_state(), model.head_state(), optimizer.state_dict(),
                                 scheduler.state_dict(), position)

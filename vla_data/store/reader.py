@@ -19,6 +19,7 @@ import pandas as pd
 import zarr
 from zarr.codecs import ZstdCodec
 
+from schemas.history import DataPin
 from schemas.store import (
     READABLE_FORMATS,
     BuildLog,
@@ -35,6 +36,7 @@ from vla_data.store.history import StoreAddress, VersionError, parse_address, re
 from vla_data.store.layout import BUILD_LOG, EPISODE_ENDS, EPISODES, MANIFEST, MARKER, POINTER, array_path
 from vla_data.store.ownership import listing
 from vla_data.common.refusal import Fix, Refusal
+from vla_data.store.writer_lock import active_writer
 from vla_data.store.versions import PointerError, objects_of, read_pointer
 
 FRAMES_PER_SHARD = 64
@@ -144,6 +146,13 @@ def open_store(where: str | Path | StoreLocation) -> DatasetStore:
         raise StoreError(exc.message, *exc.fixes) from exc
 
 
+def pin(store: DatasetStore) -> DataPin:
+    """Exactly the data ``store`` holds: its absolute location, the version opened, the manifest's sha256."""
+    where = str(store.location.path.resolve()) if store.location.path is not None else str(store.location)
+    raw = store.objects.read(MANIFEST) or b""
+    return DataPin(store=where, version=store.version, manifest_sha256=hashlib.sha256(raw).hexdigest())
+
+
 def _pointer(store: StoreLocation) -> StorePointer | None:
     try:
         return read_pointer(store)
@@ -173,6 +182,8 @@ def _open(store: StoreLocation, ref: str | None = None) -> DatasetStore:
                          Fix({"verify": True}, "to name what else is damaged", command=f"info {store}"),
                          Fix({"overwrite": True}, "to build it again"))
     if raw_manifest is None:
+        if (writer := active_writer(store)) is not None:
+            raise StoreError(f"{store}: being built by {writer.describe()}; open it once that build has finished")
         if store.read(MARKER) is not None:
             raise StoreError(
                 f"{store}: incomplete store (vla-data's, but no build has finished there yet)",

@@ -94,7 +94,23 @@ def _file_lock(out: Path, wait: bool, on_wait: Callable[[Refusal], None] | None)
         path.write_text(_me().model_dump_json() + "\n")
         yield
     finally:
-        lock.release()
+        try:
+            path.write_text("")  # the file names its holder only while held (``active_writer``)
+        finally:
+            lock.release()
+
+
+def active_writer(store: StoreLocation) -> StoreWriter | None:
+    """The build writing ``store`` now, as far as a reader can tell without taking the lock: the holder the lock
+    file (local) or the lease (object storage) names, unless that process provably no longer runs."""
+    if store.path is None:
+        holder = lease_holder(store)
+    else:
+        try:
+            holder = _writer(lock_path(store.path).read_bytes())
+        except OSError:
+            holder = None
+    return None if holder is None or _gone(holder) else holder
 
 
 def _break_lease(store: StoreLocation, holder: str) -> Fix:
