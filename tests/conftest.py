@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -136,6 +137,20 @@ def trained_run(learn_store: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def segment_trained_run(learn_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Segment batches at about the same frames per step: 11 segments of 2 anchors (33 frames), 22 samples."""
     return learned(learn_store, tmp_path_factory.mktemp("segment-trained"), {"mode": "segments", "segment_length": 2}, 22)
+
+
+def first_five_and_all(clean_dir: Path, root: Path) -> tuple[Path, Path]:
+    """Two source folders under ``root``: the first 5 of ``clean_dir``'s episodes, and all of them (copies, with
+    the instruction CSV): a first build, then one that adds the rest."""
+    first, everything = root / "first", root / "all"
+    first.mkdir(), everything.mkdir()
+    for i, p in enumerate(sorted(clean_dir.glob("*.h5"))):
+        shutil.copy(p, everything)
+        if i < 5:
+            shutil.copy(p, first)
+    for folder in (first, everything):
+        shutil.copy(clean_dir / "dataset_index.csv", folder)
+    return first, everything
 
 
 def committed(store) -> list[str]:

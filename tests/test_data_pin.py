@@ -6,12 +6,11 @@ on, and say when they differ."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
-from conftest import committed
+from conftest import committed, first_five_and_all
 from conftest import run_cli as run
 from schemas.train import CheckpointMeta
 from vla_data.store.reader import open_store
@@ -26,14 +25,7 @@ def _meta(run_dir: Path, step: int) -> CheckpointMeta:
 
 def test_a_run_trains_resumes_and_is_scored_on_its_pinned_version(clean_dir: Path, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    first, everything = tmp_path / "first", tmp_path / "all"
-    first.mkdir(), everything.mkdir()
-    for i, p in enumerate(sorted(clean_dir.glob("*.h5"))):
-        shutil.copy(p, everything)
-        if i < 5:
-            shutil.copy(p, first)
-    for folder in (first, everything):
-        shutil.copy(clean_dir / "dataset_index.csv", folder)
+    first, everything = first_five_and_all(clean_dir, tmp_path)
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)  # the store given relative: the run must record where it really is

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import committed
+from conftest import committed, first_five_and_all
 from conftest import run_cli as run
 from vla_data.store.reader import StoreError, open_store
 
@@ -19,14 +19,7 @@ from vla_data.store.reader import StoreError, open_store
 def two_builds(clean_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A store built from 5 episodes, then extended by the other 3 (two versions); a spare copy of the sources."""
     root = tmp_path_factory.mktemp("history")
-    first, everything = root / "first", root / "all"
-    first.mkdir(), everything.mkdir()
-    for i, p in enumerate(sorted(clean_dir.glob("*.h5"))):
-        shutil.copy(p, everything)
-        if i < 5:
-            shutil.copy(p, first)
-    for folder in (first, everything):
-        shutil.copy(clean_dir / "dataset_index.csv", folder)
+    first, everything = first_five_and_all(clean_dir, root)
     out = root / "ds.zarr"
     assert run("build-splits", str(first), "-o", str(out), "--image-size", "16")[0] == 0
     assert run("build-splits", str(everything), "-o", str(out), "--image-size", "16")[0] == 0
