@@ -30,12 +30,11 @@ import shutil
 from pathlib import Path
 
 import h5py
-from common import best_of_interleaved, episodes_dir, synthetic_episodes
+from common import best_of_interleaved, episodes_dir, rebuild, synthetic_episodes
 
 from schemas.recorder import InstructionSource
 from schemas.store import BuildOptions, Preprocessing
 from vla_data.sources.bags import is_bag
-from vla_data.build.job import build_store
 from vla_data.sources.hdf5 import decode_text
 from vla_data.sources.instructions import InstructionIndex, resolve_instruction
 from vla_data.common.resize import resize_frame
@@ -166,7 +165,7 @@ def main() -> None:
 
     def build(workers: int, cameras: int = 1) -> None:
         options = BuildOptions(preprocessing=pre, workers=workers, overwrite=True)
-        build_store([data[cameras]], outs[cameras], options, camera_settings(cameras))
+        rebuild([data[cameras]], outs[cameras], options, camera_settings(cameras))
 
     # name -> (cameras, function); the 1-camera rows are the benchmark's rows from before the cameras
     variants = {
@@ -188,7 +187,7 @@ def main() -> None:
 
     def build_bags(name: str) -> None:
         options = BuildOptions(preprocessing=pre, workers=2, overwrite=True)
-        build_store([args.bags_dir / name], bag_sets[name][1], options, camera_settings(1))
+        rebuild([args.bags_dir / name], bag_sets[name][1], options, camera_settings(1))
 
     timed = {name: fn for name, (_, fn) in variants.items()}
     timed.update({f"bags {name}": (lambda name=name: build_bags(name)) for name in bag_sets})

@@ -75,3 +75,17 @@ def best_of_interleaved(repeats: int, variants: dict[str, Callable[[], object]])
             fn()
             times[name].append(time.perf_counter() - start)
     return {name: min(t) for name, t in times.items()}
+
+
+def rebuild(sources: list[Path], out: Path | str, options, settings):
+    """A build that replaces what ``out`` holds, as a timed benchmark round wants: ``--overwrite --prune``, then
+    the superseded versions dropped (a store keeps its versions; repeated rounds would pile them up)."""
+    from schemas.history import Retention
+    from vla_data.build.job import build_store
+    from vla_data.store.location import StoreLocation
+    from vla_data.store.writer import collect_garbage
+
+    options = options.model_copy(update={"overwrite": True, "prune": True})
+    manifest = build_store(sources, out, options, settings)
+    collect_garbage(StoreLocation.of(out), wait=True, retention=Retention(keep_last=0))
+    return manifest

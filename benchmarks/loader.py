@@ -24,11 +24,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
-from common import episodes_dir, synthetic_episodes
+from common import episodes_dir, rebuild, synthetic_episodes
 
 from schemas.sample import Batching, BatchingConfig, WindowSpec
 from schemas.store import BuildOptions, Preprocessing
-from vla_data.build.job import build_store
 from vla_data.samples.dataset import WindowDataset
 from vla_data.samples.loader import make_loader
 from vla_data.common.resize import resize_frame
@@ -105,7 +104,7 @@ def ensure_store(store: Path, data: Path, cameras: int) -> None:
         pass
     print(f"building {store} (224x224, {cameras} camera(s)) ...", flush=True)
     options = BuildOptions(preprocessing=Preprocessing(image_size=224), workers=2, overwrite=True)
-    build_store([data], store, options, camera_settings(cameras))
+    rebuild([data], store, options, camera_settings(cameras))
 
 
 def main() -> None:

@@ -30,11 +30,10 @@ import time
 import uuid
 from pathlib import Path
 
-from common import best_of_interleaved, episodes_dir, synthetic_episodes
+from common import best_of_interleaved, episodes_dir, rebuild, synthetic_episodes
 
 from schemas.sample import WindowSpec
 from schemas.store import BuildOptions, Preprocessing
-from vla_data.build.job import build_store
 from vla_data.samples.dataset import WindowDataset
 from vla_data.samples.loader import make_loader
 from vla_data.store.reader import open_store
@@ -118,7 +117,7 @@ def main() -> None:
 
         def build(name: str, scheduler: str | None = None) -> None:
             options = BuildOptions(preprocessing=pre, workers=2, scheduler=scheduler, overwrite=True)
-            build_store([data], outs[name], options, camera_settings(1))
+            rebuild([data], outs[name], options, camera_settings(1))
 
         def started() -> None:
             with local_cluster() as cluster:

@@ -51,6 +51,10 @@ def run_build(sources: list[Path], out: Path | str, options: BuildOptions, setti
     lines += [f"left out (same content as {d.same_as}): {d.source_path}" for d in last.duplicates]
     lines += [f"replaced in {r.split.value} (content changed {r.old_hash[:12]} -> {r.new_hash[:12]}): {r.source_path}"
               for r in last.replaced]
+    if last.sources_gone:
+        gone = last.sources_gone
+        lines.append(f"{len(gone)} stored episode(s) kept whose source is gone: {', '.join(gone[:3])}"
+                     + (f" and {len(gone) - 3} more" if len(gone) > 3 else ""))
     lines.append(f"wrote {opened.location} ({manifest.n_episodes} episodes, {manifest.n_frames} frames; "
                  f"{len(last.added)} added, {last.kept} kept, {len(last.duplicates)} duplicates left out)")
     return "\n".join(lines)

@@ -378,6 +378,9 @@ class BuildOptions(BaseModel):
     replace_changed: bool = Field(
         False, description="A stored source whose content changed replaces its stored episode, in the same split."
     )
+    prune: bool = Field(
+        False, description="With overwrite: build without the stored episodes the sources no longer hold (the "
+        "current version stays in the store's history); otherwise that is refused, naming them.")
     wait: bool = Field(True, description="When another build is writing the same store, wait for it (else refuse).")
     workers: int = Field(1, ge=1, description="Processes that decode and resize frames; each writes whole shards.")
     scheduler: str | None = Field(
@@ -471,6 +474,8 @@ class BuildLogEntry(BaseModel):
     unmatched_split_rows: list[str] = Field(
         default_factory=list, description="split_file rows that named no source episode (ignored)."
     )
+    sources_gone: list[str] = Field(
+        default_factory=list, description="Stored episodes kept whose source is no longer where it was stored from.")
 
 
 class BuildLog(BaseModel):

@@ -134,3 +134,24 @@ def test_a_store_being_built_is_named_as_such_not_incomplete(tmp_path: Path) -> 
     lock.write_text(live.model_copy(update={"pid": 2**22 + 12345}).model_dump_json())  # no such process
     code, text = run("info", str(out))
     assert code == 1 and "incomplete store" in text
+
+
+def test_overwrite_keeps_history_and_refuses_to_lose_episodes_unless_pruned(clean_dir: Path, tmp_path: Path) -> None:
+    first, everything = first_five_and_all(clean_dir, tmp_path)
+    out = tmp_path / "ds.zarr"
+    assert run("build-splits", str(everything), "-o", str(out), "--image-size", "16")[0] == 0
+    (v1,) = committed(open_store(out))
+    code, text = run("build-splits", str(first), "-o", str(out), "--image-size", "16", "--overwrite")
+    assert code == 1 and "3 stored episode(s) are not in the sources and will not be in the new version" in text
+    assert "--prune" in text and committed(open_store(out)) == [v1]  # nothing written
+    code, text = run("build-splits", str(first), "-o", str(out), "--image-size", "16", "--overwrite", "--prune")
+    assert code == 0, text
+    v1_, v2 = committed(open_store(out))
+    assert v1_ == v1 and len(open_store(out).episodes) == 5 and len(open_store(f"{out}@{v1}").episodes) == 8
+    assert "3 removed; 5 episodes" in run("log", str(out))[1]
+    # an incremental build keeps a stored episode whose source is gone, and says so
+    gone = sorted(first.glob("*.h5"))[0]
+    gone.unlink()
+    code, text = run("build-splits", str(first), "-o", str(out), "--image-size", "16")
+    assert code == 0 and f"1 stored episode(s) kept whose source is gone: {gone}" in text, text
+    assert len(open_store(out).episodes) == 5

@@ -219,7 +219,7 @@ def test_ctrl_c_with_workers_publishes_nothing_and_says_so(slow_raw: Path, raw: 
     assert build(str(raw), "-o", str(out))[0] == 0
     before = open_store(out).manifest
     proc = subprocess.Popen([*CLI, "build-splits", str(slow_raw), "-o", str(out), "--image-size", "96", "--workers",
-                             "2", "--overwrite"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             "2", "--overwrite", "--prune"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     deadline = time.monotonic() + 120
     first = version_dir(out)

@@ -65,12 +65,15 @@ def _channels(ctx: click.Context, param: click.Parameter, value: str) -> str | l
 @click.option("--replace-changed", is_flag=True,
               help="A stored source file whose content changed (re-exported) replaces its stored episode, in the "
                    "same split [default: refuse, naming the files].")
+@click.option("--prune", is_flag=True,
+              help="With --overwrite: build without the stored episodes the sources no longer hold [default: refuse, "
+                   "naming how many]; the version they are in stays readable as STORE@VERSION.")
 @click.option("--no-wait", is_flag=True, help="If another build is writing the same store, refuse instead of waiting.")
 @recorder_options
 def build_splits_cmd(sources: tuple[Path, ...], out: str, image_size: int, resize: str, interpolation: str,
                      val_ratio: float, test_ratio: float, seed: int, stratify: str, action_channels: str | list[int],
                      action_names: str | None, norm_mode: str, split_file: Path | None, workers: int,
-                     scheduler: str | None, skip_invalid: bool, overwrite: bool, replace_changed: bool, no_wait: bool,
+                     scheduler: str | None, skip_invalid: bool, overwrite: bool, replace_changed: bool, prune: bool, no_wait: bool,
                      **settings_flags: object) -> None:
     """Build one zarr store from recorder episodes: frames resized once, actions, splits, train-only stats.
 
@@ -107,6 +110,7 @@ def build_splits_cmd(sources: tuple[Path, ...], out: str, image_size: int, resiz
             "skip_invalid": skip_invalid,
             "overwrite": overwrite,
             "replace_changed": replace_changed,
+            "prune": prune,
             "wait": not no_wait,
             "workers": workers,
             "scheduler": scheduler,

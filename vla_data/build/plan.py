@@ -35,7 +35,9 @@ from vla_data.common.pools import executor
 from vla_data.store.location import StoreLocation
 from vla_data.store.ownership import Ownership, ownership_of
 from vla_data.sources.episode import SourceEpisode, SourceError
-from vla_data.sources.formats import read_episodes
+from vla_data.sources.formats import read_episodes, source_exists
+from vla_data.store.history import episode_table
+from vla_data.store.versions import objects_of, read_pointer
 from vla_data.build.splits import assign_splits, match_split_file, read_split_file
 from vla_data.common.refusal import Fix
 from vla_data.store.reader import DatasetStore, StoreError, open_store
@@ -277,6 +279,8 @@ def build_version(report: ValidationReport, root: Path, out: StoreLocation, opti
         _refuse_changed(plan.changed, out)
     if previous is not None:
         _refuse_dropped_channels(previous, [e.source for e in plan.entries if e.source is not None], options)
+    if options.overwrite:
+        _refuse_unpruned(out, set(plan.hash_of.values()), options)
     stored = {e.record.content_hash: e.record.split for e in plan.entries if e.fixed}
     explicit, unmatched = _explicit_splits(options, usable, root, plan.hash_of, stored)
     entry = BuildLogEntry(
@@ -288,10 +292,27 @@ def build_version(report: ValidationReport, root: Path, out: StoreLocation, opti
         duplicates=plan.duplicates,
         replaced=plan.replaced,
         unmatched_split_rows=unmatched,
+        sources_gone=[e.record.source_path for e in plan.entries if e.source is None
+                      and not source_exists(e.record.source_path)],
     )
     episodes = _settle_splits(plan.entries, explicit, options, selection)
     features = store_features(options.preprocessing, selection, settings.cameras, settings.actions_key)
     return write_version(out, previous, episodes, selection, features, options, entry, progress)
+
+
+def _refuse_unpruned(out: StoreLocation, hashes: set[str], options: BuildOptions) -> None:
+    """An overwrite that would leave out stored episodes the sources no longer hold is refused unless ``prune``:
+    the new version would silently lose them (the current one stays in the history either way)."""
+    try:
+        current = episode_table(objects_of(out, read_pointer(out)))
+    except (OSError, ValueError):  # nothing readable to lose: a damaged or foreign-format store is rebuilt
+        return
+    lost = [r.source_path for r in current if r.content_hash not in hashes]
+    if lost and not options.prune:
+        listed = ", ".join(lost[:3]) + (f" and {len(lost) - 3} more" if len(lost) > 3 else "")
+        raise StoreError(f"{len(lost)} stored episode(s) are not in the sources and will not be in the new version "
+                         f"({listed})", Fix({"prune": True}, "to build without them (the current version stays in "
+                                               "the store's history, readable as STORE@VERSION)"))
 
 
 def _explicit_splits(
