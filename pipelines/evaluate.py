@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from pipelines.eval_plots import plot_errors, plot_scenarios, plot_trajectories
 from pipelines.eval_results import LABELS, EpisodeResult
-from pipelines.trained_data import refuse_overlap, trained_data
+from pipelines.trained_data import data_line, refuse_overlap, trained_data
 from schemas.evaluation import Comparison, EvalOptions, EvalReport, Horizon, MetricSet, Predictor
 from schemas.train import Precision
 from vla_data import __version__
@@ -176,29 +176,14 @@ def scenario_table(report: EvalReport) -> pd.DataFrame:
     return table
 
 
-def data_line(report: EvalReport) -> str:
-    """Which data was scored, and whether it is the data the checkpoint trained on."""
-    scored = report.data.address if report.data else report.store
-    trained = report.trained_on
-    if trained is None:
-        return f"data: {scored} (the checkpoint does not record the version it trained on)"
-    if report.data is not None and trained.manifest_sha256 == report.data.manifest_sha256:
-        return f"data: {scored}, the version the checkpoint trained on"
-    line = f"data: {scored}; the checkpoint trained on {trained.address}: not the same data"
-    if report.changed_since_trained is not None:
-        line += f" (since: {report.changed_since_trained.summary()})"
-    if report.trained_episodes_scored:
-        line += f"; {len(report.trained_episodes_scored)} scored episode(s) were training episodes (allowed)"
-    return line
-
-
 def render_report(report: EvalReport) -> str:
     head = (f"{report.checkpoint} (step {report.step}) on {report.store}, split {report.options.split.value}: "
             f"{report.n_episodes} episodes, {report.n_anchors} anchors; camera(s) {', '.join(report.cameras) or '-'}; "
             f"physical units; dead band "
             f"{report.options.dead_band:g}; baselines: train-mean {[round(v, 3) for v in report.train_mean]}, zero velocity")
     overall = comparison_table(report.overall, report.action_names, report.options.tolerance)
-    parts = [head, data_line(report), overall.to_string(), "per scenario:", scenario_table(report).to_string()]
+    parts = [head, data_line(report.data, report.trained_on, report.changed_since_trained,
+                             report.trained_episodes_scored, report.store), overall.to_string(), "per scenario:", scenario_table(report).to_string()]
     if report.precision_max_abs_difference is not None:
         gaps = ", ".join(f"{n} {v:.4f}" for n, v in zip(report.action_names, report.precision_max_abs_difference,
                                                        strict=True))

@@ -32,6 +32,7 @@ from schemas.store import Preprocessing
 from schemas.validation import FileReport
 from schemas.view import ViewOptions
 from vla_data.store.location import StoreLocation
+from vla_data.store.history import parse_address
 from vla_data.store.ownership import Ownership, ownership_of
 from vla_data.common.files import atomic_path
 from vla_data.sources.formats import find_sources, source_exists
@@ -60,7 +61,7 @@ class Source:
 def resolve_source(source: str) -> Source:
     """A URL or a folder holding a vla-data store is a store; an HDF5 file, a bag or a folder of them are
     episodes; anything else is a ``ViewError``."""
-    location = StoreLocation.of(source)
+    location = StoreLocation.of(parse_address(source).location)  # STORE@VERSION: the store
     if location.url is not None or ownership_of(location) in (Ownership.store, Ownership.incomplete):
         return Source(store=open_store(source))  # an incomplete or unreadable store is refused here, saying why
     path = Path(source)

@@ -57,6 +57,15 @@ def test_a_run_trains_resumes_and_is_scored_on_its_pinned_version(clean_dir: Pat
     code, text = run("eval", str(work / "run"), f"{store}@{v1}", "--split", "val", "-o", "ev1")
     assert code == 0 and f"data: {store}@{v1}, the version the checkpoint trained on" in text, text
 
+    # view --run says the same of the data it shows the policy's predictions on
+    code, text = run("view", f"{store}@{v1}", "--run", str(work / "run"), "--split", "val", "--max-episodes", "1",
+                     "--save", str(tmp_path / "v1.rrd"))
+    assert code == 0 and f"data: {store}@{v1}, the version the checkpoint trained on" in text, text
+    code, text = run("view", str(store), "--run", str(work / "run"), "--max-episodes", "1", "--save",
+                     str(tmp_path / "v2.rrd"))
+    assert code == 0 and f"the checkpoint trained on {store}@{v1}: not the same data (since: 3 added" in text, text
+    assert "shown episode(s) were training episodes" in text  # every split shown: its train episodes too
+
     # re-split so that its training episodes land in val: scoring val is refused, unless asked knowingly
     names = sorted(p.name for p in everything.glob("*.h5"))
     (tmp_path / "splits.csv").write_text("episode,split\n" + "".join(f"{n},{'train' if i == 0 else 'val'}\n"

@@ -65,6 +65,7 @@ def view_cmd(source: str, episodes: tuple[str, ...], save: Path | None, serve: b
       vla-data view data/raw/episode_20251106_123136_1box_hori_left_core_medium.h5
       vla-data view s3://fleet-data/datasets/v1.zarr --episode 12 --images raw --save e12.rrd
     """
+    from pipelines.trained_data import trained_data_line
     from pipelines.view import Sink, ViewError, episodes_into, raw_views, record, resolve_source, store_views
     from vla_model.runtime import Policy
 
@@ -79,6 +80,8 @@ def view_cmd(source: str, episodes: tuple[str, ...], save: Path | None, serve: b
     found = resolve_source(source)
     if found.store is not None:
         views = store_views(found.store, options, policy)
+        if policy is not None:
+            click.echo(trained_data_line(policy.meta, found.store, options.split), err=True)
     else:
         if options.split is not None:
             raise ViewError(f"--split {options.split.value}: {source} holds recorder episodes, not a store")
