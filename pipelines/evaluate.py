@@ -91,6 +91,7 @@ def evaluate_checkpoint(
         trained_on=policy.meta.data,
         changed_since_trained=found.change if found is not None else None,
         trained_episodes_scored=found.overlap if found is not None else [],
+        overlap_checked=found.readable if found is not None else True,
         options=options,
         action_names=policy.action_names,
         cameras=policy.camera_names,
@@ -183,7 +184,8 @@ def render_report(report: EvalReport) -> str:
             f"{report.options.dead_band:g}; baselines: train-mean {[round(v, 3) for v in report.train_mean]}, zero velocity")
     overall = comparison_table(report.overall, report.action_names, report.options.tolerance)
     parts = [head, data_line(report.data, report.trained_on, report.changed_since_trained,
-                             report.trained_episodes_scored, report.store), overall.to_string(), "per scenario:", scenario_table(report).to_string()]
+                             report.trained_episodes_scored, report.store, report.overlap_checked),
+             overall.to_string(), "per scenario:", scenario_table(report).to_string()]
     if report.precision_max_abs_difference is not None:
         gaps = ", ".join(f"{n} {v:.4f}" for n, v in zip(report.action_names, report.precision_max_abs_difference,
                                                        strict=True))

@@ -21,7 +21,6 @@ class TrainOverlap(Refusal):
 class TrainedData:
     """How the scored data relates to the checkpoint's training data."""
 
-    same: bool  # exactly the version trained on (the manifests match)
     change: VersionChange | None  # what changed from the trained version to the scored one (same store only)
     overlap: list[str]  # source paths of scored episodes that were train episodes of the trained version
     readable: bool  # the trained version could be read (else overlap is unknown)
@@ -34,20 +33,20 @@ def trained_data(trained: DataPin | None, train_split: str, scored: DatasetStore
     if trained is None:
         return None
     if trained.manifest_sha256 == scored_pin.manifest_sha256:
-        return TrainedData(True, None, [], True)
+        return TrainedData(None, [], True)
     try:
         then = episode_table(open_store(trained.address).objects)
     except StoreError:
-        return TrainedData(False, None, [], False)
+        return TrainedData(None, [], False)
     now = episode_table(scored.objects)
     train_hashes = {r.content_hash for r in then if r.split.value == train_split}
     overlap = [r.source_path for r in now if split in (None, r.split.value) and r.content_hash in train_hashes]
     change = change_between(then, now) if trained.store == scored_pin.store else None
-    return TrainedData(False, change, overlap, True)
+    return TrainedData(change, overlap, True)
 
 
 def data_line(scored: DataPin | None, trained: DataPin | None, change: VersionChange | None,
-              overlap: list[str], fallback: str) -> str:
+              overlap: list[str], fallback: str, checked: bool = True) -> str:
     """Which data is scored, and whether it is the data the checkpoint trained on (and what changed since)."""
     where = scored.address if scored is not None else fallback
     if trained is None:
@@ -59,6 +58,8 @@ def data_line(scored: DataPin | None, trained: DataPin | None, change: VersionCh
         line += f" (since: {change.summary()})"
     if overlap:
         line += f"; {len(overlap)} scored episode(s) were training episodes (allowed)"
+    if not checked:
+        line += "; that version is no longer readable (gc dropped it?), so training episodes could not be checked for"
     return line
 
 
@@ -68,7 +69,8 @@ def trained_data_line(meta: CheckpointMeta, store: DatasetStore, split: Split | 
     found = trained_data(meta.data, meta.train_config.data.train_split.value, store, scored,
                          split.value if split is not None else None)
     overlap = found.overlap if found is not None else []
-    line = data_line(scored, meta.data, found.change if found else None, [], str(store.location))
+    line = data_line(scored, meta.data, found.change if found else None, [], str(store.location),
+                     found.readable if found else True)
     return line + (f"; {len(overlap)} shown episode(s) were training episodes" if overlap else "")
 
 

@@ -80,6 +80,8 @@ class EvalReport(BaseModel):
         None, description="Of the same store: what changed from the version trained on to the one scored.")
     trained_episodes_scored: list[str] = Field(
         default_factory=list, description="Scored episodes the checkpoint trained on (allow_train_overlap).")
+    overlap_checked: bool = Field(True, description="False: the version trained on could not be read, so the "
+                                  "scored split was not checked for training episodes.")
     options: EvalOptions
     action_names: list[str]
     cameras: list[str] = Field(default_factory=list, description="The cameras the policy read, in its order.")

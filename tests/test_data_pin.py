@@ -86,3 +86,6 @@ def test_a_run_trains_resumes_and_is_scored_on_its_pinned_version(clean_dir: Pat
     assert run("gc", str(store), "--keep-last", "0")[0] == 0
     code, text = run("train", "--resume", str(work / "run"), "--max-steps", "6")
     assert code == 1 and f"version {v1}: its data was removed by gc" in text and "Traceback" not in text
+    code, text = run("eval", str(work / "run"), str(store), "--split", "val", "-o", "ev3")  # cannot tell: it says so
+    assert code == 0 and "no longer readable" in text and "could not be checked" in text, text
+    assert json.loads((tmp_path / "ev3" / "metrics.json").read_text())["overlap_checked"] is False
