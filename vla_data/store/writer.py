@@ -1,16 +1,17 @@
 """The store's write path: one writer at a time, a new version written whole and committed by one write.
 
 ```python
-with writing(out, sources, wait=True):            # output checks, the writer lock, leftovers removed
+with writing(out, sources, wait=True):            # output checks, the writer lock, killed builds' leftovers removed
     manifest = write_version(out, previous, episodes, selection, options, log_entry)
 ```
 ``episodes`` are the episodes of the new version in store order, each copied from the previous version
 (``EpisodeInput.copied``) or read from a source episode (``EpisodeInput.recorded``), with its split settled.
 The version is written under ``versions/<id>`` of the store (local or on object storage; ``vla_data.store.versions``),
-its stats and manifest computed, and committed by writing ``current.json``; then the versions it superseded
-are removed. A failure or Ctrl-C removes the unfinished version and leaves the previous one current; a build
-killed outright leaves it as a leftover that the next build (or `vla-data gc`) removes. Only this module and
-``vla_data.store.reader`` spell paths inside a version.
+its stats, history (``history.json``: the parent's records plus this one) and manifest written, and committed
+by writing ``current.json``; the version it supersedes stays, readable as ``STORE@VERSION``, until `vla-data gc`
+is given a retention rule that drops it. A failure or Ctrl-C removes the unfinished version and leaves the
+previous one current; a build killed outright leaves it as a leftover that the next build (or `vla-data gc`)
+removes. Object names come from ``vla_data.store.layout``.
 """
 
 from __future__ import annotations
