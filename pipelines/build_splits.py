@@ -51,6 +51,9 @@ def run_build(sources: list[Path], out: Path | str, options: BuildOptions, setti
     lines += [f"left out (same content as {d.same_as}): {d.source_path}" for d in last.duplicates]
     lines += [f"replaced in {r.split.value} (content changed {r.old_hash[:12]} -> {r.new_hash[:12]}): {r.source_path}"
               for r in last.replaced]
+    for c in last.instructions_changed:
+        lines.append(f"{'relabelled' if c.applied else 'instruction differs from the stored one (kept; --update-instructions takes it)'}: "
+                     f"{c.source_path}: {c.stored!r} -> {c.now!r}")
     if last.sources_gone:
         gone = last.sources_gone
         lines.append(f"{len(gone)} stored episode(s) kept whose source is gone: {', '.join(gone[:3])}"

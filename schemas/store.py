@@ -378,6 +378,9 @@ class BuildOptions(BaseModel):
     replace_changed: bool = Field(
         False, description="A stored source whose content changed replaces its stored episode, in the same split."
     )
+    update_instructions: bool = Field(
+        False, description="A stored episode whose source now gives another instruction takes it (a relabel in the "
+        "new version; the frames stay); otherwise it is listed and kept as stored.")
     prune: bool = Field(
         False, description="With overwrite: build without the stored episodes the sources no longer hold (the "
         "current version stays in the store's history); otherwise that is refused, naming them.")
@@ -461,6 +464,15 @@ class SkippedEpisode(BaseModel):
     reason: str
 
 
+class InstructionChange(BaseModel):
+    """A stored episode whose source now gives another instruction (the file, the CSV, the name or the setting)."""
+
+    source_path: str
+    stored: str
+    now: str
+    applied: bool = Field(description="True: the new version holds the new instruction (update_instructions).")
+
+
 class BuildLogEntry(BaseModel):
     """One run of build-splits on this store."""
 
@@ -474,6 +486,8 @@ class BuildLogEntry(BaseModel):
     unmatched_split_rows: list[str] = Field(
         default_factory=list, description="split_file rows that named no source episode (ignored)."
     )
+    instructions_changed: list[InstructionChange] = Field(
+        default_factory=list, description="Stored episodes whose source now gives another instruction.")
     sources_gone: list[str] = Field(
         default_factory=list, description="Stored episodes kept whose source is no longer where it was stored from.")
 

@@ -155,3 +155,24 @@ def test_overwrite_keeps_history_and_refuses_to_lose_episodes_unless_pruned(clea
     code, text = run("build-splits", str(first), "-o", str(out), "--image-size", "16")
     assert code == 0 and f"1 stored episode(s) kept whose source is gone: {gone}" in text, text
     assert len(open_store(out).episodes) == 5
+
+
+def test_a_changed_instruction_is_listed_and_taken_only_when_asked(clean_dir: Path, tmp_path: Path) -> None:
+    src = tmp_path / "raw"
+    shutil.copytree(clean_dir, src)
+    out = tmp_path / "ds.zarr"
+    assert run("build-splits", str(src), "-o", str(out), "--image-size", "16")[0] == 0
+    csv = src / "dataset_index.csv"
+    (name, old), = [line.split(",", 1) for line in csv.read_text().splitlines()[1:]]
+    csv.write_text(f"episode_path,instruction\n{name},Reach the bottle on the left quickly\n")
+    code, text = run("build-splits", str(src), "-o", str(out), "--image-size", "16")
+    assert code == 0 and f"instruction differs from the stored one (kept; --update-instructions takes it): " \
+                         f"{src / name}: {old!r} -> 'Reach the bottle on the left quickly'" in text, text
+    assert old in set(open_store(out).episodes["instruction"])
+    code, text = run("build-splits", str(src), "-o", str(out), "--image-size", "16", "--update-instructions")
+    assert code == 0 and f"relabelled: {src / name}" in text, text
+    table = open_store(out).episodes.set_index("source_path")
+    assert table.loc[str(src / name), "instruction"] == "Reach the bottle on the left quickly"
+    assert "1 relabelled; 8 episodes" in run("log", str(out))[1]
+    first = committed(open_store(out))[0]
+    assert old in set(open_store(f"{out}@{first}").episodes["instruction"])  # the older version keeps its label

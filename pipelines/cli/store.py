@@ -65,6 +65,9 @@ def _channels(ctx: click.Context, param: click.Parameter, value: str) -> str | l
 @click.option("--replace-changed", is_flag=True,
               help="A stored source file whose content changed (re-exported) replaces its stored episode, in the "
                    "same split [default: refuse, naming the files].")
+@click.option("--update-instructions", is_flag=True,
+              help="A stored episode whose source now gives another instruction (the file, dataset_index.csv, the "
+                   "name) takes it in the new version [default: list it, keep the stored one].")
 @click.option("--prune", is_flag=True,
               help="With --overwrite: build without the stored episodes the sources no longer hold [default: refuse, "
                    "naming how many]; the version they are in stays readable as STORE@VERSION.")
@@ -73,7 +76,8 @@ def _channels(ctx: click.Context, param: click.Parameter, value: str) -> str | l
 def build_splits_cmd(sources: tuple[Path, ...], out: str, image_size: int, resize: str, interpolation: str,
                      val_ratio: float, test_ratio: float, seed: int, stratify: str, action_channels: str | list[int],
                      action_names: str | None, norm_mode: str, split_file: Path | None, workers: int,
-                     scheduler: str | None, skip_invalid: bool, overwrite: bool, replace_changed: bool, prune: bool, no_wait: bool,
+                     scheduler: str | None, skip_invalid: bool, overwrite: bool, replace_changed: bool, update_instructions: bool,
+                     prune: bool, no_wait: bool,
                      **settings_flags: object) -> None:
     """Build one zarr store from recorder episodes: frames resized once, actions, splits, train-only stats.
 
@@ -111,6 +115,7 @@ def build_splits_cmd(sources: tuple[Path, ...], out: str, image_size: int, resiz
             "overwrite": overwrite,
             "replace_changed": replace_changed,
             "prune": prune,
+            "update_instructions": update_instructions,
             "wait": not no_wait,
             "workers": workers,
             "scheduler": scheduler,

@@ -9,7 +9,7 @@ refuses episodes that use a channel it dropped as constant), every new episode g
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from schemas.store import (
     DroppedChannel,
     Duplicate,
     EpisodeRecord,
+    InstructionChange,
     ReplacedEpisode,
     SkippedEpisode,
     Split,
@@ -154,6 +155,7 @@ class SortedSources:
     replaced: list[ReplacedEpisode]
     changed: list[tuple[EpisodeRecord, ValidatedEpisode]]
     hash_of: dict[Path, str]
+    instructions: list[InstructionChange] = field(default_factory=list)
 
 
 def _sort_sources(usable: list[FileReport], previous: DatasetStore | None, options: BuildOptions,
@@ -167,6 +169,7 @@ def _sort_sources(usable: list[FileReport], previous: DatasetStore | None, optio
     replacing: dict[int, ValidatedEpisode] = {}
     removed: set[int] = set()
     new: list[ValidatedEpisode] = []
+    relabel: dict[int, FileReport] = {}  # stored episode -> the report giving its new instruction
     result = SortedSources([], [], [], [], {})
     for source in _read_sources(usable, options, settings):
         r = source.report
@@ -179,6 +182,10 @@ def _sort_sources(usable: list[FileReport], previous: DatasetStore | None, optio
                 continue
             removed.add(old.episode)  # its new content replaces it below, unless another episode holds it already
         same = by_hash.get(digest)
+        if same is not None and _resolved(same.source_path) == path and (r.instruction or "") != same.instruction:
+            result.instructions.append(InstructionChange(source_path=r.path, stored=same.instruction,
+                                                         now=r.instruction or "", applied=options.update_instructions))
+            relabel[same.episode] = r
         if same is not None or digest in first_of:
             if same is None or _resolved(same.source_path) != path:
                 result.duplicates.append(Duplicate(source_path=r.path,
@@ -193,6 +200,10 @@ def _sort_sources(usable: list[FileReport], previous: DatasetStore | None, optio
             new.append(source)
     for record in stored:
         if record.episode not in removed:
+            if options.update_instructions and record.episode in relabel:
+                report = relabel[record.episode]
+                record = record.model_copy(update={"instruction": report.instruction or "",
+                                                   "instruction_source": report.instruction_source})
             result.entries.append(PlannedEpisode(record))
         elif record.episode in replacing:
             result.entries.append(PlannedEpisode(_new_record(record.episode, replacing[record.episode], record.split),
@@ -292,6 +303,7 @@ def build_version(report: ValidationReport, root: Path, out: StoreLocation, opti
         duplicates=plan.duplicates,
         replaced=plan.replaced,
         unmatched_split_rows=unmatched,
+        instructions_changed=plan.instructions,
         sources_gone=[e.record.source_path for e in plan.entries if e.source is None
                       and not source_exists(e.record.source_path)],
     )
