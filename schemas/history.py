@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.store import VERSION_ID
 
-TAG_NAME = r"^[A-Za-z][A-Za-z0-9._-]{0,63}$"  # starts with a letter: never reads as a version id (v000001-...)
+TAG_NAME = r"^[A-Za-z][A-Za-z0-9._-]{0,63}$"  # and not shaped like a version id (``is_tag_name``)
 
 
 class VersionChange(BaseModel):
@@ -112,5 +112,6 @@ def is_version_id(text: str) -> bool:
 
 
 def is_tag_name(text: str) -> bool:
-    return re.fullmatch(TAG_NAME, text) is not None
+    """A name a tag may have: never one that reads as a version id (a tag would shadow that version)."""
+    return re.fullmatch(TAG_NAME, text) is not None and not is_version_id(text)
 

@@ -57,6 +57,8 @@ def test_an_older_version_reads_as_it_was_by_id_and_by_tag(two_builds: tuple[Pat
     assert code == 1 and f"tag first-five exists already (on {v1})" in text and "--delete" in text
     code, text = run("tag", str(out), "9-lives")
     assert code == 1 and "is not a tag name" in text
+    code, text = run("tag", str(out), "v000009-0000000a", v1)  # it would shadow that version's id
+    assert code == 1 and "not shaped like a version id" in text
     code, text = run("log", str(out))
     assert f"{v1}  (first-five)" in text
     assert run("tag", str(out), "first-five", "--delete")[0] == 0
@@ -176,3 +178,28 @@ def test_a_changed_instruction_is_listed_and_taken_only_when_asked(clean_dir: Pa
     assert "1 relabelled; 8 episodes" in run("log", str(out))[1]
     first = committed(open_store(out))[0]
     assert old in set(open_store(f"{out}@{first}").episodes["instruction"])  # the older version keeps its label
+
+
+def test_a_gc_killed_half_way_leaves_a_version_that_reads_as_removed(two_builds: tuple[Path, Path], tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """gc removes a version's manifest before its other objects: stopped in between, the version says it was
+    removed (never opens with shards missing), and the next gc finishes the job."""
+    from schemas.history import Retention
+    from vla_data.store.location import StoreLocation
+    from vla_data.store.writer import collect_garbage
+
+    out = tmp_path / "ds.zarr"
+    shutil.copytree(two_builds[0], out)
+    v1, _ = committed(open_store(out))
+
+    def killed(self, prefix: str) -> None:
+        raise KeyboardInterrupt
+    monkeypatch.setattr(StoreLocation, "delete_prefix", killed)
+    with pytest.raises(KeyboardInterrupt):
+        collect_garbage(StoreLocation.of(out), wait=True, retention=Retention(keep_last=0))
+    monkeypatch.undo()
+    assert (out / "versions" / v1 / "data").is_dir()  # stopped half-way
+    with pytest.raises(StoreError, match="its data was removed by gc"):
+        open_store(f"{out}@{v1}")
+    code, text = run("gc", str(out), "--keep-last", "0")
+    assert code == 0 and f"removed versions/{v1}" in text and not (out / "versions" / v1).exists()

@@ -142,7 +142,7 @@ def create_tag(store: StoreLocation, name: str, version: str) -> TagRecord:
     """Tag ``version`` as ``name`` (create-only: a tag that exists is refused, naming its version)."""
     if not is_tag_name(name):
         raise VersionError(f"{name!r} is not a tag name: a tag starts with a letter, then letters, digits, '.', '_' "
-                           "or '-' (at most 64)")
+                           "or '-' (at most 64), and is not shaped like a version id (v000001-1f0c9a3e)")
     record = TagRecord(name=name, version=version, created=now_iso(), user=_user())
     if not store.create(tag_key(name), (record.model_dump_json(indent=2) + "\n").encode()):
         existing = tags(store).get(name)

@@ -104,6 +104,9 @@ def remove_leftovers(store: StoreLocation, retention: Retention | None = None) -
     writer lock held (see the module doc)."""
     gone = leftovers(store, retention)
     for leftover in gone:
+        # the manifest first: a removal killed half-way leaves a version that reads as removed, never one that
+        # opens with objects missing
+        store.delete(f"{VERSIONS}/{leftover.version}/{MANIFEST}")
         store.delete_prefix(f"{VERSIONS}/{leftover.version}")
     if read_pointer(store) is not None:
         _remove_single(store)
