@@ -72,6 +72,10 @@ def test_unknown_versions_and_tags_are_one_error_with_the_closest(two_builds: tu
     typo = v2[:-1] + ("0" if v2[-1] != "0" else "1")
     code, text = run("info", f"{out}@{typo}")
     assert code == 1 and "no such version" in text and f"did you mean {v2}?" in text and "Traceback" not in text
+    code, text = run("log", str(out.parent / "nothere.zarr"))
+    assert code == 1 and "does not exist" in text
+    code, text = run("log", str(out.parent / "first"))  # a folder of recordings is no store
+    assert code == 1 and "is not a vla-data store" in text
     code, text = run("info", f"{out}@lastweek")
     assert code == 1 and "no version or tag 'lastweek'" in text and "vla-data log" in text
     code, text = run("tag", str(out), "x", typo)

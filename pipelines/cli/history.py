@@ -15,7 +15,10 @@ from vla_data.store.writer_lock import writer_lock
 
 def _store(store: str) -> StoreLocation:
     location = StoreLocation.of(store)
-    if ownership_of(location) not in (Ownership.store, Ownership.incomplete):
+    kind = ownership_of(location)
+    if kind == Ownership.absent:
+        fail(f"{store} does not exist: give a store that `vla-data build-splits SRC -o OUT.zarr` wrote")
+    if kind not in (Ownership.store, Ownership.incomplete):
         fail(f"{store} is not a vla-data store; a store is what `vla-data build-splits SRC -o OUT.zarr` writes")
     return location
 
