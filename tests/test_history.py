@@ -207,3 +207,21 @@ def test_a_gc_killed_half_way_leaves_a_version_that_reads_as_removed(two_builds:
         open_store(f"{out}@{v1}")
     code, text = run("gc", str(out), "--keep-last", "0")
     assert code == 0 and f"removed versions/{v1}" in text and not (out / "versions" / v1).exists()
+
+
+def test_a_version_from_before_histories_reads_and_is_kept(clean_dir: Path, tmp_path: Path) -> None:
+    """A store whose current version has no history.json (built before histories) logs it from its own tables
+    and build log, and the next build keeps it in the history, readable by its id."""
+    first, everything = first_five_and_all(clean_dir, tmp_path)
+    out = tmp_path / "ds.zarr"
+    assert run("build-splits", str(first), "-o", str(out), "--image-size", "16")[0] == 0
+    (v1,) = committed(open_store(out))
+    (out / "versions" / v1 / "history.json").unlink()
+    manifest = json.loads((out / "versions" / v1 / "manifest.json").read_text())
+    del manifest["checksums"]["history.json"]  # as such a version's manifest was written
+    (out / "versions" / v1 / "manifest.json").write_text(json.dumps(manifest))
+    code, text = run("log", str(out))
+    assert code == 0 and "(before history)" in text and "5 added; 5 episodes" in text
+    assert run("build-splits", str(everything), "-o", str(out), "--image-size", "16")[0] == 0
+    assert committed(open_store(out))[0] == v1 and len(open_store(f"{out}@{v1}").episodes) == 5
+    assert run("info", f"{out}@{v1}", "--verify")[0] == 0

@@ -20,11 +20,11 @@ import pandas as pd
 from pydantic import ValidationError
 
 from schemas.history import History, TagRecord, VersionChange, VersionRecord, is_tag_name, is_version_id
-from schemas.store import EpisodeRecord, StorePointer
+from schemas.store import BuildLog, EpisodeRecord, StorePointer
 from vla_data import __version__
 from vla_data.common.invocation import command
 from vla_data.common.refusal import Fix, Refusal
-from vla_data.store.layout import EPISODES, HISTORY, MANIFEST, TAGS, tag_key, version_prefix
+from vla_data.store.layout import BUILD_LOG, EPISODES, HISTORY, MANIFEST, TAGS, tag_key, version_prefix
 from vla_data.store.location import StoreLocation
 
 
@@ -56,7 +56,18 @@ def read_history(store: StoreLocation, pointer: StorePointer | None) -> History:
             raise VersionError(f"{store}/{version_prefix(pointer.version)}/{HISTORY}: unreadable ({exc})") from exc
     return History(versions=[VersionRecord(version=pointer.version, created=pointer.created, command="(before history)",
                                            host="", user="", tool_version=pointer.tool_version,
-                                           change=VersionChange())])
+                                           change=_change_before_history(store.child(version_prefix(pointer.version))))])
+
+
+def _change_before_history(objects: StoreLocation) -> VersionChange:
+    """What a version written before histories holds, and what its build log says its build added."""
+    records = episode_table(objects)
+    try:
+        runs = BuildLog.model_validate_json(objects.read(BUILD_LOG) or b'{"runs": []}').runs
+    except (ValidationError, ValueError):
+        runs = []
+    return VersionChange(added=runs[-1].added if runs else [], episodes=len(records),
+                         frames=sum(r.n_frames for r in records))
 
 
 def version_history(store: StoreLocation, version: str) -> History:
