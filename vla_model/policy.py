@@ -157,14 +157,18 @@ class VLAPolicy(nn.Module):
         return out.last_hidden_state[rows, query_at]
 
     def act(self, features: torch.Tensor) -> torch.Tensor:
-        """(B, W, D) frame features -> (B, W, K, A) normalised action chunks."""
-        x = self.feature_norm(features.float())
-        if isinstance(self.history, nn.LSTM):
-            x, _ = self.history(x)
-        else:
-            x = self.history(x)
-        b, w = x.shape[:2]
-        return self.chunk_head(x).view(b, w, self.chunk, self.action_dim)
+        """(B, W, D) frame features -> (B, W, K, A) normalised action chunks.
+
+        The head is small and runs in fp32 whatever the backbone's autocast: a CPU without bf16 LSTM kernels
+        (oneDNN refuses the primitive) would otherwise fail the first step of a bf16 run."""
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            x = self.feature_norm(features.float())
+            if isinstance(self.history, nn.LSTM):
+                x, _ = self.history(x)
+            else:
+                x = self.history(x)
+            b, w = x.shape[:2]
+            return self.chunk_head(x).view(b, w, self.chunk, self.action_dim)
 
     def stack_cameras(self, rgb: dict[str, torch.Tensor]) -> torch.Tensor:
         """Camera name -> (..., 3, S, S) as one (..., C, 3, S, S) tensor in the policy's camera order; a camera the
