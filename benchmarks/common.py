@@ -86,6 +86,6 @@ def rebuild(sources: list[Path], out: Path | str, options, settings):
     from vla_data.store.writer import collect_garbage
 
     options = options.model_copy(update={"overwrite": True, "prune": True})
-    manifest = build_store(sources, out, options, settings)
+    manifest = build_store(sources, out, options, settings).manifest
     collect_garbage(StoreLocation.of(out), wait=True, retention=Retention(keep_last=0))
     return manifest

@@ -44,9 +44,9 @@ def run_build(sources: list[Path], out: Path | str, options: BuildOptions, setti
               on_wait: Callable[[Refusal], None]) -> str:
     """Build the store with a progress bar; the report for the user. Raises what ``build_store`` raises."""
     with BuildBar() as bar:
-        manifest = build_store(sources, out, options, settings, progress=bar, on_wait=on_wait)
+        built = build_store(sources, out, options, settings, progress=bar, on_wait=on_wait)
     opened = open_store(out if StoreLocation.of(out).url else Path(out).resolve())
-    last = opened.build_log().runs[-1]
+    manifest, last = built.manifest, built.entry
     lines = [render_info(opened)]
     lines += [f"left out (same content as {d.same_as}): {d.source_path}" for d in last.duplicates]
     lines += [f"replaced in {r.split.value} (content changed {r.old_hash[:12]} -> {r.new_hash[:12]}): {r.source_path}"
@@ -58,6 +58,11 @@ def run_build(sources: list[Path], out: Path | str, options: BuildOptions, setti
         gone = last.sources_gone
         lines.append(f"{len(gone)} stored episode(s) kept whose source is gone: {', '.join(gone[:3])}"
                      + (f" and {len(gone) - 3} more" if len(gone) > 3 else ""))
-    lines.append(f"wrote {opened.location} ({manifest.n_episodes} episodes, {manifest.n_frames} frames; "
-                 f"{len(last.added)} added, {last.kept} kept, {len(last.duplicates)} duplicates left out)")
+    if built.unchanged:
+        lines.append(f"nothing new: every source is stored as it is, so no version was written ({opened.location} "
+                     f"stays at {opened.version}; {manifest.n_episodes} episodes, {manifest.n_frames} frames)")
+    else:
+        lines.append(f"wrote {opened.location} version {opened.version} ({manifest.n_episodes} episodes, "
+                     f"{manifest.n_frames} frames; {len(last.added)} added, {last.kept} kept, "
+                     f"{len(last.duplicates)} duplicates left out)")
     return "\n".join(lines)

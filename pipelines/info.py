@@ -44,7 +44,7 @@ def render_info(store: DatasetStore) -> str:
         pd.DataFrame([c.model_dump() for c in m.stats.action], index=m.actions.names).to_string(float_format="{:.4f}".format),
         f"image mean {[round(v, 4) for v in m.stats.image_mean]}, std {[round(v, 4) for v in m.stats.image_std]}",
     ]
-    store_mb = stored_bytes(store.objects) / 1e6
+    store_mb = stored_bytes(store) / 1e6
 
     sources = [Path(p) for p in table["source_path"] if Path(p).exists()]
     if sources:

@@ -1,5 +1,7 @@
-"""The dataset store (``dataset.zarr``, format version 2): its manifest with the features table, episode table
-rows, splits and stats.
+"""The dataset store (``dataset.zarr``, format version 3): its manifest with the features table, episode table
+rows, splits and stats. Format 3: a version holds no frames; each episode's frames and actions lie in an
+immutable segment (``schemas.segments``) that later versions reference. Formats 1 and 2 (a version holding its
+own arrays) are read as they are.
 
 See DESIGN.md, "The zarr store". The manifest is written last; a store without one is incomplete.
 """
@@ -22,8 +24,8 @@ from schemas.recorder import (
     default_action_names,
 )
 
-FORMAT_VERSION = 2  # 2: the manifest carries the features table; format 1 is read as it is (features derived)
-READABLE_FORMATS = (1, 2)
+FORMAT_VERSION = 3  # 3: frames in segments; 2: the manifest carries the features table; 1: features derived
+READABLE_FORMATS = (1, 2, 3)
 ACTION = "action"
 
 
@@ -275,8 +277,11 @@ class EpisodeRecord(BaseModel):
     source_topics: str = Field("", description="Bags: the topics read, cameras first then commands, `;`-separated.")
     start_ns: int | None = Field(None, description="Bags: the stamp of the episode's first frame (ns).")
     stop_ns: int | None = Field(None, description="Bags: the stamp of the episode's last frame (ns).")
+    segment: str = Field("", description="The segment holding its frames and actions (segments/<id>); empty: the "
+                         "version's own arrays (formats 1 and 2).")
+    segment_start: int | None = Field(None, description="Its first frame inside that segment.")
 
-    @field_validator("start_ns", "stop_ns", mode="before")
+    @field_validator("start_ns", "stop_ns", "segment_start", mode="before")
     @classmethod
     def _empty_cell(cls, value: object) -> object:
         """episodes.csv holds an empty cell where there is no value (pandas reads it as '')."""
@@ -307,7 +312,10 @@ class StoreManifest(BaseModel):
         description="Frame sizes (HxW) of the source episodes, before resizing; inference warns on another aspect.",
     )
     features: list[Feature] = Field(description="Every stored per-frame array (cameras, actions), by name.")
-    checksums: dict[str, str] = Field(description="sha256 of every stored object, by path inside the store.")
+    checksums: dict[str, str] = Field(description="sha256 of every object of the version, by path inside it.")
+    segments: dict[str, str] = Field(
+        default_factory=dict, description="Format 3: each segment the version's episodes lie in, with the sha256 of "
+        "its segment.json (which holds the sha256 of each of its objects).")
 
 
     @model_validator(mode="before")

@@ -165,6 +165,15 @@ def version_dir(store: Path) -> Path:
     return store / "versions" / json.loads((store / "current.json").read_text())["version"]
 
 
+def segment_dir(store: Path) -> Path:
+    """The frames of a store made by one build, found as another tool would: the one segment its current
+    version's manifest names, a plain zarr group (data/<camera>, data/action, meta/episode_ends)."""
+    import json
+
+    (segment,) = json.loads((version_dir(store) / "manifest.json").read_text())["segments"]
+    return store / "segments" / segment
+
+
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 

@@ -18,7 +18,7 @@ import zarr
 
 from schemas import ColorOrder
 from schemas.store import BuildLog, Preprocessing, Split
-from conftest import committed, version_dir
+from conftest import committed, segment_dir, version_dir
 from conftest import run_cli as run
 from vla_data.samples.dataset import WindowDataset
 from vla_data.store.location import StoreLocation
@@ -37,9 +37,10 @@ def store(clean_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_store_matches_sources_frame_for_frame(store: Path) -> None:
-    version = version_dir(store)  # plain zarr and pandas, no vla-data
-    group = zarr.open_group(version, mode="r")
+    version = version_dir(store)  # plain zarr and pandas, no vla-data: the version's table, the segment's frames
+    group = zarr.open_group(segment_dir(store), mode="r")
     table = pd.read_csv(version / "episodes.csv")
+    assert table["segment_start"].tolist() == [0, *table["n_frames"].cumsum()[:-1]]
     ends = group["meta/episode_ends"][:]
     assert ends[-1] == group["data/rgb"].shape[0] == group["data/action"].shape[0] == table["n_frames"].sum()
     pre = open_store(store).manifest.preprocessing
@@ -55,7 +56,7 @@ def test_store_matches_sources_frame_for_frame(store: Path) -> None:
 
 
 def test_store_holds_rgb_from_bgr_sources(store: Path) -> None:
-    rgb = zarr.open_group(version_dir(store), mode="r")["data/rgb"][:]
+    rgb = zarr.open_group(segment_dir(store), mode="r")["data/rgb"][:]
     red = (rgb[..., 0] > 150) & (rgb[..., 2] < 80)  # the bottle is red in RGB
     assert red.any()
 
@@ -124,14 +125,14 @@ def test_flipped_byte_in_a_shard_is_named_by_verify(store: Path, tmp_path: Path)
     copy = tmp_path / "copy.zarr"
     shutil.copytree(store, copy)
     assert run("info", str(copy), "--verify")[0] == 0
-    shard = sorted((version_dir(copy) / "data" / "rgb" / "c").rglob("*"))
+    shard = sorted((segment_dir(copy) / "data" / "rgb" / "c").rglob("*"))
     shard = [p for p in shard if p.is_file()][0]
     raw = bytearray(shard.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     shard.write_bytes(bytes(raw))
     code, out = run("info", str(copy), "--verify")
     assert code == 1
-    assert "data/rgb/c/0/0/0/0: checksum mismatch (array data/rgb, frames 0..63, episodes 0.." in out
+    assert "data/rgb/c/0/0/0/0: checksum mismatch (array data/rgb, segment frames 0..63, episodes 0, " in out
 
 
 def test_invalid_source_stops_the_build_and_writes_nothing(defect_dir: Path, tmp_path: Path) -> None:
@@ -184,7 +185,9 @@ def test_sigkill_leaves_the_previous_store_or_the_new_one(store: Path, clean_dir
     assert not verify(open_store(out))
     # no leftover: every version there is one the history committed (the killed build's is gone)
     assert {p.name for p in (out / "versions").iterdir()} == set(committed(open_store(out)))
-    assert sorted(p.name for p in out.iterdir()) == ["current.json", "versions", "vla-data-store.json"]
+    referenced = {s for v in committed(open_store(out)) for s in open_store(f"{out}@{v}").manifest.segments}
+    assert {p.name for p in (out / "segments").iterdir()} == referenced  # and no segment of the killed build
+    assert sorted(p.name for p in out.iterdir()) == ["current.json", "segments", "versions", "vla-data-store.json"]
     assert [p.name for p in tmp_path.glob(".ds.zarr.*")] == [".ds.zarr.lock"]
 
 
@@ -197,8 +200,9 @@ def test_workers_write_the_same_store(store: Path, clean_dir: Path, tmp_path: Pa
     assert two.manifest.n_frames > FRAMES_PER_SHARD  # several shards, so both workers wrote some
     assert np.array_equal(one.camera("rgb")[:], two.camera("rgb")[:]) and np.array_equal(one.action[:], two.action[:])
     assert one.manifest.stats == two.manifest.stats
-    data = {k: v for k, v in one.manifest.checksums.items() if k.startswith(("data/", "meta/"))}
-    assert len(data) > 3 and data.items() <= two.manifest.checksums.items()  # shard files byte for byte
+    (a,), (b,) = one.manifest.segments, two.manifest.segments
+    data = {k: v for k, v in one.segment(a).checksums.items() if k.startswith(("data/", "meta/"))}
+    assert len(data) > 3 and data.items() <= two.segment(b).checksums.items()  # shard files byte for byte
 
 
 def test_shard_plan_gives_each_shard_to_one_task_and_tiles_every_episode() -> None:
@@ -286,7 +290,7 @@ def test_info_plot_writes_a_png_and_refuses_other_suffixes(store: Path, tmp_path
 
 def test_the_manifest_lists_every_feature_and_a_format_1_store_still_reads(store: Path, tmp_path: Path) -> None:
     m = open_store(store).manifest
-    assert m.format_version == 2
+    assert m.format_version == 3
     assert [(f.name, f.kind.value, f.dtype, f.shape, f.source) for f in m.features] == [
         ("rgb", "camera", "uint8", [16, 16, 3], "images"), ("action", "action", "float32", [2], "actions[0,1]")]
     code, out = run("info", str(store))
@@ -299,6 +303,6 @@ def test_the_manifest_lists_every_feature_and_a_format_1_store_still_reads(store
     assert open_store(old).manifest.actions == m.actions  # angular_z dropped at the recorder's unused 0
     assert len(WindowDataset(old, "train", augment="mirror")) > len(WindowDataset(old, "train"))
     assert np.array_equal(open_store(old).camera("rgb")[:8], open_store(store).camera("rgb")[:8])
-    (version_dir(old) / MANIFEST).write_text(json.dumps(raw | {"format_version": 3}))
+    (version_dir(old) / MANIFEST).write_text(json.dumps(raw | {"format_version": 4}))
     code, out = run("info", str(old))
-    assert code == 1 and "store format 3" in out and "reads formats 1, 2" in out and "Traceback" not in out
+    assert code == 1 and "store format 4" in out and "reads formats 1, 2, 3" in out and "Traceback" not in out

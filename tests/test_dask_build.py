@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from distributed import Client, LocalCluster
 
-from conftest import SMALL, version_dir
+from conftest import SMALL, segment_dir
 from conftest import run_cli as run
 from schemas import RecorderSettings
 from schemas.store import BuildOptions, Preprocessing
@@ -21,7 +21,6 @@ from vla_data.build.job import build_store
 from vla_data.store.reader import FRAMES_PER_SHARD, open_store, verify
 from vla_data.synthetic.episodes import make_synthetic
 
-TIMESTAMPED = {"build_log.json", "history.json", "manifest.json"}  # hold the build's time, id and command (the manifest their checksums)
 
 
 @pytest.fixture(scope="module")
@@ -46,21 +45,23 @@ def one_process(sources: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return out
 
 
-def version_bytes(store: Path) -> dict[str, bytes]:
-    """Every file of the store's current version but those that hold the build's time."""
-    root = version_dir(store)
+def segment_bytes(store: Path) -> dict[str, bytes]:
+    """Every file of the segment the store's one build wrote but its record (which holds the build's time)."""
+    root = segment_dir(store)
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name not in TIMESTAMPED}
+            if p.is_file() and p.name != "segment.json"}
 
 
 def assert_same_store(built: Path, reference: Path) -> None:
-    got, want = version_bytes(built), version_bytes(reference)
+    got, want = segment_bytes(built), segment_bytes(reference)
     assert sum(k.startswith("data/rgb/") for k in want) > 5 and got.keys() == want.keys()
     assert [k for k in want if got[k] != want[k]] == []  # byte for byte, shard for shard
-    a, b = open_store(built).manifest, open_store(reference).manifest
-    assert a.stats == b.stats and {k: v for k, v in a.checksums.items() if k not in TIMESTAMPED} == {
-        k: v for k, v in b.checksums.items() if k not in TIMESTAMPED}
-    assert not verify(open_store(built))
+    a, b = open_store(built), open_store(reference)
+    assert a.manifest.stats == b.manifest.stats
+    assert a.episodes.drop(columns="segment").equals(b.episodes.drop(columns="segment"))  # segment: the build's id
+    (sa,), (sb,) = a.manifest.segments, b.manifest.segments
+    assert a.segment(sa).checksums == b.segment(sb).checksums
+    assert not verify(a)
 
 
 def test_a_build_on_a_dask_cluster_is_byte_identical_to_one_process(cluster: Client, sources: Path,

@@ -11,13 +11,14 @@ import torch
 import zarr
 from click.testing import CliRunner, Result
 
-from conftest import WORDED, store_of, version_dir
+from conftest import WORDED, segment_dir, store_of, version_dir
 
 from schemas import RecorderSettings
 from schemas.sample import MirrorRule, SampleField, SampleSummary, WindowSpec
 from schemas.train import TrainConfig
 from vla_data.samples.augment import mirror_frames, mirror_words
 from vla_data.samples.dataset import WindowDataset
+from vla_data.store.spans import ArraySpan, ShardVerifier, SpanReader
 from vla_data.samples.frames import SPAN_FRAMES, SPAN_GAP, EpisodeFrames
 from vla_data.samples.loader import EpisodeBlockSampler, make_loader
 from vla_data.store.location import StoreLocation
@@ -70,7 +71,7 @@ def test_sample_count_is_the_split_frame_count(ramp_store: Path) -> None:
 @pytest.mark.parametrize("length", [3, 18])
 def test_window_values_and_masks_match_the_store(ramp_store: Path, length: int) -> None:
     ds = WindowDataset(ramp_store, "train", WindowSpec(window=8, chunk=10), normalize=False)
-    group = zarr.open_group(version_dir(ramp_store), mode="r")  # plain zarr, independently of the dataset
+    group = zarr.open_group(segment_dir(ramp_store), mode="r")  # plain zarr, independently of the dataset
     table = pd.read_csv(version_dir(ramp_store) / "episodes.csv")
     row = table[table["n_frames"] == length].iloc[0]
     end = int(group["meta/episode_ends"][row["episode"]])
@@ -301,9 +302,12 @@ def test_the_in_memory_fill_reads_neighbouring_episodes_together() -> None:
     """Every read of an object-storage array costs round trips: the fill reads episodes close together (in store
     order, whatever the split's order) as one span, never across a long run of other frames nor past the cap."""
     ranges = [(40, 58), (0, 18), (18, 40), (58 + SPAN_GAP + 1, 100 + SPAN_GAP), (100 + SPAN_GAP, 400 + SPAN_GAP)]
-    frames = EpisodeFrames(StoreLocation(path=Path("unused")), ranges, in_memory=True, cache_episodes=1)
-    assert frames._spans() == [(0, 58, [1, 2, 0]), (58 + SPAN_GAP + 1, 100 + SPAN_GAP, [3]),
-                               (100 + SPAN_GAP, 400 + SPAN_GAP, [4])]
+    seg, other = StoreLocation(path=Path("segments/a")), StoreLocation(path=Path("segments/b"))
+    spans = [ArraySpan(seg, "data/rgb", a, b) for a, b in ranges] + [ArraySpan(other, "data/rgb", 58, 60)]
+    frames = EpisodeFrames(spans, SpanReader(ShardVerifier({})), in_memory=True, cache_episodes=1)
+    assert [(s.root, s.start, s.stop, members) for s, members in frames._spans()] == [
+        (seg, 0, 58, [1, 2, 0]), (seg, 58 + SPAN_GAP + 1, 100 + SPAN_GAP, [3]),
+        (seg, 100 + SPAN_GAP, 400 + SPAN_GAP, [4]), (other, 58, 60, [5])]  # never across two segments
     assert 400 - 100 > SPAN_FRAMES  # the last is one episode longer than the cap: read alone, whole
 
 

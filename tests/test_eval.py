@@ -15,7 +15,7 @@ import pytest
 import torch
 import zarr
 from click.testing import CliRunner
-from conftest import SMALL_MODEL, version_dir
+from conftest import SMALL_MODEL, segment_dir, version_dir
 from conftest import run_cli
 from transformers import Kosmos2Model
 
@@ -125,7 +125,7 @@ def test_eval_scores_every_anchor_and_writes_readable_files(evaluated: tuple[Pat
 def test_train_mean_baseline_comes_from_the_train_split_only(evaluated: tuple[Path, str], learn_store: Path) -> None:
     out, _ = evaluated
     report = EvalReport.model_validate_json((out / "metrics.json").read_text())
-    group, table = zarr.open_group(version_dir(learn_store), mode="r"), pd.read_csv(version_dir(learn_store) / "episodes.csv")
+    group, table = zarr.open_group(segment_dir(learn_store), mode="r"), pd.read_csv(version_dir(learn_store) / "episodes.csv")
     ends, action = group["meta/episode_ends"][:], group["data/action"][:]
 
     def split_mean(split: str) -> np.ndarray:

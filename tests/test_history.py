@@ -202,7 +202,7 @@ def test_a_gc_killed_half_way_leaves_a_version_that_reads_as_removed(two_builds:
     with pytest.raises(KeyboardInterrupt):
         collect_garbage(StoreLocation.of(out), wait=True, retention=Retention(keep_last=0))
     monkeypatch.undo()
-    assert (out / "versions" / v1 / "data").is_dir()  # stopped half-way
+    assert (out / "versions" / v1 / "episodes.csv").is_file()  # stopped half-way
     with pytest.raises(StoreError, match="its data was removed by gc"):
         open_store(f"{out}@{v1}")
     code, text = run("gc", str(out), "--keep-last", "0")

@@ -20,7 +20,7 @@ import pytest
 import s3fs
 import zarr
 
-from conftest import S3_ENV, committed, version_dir
+from conftest import S3_ENV, committed, segment_dir, version_dir
 from conftest import run_cli as run
 from schemas.synthetic import SyntheticConfig
 from vla_data.store.reader import open_store, verify
@@ -43,24 +43,29 @@ def test_a_build_to_s3_reads_back_with_plain_zarr_and_equals_a_local_build(clean
     local = tmp_path / "ds.zarr"
     assert run("build-splits", str(clean_dir), "-o", str(local), "--image-size", "16")[0] == 0
 
-    fs = s3fs.S3FileSystem()  # plain s3fs and zarr, no vla-data: the pointer names the version to open
+    fs = s3fs.S3FileSystem()  # plain s3fs and zarr, no vla-data: the pointer names the version, its manifest the frames
     pointer = json.loads(fs.cat(f"{bucket}/fleet/ds.zarr/current.json"))
-    remote = zarr.open_group(f"s3://{bucket}/fleet/ds.zarr/versions/{pointer['version']}", mode="r")
-    here = zarr.open_group(version_dir(local), mode="r")
+    version = f"{bucket}/fleet/ds.zarr/versions/{pointer['version']}"
+    (segment,) = json.loads(fs.cat(f"{version}/manifest.json"))["segments"]
+    remote = zarr.open_group(f"s3://{bucket}/fleet/ds.zarr/segments/{segment}", mode="r")
+    here = zarr.open_group(segment_dir(local), mode="r")
     for key in ("data/rgb", "data/action", "meta/episode_ends"):
         np.testing.assert_array_equal(remote[key][:], here[key][:])
-    with fs.open(f"{bucket}/fleet/ds.zarr/versions/{pointer['version']}/episodes.csv") as f:
-        pd.testing.assert_frame_equal(pd.read_csv(f), pd.read_csv(version_dir(local) / "episodes.csv"))
+    with fs.open(f"{version}/episodes.csv") as f:
+        pd.testing.assert_frame_equal(pd.read_csv(f).drop(columns="segment"),
+                                      pd.read_csv(version_dir(local) / "episodes.csv").drop(columns="segment"))
 
-    on_s3, on_disk = open_store(url).manifest, open_store(local).manifest
-    assert on_s3.stats == on_disk.stats and on_s3.checksums.keys() == on_disk.checksums.keys()
-    shards = {k: v for k, v in on_disk.checksums.items() if k.startswith("data/")}
-    assert len(shards) > 2 and shards.items() <= on_s3.checksums.items()  # the same bytes, object for object
+    on_s3, on_disk = open_store(url), open_store(local)
+    assert on_s3.manifest.stats == on_disk.manifest.stats
+    (local_segment,) = on_disk.manifest.segments
+    shards = {k: v for k, v in on_disk.segment(local_segment).checksums.items() if k.startswith("data/")}
+    assert len(shards) > 2 and shards.items() <= on_s3.segment(segment).checksums.items()  # the same bytes
     code, text = run("info", url, "--verify")
     assert code == 0 and "all checksums match" in text and "leftovers" not in text
     assert sorted(objects(fs, f"{bucket}/fleet/ds.zarr")) == sorted(  # nothing else: no lease left behind
-        ["current.json", "vla-data-store.json"] + [f"versions/{pointer['version']}/{k}" for k in
-                                                   [*on_s3.checksums, "manifest.json"]])
+        ["current.json", "vla-data-store.json"]
+        + [f"versions/{pointer['version']}/{k}" for k in [*on_s3.manifest.checksums, "manifest.json"]]
+        + [f"segments/{segment}/{k}" for k in [*on_s3.segment(segment).checksums, "segment.json"]])
 
 
 def split_sources(clean_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
@@ -104,7 +109,7 @@ MOMENTS = {
     # what the test waits to see on S3 before it kills the build: the lease taken, shards of the new version
     # being written, the new version's manifest (just before or after the commit)
     "leased": lambda keys, first: "writer.json" in keys,
-    "writing shards": lambda keys, first: any(k.startswith("versions/") and not k.startswith(f"versions/{first}/")
+    "writing shards": lambda keys, first: any(k.startswith("segments/") and not k.startswith(f"segments/{first}/")
                                               and "/data/rgb/c/" in k for k in keys),
     "manifest written": lambda keys, first: any(k.startswith("versions/") and not k.startswith(f"versions/{first}/")
                                                 and k.endswith("/manifest.json") for k in keys),
@@ -119,7 +124,7 @@ def test_a_build_to_s3_killed_at_any_moment_leaves_one_complete_version(moment: 
     before = open_store(url)
     first = before.objects.url.rsplit("/", 1)[1]
     fs = s3fs.S3FileSystem()
-    published = {k: v for k, v in objects(fs, prefix).items() if k.startswith(f"versions/{first}/")}
+    published = {k: v for k, v in objects(fs, prefix).items() if k.startswith((f"versions/{first}/", f"segments/{first}/"))}
     proc = subprocess.Popen([*CLI, "build-splits", str(clean_dir), str(big_raw), "-o", url, "--image-size", "48",
                              "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -134,7 +139,8 @@ def test_a_build_to_s3_killed_at_any_moment_leaves_one_complete_version(moment: 
     assert now.manifest in (before.manifest,) or now.manifest.n_episodes == 8 + 12
     assert verify(now) == []
     if now.manifest == before.manifest:  # nothing the published pointer names was written again
-        assert {k: v for k, v in objects(fs, prefix).items() if k.startswith(f"versions/{first}/")} == published
+        assert {k: v for k, v in objects(fs, prefix).items()
+                if k.startswith((f"versions/{first}/", f"segments/{first}/"))} == published
     code, text = run("info", url)
     assert code == 0
     if moment != "leased" and now.manifest == before.manifest:  # killed before its commit: its version is left
@@ -150,6 +156,7 @@ def test_a_build_to_s3_killed_at_any_moment_leaves_one_complete_version(moment: 
     assert after.manifest.n_episodes == 20 and verify(after) == []
     keys = objects(fs, prefix)
     assert {k.split("/")[1] for k in keys if k.startswith("versions/")} == set(committed(after))  # no leftover
+    assert {k.split("/")[1] for k in keys if k.startswith("segments/")} == set(after.manifest.segments)
     assert "writer.json" not in keys
 
 

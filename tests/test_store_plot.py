@@ -108,8 +108,9 @@ def test_info_says_the_store_size_as_a_share_of_the_sources(store: DatasetStore)
 
     result = CliRunner().invoke(main, ["info", str(store.location)])
     assert result.exit_code == 0, result.output
-    assert store.objects.path is not None  # the current version: what info sizes
-    store_mb = sum(p.stat().st_size for p in store.objects.path.rglob("*") if p.is_file()) / 1e6
+    assert store.objects.path is not None  # the current version and the segments it reads: what info sizes
+    roots = [store.objects.path, *(store.location.path / "segments" / s for s in store.manifest.segments)]
+    store_mb = sum(p.stat().st_size for root in roots for p in root.rglob("*") if p.is_file()) / 1e6
     source_mb = sum(Path(p).stat().st_size for p in store.episodes["source_path"]) / 1e6
     line = next(line for line in result.output.splitlines() if line.startswith("size on disk"))
     assert line == f"size on disk: {store_mb:.1f} MB, {100 * store_mb / source_mb:.1f}% of the {source_mb:.1f} MB of sources"

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from zarr.storage import FsspecStore, LocalStore
 
-from conftest import version_dir
+from conftest import segment_dir, version_dir
 from conftest import run_cli as run
 from vla_data.samples.dataset import WindowDataset
 from vla_data.store.location import StoreLocation
@@ -61,7 +61,7 @@ def test_train_and_eval_take_a_url(learn_store: Path, tmp_path: Path) -> None:
 def test_a_damaged_object_is_found_through_the_url(learn_store: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy.zarr"
     shutil.copytree(learn_store, copy)
-    shard = [p for p in (version_dir(copy) / "data" / "rgb" / "c").rglob("*") if p.is_file()][-1]
+    shard = [p for p in (segment_dir(copy) / "data" / "rgb" / "c").rglob("*") if p.is_file()][-1]
     shard.write_bytes(b"\0" + shard.read_bytes()[1:])
     code, text = run("info", url_of(copy), "--verify")
     assert code == 1 and "data/rgb/c/" in text and "checksum mismatch" in text

@@ -16,7 +16,7 @@ import pytest
 import zarr
 from click.testing import CliRunner
 
-from conftest import version_dir
+from conftest import segment_dir, version_dir
 from pipelines.cli import main
 from schemas import FindingCode, ValidationReport
 from schemas.sample import WindowSpec
@@ -205,6 +205,6 @@ def test_the_hint_for_the_newer_layout_names_its_colour_order_and_following_it_k
     code, text = run("build-splits", str(newer), "-o", str(out), "--image-size", "16",
                      "--frames-key", "observations/images", "--color-order", "rgb")
     assert code == 0, text
-    rgb = zarr.open_group(version_dir(out), mode="r")["data/rgb"][:].astype(int)
+    rgb = zarr.open_group(segment_dir(out), mode="r")["data/rgb"][:].astype(int)
     assert ((rgb[..., 0] > 150) & (rgb[..., 2] < 80)).any()  # the bottle is red, not blue
     assert not ((rgb[..., 2] > 150) & (rgb[..., 0] < 80)).any()

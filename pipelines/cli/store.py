@@ -144,6 +144,7 @@ def info_cmd(store: str, verify: bool, as_json: bool, plot: Path | None) -> None
       vla-data info dataset.zarr --plot dataset.png
     """
     opened = open_store(store)
+    opened.check_arrays()
     if as_json:
         click.echo(store_json(opened))
     else:

@@ -17,14 +17,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from schemas import RecorderSettings, ValidateOptions, ValidationReport
-from schemas.store import BuildOptions, StoreManifest
+from schemas.store import BuildOptions
 from vla_data.store.ownership import check_output
 from vla_data.common.pools import SchedulerError, check_scheduler
 from vla_data.common.refusal import Refusal
 from vla_data.sources.formats import common_root, find_sources
 from vla_data.store.location import LocationError, StoreLocation, storage_errors
 from vla_data.store.reader import StoreError
-from vla_data.build.plan import build_version
+from vla_data.build.plan import Built, build_version
 from vla_data.store.writer import BuildProgress, writing
 from vla_data.validation.checks import validate
 
@@ -44,8 +44,9 @@ def build_store(
     settings: RecorderSettings,
     progress: BuildProgress | None = None,
     on_wait: Callable[[Refusal], None] | None = None,
-) -> StoreManifest:
-    """Build (or extend) the store at ``out`` from ``sources``; see the module doc. Raises ``BuildRefused``,
+) -> Built:
+    """Build (or extend) the store at ``out`` from ``sources``; see the module doc (a build with nothing new
+    writes nothing: ``Built.unchanged``). Raises ``BuildRefused``,
     ``StoreError``, ``OwnershipError`` or ``StoreBusy`` with a message for the user; ``on_wait`` hears that
     the build waits for another one writing the same store."""
     sources = [s.resolve() for s in sources]

@@ -42,8 +42,17 @@ from vla_data.store.versions import objects_of, read_pointer
 from vla_data.build.splits import assign_splits, match_split_file, read_split_file
 from vla_data.common.refusal import Fix
 from vla_data.store.reader import DatasetStore, StoreError, open_store
-from vla_data.store.writer import BuildProgress, EpisodeInput, write_version
+from vla_data.store.writer import BuildProgress, EpisodeInput, unchanged, write_version
 from vla_data.validation.checks import channel_range
+
+
+@dataclass(frozen=True)
+class Built:
+    """What a build did: the manifest of the store's version now, and whether it wrote one."""
+
+    manifest: StoreManifest
+    entry: BuildLogEntry  # what the build found (written to the build log only with a new version)
+    unchanged: bool = False  # nothing new: no version written, the current one stays
 
 
 @dataclass
@@ -265,7 +274,7 @@ def _refuse_dropped_channels(previous: DatasetStore, sources: list[ValidatedEpis
 
 
 def build_version(report: ValidationReport, root: Path, out: StoreLocation, options: BuildOptions, settings: RecorderSettings,
-                  progress: BuildProgress | None = None) -> StoreManifest:
+                  progress: BuildProgress | None = None) -> Built:
     """Decide and write the next version of the store at ``out`` from validated sources (``report``, their
     common folder ``root``); call it inside ``vla_data.store.writer.writing``. Raises ``StoreError`` or ``SplitError``
     with a message for the user."""
@@ -309,7 +318,9 @@ def build_version(report: ValidationReport, root: Path, out: StoreLocation, opti
     )
     episodes = _settle_splits(plan.entries, explicit, options, selection)
     features = store_features(options.preprocessing, selection, settings.cameras, settings.actions_key)
-    return write_version(out, previous, episodes, selection, features, options, entry, progress)
+    if previous is not None and unchanged(previous, episodes):
+        return Built(previous.manifest, entry, unchanged=True)  # a build with nothing new writes nothing
+    return Built(write_version(out, previous, episodes, selection, features, options, entry, progress), entry)
 
 
 def _refuse_unpruned(out: StoreLocation, hashes: set[str], options: BuildOptions) -> None:

@@ -100,7 +100,7 @@ class WindowDataset(Dataset[Sample]):
         self.n_frames = rows["n_frames"].to_numpy(np.int64)
         self.instructions = rows["instruction"].astype(str).tolist()
         ranges = episode_ranges(ends, self.episode_ids)
-        all_actions = np.asarray(opened.action[:], np.float32)
+        all_actions = opened.action
         self.actions = [all_actions[a:b] for a, b in ranges]  # physical units
         self.which, self.t = anchors(self.n_frames, spec.stride)
         mirrored = np.array([self.augment == Augment.mirror and bool(side_words(s, self.mirror))
@@ -114,7 +114,8 @@ class WindowDataset(Dataset[Sample]):
         self.cameras = self.manifest.camera_names
         self.frame_bytes = int(self.n_frames.sum()) * s * s * 3 * len(self.cameras)
         budget = default_memory_budget() if memory_budget is None else memory_budget
-        self.camera_frames = {c: EpisodeFrames(opened.camera_location(c), ranges, self.frame_bytes <= budget, cache_episodes,
+        self.camera_frames = {c: EpisodeFrames(opened.camera_spans(c, self.episode_ids.tolist()), opened.reader,
+                                               self.frame_bytes <= budget, cache_episodes,
                                                self.episode_ids.tolist()) for c in self.cameras}
 
     @property

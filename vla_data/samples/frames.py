@@ -9,13 +9,9 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
-import zarr
 from tqdm import tqdm
 
-from vla_data.store.layout import split_array_location
-from vla_data.store.location import StoreLocation
-from vla_data.common.refusal import Fix
-from vla_data.store.reader import StoreError
+from vla_data.store.spans import ArraySpan, SpanReader
 
 MEMORY_FRACTION = 0.25  # default budget: this share of the RAM available when the dataset is made
 SPAN_FRAMES = 256  # the in-memory fill reads neighbouring episodes together, up to this many frames a read
@@ -38,14 +34,14 @@ def default_memory_budget() -> int:
 
 
 class EpisodeFrames:
-    """``episode(i)`` -> (n, S, S, 3) uint8 frames of one camera (the array at ``array``) of the i-th of
-    ``ranges`` (store frame [start, stop))."""
+    """``episode(i)`` -> (n, S, S, 3) uint8 frames of one camera of the i-th of ``spans`` (where each episode's
+    frames lie: ``DatasetStore.camera_spans``), read through ``reader`` (each shard verified the first time)."""
 
-    def __init__(self, array: StoreLocation, ranges: list[tuple[int, int]], in_memory: bool, cache_episodes: int,
+    def __init__(self, spans: list[ArraySpan], reader: SpanReader, in_memory: bool, cache_episodes: int,
                  episode_ids: list[int] | None = None) -> None:
-        self.array = array
-        self.ranges = ranges
-        self.episode_ids = episode_ids if episode_ids is not None else list(range(len(ranges)))  # for messages
+        self.spans = spans
+        self.reader = reader
+        self.episode_ids = episode_ids if episode_ids is not None else list(range(len(spans)))  # for messages
         self.in_memory = in_memory
         self.cache_episodes = max(1, cache_episodes)
         self.decoded_episodes = 0  # how many episode reads this process made (the tests and benchmark read it)
@@ -53,14 +49,13 @@ class EpisodeFrames:
 
     def _reset(self) -> None:
         self._pid = os.getpid()
-        self._rgb: zarr.Array | None = None
         self._all: np.ndarray | None = None
         self._offsets: np.ndarray | None = None
         self._lru: OrderedDict[int, np.ndarray] = OrderedDict()
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        for key in ("_rgb", "_all", "_offsets", "_lru"):
+        for key in ("_all", "_offsets", "_lru"):
             state.pop(key)
         return state
 
@@ -68,69 +63,57 @@ class EpisodeFrames:
         self.__dict__.update(state)
         self._reset()
 
-    def _array(self) -> zarr.Array:
-        """The camera array, opened in this process (decoded frames inherited through a fork are kept)."""
-        if self._rgb is None or self._pid != os.getpid():
-            self._pid = os.getpid()
-            self._rgb = zarr.open_array(store=self.array.zarr_store(), mode="r")
-        return self._rgb
-
     def _read(self, i: int) -> np.ndarray:
         """Decode the i-th episode."""
         self.decoded_episodes += 1
-        return self._read_span(*self.ranges[i], [i])
+        return self._read_span(self.spans[i], [i])
 
-    def _read_span(self, start: int, stop: int, episodes: list[int]) -> np.ndarray:
-        """Store frames [start, stop) in one read; a damaged shard is a ``StoreError`` naming the array, frames and
-        the ``episodes`` (positions in ``ranges``) the read was for."""
-        try:
-            return np.asarray(self._array()[start:stop])
-        except Exception as exc:  # the codecs raise many kinds for damaged bytes (checksum, zstd, truncation)
-            store, array = split_array_location(str(self.array))  # the store, not its current version
-            ids = ", ".join(str(self.episode_ids[i]) for i in episodes)
-            raise StoreError(
-                f"{store}: {array} frames {start}..{stop - 1} (episode{'s' if len(episodes) > 1 else ''} {ids}) "
-                f"cannot be decoded ({type(exc).__name__}: {str(exc)[:120]}); the store is damaged: rebuild it from "
-                "its sources", Fix({"verify": True}, "to name every damaged object", command=f"info {store}")
-            ) from exc
+    def _read_span(self, span: ArraySpan, episodes: list[int]) -> np.ndarray:
+        """One read; a damaged shard is a ``StoreError`` naming the array, frames and the ``episodes`` (positions
+        in ``spans``) the read was for."""
+        return self.reader.read(span, ", ".join(str(self.episode_ids[i]) for i in episodes))
 
-    def _spans(self) -> list[tuple[int, int, list[int]]]:
-        """The reads that decode every episode: episodes close together in the store (other frames between them
+    def _spans(self) -> list[tuple[ArraySpan, list[int]]]:
+        """The reads that decode every episode: episodes close together in one array (other frames between them
         at most ``SPAN_GAP``) read as one span of at most ``SPAN_FRAMES`` frames, since every read of an array
-        costs a round trip per shard index on object storage; (start, stop, episode positions)."""
-        spans: list[tuple[int, int, list[int]]] = []
-        for i in sorted(range(len(self.ranges)), key=lambda i: self.ranges[i]):
-            a, b = self.ranges[i]
-            if spans and a - spans[-1][1] <= SPAN_GAP and b - spans[-1][0] <= SPAN_FRAMES:
-                spans[-1] = (spans[-1][0], max(b, spans[-1][1]), [*spans[-1][2], i])
-            else:
-                spans.append((a, b, [i]))
-        return spans
+        costs a round trip per shard index on object storage; (span, episode positions)."""
+        reads: list[tuple[ArraySpan, list[int]]] = []
+        for i in sorted(range(len(self.spans)), key=lambda i: (str(self.spans[i].root), self.spans[i].start)):
+            s = self.spans[i]
+            if reads:
+                last, members = reads[-1]
+                if (last.root == s.root and last.name == s.name and s.start - last.stop <= SPAN_GAP
+                        and s.stop - last.start <= SPAN_FRAMES):
+                    reads[-1] = (ArraySpan(s.root, s.name, last.start, max(s.stop, last.stop)), [*members, i])
+                    continue
+            reads.append((s, [i]))
+        return reads
 
     def load_all(self, progress: str | None = None) -> None:
         """Decode every episode into one array (the in-memory path), a few neighbouring episodes per read; a
         no-op when already loaded here. ``progress``: the label of a bar over the episodes (on a terminal),
         e.g. while a store on object storage is read for the first time."""
-        self._array()
+        if self._pid != os.getpid():
+            self._pid = os.getpid()  # decoded frames inherited through a fork are kept
         if self._all is not None:
             return
-        sizes = [b - a for a, b in self.ranges]
+        sizes = [s.n for s in self.spans]
         self._offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        first = self._array()
-        frames = np.empty((int(self._offsets[-1]), *first.shape[1:]), np.uint8)
-        with tqdm(total=len(self.ranges), desc=progress, unit="episode", disable=None if progress else True,
+        frames: np.ndarray | None = None
+        with tqdm(total=len(self.spans), desc=progress, unit="episode", disable=None if progress else True,
                   leave=False) as bar:
-            for start, stop, episodes in self._spans():
-                span = self._read_span(start, stop, episodes)
+            for read, episodes in self._spans():
+                span = self._read_span(read, episodes)
+                if frames is None:
+                    frames = np.empty((int(self._offsets[-1]), *span.shape[1:]), np.uint8)
                 for i in episodes:
-                    a, b = self.ranges[i]
-                    frames[self._offsets[i] : self._offsets[i + 1]] = span[a - start : b - start]
+                    a, b = self.spans[i].start, self.spans[i].stop
+                    frames[self._offsets[i] : self._offsets[i + 1]] = span[a - read.start : b - read.start]
                 self.decoded_episodes += len(episodes)
                 bar.update(len(episodes))
-        self._all = frames
+        self._all = frames if frames is not None else np.zeros((0,), np.uint8)
 
     def episode(self, i: int) -> np.ndarray:
-        self._array()  # (re)opens after a fork
         if self.in_memory:
             self.load_all()
             assert self._all is not None and self._offsets is not None

@@ -7,17 +7,22 @@ dataset.zarr/                 a local folder, or a URL prefix on object storage 
   current.json                POINTER: schemas.store.StorePointer, written last: the version readers open
   writer.json                 LEASE: on object storage, the writer's lease while a build runs
   tags/<name>.json            schemas.history.TagRecord: a name for one version, create-only (tag_key)
-  versions/<v000002-1f0c9a3e>/ one complete version (version_prefix), never written again once committed:
-    zarr.json                 the zarr v3 group
-    data/<camera>             (N, S, S, 3) uint8 per camera, sharded (array_path)
-    data/action               (N, A) float32
-    meta/episode_ends         (E,) int64 (EPISODE_ENDS)
-    episodes.csv              EPISODES: the episode table (schemas.store.EpisodeRecord), pandas.read_csv reads it
+  segments/<v000002-1f0c9a3e>/ frames and actions one build wrote (segment_prefix), never written again;
+    zarr.json                 the zarr v3 group      referenced by every version holding its episodes
+    data/<camera>             (n, S, S, 3) uint8 per camera, sharded (array_path)
+    data/action               (n, A) float32
+    segment.json              SEGMENT: schemas.segments.SegmentRecord, its episodes and every object's sha256; last
+  versions/<v000002-1f0c9a3e>/ one version (version_prefix): small tables only, never written again once committed
+    episodes.csv              EPISODES: the episode table (schemas.store.EpisodeRecord: each episode's segment and
+                              first frame there), pandas.read_csv reads it
     build_log.json            BUILD_LOG: what each build added and left out
     history.json              HISTORY: schemas.history.History, the record of every version up to this one
-    manifest.json             MANIFEST: schemas.store.StoreManifest, what the version holds, every object's sha256
+    manifest.json             MANIFEST: schemas.store.StoreManifest, what the version holds, the sha256 of its objects
+                              and of each segment's segment.json
 ```
-A store built before versions holds one version's objects at its top, without a pointer (SINGLE_LAYOUT_*).
+A version of formats 1 and 2 holds its own arrays (``zarr.json``, ``data/``, ``meta/episode_ends``) and is read
+as it is. A store built before versions holds one version's objects at its top, without a pointer
+(SINGLE_LAYOUT_*).
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ EPISODES = "episodes.csv"
 BUILD_LOG = "build_log.json"
 HISTORY = "history.json"
 TAGS = "tags"
+SEGMENTS = "segments"
+SEGMENT = "segment.json"
 DATA = "data"
 EPISODE_ENDS = "meta/episode_ends"
 SINGLE_LAYOUT_FOLDERS = (DATA, "meta")
@@ -40,6 +47,11 @@ SINGLE_LAYOUT_OBJECTS = ("zarr.json", EPISODES, BUILD_LOG, MANIFEST)  # the mani
 def version_prefix(version: str) -> str:
     """Where version ``version``'s objects lie inside the store."""
     return f"{VERSIONS}/{version}"
+
+
+def segment_prefix(segment: str) -> str:
+    """Where segment ``segment``'s objects lie inside the store."""
+    return f"{SEGMENTS}/{segment}"
 
 
 def tag_key(name: str) -> str:

@@ -19,7 +19,8 @@ what it writes after lands in an unfinished version, a leftover the next build o
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -135,7 +136,15 @@ def fill_frames(
             remaining[piece.source.episode] = remaining.get(piece.source.episode, 0) + piece.n
     moments: dict[int, ImageMoments] = {}
     digests: dict[str, str] = {}
-    for task, result in run_as_completed(write_shard, tasks, workers, scheduler):
+    with closing(run_as_completed(write_shard, tasks, workers, scheduler)) as results:  # closed (workers waited for)
+        _collect(results, remaining, moments, digests, progress)  # before any exception leaves, Ctrl-C included
+    return moments, digests
+
+
+def _collect(results: Iterator[tuple[ShardTask, ShardResult]], remaining: dict[int, int],
+             moments: dict[int, ImageMoments], digests: dict[str, str],
+             progress: Callable[[int, int], None] | None) -> None:
+    for task, result in results:
         finished = 0
         for piece in task.pieces:
             remaining[piece.source.episode] -= piece.n
@@ -145,4 +154,3 @@ def fill_frames(
         digests |= result.digests
         if progress:
             progress(result.frames, finished)
-    return moments, digests

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from schemas.segments import ImageSums
 from schemas.store import ChannelStats
 
 
@@ -40,6 +41,15 @@ class ImageMoments:
         self.n += pixels.shape[0]
         self.total += pixels.sum(axis=0, dtype=np.uint64)
         self.total_sq += np.einsum("ij,ij->j", pixels, pixels, dtype=np.uint64)
+
+    @classmethod
+    def of(cls, sums: ImageSums) -> ImageMoments:
+        moments = cls()
+        moments.n, moments.total, moments.total_sq = sums.pixels, np.array(sums.total), np.array(sums.total_sq)
+        return moments
+
+    def sums(self) -> ImageSums:
+        return ImageSums(pixels=self.n, total=self.total.tolist(), total_sq=self.total_sq.tolist())
 
     def merge(self, other: ImageMoments) -> None:
         self.n += other.n

@@ -17,6 +17,7 @@ top (``data/``, ``meta/``, ``zarr.json``, the episode table, the build log, the 
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +29,16 @@ from schemas.store import StorePointer
 from vla_data import __version__
 from vla_data.store.history import read_history, tags
 from vla_data.store.location import StoreLocation
-from vla_data.store.layout import MANIFEST, POINTER, SINGLE_LAYOUT_FOLDERS, SINGLE_LAYOUT_OBJECTS, VERSIONS, version_prefix
+from vla_data.store.layout import (
+    MANIFEST,
+    POINTER,
+    SEGMENT,
+    SEGMENTS,
+    SINGLE_LAYOUT_FOLDERS,
+    SINGLE_LAYOUT_OBJECTS,
+    VERSIONS,
+    version_prefix,
+)
 
 
 class PointerError(ValueError):
@@ -72,13 +82,18 @@ def version_ids(store: StoreLocation) -> list[str]:
 @dataclass(frozen=True)
 class Leftover:
     """A version whose data can go: a build's that never committed, or a committed one the retention rule no
-    longer keeps (``dropped``: its record stays in the history)."""
+    longer keeps (``dropped``: its record stays in the history); or a segment no remaining version references
+    (``segment``)."""
 
     version: str
-    complete: bool  # True: its manifest was written; False: its build never finished
+    complete: bool  # True: its manifest (a segment: its segment.json) was written; False: its build never finished
     dropped: bool = False  # a committed version beyond the retention rule
+    segment: bool = False
 
     def describe(self) -> str:
+        if self.segment:
+            why = "frames no kept version references" if self.complete else "unfinished build"
+            return f"{SEGMENTS}/{self.version} ({why})"
         why = ("committed, beyond the retention rule" if self.dropped else
                "written but never committed" if self.complete else "unfinished build")
         return f"{VERSIONS}/{self.version} ({why})"
@@ -94,20 +109,36 @@ def leftovers(store: StoreLocation, retention: Retention | None = None) -> list[
     if retention is not None:
         kept = retention.kept(history, tagged, datetime.now(UTC))
     committed = set(history.ids())
-    return [Leftover(v, store.read(f"{VERSIONS}/{v}/{MANIFEST}") is not None, v in committed)
-            for v in version_ids(store) if v not in kept and (current is None or v != current.version)]
+    versions = [Leftover(v, store.read(f"{VERSIONS}/{v}/{MANIFEST}") is not None, v in committed)
+                for v in version_ids(store) if v not in kept and (current is None or v != current.version)]
+    going = {v.version for v in versions}
+    referenced = {s for v in version_ids(store) if v not in going for s in _segments_of(store, v)}
+    segments = [Leftover(s, store.read(f"{SEGMENTS}/{s}/{SEGMENT}") is not None, segment=True)
+                for s in store.children(SEGMENTS) if s not in referenced]
+    return versions + segments
+
+
+def _segments_of(store: StoreLocation, version: str) -> list[str]:
+    """The segments a version's manifest references ([] for a version without a manifest, or of format 1 or 2)."""
+    raw = store.read(f"{VERSIONS}/{version}/{MANIFEST}")
+    try:
+        segments = json.loads(raw).get("segments", {}) if raw is not None else {}
+    except (ValueError, AttributeError):
+        segments = {}
+    return list(segments) if isinstance(segments, dict) else []
 
 
 def remove_leftovers(store: StoreLocation, retention: Retention | None = None) -> list[Leftover]:
-    """Remove the ``leftovers`` (with ``retention``: also the committed versions it does not keep), and the
-    objects of a store built before versions once a version replaced it; what was removed. Only with the store's
-    writer lock held (see the module doc)."""
+    """Remove the ``leftovers`` (with ``retention``: also the committed versions it does not keep, then the
+    segments only they referenced), and the objects of a store built before versions once a version replaced it;
+    what was removed. Only with the store's writer lock held (see the module doc)."""
     gone = leftovers(store, retention)
     for leftover in gone:
-        # the manifest first: a removal killed half-way leaves a version that reads as removed, never one that
-        # opens with objects missing
-        store.delete(f"{VERSIONS}/{leftover.version}/{MANIFEST}")
-        store.delete_prefix(f"{VERSIONS}/{leftover.version}")
+        # the record first (a version's manifest, a segment's segment.json): a removal killed half-way leaves
+        # what reads as removed, never a version that opens with objects missing
+        where = f"{SEGMENTS if leftover.segment else VERSIONS}/{leftover.version}"
+        store.delete(f"{where}/{SEGMENT if leftover.segment else MANIFEST}")
+        store.delete_prefix(where)
     if read_pointer(store) is not None:
         _remove_single(store)
     return gone

@@ -1,17 +1,19 @@
-"""The store's write path: one writer at a time, a new version written whole and committed by one write.
+"""The store's write path: one writer at a time, a new version committed by one write, frames never copied.
 
 ```python
 with writing(out, sources, wait=True):            # output checks, the writer lock, killed builds' leftovers removed
-    manifest = write_version(out, previous, episodes, selection, options, log_entry)
+    manifest = write_version(out, previous, episodes, selection, features, options, log_entry)
 ```
-``episodes`` are the episodes of the new version in store order, each copied from the previous version
+``episodes`` are the episodes of the new version in store order, each carried from the previous version
 (``EpisodeInput.copied``) or read from a source episode (``EpisodeInput.recorded``), with its split settled.
-The version is written under ``versions/<id>`` of the store (local or on object storage; ``vla_data.store.versions``),
-its stats, history (``history.json``: the parent's records plus this one) and manifest written, and committed
-by writing ``current.json``; the version it supersedes stays, readable as ``STORE@VERSION``, until `vla-data gc`
-is given a retention rule that drops it. A failure or Ctrl-C removes the unfinished version and leaves the
-previous one current; a build killed outright leaves it as a leftover that the next build (or `vla-data gc`)
-removes. Object names come from ``vla_data.store.layout``.
+A carried episode keeps its place in the segment that holds it: nothing of it is read or written again. The
+new episodes' frames and actions go into one new segment (``segments/<version id>``, its ``segment.json``
+last), the version's small tables (episode table, history, build log, manifest with the stats) under
+``versions/<id>``, and ``current.json`` is written last: the commit. An edit is the same call with every
+episode carried (0 frame bytes). The version it supersedes stays, readable as ``STORE@VERSION``, until
+`vla-data gc` is given a retention rule that drops it. A failure or Ctrl-C removes the unfinished version
+and segment and leaves the previous version current; a build killed outright leaves them as leftovers that
+the next build (or `vla-data gc`) removes. Object names come from ``vla_data.store.layout``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Protocol
 import numpy as np
 
 from schemas.history import History, Retention
+from schemas.segments import SegmentEpisode, SegmentRecord
 from schemas.store import (
     ActionSelection,
     BuildLog,
@@ -34,31 +37,35 @@ from schemas.store import (
     EpisodeRecord,
     Feature,
     FeatureKind,
+    NormMode,
     NormStats,
     Split,
     StoreManifest,
     StoreMarker,
 )
 from vla_data import __version__
-from vla_data.common.ranges import episode_ranges
+from vla_data.common.ranges import ends_of
 from vla_data.sources.episode import FrameReader
 from vla_data.store.location import StoreLocation, storage_errors
-from vla_data.store.layout import BUILD_LOG, HISTORY, LEASE, MANIFEST, array_path, version_prefix
+from vla_data.store.errors import StoreError
+from vla_data.store.layout import BUILD_LOG, DATA, EPISODE_ENDS, HISTORY, LEASE, SEGMENT, array_path, segment_prefix, version_prefix
 from vla_data.store.ownership import Ownership, OwnershipError, check_output, claim, listing, ownership_of
 from vla_data.store.shards import EpisodeSource, fill_frames, plan_shards
 from vla_data.store.stats import ImageMoments, action_stats
 from vla_data.store.reader import (
     FRAMES_PER_SHARD,
+    ZSTD,
     DatasetStore,
     create_arrays,
     finalize,
-    write_episode_ends,
+    stored_checksums,
     write_table,
 )
-from vla_data.store.history import change_between, episode_table, next_history, read_history
+from vla_data.store.spans import ArraySpan
+from vla_data.store.history import change_between, episode_table, next_history, now_iso, read_history
 from vla_data.store.versions import Leftover, commit, leftovers, next_pointer, objects_of, read_pointer, remove_leftovers
 from vla_data.store.writer_lock import writer_lock
-from vla_data.common.refusal import Refusal
+from vla_data.common.refusal import Fix, Refusal
 
 
 class BuildProgress(Protocol):
@@ -104,26 +111,48 @@ def writing(out: StoreLocation, sources: list[Path], wait: bool,
 
 def write_version(out: StoreLocation, previous: DatasetStore | None, episodes: list[EpisodeInput],
                   selection: ActionSelection, features: list[Feature], options: BuildOptions,
-                  log_entry: BuildLogEntry, progress: BuildProgress | None = None) -> StoreManifest:
+                  log_entry: BuildLogEntry | None, progress: BuildProgress | None = None) -> StoreManifest:
     """Write the store's next version, holding ``features``, and commit it (call inside ``writing``); see the
-    module doc."""
-    claim(out, StoreMarker(tool_version=__version__, created=log_entry.created))
+    module doc. ``log_entry``: the build's line in the build log (None: an edit, which is no build)."""
+    claim(out, StoreMarker(tool_version=__version__, created=now_iso()))
+    if previous is not None:
+        check_tables(previous)
     current = read_pointer(out)
     pointer = next_pointer(out)
-    version = out.child(version_prefix(pointer.version))
     change = change_between(episode_table(objects_of(out, current)), [e.record for e in episodes])
     history = next_history(read_history(out, current), pointer.version, change)
     try:
-        manifest = _write_version(version, previous, episodes, selection, features, options, log_entry, history,
-                                  progress)
+        manifest = _write_version(out, pointer.version, previous, episodes, selection, features, options, log_entry,
+                                  history, progress)
         with storage_errors(out, "committing the new version"):
             commit(out, pointer)
     except BaseException:
         if _current(out) != pointer.version:  # the commit did not land (a lost reply can hide that it did)
             out.delete_prefix(version_prefix(pointer.version))
+            out.delete_prefix(segment_prefix(pointer.version))
         raise
     remove_leftovers(out)  # a store from before versions: its top-level objects; the superseded versions stay
     return manifest
+
+
+def unchanged(previous: DatasetStore | None, episodes: list[EpisodeInput]) -> bool:
+    """The version would be the previous one again: every episode carried from a segment, each as stored."""
+    return (previous is not None and bool(previous.manifest.segments) and all(e.frames is None for e in episodes)
+            and [e.record for e in episodes] == previous.records())
+
+
+def check_tables(previous: DatasetStore) -> None:
+    """The version a build or an edit starts from holds its tables as written: a hand-edited or damaged episode
+    table is refused, never carried into a new version with a new checksum."""
+    for key, digest in previous.manifest.checksums.items():
+        if key.startswith(DATA) or key.startswith("meta/") or key == "zarr.json":
+            continue  # frames and actions: verified where they are read or copied
+        raw = previous.objects.read(key)
+        if raw is None or hashlib.sha256(raw).hexdigest() != digest:
+            raise StoreError(f"{previous.objects}/{key}: {'missing' if raw is None else 'checksum mismatch'}: the "
+                             "version's table was changed since it was written; restore it, or go on from an "
+                             "undamaged version", Fix({"verify": True}, "to name every damaged object",
+                                                      command=f"info {previous.location}"))
 
 
 def _current(out: StoreLocation) -> str | None:
@@ -134,78 +163,131 @@ def _current(out: StoreLocation) -> str | None:
     return pointer.version if pointer is not None else None
 
 
-def _write_version(version: StoreLocation, previous: DatasetStore | None, episodes: list[EpisodeInput],
+def _write_version(out: StoreLocation, version_id: str, previous: DatasetStore | None, episodes: list[EpisodeInput],
                    selection: ActionSelection, features: list[Feature], options: BuildOptions,
-                   log_entry: BuildLogEntry, history: History, progress: BuildProgress | None) -> StoreManifest:
-    pre = options.preprocessing
+                   log_entry: BuildLogEntry | None, history: History, progress: BuildProgress | None) -> StoreManifest:
     records = [e.record for e in episodes]
-    n_frames = sum(r.n_frames for r in records)
-    group = create_arrays(version, n_frames, features)
-    cameras = [f for f in features if f.kind == FeatureKind.camera]
-    action = next(f for f in features if f.kind == FeatureKind.action)
+    fresh = [i for i, e in enumerate(episodes) if e.frames is not None or not e.record.segment]
+    carried = Carried(previous)
+    images: dict[str, ImageMoments] = {}
+    actions: dict[str, np.ndarray] = {}
+    if fresh:
+        records, images, actions = _write_segment(out.child(segment_prefix(version_id)), version_id, episodes,
+                                                  fresh, carried, features, options, progress)
+    segments = {r.segment for r in records}
+    digests = {s: carried.segment_digest(s) for s in segments if s != version_id}
+    if version_id in segments:
+        digests[version_id] = hashlib.sha256(out.child(segment_prefix(version_id)).read(SEGMENT) or b"").hexdigest()
+    train = [r for r in records if r.split == Split.train]
+    train_actions = [actions[r.content_hash] if r.content_hash in actions else carried.actions(r) for r in train]
+    train_images = [images[r.content_hash] if r.content_hash in images else carried.image(r) for r in train]
 
-    previous_actions = np.asarray(previous.action[:], np.float32) if previous is not None else None
-    previous_start = {}
-    if previous is not None:
-        previous_start = {h: start for h, (start, _) in zip(
-            previous.episodes["content_hash"], episode_ranges(previous.episode_ends, previous.episodes["episode"]),
-            strict=True)}
-    actions: list[np.ndarray] = []
-    frame_sources: dict[str, list[EpisodeSource]] = {c.name: [] for c in cameras}
-    for e in episodes:
-        r = e.record
-        if e.frames is None:
-            assert previous is not None and previous_actions is not None
-            start = previous_start[r.content_hash]
-            actions.append(previous_actions[start : start + r.n_frames])
-            for c in cameras:
-                frame_sources[c.name].append(EpisodeSource(r.episode, r.n_frames, None, start,
-                                                           stored=previous.camera_location(c.name)))
-        else:
-            assert e.actions is not None
-            actions.append(e.actions)
-            for c in cameras:
-                frame_sources[c.name].append(EpisodeSource(r.episode, r.n_frames, e.frames[c.name]))
-    all_actions = np.concatenate(actions).astype(np.float32)
-    group[array_path(action.name)][:] = all_actions
-    write_episode_ends(group, [r.n_frames for r in records])
-    tasks = [task for c in cameras
-             for task in plan_shards(frame_sources[c.name], version, array_path(c.name), FRAMES_PER_SHARD, pre)]
-    if progress:
-        progress.start(n_frames * len(cameras), len(records))
-    moments, shard_digests = fill_frames(tasks, options.workers, options.scheduler,
-                                         progress.advance if progress else None)
-
+    version = out.child(version_prefix(version_id))
     write_table(version, records)
     version.write(HISTORY, (history.model_dump_json(indent=2) + "\n").encode())
     log = previous.build_log() if previous is not None else BuildLog()
-    log.runs.append(log_entry)
+    if log_entry is not None:
+        log.runs.append(log_entry)
     version.write(BUILD_LOG, (log.model_dump_json(indent=2) + "\n").encode())
     manifest = StoreManifest(
         tool_version=__version__,
-        created=log_entry.created,
+        created=now_iso(),
         sources=sorted({str(Path(r.source_path).parent) for r in records}),
-        preprocessing=pre,
+        preprocessing=options.preprocessing,
         actions=selection,
         splits=options.splits,
         split_episodes={s: sum(r.split == s for r in records) for s in Split},
         split_frames={s: sum(r.n_frames for r in records if r.split == s) for s in Split},
         n_episodes=len(records),
-        n_frames=n_frames,
-        stats=train_stats(all_actions, records, moments, options),
+        n_frames=sum(r.n_frames for r in records),
+        stats=train_stats(train_actions, train_images, options.norm_mode),
         source_frame_sizes=_frame_sizes(previous, episodes),
         features=features,
-        checksums=_checksums(version, shard_digests),
+        checksums=stored_checksums(version),
+        segments=dict(sorted(digests.items())),
     )
     finalize(version, manifest)
     return manifest
 
 
-def _checksums(version: StoreLocation, shard_digests: dict[str, str]) -> dict[str, str]:
-    """sha256 of every object of the version but the manifest: the shards' as their tasks reported them, the
-    rest (metadata, actions, tables: small) read back here."""
-    return {key: shard_digests.get(key) or hashlib.sha256(version.read(key) or b"").hexdigest()
-            for key in version.keys() if key != MANIFEST}
+class Carried:
+    """What the previous version holds of an episode carried into the new one: its segment, actions and image
+    sums, by content hash."""
+
+    def __init__(self, previous: DatasetStore | None) -> None:
+        self.previous = previous
+        self.position = {} if previous is None else {h: i for i, h in enumerate(previous.episodes["content_hash"])}
+
+    def spans(self, name: str, record: EpisodeRecord) -> ArraySpan:
+        assert self.previous is not None
+        return self.previous.spans(name, [self.position[record.content_hash]])[0]
+
+    def actions(self, record: EpisodeRecord) -> np.ndarray:
+        assert self.previous is not None
+        a, b = self.previous.episode_range(self.position[record.content_hash])
+        return self.previous.action[a:b]
+
+    def image(self, record: EpisodeRecord) -> ImageMoments:
+        assert self.previous is not None
+        segment = self.previous.segment(record.segment)
+        found = next(e for e in segment.episodes if e.content_hash == record.content_hash)
+        return ImageMoments.of(found.image)
+
+    def segment_digest(self, segment: str) -> str:
+        assert self.previous is not None
+        self.previous.segment(segment)  # checked against the previous manifest's sha256 of it
+        return self.previous.manifest.segments[segment]
+
+
+def _write_segment(root: StoreLocation, segment: str, episodes: list[EpisodeInput], fresh: list[int],
+                   carried: Carried, features: list[Feature], options: BuildOptions,
+                   progress: BuildProgress | None) -> tuple[list[EpisodeRecord], dict[str, ImageMoments], dict[str, np.ndarray]]:
+    """Write the frames and actions of episodes ``fresh`` (new ones read from their sources; ones copied from a
+    version of format 1 or 2, verified as they are read) into a new segment, its record last. The records of
+    every episode (the fresh ones placed in the segment), and the fresh ones' image sums and actions by hash."""
+    records = [e.record for e in episodes]
+    cameras = [f for f in features if f.kind == FeatureKind.camera]
+    action = next(f for f in features if f.kind == FeatureKind.action)
+    frame_sources: dict[str, list[EpisodeSource]] = {c.name: [] for c in cameras}
+    actions: dict[str, np.ndarray] = {}
+    cursor = 0
+    for i in fresh:
+        e, r = episodes[i], records[i]
+        if e.frames is None:  # from a version that holds its own arrays: copied, each shard verified first
+            actions[r.content_hash] = carried.actions(r)
+            for c in cameras:
+                span = carried.spans(array_path(c.name), r)
+                assert carried.previous is not None
+                carried.previous.reader.verifier.check(span, carried.previous.reader.array(span), str(r.episode))
+                frame_sources[c.name].append(EpisodeSource(i, r.n_frames, None, span.start,
+                                                           stored=span.root.child(span.name)))
+        else:
+            assert e.actions is not None
+            actions[r.content_hash] = np.asarray(e.actions, np.float32)
+            for c in cameras:
+                frame_sources[c.name].append(EpisodeSource(i, r.n_frames, e.frames[c.name]))
+        records[i] = r.model_copy(update={"segment": segment, "segment_start": cursor})
+        cursor += r.n_frames
+    group = create_arrays(root, cursor, features)
+    group[array_path(action.name)][:] = np.concatenate([actions[records[i].content_hash] for i in fresh])
+    ends = ends_of([records[i].n_frames for i in fresh])  # a plain zarr reader finds the episodes without vla-data
+    group.create_array(EPISODE_ENDS, data=ends, chunks=(max(1, len(ends)),), compressors=ZSTD)
+    tasks = [task for c in cameras
+             for task in plan_shards(frame_sources[c.name], root, array_path(c.name), FRAMES_PER_SHARD,
+                                     options.preprocessing)]
+    if progress:
+        progress.start(cursor * len(cameras), len(fresh))
+    moments, shard_digests = fill_frames(tasks, options.workers, options.scheduler,
+                                         progress.advance if progress else None)
+    images = {records[i].content_hash: moments[i] for i in fresh}
+    record = SegmentRecord(
+        segment=segment, tool_version=__version__, created=now_iso(), n_frames=cursor, features=features,
+        episodes=[SegmentEpisode(content_hash=records[i].content_hash, start=records[i].segment_start or 0,
+                                 n_frames=records[i].n_frames, image=moments[i].sums()) for i in fresh],
+        checksums={key: shard_digests.get(key) or hashlib.sha256(root.read(key) or b"").hexdigest()
+                   for key in root.keys() if key != SEGMENT})
+    root.write(SEGMENT, (record.model_dump_json(indent=2) + "\n").encode())
+    return records, images, actions
 
 
 def _frame_sizes(previous: DatasetStore | None, episodes: list[EpisodeInput]) -> list[str]:
@@ -215,17 +297,14 @@ def _frame_sizes(previous: DatasetStore | None, episodes: list[EpisodeInput]) ->
     return sorted(sizes)
 
 
-def train_stats(actions: np.ndarray, records: list[EpisodeRecord], moments: dict[int, ImageMoments],
-                options: BuildOptions) -> NormStats:
+def train_stats(actions: list[np.ndarray], images: list[ImageMoments], mode: NormMode) -> NormStats:
     """Exact stats over the train split's frames: every action channel, and the RGB moments of the frames (of
-    every camera together)."""
-    train = np.repeat([r.split == Split.train for r in records], [r.n_frames for r in records])
-    images = ImageMoments()
-    for r in records:
-        if r.split == Split.train:
-            images.merge(moments[r.episode])
-    mean, std = images.mean_std()
-    return NormStats(mode=options.norm_mode, action=action_stats(actions[train]), image_mean=mean, image_std=std)
+    every camera together), from each train episode's actions and image sums."""
+    total = ImageMoments()
+    for moments in images:
+        total.merge(moments)
+    mean, std = total.mean_std()
+    return NormStats(mode=mode, action=action_stats(np.concatenate(actions)), image_mean=mean, image_std=std)
 
 
 def collect_garbage(out: StoreLocation, wait: bool, break_lease: bool = False,
