@@ -9,7 +9,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.store import VERSION_ID
+from schemas.store import VERSION_ID, NormStats
 
 TAG_NAME = r"^[A-Za-z][A-Za-z0-9._-]{0,63}$"  # and not shaped like a version id (``is_tag_name``)
 
@@ -115,3 +115,16 @@ def is_tag_name(text: str) -> bool:
     """A name a tag may have: never one that reads as a version id (a tag would shadow that version)."""
     return re.fullmatch(TAG_NAME, text) is not None and not is_version_id(text)
 
+
+
+class VersionDiff(BaseModel):
+    """`vla-data diff STORE A B`: what B changed against A (episodes by source), and the train stats of each."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    store: str
+    a: str | None
+    b: str | None
+    change: VersionChange
+    stats_a: NormStats
+    stats_b: NormStats

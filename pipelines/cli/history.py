@@ -13,7 +13,7 @@ from vla_data.store.ownership import Ownership, ownership_of
 from vla_data.store.writer_lock import writer_lock
 
 
-def _store(store: str) -> StoreLocation:
+def store_location(store: str) -> StoreLocation:
     location = StoreLocation.of(store)
     kind = ownership_of(location)
     if kind == Ownership.absent:
@@ -38,7 +38,7 @@ def log_cmd(store: str, max_count: int | None, as_json: bool) -> None:
       vla-data log dataset.zarr
       vla-data info dataset.zarr@v000002-1f0c9a3e
     """
-    location = _store(store)
+    location = store_location(store)
     history, named, current = store_log(location)
     click.echo(log_json(history, named, current) if as_json else render_log(location, history, named, current, max_count))
 
@@ -58,7 +58,7 @@ def tag_cmd(store: str, name: str, version: str | None, delete: bool) -> None:
       vla-data tag dataset.zarr before-cleanup v000003-9a1b2c3d
       vla-data tag dataset.zarr paper-v1 --delete
     """
-    location = _store(store)
+    location = store_location(store)
     with writer_lock(location, wait=True, on_wait=lambda notice: click.echo(worded(notice), err=True)):
         if delete:
             if version is not None:

@@ -1,0 +1,50 @@
+"""What an edit of a store's episodes is asked to do: `vla-data remove`, `relabel`, `resplit` (each a new version
+that copies no frame), and which episodes it takes."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from schemas.store import Split
+
+
+class EpisodeSelection(BaseModel):
+    """Episodes of the store's current version: by id, source name or path, or content hash (a prefix of 8 or
+    more), and/or a query on the episode table (pandas ``DataFrame.query``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    episodes: tuple[str, ...] = Field((), description="Episode ids, source names or paths, or content hashes.")
+    where: str | None = Field(None, description="A query on the episode table, e.g. \"scenario == '1box_hori_left'\".")
+
+    @model_validator(mode="after")
+    def _something(self) -> EpisodeSelection:
+        if not self.episodes and self.where is None:
+            raise ValueError("name the episodes, or give a query on the episode table")
+        return self
+
+
+class Relabel(BaseModel):
+    """New instructions: one for every selected episode, or one per episode (from a CSV: episode, instruction)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    instruction: str | None = None
+    per_episode: dict[str, str] = Field(default_factory=dict, description="Episode (as selected) -> instruction.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Relabel:
+        if (self.instruction is None) == (not self.per_episode):
+            raise ValueError("give one instruction for the episodes, or a CSV of episode,instruction rows")
+        texts = [self.instruction] if self.instruction is not None else list(self.per_episode.values())
+        if any(not t.strip() for t in texts):
+            raise ValueError("an instruction is empty: the policy would learn from no words")
+        return self
+
+
+class Resplit(BaseModel):
+    """The split each selected episode moves to."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    to: Split

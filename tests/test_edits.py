@@ -1,0 +1,170 @@
+"""Edits without a rebuild (issue 27): remove, relabel, resplit, restore and diff, through the CLI. Each is a new
+version that writes no frame byte, recomputes the train stats exactly, and keeps the older versions readable;
+every bad input is refused with nothing written."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import committed
+from conftest import run_cli as run
+from schemas.store import Split
+from vla_data.store.reader import open_store, verify
+from vla_data.store.stats import ImageMoments, action_stats
+
+
+@pytest.fixture(scope="module")
+def built(clean_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("edits") / "ds.zarr"
+    assert run("build-splits", str(clean_dir), "-o", str(out), "--image-size", "16", "--val-ratio", "0.25")[0] == 0
+    return out
+
+
+@pytest.fixture
+def store(built: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(built, tmp_path / "ds.zarr"))
+
+
+def frame_files(store: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(store)): p.read_bytes() for p in sorted((store / "segments").rglob("*")) if p.is_file()}
+
+
+def expected_stats(address: str) -> tuple[list, list[float]]:
+    """The train split's action stats and image mean, computed here from the version's own frames and actions."""
+    opened = open_store(address)
+    moments = ImageMoments()
+    for i in opened.episodes.index[opened.episodes["split"] == Split.train.value]:
+        a, b = opened.episode_range(int(i))
+        moments.add(np.asarray(opened.camera("rgb")[a:b]))
+    return action_stats(opened.split_actions("train")), moments.mean_std()[0]
+
+
+def assert_exact_stats(address: str) -> None:
+    actions, image_mean = expected_stats(address)
+    stats = open_store(address).manifest.stats
+    assert stats.action == actions and np.allclose(stats.image_mean, image_mean, rtol=0, atol=1e-12)
+
+
+def test_edits_are_versions_that_write_no_frame_and_recompute_the_stats(store: Path) -> None:
+    frames = frame_files(store)
+    (v1,) = committed(open_store(store))
+    first = open_store(store).records()
+    gone = next(r for r in first if r.split == Split.train)
+    name = Path(gone.source_path).name
+    kept = [r for r in first if r is not gone]
+
+    code, text = run("remove", str(store), name)
+    assert code == 0 and "1 episode(s) removed" in text and name in text, text
+    after = open_store(store)
+    assert [r.content_hash for r in after.records()] == [r.content_hash for r in kept]
+    assert list(after.episodes["episode"]) == list(range(7))  # ids are positions: the gap closes
+    assert_exact_stats(str(store))
+
+    code, text = run("relabel", str(store), "0", "--instruction", "Go to the red chair")
+    assert code == 0 and "1 episode(s) relabelled" in text, text
+    relabelled = open_store(store).records()[0]
+    assert relabelled.instruction == "Go to the red chair" and relabelled.content_hash == kept[0].content_hash
+
+    train = int(open_store(store).episodes.query("split == 'train'").index[0])
+    code, text = run("resplit", str(store), str(train), "--to", "test")
+    assert code == 0 and "1 episode(s) moved to test" in text, text
+    moved = open_store(store)
+    assert moved.records()[train].split == Split.test and moved.manifest.split_episodes[Split.test] == 1
+    assert moved.manifest.stats != after.manifest.stats
+    assert_exact_stats(str(store))
+    assert frame_files(store) == frames  # three edits: not one frame byte written, none removed
+
+    v1_, v2, v3, v4 = committed(open_store(store))
+    assert v1_ == v1 and open_store(f"{store}@{v1}").records() == first  # every older version reads as it was
+    assert open_store(f"{store}@{v2}").records()[0].instruction == kept[0].instruction
+    code, text = run("log", str(store))
+    assert "1 removed; 7 episodes" in text and "1 relabelled; 7 episodes" in text and "1 moved; 7 episodes" in text
+
+    code, text = run("diff", str(store), v1)
+    assert code == 0 and f"{v1} -> {v4}: 1 removed, 1 relabelled, 1 moved" in text and name in text, text
+    assert "image mean" in text and "linear_x" in text
+
+    code, text = run("restore", str(store), v1)
+    assert code == 0 and f"restored {v1}" in text, text
+    restored = open_store(store)
+    assert [r.model_dump(exclude={"segment", "segment_start"}) for r in restored.records()] == [
+        r.model_dump(exclude={"segment", "segment_start"}) for r in first]
+    assert restored.manifest.stats == open_store(f"{store}@{v1}").manifest.stats  # exactly as that build made them
+    assert len(committed(restored)) == 5 and frame_files(store) == frames
+    code, text = run("diff", str(store), v1, "--json")
+    assert code == 0 and '"added": []' in text and '"removed": []' in text
+    assert not verify(restored)
+
+
+def test_edits_select_by_query_and_from_a_csv(store: Path, tmp_path: Path) -> None:
+    table = open_store(store).episodes
+    scenario = table["scenario"].iloc[0]
+    n = int((table["scenario"] == scenario).sum())
+    code, text = run("relabel", str(store), "--where", f"scenario == '{scenario}'", "--instruction", "Turn around")
+    assert code == 0 and f"{n} episode(s) relabelled" in text, text
+    assert set(open_store(store).episodes.query(f"scenario == '{scenario}'")["instruction"]) == {"Turn around"}
+    csv = tmp_path / "fixes.csv"
+    hash_prefix = table["content_hash"].iloc[2][:10]
+    csv.write_text(f"episode,instruction\n1,Go left\n{hash_prefix},Go right\n")
+    code, text = run("relabel", str(store), "--from-csv", str(csv))
+    assert code == 0 and "2 episode(s) relabelled" in text, text
+    assert list(open_store(store).episodes["instruction"].iloc[1:3]) == ["Go left", "Go right"]
+    code, text = run("relabel", str(store), "--from-csv", str(csv))  # again: nothing changes, nothing written
+    assert code == 0 and "nothing to change" in text and len(committed(open_store(store))) == 3
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["remove", "{store}", "episode_nope.h5"], "no episode 'episode_nope.h5'"),
+    (["remove", "{store}", "99"], "no episode 99: its episodes are 0..7"),
+    (["remove", "{store}", "--where", "scenario =="], "query 'scenario ==': SyntaxError"),
+    (["remove", "{store}", "--where", "n_frames > 100000"], "matches no episode"),
+    (["remove", "{store}", "--where", "split == 'val'"], "would remove every episode of split val"),
+    (["resplit", "{store}", "--where", "split == 'train'", "--to", "val"], "would leave no train episode"),
+    (["relabel", "{store}", "0", "--instruction", "  "], "--instruction is empty"),
+    (["restore", "{store}", "v000009-00000000"], "no such version"),
+    (["restore", "{store}", "nightly"], "no version or tag 'nightly'"),
+    (["remove", "{store}"], "name the episodes"),
+])
+def test_bad_edits_are_refused_and_write_nothing(store: Path, args: list[str], message: str) -> None:
+    before = sorted(p.relative_to(store) for p in store.rglob("*"))
+    code, text = run(*[a.format(store=store) for a in args])
+    assert code in (1, 2) and message in text and "Traceback" not in text, text
+    assert sorted(p.relative_to(store) for p in store.rglob("*")) == before
+
+
+def test_restore_of_a_dropped_version_and_a_second_editor(store: Path) -> None:
+    from vla_data.store.location import StoreLocation
+    from vla_data.store.writer_lock import writer_lock
+
+    (v1,) = committed(open_store(store))
+    assert run("remove", str(store), "0")[0] == 0
+    assert run("gc", str(store), "--keep-last", "0")[0] == 0  # v1's tables go; its frames stay (v2 uses them)
+    code, text = run("restore", str(store), v1)
+    assert code == 1 and "its data was removed by gc" in text, text
+    with writer_lock(StoreLocation.of(store), wait=True):  # another build or edit holds the store
+        code, text = run("remove", str(store), "0", "--no-wait")
+    assert code == 1 and "is being written" in text and "Traceback" not in text, text
+    assert len(open_store(store).episodes) == 7
+
+
+@pytest.mark.parametrize("delay", [0.6, 1.0, 1.4, 1.8])
+def test_an_edit_killed_at_any_moment_leaves_one_whole_version(store: Path, delay: float) -> None:
+    before = open_store(store).records()
+    edit = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "remove", str(store), "0", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    edit.send_signal(signal.SIGKILL)
+    edit.wait()
+    now = open_store(store)
+    assert now.records() == before or len(now.records()) == len(before) - 2
+    assert not verify(now)
+    assert run("relabel", str(store), "0", "--instruction", "Stop")[0] == 0  # the next edit cleans up after it
+    assert {p.name for p in (store / "versions").iterdir()} == set(committed(open_store(store)))
