@@ -54,6 +54,11 @@ def run_build(sources: list[Path], out: Path | str, options: BuildOptions, setti
     for c in last.instructions_changed:
         lines.append(f"{'relabelled' if c.applied else 'instruction differs from the stored one (kept; --update-instructions takes it)'}: "
                      f"{c.source_path}: {c.stored!r} -> {c.now!r}")
+    if last.left_out_removed:
+        gone = last.left_out_removed
+        lines.append(f"{len(gone)} source(s) left out: `vla-data remove` removed their episode ({', '.join(gone[:3])}"
+                     + (f" and {len(gone) - 3} more" if len(gone) > 3 else "")
+                     + "); `vla-data restore` of a version holding them brings them back")
     if last.sources_gone:
         gone = last.sources_gone
         lines.append(f"{len(gone)} stored episode(s) kept whose source is gone: {', '.join(gone[:3])}"

@@ -498,7 +498,20 @@ class BuildLogEntry(BaseModel):
         default_factory=list, description="Stored episodes whose source now gives another instruction.")
     sources_gone: list[str] = Field(
         default_factory=list, description="Stored episodes kept whose source is no longer where it was stored from.")
+    left_out_removed: list[str] = Field(
+        default_factory=list, description="Sources left out because `vla-data remove` removed their episode.")
+
+
+class RemovedEpisode(BaseModel):
+    """An episode `vla-data remove` took out of the store: later builds leave its source out (by content)."""
+
+    source_path: str
+    content_hash: str
+    version: str = Field(description="The last version that held it (the remove made the next one).")
 
 
 class BuildLog(BaseModel):
     runs: list[BuildLogEntry] = Field(default_factory=list)
+    removed: list[RemovedEpisode] = Field(
+        default_factory=list, description="Episodes removed by `vla-data remove`: an incremental build leaves their "
+        "sources out (a restore of a version holding them, or an overwrite, brings them back).")

@@ -168,3 +168,18 @@ def test_an_edit_killed_at_any_moment_leaves_one_whole_version(store: Path, dela
     assert not verify(now)
     assert run("relabel", str(store), "0", "--instruction", "Stop")[0] == 0  # the next edit cleans up after it
     assert {p.name for p in (store / "versions").iterdir()} == set(committed(open_store(store)))
+
+
+def test_a_removed_episode_stays_removed_when_its_source_is_built_again(clean_dir: Path, store: Path) -> None:
+    """Removing a bad episode sticks: the next build from the same folder leaves its source out, saying so (by
+    content: a copy under another name is left out too), and a restore brings it back."""
+    (v1,) = committed(open_store(store))
+    gone = open_store(store).records()[3]
+    assert run("remove", str(store), "3")[0] == 0
+    code, text = run("build-splits", str(clean_dir), "-o", str(store), "--image-size", "16", "--val-ratio", "0.25")
+    assert code == 0 and f"1 source(s) left out: `vla-data remove` removed their episode ({gone.source_path})" in text
+    assert "nothing new" in text and gone.content_hash not in set(open_store(store).episodes["content_hash"])
+    assert run("restore", str(store), v1)[0] == 0
+    assert gone.content_hash in set(open_store(store).episodes["content_hash"])
+    code, text = run("build-splits", str(clean_dir), "-o", str(store), "--image-size", "16", "--val-ratio", "0.25")
+    assert code == 0 and "left out" not in text and "nothing new" in text, text

@@ -18,6 +18,7 @@ import numpy as np
 from schemas import FileReport, RecorderSettings, ValidationReport, default_action_names
 from schemas.store import (
     ActionSelection,
+    BuildLog,
     BuildLogEntry,
     BuildOptions,
     DroppedChannel,
@@ -165,6 +166,7 @@ class SortedSources:
     changed: list[tuple[EpisodeRecord, ValidatedEpisode]]
     hash_of: dict[Path, str]
     instructions: list[InstructionChange] = field(default_factory=list)
+    left_out_removed: list[str] = field(default_factory=list)  # sources of episodes `vla-data remove` removed
 
 
 def _sort_sources(usable: list[FileReport], previous: DatasetStore | None, options: BuildOptions,
@@ -179,11 +181,15 @@ def _sort_sources(usable: list[FileReport], previous: DatasetStore | None, optio
     removed: set[int] = set()
     new: list[ValidatedEpisode] = []
     relabel: dict[int, FileReport] = {}  # stored episode -> the report giving its new instruction
+    taken_out = {e.content_hash for e in previous.build_log().removed} if previous else set()
     result = SortedSources([], [], [], [], {})
     for source in _read_sources(usable, options, settings):
         r = source.report
         digest, path = source.content_hash, Path(r.path)
         result.hash_of[path] = digest
+        if digest in taken_out and digest not in by_hash:
+            result.left_out_removed.append(r.path)
+            continue
         old = by_path.get(path)
         if old is not None and old.content_hash != digest:
             result.changed.append((old, source))
@@ -315,12 +321,15 @@ def build_version(report: ValidationReport, root: Path, out: StoreLocation, opti
         instructions_changed=plan.instructions,
         sources_gone=[e.record.source_path for e in plan.entries if e.source is None
                       and not source_exists(e.record.source_path)],
+        left_out_removed=plan.left_out_removed,
     )
     episodes = _settle_splits(plan.entries, explicit, options, selection)
     features = store_features(options.preprocessing, selection, settings.cameras, settings.actions_key)
     if previous is not None and unchanged(previous, episodes):
         return Built(previous.manifest, entry, unchanged=True)  # a build with nothing new writes nothing
-    return Built(write_version(out, previous, episodes, selection, features, options, entry, progress), entry)
+    log = previous.build_log() if previous is not None else BuildLog()  # an overwrite starts a new build log
+    log.runs.append(entry)
+    return Built(write_version(out, previous, episodes, selection, features, options, log, progress), entry)
 
 
 def _refuse_unpruned(out: StoreLocation, hashes: set[str], options: BuildOptions) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from schemas.edits import EpisodeSelection, Relabel, Resplit
-from schemas.store import BuildOptions, EpisodeRecord, Split, StoreManifest
+from schemas.store import BuildOptions, EpisodeRecord, RemovedEpisode, Split, StoreManifest
 from vla_data.common.refusal import Refusal
 from vla_data.store.errors import StoreError
 from vla_data.store.history import change_between
@@ -73,7 +73,10 @@ def _named(table: pd.DataFrame, name: str, where: StoreLocation) -> list[int]:
                     + " (an episode is named by its id, its source's name or path, or its content hash)")
 
 
-def _commit_edit(location: StoreLocation, edit: Callable[[DatasetStore], tuple[DatasetStore, list[EpisodeRecord]]],
+Edit = Callable[[DatasetStore], tuple[DatasetStore, list[EpisodeRecord]]]
+
+
+def _commit_edit(location: StoreLocation, edit: Edit,
                  wait: bool, on_wait: Callable[[Refusal], None] | None, restoring: bool = False
                  ) -> tuple[StoreManifest | None, DatasetStore]:
     """Under the writer lock: open the current version, let ``edit`` say the new episodes (and which version's
@@ -90,8 +93,13 @@ def _commit_edit(location: StoreLocation, edit: Callable[[DatasetStore], tuple[D
         remove_leftovers(location)
         m = source.manifest
         options = BuildOptions(preprocessing=m.preprocessing, splits=m.splits, norm_mode=m.stats.mode)
+        log = source.build_log()
+        kept = {r.content_hash for r in records}
+        gone = [RemovedEpisode(source_path=r.source_path, content_hash=r.content_hash, version=current.version or "")
+                for r in current.records() if r.content_hash not in kept]
+        log.removed = [e for e in log.removed if e.content_hash not in kept] + (gone if not restoring else [])
         manifest = write_version(location, source, [EpisodeInput.copied(r) for r in records], m.actions, m.features,
-                                 options, None)
+                                 options, log)
         return manifest, current
 
 

@@ -2,7 +2,7 @@
 
 ```python
 with writing(out, sources, wait=True):            # output checks, the writer lock, killed builds' leftovers removed
-    manifest = write_version(out, previous, episodes, selection, features, options, log_entry)
+    manifest = write_version(out, previous, episodes, selection, features, options, log)
 ```
 ``episodes`` are the episodes of the new version in store order, each carried from the previous version
 (``EpisodeInput.copied``) or read from a source episode (``EpisodeInput.recorded``), with its split settled.
@@ -32,7 +32,6 @@ from schemas.segments import SegmentEpisode, SegmentRecord
 from schemas.store import (
     ActionSelection,
     BuildLog,
-    BuildLogEntry,
     BuildOptions,
     EpisodeRecord,
     Feature,
@@ -111,9 +110,10 @@ def writing(out: StoreLocation, sources: list[Path], wait: bool,
 
 def write_version(out: StoreLocation, previous: DatasetStore | None, episodes: list[EpisodeInput],
                   selection: ActionSelection, features: list[Feature], options: BuildOptions,
-                  log_entry: BuildLogEntry | None, progress: BuildProgress | None = None) -> StoreManifest:
+                  log: BuildLog, progress: BuildProgress | None = None) -> StoreManifest:
     """Write the store's next version, holding ``features``, and commit it (call inside ``writing``); see the
-    module doc. ``log_entry``: the build's line in the build log (None: an edit, which is no build)."""
+    module doc. ``log``: the version's build log (the previous one, with this build's entry or an edit's
+    removals)."""
     claim(out, StoreMarker(tool_version=__version__, created=now_iso()))
     if previous is not None:
         check_tables(previous)
@@ -122,7 +122,7 @@ def write_version(out: StoreLocation, previous: DatasetStore | None, episodes: l
     change = change_between(episode_table(objects_of(out, current)), [e.record for e in episodes])
     history = next_history(read_history(out, current), pointer.version, change)
     try:
-        manifest = _write_version(out, pointer.version, previous, episodes, selection, features, options, log_entry,
+        manifest = _write_version(out, pointer.version, previous, episodes, selection, features, options, log,
                                   history, progress)
         with storage_errors(out, "committing the new version"):
             commit(out, pointer)
@@ -165,7 +165,7 @@ def _current(out: StoreLocation) -> str | None:
 
 def _write_version(out: StoreLocation, version_id: str, previous: DatasetStore | None, episodes: list[EpisodeInput],
                    selection: ActionSelection, features: list[Feature], options: BuildOptions,
-                   log_entry: BuildLogEntry | None, history: History, progress: BuildProgress | None) -> StoreManifest:
+                   log: BuildLog, history: History, progress: BuildProgress | None) -> StoreManifest:
     records = [e.record for e in episodes]
     fresh = [i for i, e in enumerate(episodes) if e.frames is not None or not e.record.segment]
     carried = Carried(previous)
@@ -185,9 +185,6 @@ def _write_version(out: StoreLocation, version_id: str, previous: DatasetStore |
     version = out.child(version_prefix(version_id))
     write_table(version, records)
     version.write(HISTORY, (history.model_dump_json(indent=2) + "\n").encode())
-    log = previous.build_log() if previous is not None else BuildLog()
-    if log_entry is not None:
-        log.runs.append(log_entry)
     version.write(BUILD_LOG, (log.model_dump_json(indent=2) + "\n").encode())
     manifest = StoreManifest(
         tool_version=__version__,
