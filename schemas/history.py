@@ -14,6 +14,15 @@ from schemas.store import VERSION_ID, NormStats
 TAG_NAME = r"^[A-Za-z][A-Za-z0-9._-]{0,63}$"  # and not shaped like a version id (``is_tag_name``)
 
 
+class Provenance(BaseModel):
+    """A store and the version of it that a merged store took its episodes from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    store: str
+    version: str | None = Field(None, pattern=VERSION_ID, description="None: a store from before versions.")
+
+
 class VersionChange(BaseModel):
     """What a version changed against its parent: episodes by source path (or episode id for edits)."""
 
@@ -25,11 +34,14 @@ class VersionChange(BaseModel):
     moved: list[str] = Field(default_factory=list, description="Episodes whose split changed.")
     episodes: int = Field(0, description="Episodes the version holds.")
     frames: int = Field(0, description="Frames the version holds.")
+    merged_from: list[Provenance] = Field(default_factory=list, description="A merge: the stores and versions.")
 
     def summary(self) -> str:
         parts = [f"{len(v)} {k}" for k, v in (("added", self.added), ("removed", self.removed),
                                                 ("relabelled", self.relabelled), ("moved", self.moved)) if v]
-        return f"{', '.join(parts) or 'no episode changed'}; {self.episodes} episodes, {self.frames} frames"
+        merged = (f" (merged from {', '.join(f'{p.store}@{p.version}' if p.version else p.store for p in self.merged_from)})"
+                  if self.merged_from else "")
+        return f"{', '.join(parts) or 'no episode changed'}; {self.episodes} episodes, {self.frames} frames{merged}"
 
 
 class VersionRecord(BaseModel):

@@ -183,3 +183,41 @@ def test_a_removed_episode_stays_removed_when_its_source_is_built_again(clean_di
     assert gone.content_hash in set(open_store(store).episodes["content_hash"])
     code, text = run("build-splits", str(clean_dir), "-o", str(store), "--image-size", "16", "--val-ratio", "0.25")
     assert code == 0 and "left out" not in text and "nothing new" in text, text
+
+
+def test_merge_keeps_splits_lists_duplicates_and_names_its_sources(clean_dir: Path, built: Path,
+                                                                    tmp_path: Path) -> None:
+    from conftest import first_five_and_all
+
+    first, everything = first_five_and_all(clean_dir, tmp_path)
+    (tmp_path / "late").mkdir()
+    for p in sorted(everything.glob("*.h5"))[5:]:
+        shutil.move(p, tmp_path / "late" / p.name)
+    day1, day2 = tmp_path / "day1.zarr", tmp_path / "day2.zarr"
+    assert run("build-splits", str(first), "-o", str(day1), "--image-size", "16", "--val-ratio", "0.25")[0] == 0
+    assert run("build-splits", str(tmp_path / "late"), str(sorted(first.glob("*.h5"))[0]), "-o", str(day2),
+               "--image-size", "16", "--val-ratio", "0.25")[0] == 0  # one episode in both stores
+    out = tmp_path / "both.zarr"
+    code, text = run("merge", str(day1), f"{day2}@{open_store(day2).version}", "-o", str(out))
+    assert code == 0 and "8 episodes" in text and "1 duplicate(s) left out" in text, text
+    merged, one, two = open_store(out), open_store(day1), open_store(day2)
+    splits = {r.content_hash: r.split for s in (two, one) for r in s.records()}
+    assert {r.content_hash: r.split for r in merged.records()} == splits  # every episode keeps its split
+    for source in (one, two):
+        for i, r in enumerate(source.records()):
+            j = int(merged.episodes.index[merged.episodes["content_hash"] == r.content_hash][0])
+            a, b = source.episode_range(i)
+            c, d = merged.episode_range(j)
+            assert np.array_equal(np.asarray(source.camera("rgb")[a:b]), np.asarray(merged.camera("rgb")[c:d]))
+    assert_exact_stats(str(out))
+    assert not verify(merged)
+    code, text = run("log", str(out))
+    assert f"merged from {day1}@{one.version}, {day2}@{two.version}" in text, text
+    code, text = run("merge", str(day1), str(built), "-o", str(tmp_path / "other.zarr"))
+    assert code == 0  # the same preprocessing: fine
+    code, text = run("build-splits", str(first), "-o", str(tmp_path / "big.zarr"), "--image-size", "24")
+    code, text = run("merge", str(day1), str(tmp_path / "big.zarr"), "-o", str(tmp_path / "bad.zarr"))
+    assert code == 1 and "cannot be merged" in text and "preprocessing" in text and "cameras rgb 16x16x3 vs rgb 24x24x3" in text
+    assert not (tmp_path / "bad.zarr").exists()
+    code, text = run("merge", str(day1), str(day2), "-o", str(out))
+    assert code == 1 and "exists already" in text

@@ -160,6 +160,30 @@ def test_a_build_to_s3_killed_at_any_moment_leaves_one_complete_version(moment: 
     assert "writer.json" not in keys
 
 
+def test_edits_merge_and_gc_on_s3_behave_as_on_a_local_folder(clean_dir: Path, bucket: str, tmp_path: Path) -> None:
+    first, later = split_sources(clean_dir, tmp_path)
+    url, prefix = f"s3://{bucket}/ed.zarr", f"{bucket}/ed.zarr"
+    assert run("build-splits", str(first), str(later), "-o", url, "--image-size", "16")[0] == 0
+    fs = s3fs.S3FileSystem()
+    frames = {k: v for k, v in objects(fs, prefix).items() if k.startswith("segments/")}
+    (v1,) = committed(open_store(url))
+    assert run("remove", url, "0")[0] == 0 and run("relabel", url, "0", "--instruction", "Go home")[0] == 0
+    assert {k: v for k, v in objects(fs, prefix).items() if k.startswith("segments/")} == frames  # 0 frame bytes
+    assert len(open_store(url).episodes) == 7 and len(open_store(f"{url}@{v1}").episodes) == 8
+    code, text = run("merge", url, str(tmp_path / "unused.zarr"), "-o", f"s3://{bucket}/m.zarr")
+    assert code == 1 and "no such store" in text and not fs.exists(f"{bucket}/m.zarr")
+    local = tmp_path / "local.zarr"
+    assert run("build-splits", str(later), "-o", str(local), "--image-size", "16")[0] == 0
+    code, text = run("merge", url, str(local), "-o", f"s3://{bucket}/m.zarr")
+    assert code == 0 and "3 duplicate(s) left out" in text, text
+    assert len(open_store(f"s3://{bucket}/m.zarr").episodes) == 7 and not verify(open_store(f"s3://{bucket}/m.zarr"))
+    assert run("restore", url, v1)[0] == 0 and len(open_store(url).episodes) == 8
+    code, text = run("gc", url, "--keep-last", "0")
+    assert code == 0 and f"removed versions/{v1}" in text, text
+    assert {k: v for k, v in objects(fs, prefix).items() if k.startswith("segments/")} == frames  # still used
+    assert not verify(open_store(url))
+
+
 def test_gc_removes_leftovers_only_and_a_live_lease_is_respected(clean_dir: Path, bucket: str) -> None:
     url, prefix = f"s3://{bucket}/ds.zarr", f"{bucket}/ds.zarr"
     assert run("build-splits", str(clean_dir), "-o", url, "--image-size", "16")[0] == 0

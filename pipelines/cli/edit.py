@@ -1,5 +1,5 @@
 """Edits of a store without a rebuild (`remove`, `relabel`, `resplit`, `restore`: each a new version that copies
-no frame) and `diff` between two versions."""
+no frame), `diff` between two versions, and `merge` of stores into a new one."""
 
 from __future__ import annotations
 
@@ -175,3 +175,32 @@ def diff_cmd(store: str, a: str, b: str | None, as_json: bool) -> None:
     diff = diff_versions(store, a, b)
     names = open_store(store).manifest.actions.names
     click.echo(diff.model_dump_json(indent=2) if as_json else render_diff(diff, list(names)))
+
+
+@click.command("merge")
+@click.argument("stores", nargs=-1, required=True, metavar="STORE...")
+@click.option("-o", "--out", "out", required=True, help="The new store (a local folder or a URL where nothing is).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes that copy the frames, whole shards each.")
+def merge_cmd(stores: tuple[str, ...], out: str, workers: int) -> None:
+    """Merge two or more stores (each STORE or STORE@VERSION) into a new one: every episode keeps its split,
+    an episode whose content an earlier store already gave is left out and listed, and the train stats are
+    computed over the merged train split. The stores must share preprocessing, cameras and action channels;
+    otherwise each difference is named and nothing is written. The new store's history names every store and
+    version it came from.
+
+    \b
+    Examples:
+      vla-data merge day1.zarr day2.zarr -o both.zarr
+      vla-data merge day1.zarr@paper-v1 s3://fleet/day2.zarr -o both.zarr --workers 2
+    """
+    from pipelines.build_splits import BuildBar
+    from vla_data.store.merge import merge
+
+    with BuildBar() as bar:
+        manifest, duplicates = merge(list(stores), out, workers, progress=bar, on_wait=_on_wait)
+    for d in duplicates:
+        click.echo(f"left out (same content as {d.same_as}): {d.source_path}")
+    counts = ", ".join(f"{s.value} {manifest.split_episodes.get(s, 0)}" for s in Split)
+    click.echo(f"wrote {out} version {open_store(out).version}: {manifest.n_episodes} episodes ({counts}), "
+               f"{manifest.n_frames} frames from {len(stores)} stores; {len(duplicates)} duplicate(s) left out")

@@ -19,7 +19,7 @@ the next build (or `vla-data gc`) removes. Object names come from ``vla_data.sto
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +27,7 @@ from typing import Protocol
 
 import numpy as np
 
-from schemas.history import History, Retention
+from schemas.history import History, Provenance, Retention
 from schemas.segments import SegmentEpisode, SegmentRecord
 from schemas.store import (
     ActionSelection,
@@ -110,20 +110,23 @@ def writing(out: StoreLocation, sources: list[Path], wait: bool,
 
 def write_version(out: StoreLocation, previous: DatasetStore | None, episodes: list[EpisodeInput],
                   selection: ActionSelection, features: list[Feature], options: BuildOptions,
-                  log: BuildLog, progress: BuildProgress | None = None) -> StoreManifest:
+                  log: BuildLog, progress: BuildProgress | None = None,
+                  others: Sequence[DatasetStore] = (), merged_from: Sequence[Provenance] = ()) -> StoreManifest:
     """Write the store's next version, holding ``features``, and commit it (call inside ``writing``); see the
     module doc. ``log``: the version's build log (the previous one, with this build's entry or an edit's
-    removals)."""
+    removals). ``others``: stores that carried episodes without a segment here are copied from, and
+    ``merged_from`` what the history says of them (a merge)."""
     claim(out, StoreMarker(tool_version=__version__, created=now_iso()))
     if previous is not None:
         check_tables(previous)
     current = read_pointer(out)
     pointer = next_pointer(out)
     change = change_between(episode_table(objects_of(out, current)), [e.record for e in episodes])
+    change.merged_from = list(merged_from)
     history = next_history(read_history(out, current), pointer.version, change)
     try:
-        manifest = _write_version(out, pointer.version, previous, episodes, selection, features, options, log,
-                                  history, progress)
+        manifest = _write_version(out, pointer.version, Carried(previous, others), episodes, selection, features,
+                                  options, log, history, progress)
         with storage_errors(out, "committing the new version"):
             commit(out, pointer)
     except BaseException:
@@ -163,12 +166,12 @@ def _current(out: StoreLocation) -> str | None:
     return pointer.version if pointer is not None else None
 
 
-def _write_version(out: StoreLocation, version_id: str, previous: DatasetStore | None, episodes: list[EpisodeInput],
+def _write_version(out: StoreLocation, version_id: str, carried: Carried, episodes: list[EpisodeInput],
                    selection: ActionSelection, features: list[Feature], options: BuildOptions,
                    log: BuildLog, history: History, progress: BuildProgress | None) -> StoreManifest:
     records = [e.record for e in episodes]
+    previous = carried.previous
     fresh = [i for i, e in enumerate(episodes) if e.frames is not None or not e.record.segment]
-    carried = Carried(previous)
     images: dict[str, ImageMoments] = {}
     actions: dict[str, np.ndarray] = {}
     if fresh:
@@ -208,21 +211,26 @@ def _write_version(out: StoreLocation, version_id: str, previous: DatasetStore |
 
 
 class Carried:
-    """What the previous version holds of an episode carried into the new one: its segment, actions and image
-    sums, by content hash."""
+    """What the previous version (or, for a merge, another store) holds of an episode carried into the new one:
+    its segment, actions and image sums, by content hash."""
 
-    def __init__(self, previous: DatasetStore | None) -> None:
+    def __init__(self, previous: DatasetStore | None, others: Sequence[DatasetStore] = ()) -> None:
         self.previous = previous
-        self.position = {} if previous is None else {h: i for i, h in enumerate(previous.episodes["content_hash"])}
+        self.position: dict[str, tuple[DatasetStore, int]] = {}
+        for store in reversed([s for s in (previous, *others) if s is not None]):  # the first store wins
+            self.position |= {h: (store, i) for i, h in enumerate(store.episodes["content_hash"])}
+
+    def store_of(self, record: EpisodeRecord) -> DatasetStore:
+        return self.position[record.content_hash][0]
 
     def spans(self, name: str, record: EpisodeRecord) -> ArraySpan:
-        assert self.previous is not None
-        return self.previous.spans(name, [self.position[record.content_hash]])[0]
+        store, i = self.position[record.content_hash]
+        return store.spans(name, [i])[0]
 
     def actions(self, record: EpisodeRecord) -> np.ndarray:
-        assert self.previous is not None
-        a, b = self.previous.episode_range(self.position[record.content_hash])
-        return self.previous.action[a:b]
+        store, i = self.position[record.content_hash]
+        a, b = store.episode_range(i)
+        return store.action[a:b]
 
     def image(self, record: EpisodeRecord) -> ImageMoments:
         assert self.previous is not None
@@ -250,12 +258,11 @@ def _write_segment(root: StoreLocation, segment: str, episodes: list[EpisodeInpu
     cursor = 0
     for i in fresh:
         e, r = episodes[i], records[i]
-        if e.frames is None:  # from a version that holds its own arrays: copied, each shard verified first
+        if e.frames is None:  # from a version holding its own arrays, or another store: copied, verified first
             actions[r.content_hash] = carried.actions(r)
             for c in cameras:
-                span = carried.spans(array_path(c.name), r)
-                assert carried.previous is not None
-                carried.previous.reader.verifier.check(span, carried.previous.reader.array(span), str(r.episode))
+                span, reader = carried.spans(array_path(c.name), r), carried.store_of(r).reader
+                reader.verifier.check(span, reader.array(span), str(r.episode))
                 frame_sources[c.name].append(EpisodeSource(i, r.n_frames, None, span.start,
                                                            stored=span.root.child(span.name)))
         else:
