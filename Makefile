@@ -27,11 +27,25 @@ demo: $(STAMP)
 	@echo "--- the same check on a folder with one defective file per finding class (exits 1 by design) ---"
 	$(BIN)/vla-data validate $(DEMO)/defective --deep; test $$? -eq 1
 	$(BIN)/vla-data build-splits $(DEMO)/raw -o $(DEMO)/dataset.zarr --image-size 56 --workers 2
+	@echo "--- the store is managed, not rebuilt: add an episode, remove one, relabel one (each a new version) ---"
+	$(BIN)/vla-data make-synthetic $(DEMO)/day2 --episodes 1 --image-size 120x214 --seed 5
+	$(BIN)/vla-data build-splits $(DEMO)/raw $(DEMO)/day2 -o $(DEMO)/dataset.zarr --image-size 56
+	$(BIN)/vla-data remove $(DEMO)/dataset.zarr "$$($(BIN)/python -c "from vla_data.store.reader import open_store; \
+	    t = open_store('$(DEMO)/dataset.zarr').episodes; print(t[t.split == 'train'].episode.iloc[0])")"
+	$(BIN)/vla-data relabel $(DEMO)/dataset.zarr 1 --instruction "$$($(BIN)/python -c "from vla_data.store.reader \
+	    import open_store; print(open_store('$(DEMO)/dataset.zarr').episodes.instruction.iloc[1] + ', slowly')")"
 	$(BIN)/vla-data info $(DEMO)/dataset.zarr --verify --plot $(DEMO)/dataset.png
 	$(BIN)/vla-data log $(DEMO)/dataset.zarr
+	$(BIN)/vla-data tag $(DEMO)/dataset.zarr demo-train
 	$(BIN)/vla-data inspect-sample $(DEMO)/dataset.zarr --index 3 --out $(DEMO)/sample.png
 	$(BIN)/vla-data train $(DEMO)/dataset.zarr -o $(DEMO)/run --model tiny-random --max-steps 300 --window 4 \
 	    --chunk 4 --batch-size 16 --lr 2e-3 --hidden 64 --lora-r 8 --augment mirror --val-every 100 --save-every 100
+	@echo "--- a new recording lands after training; the first checkpoint kept is scored on the version it trained on ---"
+	$(BIN)/vla-data make-synthetic $(DEMO)/day3 --episodes 1 --image-size 120x214 --seed 6
+	$(BIN)/vla-data build-splits $(DEMO)/raw $(DEMO)/day2 $(DEMO)/day3 -o $(DEMO)/dataset.zarr --image-size 56
+	$(BIN)/vla-data eval "$$(ls -d $(DEMO)/run/checkpoint-* | sort -t- -k2 -n | head -1)" $(DEMO)/dataset.zarr@demo-train \
+	    --split val -o $(DEMO)/eval-first
+	$(BIN)/vla-data diff $(DEMO)/dataset.zarr demo-train
 	@echo "--- the PolicyRunner replays one recorded episode frame by frame, as on the robot ---"
 	$(BIN)/vla-data predict $(DEMO)/run "$$(ls $(DEMO)/raw/*.h5 | head -1)"
 	@echo "--- the policy against the train-mean and zero-velocity baselines on the val split ---"

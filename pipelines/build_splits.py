@@ -63,6 +63,8 @@ def run_build(sources: list[Path], out: Path | str, options: BuildOptions, setti
         gone = last.sources_gone
         lines.append(f"{len(gone)} stored episode(s) kept whose source is gone: {', '.join(gone[:3])}"
                      + (f" and {len(gone) - 3} more" if len(gone) > 3 else ""))
+    if last.recognised:
+        lines.append(f"{last.recognised} stored source file(s) recognised unchanged (size, mtime, quick hash): not read again")
     if built.unchanged:
         lines.append(f"nothing new: every source is stored as it is, so no version was written ({opened.location} "
                      f"stays at {opened.version}; {manifest.n_episodes} episodes, {manifest.n_frames} frames)")

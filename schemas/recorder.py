@@ -61,6 +61,7 @@ class InstructionSource(StrEnum):
     csv = "csv"  # dataset_index.csv
     setting = "setting"  # the recorder settings' instruction (--instruction)
     file_name = "file_name"  # the template, over the target side the file name gives
+    relabel = "relabel"  # set in the store by `vla-data relabel`: builds keep it whatever the source says
 
 
 class SourceKind(StrEnum):

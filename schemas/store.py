@@ -262,6 +262,16 @@ def legacy_cameras(preprocessing: object) -> list[dict]:
     return [f.model_dump(mode="json") for f in camera_features(pre, [camera])]
 
 
+class FileStamp(BaseModel):
+    """A source file as it was stored: size, mtime and a quick hash (its size, first and last 64 KB)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    size: int
+    mtime_ns: int
+    quick: str
+
+
 class EpisodeRecord(BaseModel):
     """One row of the store's episode table (``episodes.csv``)."""
 
@@ -280,8 +290,23 @@ class EpisodeRecord(BaseModel):
     segment: str = Field("", description="The segment holding its frames and actions (segments/<id>); empty: the "
                          "version's own arrays (formats 1 and 2).")
     segment_start: int | None = Field(None, description="Its first frame inside that segment.")
+    source_size: int | None = Field(None, description="The source file's size when stored (with mtime and quick "
+                                    "hash: a later build recognises it unchanged without decoding it).")
+    source_mtime_ns: int | None = None
+    source_quick: str = ""
 
-    @field_validator("start_ns", "stop_ns", "segment_start", mode="before")
+    def stamp(self) -> FileStamp | None:
+        if self.source_size is None or self.source_mtime_ns is None or not self.source_quick:
+            return None
+        return FileStamp(size=self.source_size, mtime_ns=self.source_mtime_ns, quick=self.source_quick)
+
+    def stamped(self, stamp: FileStamp | None) -> EpisodeRecord:
+        if stamp is None:
+            return self
+        return self.model_copy(update={"source_size": stamp.size, "source_mtime_ns": stamp.mtime_ns,
+                                       "source_quick": stamp.quick})
+
+    @field_validator("start_ns", "stop_ns", "segment_start", "source_size", "source_mtime_ns", mode="before")
     @classmethod
     def _empty_cell(cls, value: object) -> object:
         """episodes.csv holds an empty cell where there is no value (pandas reads it as '')."""
@@ -500,6 +525,8 @@ class BuildLogEntry(BaseModel):
         default_factory=list, description="Stored episodes kept whose source is no longer where it was stored from.")
     left_out_removed: list[str] = Field(
         default_factory=list, description="Sources left out because `vla-data remove` removed their episode.")
+    recognised: int = Field(0, description="Stored source files recognised unchanged by their stamp (size, mtime, "
+                            "quick hash), so not read again.")
 
 
 class RemovedEpisode(BaseModel):

@@ -221,3 +221,14 @@ def test_merge_keeps_splits_lists_duplicates_and_names_its_sources(clean_dir: Pa
     assert not (tmp_path / "bad.zarr").exists()
     code, text = run("merge", str(day1), str(day2), "-o", str(out))
     assert code == 1 and "exists already" in text
+
+
+def test_a_relabel_is_kept_by_later_builds(clean_dir: Path, store: Path) -> None:
+    """The source still gives the old instruction: builds neither list it as a difference nor take it back, even
+    with --update-instructions (the relabel is the user's word)."""
+    assert run("relabel", str(store), "2", "--instruction", "Go to the red chair")[0] == 0
+    for extra in ([], ["--update-instructions"]):
+        code, text = run("build-splits", str(clean_dir), "-o", str(store), "--image-size", "16", "--val-ratio", "0.25",
+                         *extra)
+        assert code == 0 and "instruction differs" not in text and "relabelled:" not in text, text
+        assert open_store(store).records()[2].instruction == "Go to the red chair"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -225,3 +226,18 @@ def test_a_version_from_before_histories_reads_and_is_kept(clean_dir: Path, tmp_
     assert run("build-splits", str(everything), "-o", str(out), "--image-size", "16")[0] == 0
     assert committed(open_store(out))[0] == v1 and len(open_store(f"{out}@{v1}").episodes) == 5
     assert run("info", f"{out}@{v1}", "--verify")[0] == 0
+
+
+def test_an_unchanged_stored_source_is_recognised_without_reading_it(clean_dir: Path, tmp_path: Path) -> None:
+    """A build recognises a stored source file by its stamp (size, mtime, quick hash) and reads only the others;
+    a file whose stamp changed is read and hashed again (a copy with the same content is still no change)."""
+    src = Path(shutil.copytree(clean_dir, tmp_path / "raw"))
+    out = tmp_path / "ds.zarr"
+    assert run("build-splits", str(src), "-o", str(out), "--image-size", "16")[0] == 0
+    assert all(r.stamp() is not None for r in open_store(out).records())
+    code, text = run("build-splits", str(src), "-o", str(out), "--image-size", "16")
+    assert code == 0 and "8 stored source file(s) recognised unchanged" in text and "nothing new" in text, text
+    touched = sorted(src.glob("*.h5"))[0]
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))  # same bytes, new mtime
+    code, text = run("build-splits", str(src), "-o", str(out), "--image-size", "16")
+    assert code == 0 and "7 stored source file(s) recognised unchanged" in text and "nothing new" in text, text

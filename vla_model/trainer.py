@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import broadcast_object_list, set_seed
 from pydantic import BaseModel, Field
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
@@ -140,6 +140,17 @@ def _accelerator(config: TrainConfig) -> Accelerator:
     return Accelerator(cpu=not cuda, mixed_precision=mixed, gradient_accumulation_steps=config.optim.accumulation)
 
 
+def _pinned_once(accelerator: Accelerator, store: str) -> DataPin:
+    """The data every process trains on: the main process pins the store's version and the others take its pin,
+    so a build committing while the processes start cannot give two ranks two versions."""
+    if accelerator.num_processes == 1:
+        return pin(open_store(store))
+    pinned = [pin(open_store(store)) if accelerator.is_main_process else None]
+    broadcast_object_list(pinned, from_process=0)
+    assert pinned[0] is not None
+    return pinned[0]
+
+
 def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: int | None = None) -> TrainSummary:
     """Train as ``config`` says into ``run_dir`` (or continue its latest checkpoint exactly).
 
@@ -151,7 +162,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: 
     config = config.model_copy(update={"model": config.model.model_copy(update={"source": locate(config.model.source)})})
     # the exact data: the store's absolute location at the version it is now; the saved config (and so --resume,
     # wherever it runs and whatever the store became) reads that version, and every checkpoint records it
-    data = pin(open_store(config.data.store))
+    data = _pinned_once(accelerator, config.data.store)
     config = config.model_copy(update={"data": config.data.model_copy(update={"store": data.address})})
     set_seed(config.optim.seed)
     train_ds = WindowDataset(config.data.store, config.data.train_split, spec=config.data.window, augment=config.data.augment,

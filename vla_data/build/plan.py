@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from schemas import FileReport, RecorderSettings, ValidationReport, default_action_names
+from schemas.recorder import InstructionSource
 from schemas.store import (
     ActionSelection,
     BuildLog,
@@ -24,6 +25,7 @@ from schemas.store import (
     DroppedChannel,
     Duplicate,
     EpisodeRecord,
+    FileStamp,
     InstructionChange,
     ReplacedEpisode,
     SkippedEpisode,
@@ -37,6 +39,7 @@ from vla_data.common.pools import executor
 from vla_data.store.location import StoreLocation
 from vla_data.store.ownership import Ownership, ownership_of
 from vla_data.sources.episode import SourceEpisode, SourceError
+from vla_data.sources.content_hash import file_stamp
 from vla_data.sources.formats import read_episodes, source_exists
 from vla_data.store.history import episode_table
 from vla_data.store.versions import objects_of, read_pointer
@@ -58,18 +61,24 @@ class Built:
 
 @dataclass
 class ValidatedEpisode:
-    """A usable source episode: its validation report, and the episode as read, identified by its content."""
+    """A usable source episode: its validation report, and the episode as read, identified by its content; or,
+    for a stored source file whose stamp has not changed, only the content hash stored for it (not read)."""
 
     report: FileReport
-    episode: SourceEpisode
+    episode: SourceEpisode | None
+    stamp: FileStamp | None = None
+    known_hash: str | None = None  # recognised by its stamp: the stored episode's content hash
 
     @property
     def content_hash(self) -> str:
-        assert self.episode.content_hash is not None  # read with identify=True
+        if self.known_hash is not None:
+            return self.known_hash
+        assert self.episode is not None and self.episode.content_hash is not None  # read with identify=True
         return self.episode.content_hash
 
     @property
     def actions(self) -> np.ndarray:
+        assert self.episode is not None  # only new episodes' actions are read, and those are always read
         return self.episode.actions
 
 
@@ -98,12 +107,23 @@ def select_channels(usable: list[FileReport], options: BuildOptions, action_dim:
         raise StoreError(f"action channels {channels} and names {names} do not fit: {exc}") from exc
 
 
-def _read_sources(usable: list[FileReport], options: BuildOptions, settings: RecorderSettings
-                  ) -> list[ValidatedEpisode]:
-    """Every usable source episode's actions and content hash, in order. Hashing reads every stored frame byte
-    once, so with a Dask scheduler the sources are read by its workers (one task per source; only the hashes,
-    the actions and the frame references come back); without one, here."""
-    refs = [r.path for r in usable]
+def _read_sources(usable: list[FileReport], options: BuildOptions, settings: RecorderSettings,
+                  stored: dict[Path, EpisodeRecord]) -> list[ValidatedEpisode]:
+    """Every usable source episode's actions and content hash, in order. A source file stored before whose stamp
+    (size, mtime, quick hash) is unchanged is recognised without reading it; any other is read and hashed, which
+    reads every frame byte once, so with a Dask scheduler the sources are read by its workers (one task per
+    source; only the hashes, the actions and the frame references come back); without one, here."""
+    stamps = [file_stamp(r.path) for r in usable]
+    known = [stored[_resolved(r.path)].content_hash if stamp is not None and _resolved(r.path) in stored
+             and stored[_resolved(r.path)].stamp() == stamp else None for r, stamp in zip(usable, stamps, strict=True)]
+    unknown = [i for i, k in enumerate(known) if k is None]
+    read = dict(zip(unknown, _read(usable, unknown, options, settings), strict=True))
+    return [ValidatedEpisode(r, read.get(i), stamps[i], known[i]) for i, r in enumerate(usable)]
+
+
+def _read(usable: list[FileReport], which: list[int], options: BuildOptions, settings: RecorderSettings
+          ) -> list[SourceEpisode]:
+    refs = [usable[i].path for i in which]
     try:
         if options.scheduler is None:
             episodes = read_episodes(refs, settings, identify=True)
@@ -117,7 +137,7 @@ def _read_sources(usable: list[FileReport], options: BuildOptions, settings: Rec
             raise
         raise StoreError(f"the Dask workers of {options.scheduler} cannot read a source ({exc}); give sources at "
                          "a path every worker sees (a shared mount, the same path on every machine)") from exc
-    return [ValidatedEpisode(r, e) for r, e in zip(usable, episodes, strict=True)]
+    return episodes
 
 
 def _load_previous(out: StoreLocation, options: BuildOptions, settings: RecorderSettings) -> DatasetStore | None:
@@ -167,6 +187,7 @@ class SortedSources:
     hash_of: dict[Path, str]
     instructions: list[InstructionChange] = field(default_factory=list)
     left_out_removed: list[str] = field(default_factory=list)  # sources of episodes `vla-data remove` removed
+    recognised: int = 0  # stored source files recognised by their stamp, not read
 
 
 def _sort_sources(usable: list[FileReport], previous: DatasetStore | None, options: BuildOptions,
@@ -181,9 +202,12 @@ def _sort_sources(usable: list[FileReport], previous: DatasetStore | None, optio
     removed: set[int] = set()
     new: list[ValidatedEpisode] = []
     relabel: dict[int, FileReport] = {}  # stored episode -> the report giving its new instruction
+    stamp_of: dict[int, FileStamp | None] = {}  # stored episode -> its source file's stamp now
     taken_out = {e.content_hash for e in previous.build_log().removed} if previous else set()
     result = SortedSources([], [], [], [], {})
-    for source in _read_sources(usable, options, settings):
+    sources = _read_sources(usable, options, settings, by_path)
+    result.recognised = sum(s.known_hash is not None for s in sources)
+    for source in sources:
         r = source.report
         digest, path = source.content_hash, Path(r.path)
         result.hash_of[path] = digest
@@ -197,10 +221,13 @@ def _sort_sources(usable: list[FileReport], previous: DatasetStore | None, optio
                 continue
             removed.add(old.episode)  # its new content replaces it below, unless another episode holds it already
         same = by_hash.get(digest)
-        if same is not None and _resolved(same.source_path) == path and (r.instruction or "") != same.instruction:
+        if (same is not None and _resolved(same.source_path) == path and (r.instruction or "") != same.instruction
+                and same.instruction_source != InstructionSource.relabel):  # a relabel is the user's word: kept
             result.instructions.append(InstructionChange(source_path=r.path, stored=same.instruction,
                                                          now=r.instruction or "", applied=options.update_instructions))
             relabel[same.episode] = r
+        if same is not None and _resolved(same.source_path) == path:
+            stamp_of[same.episode] = source.stamp  # its file as it is now: the next build needs no read
         if same is not None or digest in first_of:
             if same is None or _resolved(same.source_path) != path:
                 result.duplicates.append(Duplicate(source_path=r.path,
@@ -215,6 +242,7 @@ def _sort_sources(usable: list[FileReport], previous: DatasetStore | None, optio
             new.append(source)
     for record in stored:
         if record.episode not in removed:
+            record = record.stamped(stamp_of.get(record.episode))
             if options.update_instructions and record.episode in relabel:
                 report = relabel[record.episode]
                 record = record.model_copy(update={"instruction": report.instruction or "",
@@ -234,6 +262,10 @@ def _resolved(path: str) -> Path:
 
 
 def _new_record(episode: int, s: ValidatedEpisode, split: Split) -> EpisodeRecord:
+    return _record(episode, s, split).stamped(s.stamp)
+
+
+def _record(episode: int, s: ValidatedEpisode, split: Split) -> EpisodeRecord:
     return EpisodeRecord(
         episode=episode,
         source_path=s.report.path,
@@ -322,6 +354,7 @@ def build_version(report: ValidationReport, root: Path, out: StoreLocation, opti
         sources_gone=[e.record.source_path for e in plan.entries if e.source is None
                       and not source_exists(e.record.source_path)],
         left_out_removed=plan.left_out_removed,
+        recognised=plan.recognised,
     )
     episodes = _settle_splits(plan.entries, explicit, options, selection)
     features = store_features(options.preprocessing, selection, settings.cameras, settings.actions_key)
@@ -378,9 +411,12 @@ def _settle_splits(entries: list[PlannedEpisode], explicit: dict[str, Split], op
     out = []
     for e, split in zip(entries, splits, strict=True):
         record = e.record.model_copy(update={"split": split})
-        out.append(EpisodeInput.copied(record) if e.source is None else EpisodeInput.recorded(
-            record, e.source.episode.cameras, e.source.actions[:, selection.channels],
-            tuple(e.source.report.frame_sizes.values())))
+        if e.source is None:
+            out.append(EpisodeInput.copied(record))
+            continue
+        assert e.source.episode is not None  # a new episode is always read
+        out.append(EpisodeInput.recorded(record, e.source.episode.cameras, e.source.actions[:, selection.channels],
+                                         tuple(e.source.report.frame_sizes.values())))
     return out
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from schemas.edits import EpisodeSelection, Relabel, Resplit
+from schemas.recorder import InstructionSource
 from schemas.store import BuildOptions, EpisodeRecord, RemovedEpisode, Split, StoreManifest
 from vla_data.common.refusal import Refusal
 from vla_data.store.errors import StoreError
@@ -145,8 +146,8 @@ def relabel(location: StoreLocation, selection: EpisodeSelection | None, labels:
         for name, text in labels.per_episode.items():
             for i in _named(current.episodes, name, current.location):
                 new[i] = text
-        return current, [r.model_copy(update={"instruction": new[i].strip()}) if i in new else r
-                         for i, r in enumerate(records)]
+        return current, [r.model_copy(update={"instruction": new[i].strip(), "instruction_source": InstructionSource.relabel})
+                         if i in new else r for i, r in enumerate(records)]
 
     manifest, before = _commit_edit(location, edit, wait, on_wait)
     return manifest, _changed(before, location, manifest, "relabelled")

@@ -215,7 +215,8 @@ def create_arrays(root: StoreLocation, n_frames: int, features: list[Feature]) -
 def write_table(root: StoreLocation, records: list[EpisodeRecord]) -> None:
     table = pd.DataFrame([r.model_dump(mode="json") for r in records])
     # stamps in ns stay whole numbers (an empty cell where an episode has none), not floats in e-notation
-    root.write(EPISODES, table.astype({"start_ns": "Int64", "stop_ns": "Int64"}).to_csv(index=False).encode())
+    whole = {c: "Int64" for c in ("start_ns", "stop_ns", "segment_start", "source_size", "source_mtime_ns")}
+    root.write(EPISODES, table.astype(whole).to_csv(index=False).encode())
 
 
 def finalize(root: StoreLocation, manifest: StoreManifest) -> None:

@@ -138,10 +138,15 @@ def write_version(out: StoreLocation, previous: DatasetStore | None, episodes: l
     return manifest
 
 
+STAMP_FIELDS = {"source_size", "source_mtime_ns", "source_quick"}
+
+
 def unchanged(previous: DatasetStore | None, episodes: list[EpisodeInput]) -> bool:
-    """The version would be the previous one again: every episode carried from a segment, each as stored."""
+    """The version would be the previous one again: every episode carried from a segment, each as stored (a
+    source file's new stamp alone, e.g. after a copy that kept its content, is no change)."""
     return (previous is not None and bool(previous.manifest.segments) and all(e.frames is None for e in episodes)
-            and [e.record for e in episodes] == previous.records())
+            and [e.record.model_dump(exclude=STAMP_FIELDS) for e in episodes]
+            == [r.model_dump(exclude=STAMP_FIELDS) for r in previous.records()])
 
 
 def check_tables(previous: DatasetStore) -> None:
