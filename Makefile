@@ -73,6 +73,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/serve.py
 	$(BIN)/python benchmarks/train_gpu.py
 	$(BIN)/python benchmarks/learning.py
+	test -d ../wt-baseline || git worktree add ../wt-baseline d30fe39
+	$(BIN)/python benchmarks/history.py --baseline-tree ../wt-baseline
 
 clean:
 	rm -rf $(VENV) $(DEMO) bench-out

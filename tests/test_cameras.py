@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import segment_dir, version_dir
+from conftest import segment_dir
 from conftest import run_cli as run
 from schemas import ColorOrder, RecorderSettings
 from schemas.synthetic import SyntheticConfig

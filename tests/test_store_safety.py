@@ -23,7 +23,7 @@ from conftest import committed, segment_dir, version_dir
 from conftest import run_cli as run
 from pipelines.cli import main
 from schemas import ColorOrder
-from schemas.store import BuildLog, DroppedChannel
+from schemas.store import DroppedChannel
 from schemas.synthetic import SyntheticConfig
 from vla_data.common.resize import resize_frames
 from vla_data.store.reader import open_store

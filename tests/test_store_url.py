@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from zarr.storage import FsspecStore, LocalStore
 
-from conftest import segment_dir, version_dir
+from conftest import segment_dir
 from conftest import run_cli as run
 from vla_data.samples.dataset import WindowDataset
 from vla_data.store.location import StoreLocation

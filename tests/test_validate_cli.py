@@ -16,7 +16,7 @@ import pytest
 import zarr
 from click.testing import CliRunner
 
-from conftest import segment_dir, version_dir
+from conftest import segment_dir
 from pipelines.cli import main
 from schemas import FindingCode, ValidationReport
 from schemas.sample import WindowSpec

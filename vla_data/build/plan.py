@@ -35,14 +35,12 @@ from schemas.store import (
     store_features,
 )
 from vla_data import __version__
-from vla_data.common.pools import executor
 from vla_data.store.location import StoreLocation
 from vla_data.store.ownership import Ownership, ownership_of
-from vla_data.sources.episode import SourceEpisode, SourceError
-from vla_data.sources.content_hash import file_stamp
-from vla_data.sources.formats import read_episodes, source_exists
+from vla_data.sources.formats import source_exists
 from vla_data.store.history import episode_table
 from vla_data.store.versions import objects_of, read_pointer
+from vla_data.build.sources import ValidatedEpisode, read_sources, resolved
 from vla_data.build.splits import assign_splits, match_split_file, read_split_file
 from vla_data.common.refusal import Fix
 from vla_data.store.reader import DatasetStore, StoreError, open_store
@@ -57,29 +55,6 @@ class Built:
     manifest: StoreManifest
     entry: BuildLogEntry  # what the build found (written to the build log only with a new version)
     unchanged: bool = False  # nothing new: no version written, the current one stays
-
-
-@dataclass
-class ValidatedEpisode:
-    """A usable source episode: its validation report, and the episode as read, identified by its content; or,
-    for a stored source file whose stamp has not changed, only the content hash stored for it (not read)."""
-
-    report: FileReport
-    episode: SourceEpisode | None
-    stamp: FileStamp | None = None
-    known_hash: str | None = None  # recognised by its stamp: the stored episode's content hash
-
-    @property
-    def content_hash(self) -> str:
-        if self.known_hash is not None:
-            return self.known_hash
-        assert self.episode is not None and self.episode.content_hash is not None  # read with identify=True
-        return self.episode.content_hash
-
-    @property
-    def actions(self) -> np.ndarray:
-        assert self.episode is not None  # only new episodes' actions are read, and those are always read
-        return self.episode.actions
 
 
 def select_channels(usable: list[FileReport], options: BuildOptions, action_dim: int) -> ActionSelection:
@@ -105,39 +80,6 @@ def select_channels(usable: list[FileReport], options: BuildOptions, action_dim:
         return ActionSelection(channels=channels, names=names, dropped=dropped)
     except ValueError as exc:
         raise StoreError(f"action channels {channels} and names {names} do not fit: {exc}") from exc
-
-
-def _read_sources(usable: list[FileReport], options: BuildOptions, settings: RecorderSettings,
-                  stored: dict[Path, EpisodeRecord]) -> list[ValidatedEpisode]:
-    """Every usable source episode's actions and content hash, in order. A source file stored before whose stamp
-    (size, mtime, quick hash) is unchanged is recognised without reading it; any other is read and hashed, which
-    reads every frame byte once, so with a Dask scheduler the sources are read by its workers (one task per
-    source; only the hashes, the actions and the frame references come back); without one, here."""
-    stamps = [file_stamp(r.path) for r in usable]
-    known = [stored[_resolved(r.path)].content_hash if stamp is not None and _resolved(r.path) in stored
-             and stored[_resolved(r.path)].stamp() == stamp else None for r, stamp in zip(usable, stamps, strict=True)]
-    unknown = [i for i, k in enumerate(known) if k is None]
-    read = dict(zip(unknown, _read(usable, unknown, options, settings), strict=True))
-    return [ValidatedEpisode(r, read.get(i), stamps[i], known[i]) for i, r in enumerate(usable)]
-
-
-def _read(usable: list[FileReport], which: list[int], options: BuildOptions, settings: RecorderSettings
-          ) -> list[SourceEpisode]:
-    refs = [usable[i].path for i in which]
-    try:
-        if options.scheduler is None:
-            episodes = read_episodes(refs, settings, identify=True)
-        else:
-            with executor(1, options.scheduler) as pool:
-                episodes = read_episodes(refs, settings, identify=True, mapper=pool.map)
-    except SourceError as exc:
-        raise StoreError(f"a source changed since it was validated: {exc}") from exc
-    except OSError as exc:  # validated here, so it is there: the workers do not see this path
-        if options.scheduler is None:
-            raise
-        raise StoreError(f"the Dask workers of {options.scheduler} cannot read a source ({exc}); give sources at "
-                         "a path every worker sees (a shared mount, the same path on every machine)") from exc
-    return episodes
 
 
 def _load_previous(out: StoreLocation, options: BuildOptions, settings: RecorderSettings) -> DatasetStore | None:
@@ -196,7 +138,7 @@ def _sort_sources(usable: list[FileReport], previous: DatasetStore | None, optio
     stored source whose content changed (refused, or replacing its stored episode in its split), or new."""
     stored = [EpisodeRecord.model_validate(row) for row in previous.episodes.to_dict("records")] if previous else []
     by_hash = {r.content_hash: r for r in stored}
-    by_path = {_resolved(r.source_path): r for r in stored}
+    by_path = {resolved(r.source_path): r for r in stored}
     first_of: dict[str, str] = {}
     replacing: dict[int, ValidatedEpisode] = {}
     removed: set[int] = set()
@@ -205,7 +147,7 @@ def _sort_sources(usable: list[FileReport], previous: DatasetStore | None, optio
     stamp_of: dict[int, FileStamp | None] = {}  # stored episode -> its source file's stamp now
     taken_out = {e.content_hash for e in previous.build_log().removed} if previous else set()
     result = SortedSources([], [], [], [], {})
-    sources = _read_sources(usable, options, settings, by_path)
+    sources = read_sources(usable, options, settings, by_path)
     result.recognised = sum(s.known_hash is not None for s in sources)
     for source in sources:
         r = source.report
@@ -221,15 +163,15 @@ def _sort_sources(usable: list[FileReport], previous: DatasetStore | None, optio
                 continue
             removed.add(old.episode)  # its new content replaces it below, unless another episode holds it already
         same = by_hash.get(digest)
-        if (same is not None and _resolved(same.source_path) == path and (r.instruction or "") != same.instruction
+        if (same is not None and resolved(same.source_path) == path and (r.instruction or "") != same.instruction
                 and same.instruction_source != InstructionSource.relabel):  # a relabel is the user's word: kept
             result.instructions.append(InstructionChange(source_path=r.path, stored=same.instruction,
                                                          now=r.instruction or "", applied=options.update_instructions))
             relabel[same.episode] = r
-        if same is not None and _resolved(same.source_path) == path:
+        if same is not None and resolved(same.source_path) == path:
             stamp_of[same.episode] = source.stamp  # its file as it is now: the next build needs no read
         if same is not None or digest in first_of:
-            if same is None or _resolved(same.source_path) != path:
+            if same is None or resolved(same.source_path) != path:
                 result.duplicates.append(Duplicate(source_path=r.path,
                                                    same_as=same.source_path if same else first_of[digest]))
             continue
@@ -255,10 +197,6 @@ def _sort_sources(usable: list[FileReport], previous: DatasetStore | None, optio
     for i, entry in enumerate(result.entries):  # episode ids follow store order
         entry.record = entry.record.model_copy(update={"episode": i})
     return result
-
-
-def _resolved(path: str) -> Path:
-    return Path(path).resolve()
 
 
 def _new_record(episode: int, s: ValidatedEpisode, split: Split) -> EpisodeRecord:
