@@ -241,3 +241,29 @@ def test_an_unchanged_stored_source_is_recognised_without_reading_it(clean_dir: 
     os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))  # same bytes, new mtime
     code, text = run("build-splits", str(src), "-o", str(out), "--image-size", "16")
     assert code == 0 and "7 stored source file(s) recognised unchanged" in text and "nothing new" in text, text
+
+
+def test_a_stored_file_is_validated_again_once_its_stamp_changes(clean_dir: Path, tmp_path: Path) -> None:
+    """Only an unchanged stamp spares a stored file the validation: a stored file damaged since (truncated)
+    stops the next build, named, with nothing written."""
+    src = Path(shutil.copytree(clean_dir, tmp_path / "raw"))
+    out = tmp_path / "ds.zarr"
+    assert run("build-splits", str(src), "-o", str(out), "--image-size", "16")[0] == 0
+    damaged = sorted(src.glob("*.h5"))[2]
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    code, text = run("build-splits", str(src), "-o", str(out), "--image-size", "16")
+    assert code == 1 and "build refused, nothing written" in text and damaged.name in text, text
+    assert len(committed(open_store(out))) == 1
+
+
+def test_a_source_recognised_before_the_lock_is_never_read_unvalidated(clean_dir: Path) -> None:
+    """A report made from the stored record (not validated) whose file the store no longer knows under the lock
+    (another build or edit ran between) stops the build instead of reading an unvalidated file."""
+    from schemas import FileReport, RecorderSettings
+    from schemas.store import BuildOptions
+    from vla_data.build.sources import read_sources
+    from vla_data.store.errors import StoreError
+
+    path = str(sorted(clean_dir.glob("*.h5"))[0])
+    with pytest.raises(StoreError, match="run this build again"):
+        read_sources([FileReport(path=path)], BuildOptions(), RecorderSettings(), {}, {path})

@@ -4,7 +4,8 @@
 benchmarks call to make a store.
 
 The output is checked first (``vla_data.store.ownership``: it must not overlap a source folder, and only a
-vla-data store or nothing may be there) and the sources validated; a source with errors stops the build
+vla-data store or nothing may be there) and the sources validated (but those the store holds with an unchanged
+stamp, ``vla_data.build.sources.recognised``); a source with errors stops the build
 before anything is written (unless ``skip_invalid``). Then, holding the store's writer lock
 (``vla_data.store.writer.writing``), the store decides and writes its next version
 (``vla_data.build.plan.build_version``). ``out`` is a local folder or a URL (``vla_data.store.location``); the sources
@@ -25,6 +26,7 @@ from vla_data.sources.formats import common_root, find_sources
 from vla_data.store.location import LocationError, StoreLocation, storage_errors
 from vla_data.store.reader import StoreError
 from vla_data.build.plan import Built, build_version
+from vla_data.build.sources import recognised
 from vla_data.store.writer import BuildProgress, writing
 from vla_data.validation.checks import validate
 
@@ -59,11 +61,14 @@ def build_store(
             check_scheduler(options.scheduler)  # and so is a scheduler that does not answer
             files = find_sources(sources)
             root = Path(common_root(sources))
-            report = validate(files, settings, ValidateOptions(), root=str(root))
+            known, rest = recognised(store, files, settings, options.overwrite)  # stored, unchanged: not read
+            report = validate(rest, settings, ValidateOptions(), root=str(root))
             if report.n_errors and not options.skip_invalid:
                 raise BuildRefused(report)  # before the lock: a refused build writes nothing at all
+            report.files += known
             with writing(store, sources, options.wait, on_wait):
-                return build_version(report, root, store, options, settings, progress)
+                return build_version(report, root, store, options, settings, progress,
+                                     frozenset(r.path for r in known))
     except LocationError as exc:
         raise StoreError(str(exc)) from exc
     except SchedulerError as exc:

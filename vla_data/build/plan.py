@@ -133,7 +133,7 @@ class SortedSources:
 
 
 def _sort_sources(usable: list[FileReport], previous: DatasetStore | None, options: BuildOptions,
-                  settings: RecorderSettings) -> SortedSources:
+                  settings: RecorderSettings, assumed: set[str]) -> SortedSources:
     """One pass over the sources: each is already stored (by content), a duplicate of another (listed), a
     stored source whose content changed (refused, or replacing its stored episode in its split), or new."""
     stored = [EpisodeRecord.model_validate(row) for row in previous.episodes.to_dict("records")] if previous else []
@@ -147,7 +147,7 @@ def _sort_sources(usable: list[FileReport], previous: DatasetStore | None, optio
     stamp_of: dict[int, FileStamp | None] = {}  # stored episode -> its source file's stamp now
     taken_out = {e.content_hash for e in previous.build_log().removed} if previous else set()
     result = SortedSources([], [], [], [], {})
-    sources = read_sources(usable, options, settings, by_path)
+    sources = read_sources(usable, options, settings, by_path, assumed)
     result.recognised = sum(s.known_hash is not None for s in sources)
     for source in sources:
         r = source.report
@@ -250,9 +250,10 @@ def _refuse_dropped_channels(previous: DatasetStore, sources: list[ValidatedEpis
 
 
 def build_version(report: ValidationReport, root: Path, out: StoreLocation, options: BuildOptions, settings: RecorderSettings,
-                  progress: BuildProgress | None = None) -> Built:
+                  progress: BuildProgress | None = None, assumed: frozenset[str] = frozenset()) -> Built:
     """Decide and write the next version of the store at ``out`` from validated sources (``report``, their
-    common folder ``root``); call it inside ``vla_data.store.writer.writing``. Raises ``StoreError`` or ``SplitError``
+    common folder ``root``; ``assumed``: the paths of its reports made from stored records, not validated);
+    call it inside ``vla_data.store.writer.writing``. Raises ``StoreError`` or ``SplitError``
     with a message for the user."""
     skipped = [
         SkippedEpisode(
@@ -270,7 +271,7 @@ def build_version(report: ValidationReport, root: Path, out: StoreLocation, opti
     if previous is not None and options.action_channels != "auto" and list(options.action_channels) != selection.channels:
         raise StoreError(f"{out} keeps channels {selection.channels}", Fix({"overwrite": True}, "to change them"))
 
-    plan = _sort_sources(usable, previous, options, settings)
+    plan = _sort_sources(usable, previous, options, settings, set(assumed))
     if plan.changed and not options.replace_changed:
         _refuse_changed(plan.changed, out)
     if previous is not None:

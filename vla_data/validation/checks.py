@@ -162,7 +162,7 @@ def validate(
     ``progress(n)`` per file done."""
     index = InstructionIndex.for_files(files, settings.index_csv_name)
     check = partial(check_source, settings=settings, options=options, index=index)
-    workers = min(options.workers, len(files), os.cpu_count() or 1)
+    workers = max(1, min(options.workers, len(files), os.cpu_count() or 1))
     reports: list[FileReport] = []
     for found in run_ordered(check, files, workers, chunksize=max(1, len(files) // (8 * workers))):
         reports.extend(found)
