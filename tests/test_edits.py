@@ -155,17 +155,26 @@ def test_restore_of_a_dropped_version_and_a_second_editor(store: Path) -> None:
     assert len(open_store(store).episodes) == 7
 
 
-@pytest.mark.parametrize("delay", [0.6, 1.0, 1.4, 1.8])
-def test_an_edit_killed_at_any_moment_leaves_one_whole_version(store: Path, delay: float) -> None:
-    before = open_store(store).records()
-    edit = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "remove", str(store), "0", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+EDITS = {"remove": ["remove", "{store}", "0", "1"], "relabel": ["relabel", "{store}", "0", "--instruction", "Halt"],
+         "resplit": ["resplit", "{store}", "2", "--to", "test"], "restore": ["restore", "{store}", "{v1}"]}
+
+
+@pytest.mark.parametrize("delay", [0.7, 1.3])
+@pytest.mark.parametrize("edit", list(EDITS))
+def test_an_edit_killed_at_any_moment_leaves_one_whole_version(store: Path, edit: str, delay: float) -> None:
+    (v1,) = committed(open_store(store))
+    if edit == "restore":
+        assert run("remove", str(store), "3")[0] == 0
+    before = open_store(store)
+    args = [a.format(store=store, v1=v1) for a in EDITS[edit]]
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     time.sleep(delay)
-    edit.send_signal(signal.SIGKILL)
-    edit.wait()
-    now = open_store(store)
-    assert now.records() == before or len(now.records()) == len(before) - 2
-    assert not verify(now)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    now = open_store(store)  # the version before, or the edit's, whole
+    assert now.version == before.version or committed(now)[-2] == before.version
+    assert not verify(now) and len(now.records()) in (len(before.records()), len(before.records()) - 2, 8)
     assert run("relabel", str(store), "0", "--instruction", "Stop")[0] == 0  # the next edit cleans up after it
     assert {p.name for p in (store / "versions").iterdir()} == set(committed(open_store(store)))
 
@@ -232,3 +241,17 @@ def test_a_relabel_is_kept_by_later_builds(clean_dir: Path, store: Path) -> None
                          *extra)
         assert code == 0 and "instruction differs" not in text and "relabelled:" not in text, text
         assert open_store(store).records()[2].instruction == "Go to the red chair"
+
+
+def test_a_hand_edited_episode_table_is_refused_by_every_reader_and_builder(clean_dir: Path, store: Path) -> None:
+    table = next((store / "versions").iterdir()) / "episodes.csv"
+    table.write_text(table.read_text().replace("train", "val", 1))  # moved by hand
+    for args in (["info", str(store)], ["inspect-sample", str(store)], ["remove", str(store), "0"],
+                 ["build-splits", str(clean_dir), "-o", str(store), "--image-size", "16", "--val-ratio", "0.25"]):
+        code, text = run(*args)
+        assert code == 1 and "episodes.csv: checksum mismatch" in text and "Traceback" not in text, (args, text)
+    assert len(committed_versions(store)) == 1
+
+
+def committed_versions(store: Path) -> list[Path]:
+    return sorted((store / "versions").iterdir())

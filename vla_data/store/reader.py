@@ -298,6 +298,12 @@ def _open(store: StoreLocation, ref: str | None = None) -> DatasetStore:
         table = location.read(EPISODES)
         if table is None:
             raise OSError(f"no {EPISODES}")
+        recorded = manifest.checksums.get(EPISODES)
+        if recorded is not None and hashlib.sha256(table).hexdigest() != recorded:
+            raise StoreError(f"{location}/{EPISODES}: checksum mismatch: the episode table was changed since it was "
+                             "written (by hand?); restore it, or open an undamaged version (`vla-data log` lists "
+                             "them); `vla-data relabel`, `remove` and `resplit` change episodes as new versions",
+                             Fix({"verify": True}, "to name every damaged object", command=f"info {store}"))
         episodes = pd.read_csv(io.BytesIO(table), keep_default_na=False)
         if not manifest.segments:  # formats 1 and 2: the version holds its arrays
             group = zarr.open_group(store=location.zarr_store(), mode="r", zarr_format=3)
