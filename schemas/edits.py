@@ -43,8 +43,15 @@ class Relabel(BaseModel):
 
 
 class Resplit(BaseModel):
-    """The split each selected episode moves to."""
+    """The split the selected episodes move to, or one split per episode (a split file: episode, split)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    to: Split
+    to: Split | None = None
+    per_episode: dict[str, Split] = Field(default_factory=dict, description="Episode (as selected) -> split.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Resplit:
+        if (self.to is None) == (not self.per_episode):
+            raise ValueError("give one split for the episodes, or a split file of episode,split rows")
+        return self

@@ -255,3 +255,20 @@ def test_a_hand_edited_episode_table_is_refused_by_every_reader_and_builder(clea
 
 def committed_versions(store: Path) -> list[Path]:
     return sorted((store / "versions").iterdir())
+
+
+def test_resplit_from_a_split_file(store: Path, tmp_path: Path) -> None:
+    records = open_store(store).records()
+    train = [r for r in records if r.split == Split.train]
+    rows = [f"{Path(train[0].source_path).name},test", f"{Path(train[1].source_path).name},val"]
+    (tmp_path / "splits.csv").write_text("episode,split\n" + "\n".join(rows) + "\n")
+    code, text = run("resplit", str(store), "--split-file", str(tmp_path / "splits.csv"))
+    assert code == 0 and "2 episode(s) moved" in text, text
+    now = {r.content_hash: r.split for r in open_store(store).records()}
+    assert (now[train[0].content_hash], now[train[1].content_hash]) == (Split.test, Split.val)
+    assert_exact_stats(str(store))
+    (tmp_path / "bad.csv").write_text("episode,split\nx.h5,later\n")
+    code, text = run("resplit", str(store), "--split-file", str(tmp_path / "bad.csv"))
+    assert code == 1 and "the split one of train, val, test" in text, text
+    code, text = run("resplit", str(store), "0", "--split-file", str(tmp_path / "splits.csv"))
+    assert code == 2 and "names its episodes itself" in text

@@ -118,10 +118,13 @@ def relabel_cmd(store: str, episodes: tuple[str, ...], where: str | None, instru
 @click.argument("store", metavar="STORE")
 @EPISODES
 @WHERE
-@click.option("--to", "to", type=click.Choice([s.value for s in Split]), required=True,
-              help="The split the episodes move to.")
+@click.option("--to", "to", type=click.Choice([s.value for s in Split]), default=None,
+              help="The split the episodes named move to.")
+@click.option("--split-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="A CSV with columns episode,split (as build-splits --split-file): each episode to its split.")
 @NO_WAIT
-def resplit_cmd(store: str, episodes: tuple[str, ...], where: str | None, to: str, no_wait: bool) -> None:
+def resplit_cmd(store: str, episodes: tuple[str, ...], where: str | None, to: str | None, split_file: Path | None,
+                no_wait: bool) -> None:
     """Move episodes to another split: a new version with the train stats recomputed over the new train split.
     A move that leaves train empty, or empties a split, is refused.
 
@@ -129,12 +132,24 @@ def resplit_cmd(store: str, episodes: tuple[str, ...], where: str | None, to: st
     Examples:
       vla-data resplit dataset.zarr 4 9 --to val
       vla-data resplit dataset.zarr --where "scenario == 'corridor'" --to test
+      vla-data resplit dataset.zarr --split-file splits.csv
     """
+    from vla_data.build.splits import SplitError, read_split_file
     from vla_data.store.edits import resplit
 
-    manifest, moved = resplit(_store(store), _selection(episodes, where), Resplit(to=Split(to)), wait=not no_wait,
-                              on_wait=_on_wait)
-    _report(store, manifest, f"{len(moved)} episode(s) moved to {to}", moved)
+    if (to is None) == (split_file is None):
+        raise click.UsageError("give --to SPLIT (for the episodes named) or --split-file FILE")
+    if split_file is not None and (episodes or where):
+        raise click.UsageError("--split-file names its episodes itself: give no EPISODE nor --where with it")
+    if split_file is not None:
+        try:
+            move, selection = Resplit(per_episode=read_split_file(split_file)), None
+        except SplitError as exc:
+            fail(str(exc))
+    else:
+        move, selection = Resplit(to=Split(to)), _selection(episodes, where)
+    manifest, moved = resplit(_store(store), selection, move, wait=not no_wait, on_wait=_on_wait)
+    _report(store, manifest, f"{len(moved)} episode(s) moved" + (f" to {to}" if to else ""), moved)
 
 
 @click.command("restore")

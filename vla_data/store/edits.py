@@ -153,13 +153,18 @@ def relabel(location: StoreLocation, selection: EpisodeSelection | None, labels:
     return manifest, _changed(before, location, manifest, "relabelled")
 
 
-def resplit(location: StoreLocation, selection: EpisodeSelection, move: Resplit, wait: bool = True,
+def resplit(location: StoreLocation, selection: EpisodeSelection | None, move: Resplit, wait: bool = True,
             on_wait: Callable[[Refusal], None] | None = None) -> tuple[StoreManifest | None, list[EpisodeRecord]]:
-    """A new version with the selected episodes in split ``move.to`` (stats recomputed over the new train
-    split); the episodes that moved."""
+    """A new version with the selected episodes in split ``move.to`` (or each named episode in its split of
+    ``move.per_episode``), stats recomputed over the new train split; the episodes that moved."""
     def edit(current: DatasetStore) -> tuple[DatasetStore, list[EpisodeRecord]]:
-        chosen = set(select(current, selection))
-        return current, [r.model_copy(update={"split": move.to}) if i in chosen else r
+        to: dict[int, Split] = {}
+        if move.to is not None:
+            assert selection is not None
+            to = dict.fromkeys(select(current, selection), move.to)
+        for name, split in move.per_episode.items():
+            to |= dict.fromkeys(_named(current.episodes, name, current.location), split)
+        return current, [r.model_copy(update={"split": to[i]}) if i in to else r
                          for i, r in enumerate(current.records())]
 
     manifest, before = _commit_edit(location, edit, wait, on_wait)

@@ -19,6 +19,7 @@ the next build (or `vla-data gc`) removes. Object names come from ``vla_data.sto
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -131,14 +132,28 @@ def write_version(out: StoreLocation, previous: DatasetStore | None, episodes: l
             commit(out, pointer)
     except BaseException:
         if _current(out) != pointer.version:  # the commit did not land (a lost reply can hide that it did)
-            out.delete_prefix(version_prefix(pointer.version))
-            out.delete_prefix(segment_prefix(pointer.version))
+            _remove_unfinished(out, pointer.version)
         raise
     remove_leftovers(out)  # a store from before versions: its top-level objects; the superseded versions stay
     return manifest
 
 
 STAMP_FIELDS = {"source_size", "source_mtime_ns", "source_quick"}
+
+
+def _remove_unfinished(out: StoreLocation, version: str, tries: int = 20) -> None:
+    """Remove a version and segment that were never committed. A write zarr's I/O thread still has in flight
+    when Ctrl-C lands can add a file while they are removed: try again shortly; what still stays is a leftover
+    the next build or `vla-data gc` removes (the original error is what the user hears)."""
+    for attempt in range(tries):
+        try:
+            out.delete_prefix(version_prefix(version))
+            out.delete_prefix(segment_prefix(version))
+            return
+        except OSError:
+            if attempt == tries - 1:
+                return
+            time.sleep(0.05)
 
 
 def unchanged(previous: DatasetStore | None, episodes: list[EpisodeInput]) -> bool:
