@@ -24,6 +24,12 @@ class EpisodeSelection(BaseModel):
         return self
 
 
+def _one_or_each(one: object, each: dict, what: str, table: str) -> None:
+    """Exactly one of: a value for every selected episode, or one per episode."""
+    if (one is None) == (not each):
+        raise ValueError(f"give one {what} for the episodes, or {table}")
+
+
 class Relabel(BaseModel):
     """New instructions: one for every selected episode, or one per episode (from a CSV: episode, instruction)."""
 
@@ -34,8 +40,7 @@ class Relabel(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> Relabel:
-        if (self.instruction is None) == (not self.per_episode):
-            raise ValueError("give one instruction for the episodes, or a CSV of episode,instruction rows")
+        _one_or_each(self.instruction, self.per_episode, "instruction", "a CSV of episode,instruction rows")
         texts = [self.instruction] if self.instruction is not None else list(self.per_episode.values())
         if any(not t.strip() for t in texts):
             raise ValueError("an instruction is empty: the policy would learn from no words")
@@ -52,6 +57,5 @@ class Resplit(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> Resplit:
-        if (self.to is None) == (not self.per_episode):
-            raise ValueError("give one split for the episodes, or a split file of episode,split rows")
+        _one_or_each(self.to, self.per_episode, "split", "a split file of episode,split rows")
         return self

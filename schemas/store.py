@@ -275,7 +275,8 @@ class FileStamp(BaseModel):
 class EpisodeRecord(BaseModel):
     """One row of the store's episode table (``episodes.csv``)."""
 
-    episode: int = Field(description="Index of the episode in the store (order of meta/episode_ends).")
+    episode: int = Field(description="Position of the episode in the version's table (ids close the gap a remove "
+                         "leaves; the content hash follows an episode from version to version).")
     source_path: str
     content_hash: str
     n_frames: int

@@ -136,6 +136,7 @@ def fill_frames(
             remaining[piece.source.episode] = remaining.get(piece.source.episode, 0) + piece.n
     moments: dict[int, ImageMoments] = {}
     digests: dict[str, str] = {}
+    workers = min(workers, len(tasks))  # one shard (a short episode added) runs here: spawning costs ~1 s a process
     with closing(run_as_completed(write_shard, tasks, workers, scheduler)) as results:  # closed (workers waited for)
         _collect(results, remaining, moments, digests, progress)  # before any exception leaves, Ctrl-C included
     return moments, digests
