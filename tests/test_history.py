@@ -262,8 +262,9 @@ def test_a_source_recognised_before_the_lock_is_never_read_unvalidated(clean_dir
     from schemas import FileReport, RecorderSettings
     from schemas.store import BuildOptions
     from vla_data.build.sources import read_sources
+    from vla_data.sources.content_hash import file_stamp
     from vla_data.store.errors import StoreError
 
     path = str(sorted(clean_dir.glob("*.h5"))[0])
     with pytest.raises(StoreError, match="run this build again"):
-        read_sources([FileReport(path=path)], BuildOptions(), RecorderSettings(), {}, {path})
+        read_sources([FileReport(path=path)], BuildOptions(), RecorderSettings(), {}, {path: file_stamp(path)})

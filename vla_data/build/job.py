@@ -61,14 +61,13 @@ def build_store(
             check_scheduler(options.scheduler)  # and so is a scheduler that does not answer
             files = find_sources(sources)
             root = Path(common_root(sources))
-            known, rest = recognised(store, files, settings, options.overwrite)  # stored, unchanged: not read
+            known, stamps, rest = recognised(store, files, settings, options.overwrite)  # stored, unchanged: not read
             report = validate(rest, settings, ValidateOptions(), root=str(root))
             if report.n_errors and not options.skip_invalid:
                 raise BuildRefused(report)  # before the lock: a refused build writes nothing at all
             report.files += known
             with writing(store, sources, options.wait, on_wait):
-                return build_version(report, root, store, options, settings, progress,
-                                     frozenset(r.path for r in known))
+                return build_version(report, root, store, options, settings, progress, stamps)
     except LocationError as exc:
         raise StoreError(str(exc)) from exc
     except SchedulerError as exc:

@@ -9,6 +9,7 @@ refuses episodes that use a channel it dropped as constant), every new episode g
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -133,7 +134,7 @@ class SortedSources:
 
 
 def _sort_sources(usable: list[FileReport], previous: DatasetStore | None, options: BuildOptions,
-                  settings: RecorderSettings, assumed: set[str]) -> SortedSources:
+                  settings: RecorderSettings, assumed: Mapping[str, FileStamp]) -> SortedSources:
     """One pass over the sources: each is already stored (by content), a duplicate of another (listed), a
     stored source whose content changed (refused, or replacing its stored episode in its split), or new."""
     stored = [EpisodeRecord.model_validate(row) for row in previous.episodes.to_dict("records")] if previous else []
@@ -250,9 +251,10 @@ def _refuse_dropped_channels(previous: DatasetStore, sources: list[ValidatedEpis
 
 
 def build_version(report: ValidationReport, root: Path, out: StoreLocation, options: BuildOptions, settings: RecorderSettings,
-                  progress: BuildProgress | None = None, assumed: frozenset[str] = frozenset()) -> Built:
+                  progress: BuildProgress | None = None, assumed: Mapping[str, FileStamp] | None = None) -> Built:
     """Decide and write the next version of the store at ``out`` from validated sources (``report``, their
-    common folder ``root``; ``assumed``: the paths of its reports made from stored records, not validated);
+    common folder ``root``; ``assumed``: the paths of its reports made from stored records, not validated, with
+    the stamps they were recognised by);
     call it inside ``vla_data.store.writer.writing``. Raises ``StoreError`` or ``SplitError``
     with a message for the user."""
     skipped = [
@@ -271,7 +273,7 @@ def build_version(report: ValidationReport, root: Path, out: StoreLocation, opti
     if previous is not None and options.action_channels != "auto" and list(options.action_channels) != selection.channels:
         raise StoreError(f"{out} keeps channels {selection.channels}", Fix({"overwrite": True}, "to change them"))
 
-    plan = _sort_sources(usable, previous, options, settings, set(assumed))
+    plan = _sort_sources(usable, previous, options, settings, assumed or {})
     if plan.changed and not options.replace_changed:
         _refuse_changed(plan.changed, out)
     if previous is not None:
