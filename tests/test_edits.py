@@ -272,3 +272,9 @@ def test_resplit_from_a_split_file(store: Path, tmp_path: Path) -> None:
     assert code == 1 and "the split one of train, val, test" in text, text
     code, text = run("resplit", str(store), "0", "--split-file", str(tmp_path / "splits.csv"))
     assert code == 2 and "names its episodes itself" in text
+
+
+def test_a_store_given_as_a_build_source_is_named_as_one(built: Path, tmp_path: Path) -> None:
+    code, text = run("build-splits", str(built), "-o", str(tmp_path / "new.zarr"), "--image-size", "16")
+    assert code == 1 and "a vla-data store, not recorded episodes" in text and "vla-data merge" in text, text
+    assert not (tmp_path / "new.zarr").exists()

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from zarr.storage import FsspecStore, LocalStore
 
@@ -73,3 +74,11 @@ def test_urls_that_cannot_be_read_or_written_are_refused_by_name(learn_store: Pa
     code, text = run("info", "nosuchscheme://bucket/dataset.zarr")
     assert code == 1 and "cannot open nosuchscheme:// stores here" in text
     assert StoreLocation.of("s3://b/x/").child("data/rgb").url == "s3://b/x/data/rgb"
+
+
+@pytest.mark.parametrize("command", [["build-splits", "unused", "-o"], ["info"], ["gc"], ["log"], ["remove"]])
+def test_a_url_without_bucket_is_one_message(command: list[str], tmp_path: Path) -> None:
+    args = [*command, "s3://"] if command[0] != "build-splits" else ["build-splits", str(tmp_path), "-o", "s3://"]
+    code, text = run(*args, *(["0"] if command == ["remove"] else []))
+    assert code == 1 and "s3://: no bucket or path after s3://" in text and "Traceback" not in text, text
+    assert not (Path.cwd() / "s3:").exists()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from schemas import RecorderSettings, ValidateOptions, ValidationReport
 from schemas.store import BuildOptions
-from vla_data.store.ownership import check_output
+from vla_data.store.ownership import Ownership, check_output, ownership
 from vla_data.common.pools import SchedulerError, check_scheduler
 from vla_data.common.refusal import Refusal
 from vla_data.sources.formats import common_root, find_sources
@@ -58,6 +58,7 @@ def build_store(
     try:
         with storage_errors(store, "writing the store"):
             check_output(store, sources)  # before validating: a wrong output is refused at once, nothing written
+            _refuse_stores(sources)
             check_scheduler(options.scheduler)  # and so is a scheduler that does not answer
             files = find_sources(sources)
             root = Path(common_root(sources))
@@ -72,3 +73,12 @@ def build_store(
         raise StoreError(str(exc)) from exc
     except SchedulerError as exc:
         raise StoreError(exc.message, *exc.fixes) from exc  # its fixes too, for the CLI to word as flags
+
+
+def _refuse_stores(sources: list[Path]) -> None:
+    """A store given as a source holds no recordings: say so, and how stores are combined."""
+    stores = [s for s in sources if s.is_dir() and ownership(s) in (Ownership.store, Ownership.incomplete)]
+    if stores:
+        raise StoreError(f"{', '.join(map(str, stores))}: a vla-data store, not recorded episodes; build-splits reads "
+                         "recordings (HDF5 files, ROS 2 bags). Combine stores with `vla-data merge A.zarr B.zarr -o "
+                         "C.zarr`, or add recordings to a store with `vla-data build-splits SRC -o STORE`")

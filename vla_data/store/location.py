@@ -77,7 +77,11 @@ class StoreLocation:
             return where
         text = str(where)
         if "://" in text:
-            return cls(url=text.rstrip("/"))
+            scheme, _, rest = text.partition("://")
+            if not rest.strip("/"):
+                raise LocationError(f"{text}: no bucket or path after {scheme}://; give the store's full address, "
+                                    f"e.g. {scheme}://bucket/datasets/ds.zarr")
+            return cls(url=f"{scheme}://{rest.rstrip('/')}")
         return cls(path=Path(text))
 
     @property
