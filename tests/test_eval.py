@@ -400,3 +400,21 @@ def test_predict_warns_when_the_frames_have_another_aspect_than_trained_on(windo
         assert bool(report.warnings) == warned and ("frames are 48x48 (aspect 1.00)" in result.stderr) == warned
         if warned:
             assert "trained on 48x80 (aspect 1.67)" in report.warnings[0]
+
+
+def test_a_half_copied_newest_checkpoint_is_skipped_with_a_line_and_refused_by_name(window8_run: Path,
+                                                                                     learn_store: Path,
+                                                                                     tmp_path: Path) -> None:
+    run = Path(shutil.copytree(window8_run, tmp_path / "run"))
+    (good,) = sorted(run.glob("checkpoint-*"))
+    for broken, keep in (("checkpoint-900", {"adapter.safetensors"}), ("checkpoint-800", {"checkpoint.json"})):
+        (run / broken).mkdir()
+        for name in keep:  # a copy stopped half-way: some files only
+            shutil.copy(good / name, run / broken / name)
+    episode = str(sorted((learn_store.parent / "raw").glob("*.h5"))[0])
+    code, text = run_cli("predict", str(run), episode)
+    assert code == 0, text
+    assert f"warning: skipped {run / 'checkpoint-900'}: not a checkpoint (no checkpoint.json)" in text, text
+    assert f"skipped {run / 'checkpoint-800'}: " in text and f"using {good.name}" in text
+    code, text = run_cli("predict", str(run / "checkpoint-900"), episode)
+    assert code == 1 and "an incomplete checkpoint (no checkpoint.json" in text and "Traceback" not in text, text

@@ -16,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -195,11 +197,31 @@ def prune(run_dir: Path, keep_last: int, best_step: int | None) -> None:
             shutil.rmtree(path)
 
 
+class SkippedCheckpoint(UserWarning):
+    """A run's newer checkpoint is incomplete or damaged, so an older one is used (the CLI prints one line)."""
+
+
 def resolve(path: Path) -> Path:
-    """A checkpoint folder, or a run folder (its latest checkpoint)."""
+    """A checkpoint folder, or a run folder (its latest complete checkpoint). A checkpoint named that is not
+    complete is refused; a run's newer checkpoint that is not (a save or a copy stopped half-way) is skipped,
+    with a ``SkippedCheckpoint`` warning naming it and why."""
     if (path / META).is_file():
         return path
-    found = checkpoints(path) if path.is_dir() else []
-    if not found:
-        raise CheckpointError(f"{path}: neither a checkpoint nor a run folder with one")
-    return found[-1]
+    if path.is_dir() and re.fullmatch(rf"{PREFIX}\d+", path.name):
+        raise CheckpointError(f"{path}: an incomplete checkpoint (no {META}: a save or a copy stopped half-way); "
+                              f"name another checkpoint of {path.parent}, or the run folder for its latest complete one")
+    steps = sorted((p for p in path.glob(f"{PREFIX}*") if p.is_dir() and re.fullmatch(rf"{PREFIX}\d+", p.name)),
+                   key=lambda p: int(p.name.removeprefix(PREFIX))) if path.is_dir() else []
+    skipped = []
+    for candidate in reversed(steps):
+        try:
+            load_meta(candidate)
+        except CheckpointError as exc:
+            skipped.append(exc.message)
+            continue
+        for reason in skipped:
+            warnings.warn(SkippedCheckpoint(f"skipped {reason}; using {candidate.name}"), stacklevel=2)
+        return candidate
+    if skipped:
+        raise CheckpointError(f"{path}: no complete checkpoint ({'; '.join(skipped)})")
+    raise CheckpointError(f"{path}: neither a checkpoint nor a run folder with one")

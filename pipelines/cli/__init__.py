@@ -64,10 +64,17 @@ class Commands(click.Group):
         return super().main(args, *rest, **options)
 
     def invoke(self, ctx: click.Context) -> object:
+        import warnings
+
         from pipelines.cli.errors import reported
 
+        warnings.showwarning = _one_line  # a warning is one line on stderr, not a source excerpt
         with reported():
             return super().invoke(ctx)
+
+
+def _one_line(message: Warning | str, category: type[Warning], *rest: object, **options: object) -> None:
+    click.echo(click.style(f"warning: {message}", fg="yellow"), err=True)
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
