@@ -586,3 +586,21 @@ def test_two_camera_synthetic_bags_read_with_the_flags_printed(tmp_path: Path) -
     assert code == 0, out
     report = ValidationReport.model_validate_json((tmp_path / "r.json").read_text())
     assert all(r.frame_sizes == {"front": (24, 40), "side": (24, 40)} for r in report.files) and len(report.files) == 3
+
+
+def test_an_unfinished_sqlite3_recording_is_refused_beside_good_bags_and_alone(tmp_path: Path) -> None:
+    """A bag folder holding only its .db3 (no metadata.yaml: `ros2 bag record` still running, or killed) is
+    refused with the reindex hint, as an unfinished MCAP is, in a folder of good bags and given alone."""
+    folder = tmp_path / "day"
+    folder.mkdir()
+    _good(folder, "a"), _good(folder, "b")
+    unfinished = record(folder / "late", camera(frames(3), [T0, T0 + S // 5, T0 + 2 * S // 5]) +
+                        commands([[1, 0, 0]], [T0]) + said("go"))
+    (unfinished / "metadata.yaml").unlink()
+    (storage,) = unfinished.glob("*.db3")
+    storage.rename(unfinished / "late_0.db3")
+    for target in (folder, unfinished, unfinished / "late_0.db3"):
+        code, text = run_cli("validate", str(target))
+        assert code == 1 and "has not finished" in text and "ros2 bag reindex" in text, (target, text)
+    code, text = run_cli("build-splits", str(folder), "-o", str(tmp_path / "ds.zarr"), "--image-size", "8")
+    assert code == 1 and "late_0.db3" in text and not (tmp_path / "ds.zarr").exists(), text

@@ -26,6 +26,7 @@ from vla_client.ros import IMAGE_ENCODINGS, compressed_format
 from vla_data.common.resize import to_rgb
 from vla_data.sources.bags import (
     BAG_METADATA,
+    DB3_SUFFIX,
     AlignedEpisode,
     BagError,
     BagScan,
@@ -210,9 +211,12 @@ def read_bag(path: Path, settings: RecorderSettings, full: bool) -> list[BagEpis
 
 
 def _unfinished(path: Path) -> bool:
-    """A lone .mcap named as ros2 bag record names its storage files (FOLDER/FOLDER_0.mcap): its recording has
-    not written metadata.yaml yet, or was killed."""
+    """A lone storage file named as ros2 bag record names them (FOLDER/FOLDER_0.mcap or .db3), or any lone .db3
+    (sqlite3 bags never read without metadata.yaml): its recording has not written metadata.yaml yet, or was
+    killed."""
     name = path.parent.name
+    if path.is_file() and path.suffix.lower() == DB3_SUFFIX:
+        return True
     return path.is_file() and path.stem.startswith(f"{name}_") and path.stem[len(name) + 1:].isdigit()
 
 

@@ -40,6 +40,7 @@ from vla_client.ros import compressed_to_frame, image_to_array
 
 BAG_METADATA = "metadata.yaml"
 MCAP_SUFFIX = ".mcap"
+DB3_SUFFIX = ".db3"
 TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)  # sensor_msgs, geometry_msgs, std_msgs as every ROS 2 distro has them
 
 
@@ -48,10 +49,13 @@ class BagError(Exception):
 
 
 def is_bag(path: Path) -> bool:
-    """A rosbag2 folder (it holds metadata.yaml) or one MCAP file outside such a folder."""
+    """A rosbag2 folder (it holds metadata.yaml), or one MCAP or sqlite3 (.db3) file outside such a folder: an
+    MCAP file reads alone; a lone .db3 is a recording not finished (or killed), claimed so that it is refused
+    with its fix rather than skipped without a word."""
     if path.is_dir():
         return (path / BAG_METADATA).is_file()
-    return path.suffix.lower() == MCAP_SUFFIX and path.is_file() and not (path.parent / BAG_METADATA).is_file()
+    return (path.suffix.lower() in (MCAP_SUFFIX, DB3_SUFFIX) and path.is_file()
+            and not (path.parent / BAG_METADATA).is_file())
 
 
 @contextmanager
