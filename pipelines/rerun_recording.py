@@ -94,7 +94,8 @@ def _info(view: EpisodeView) -> str:
 
 
 def log_episode(rec: rr.RecordingStream, view: EpisodeView, options: ViewOptions) -> int:
-    """Log one episode into ``rec`` (see the module doc); the frames logged (every camera's)."""
+    """Log one episode into ``rec`` (see the module doc); its frames (time steps: an image per camera and view
+    each, counted once)."""
     root = view.root()
     rec.log(f"{root}/info", rr.TextDocument(_info(view), media_type=rr.MediaType.MARKDOWN), static=True)
     rec.log(f"{root}/instruction", rr.TextDocument(f"{view.instruction or '(none)'}\n\nsource: {view.instruction_source}"),
@@ -105,19 +106,16 @@ def log_episode(rec: rr.RecordingStream, view: EpisodeView, options: ViewOptions
         _series(rec, f"{root}/action/{part}", frames, view.actions[:, i].astype(np.float64))
     if view.chunks is not None:
         _log_predictions(rec, view)
-    logged = 0
     for t in range(view.n_frames):
         rec.set_time(FRAME, sequence=t)
         if view.stamps_ns is not None:
             rec.set_time(TIME, timestamp=np.datetime64(int(view.stamps_ns[t]), "ns"))
         for camera, images in view.model_frames.items():
             rec.log(f"{root}/camera/{camera}", _image(images[t], options))
-            logged += 1
         for camera, images in (view.recorded_frames or {}).items():
             rec.log(f"{root}/recorded/{camera}", _image(images[t], options))
-            logged += 1
     rec.reset_time()
-    return logged
+    return view.n_frames
 
 
 def _log_predictions(rec: rr.RecordingStream, view: EpisodeView) -> None:

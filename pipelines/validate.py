@@ -33,10 +33,13 @@ def run_validate(paths: list[Path], settings: RecorderSettings, options: Validat
 
 
 def _short(path: str, root: str) -> str:
+    """The path as the table shows it: relative to the folder the sources share (a single bag folder is that
+    folder: its own name, not '.')."""
     try:
-        return os.path.relpath(path, root)
+        short = os.path.relpath(path, root)
     except ValueError:
         return path
+    return Path(path).name if short == "." else short
 
 
 def _clip(text: str | None, width: int = 48) -> str:

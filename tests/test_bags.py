@@ -604,3 +604,9 @@ def test_an_unfinished_sqlite3_recording_is_refused_beside_good_bags_and_alone(t
         assert code == 1 and "has not finished" in text and "ros2 bag reindex" in text, (target, text)
     code, text = run_cli("build-splits", str(folder), "-o", str(tmp_path / "ds.zarr"), "--image-size", "8")
     assert code == 1 and "late_0.db3" in text and not (tmp_path / "ds.zarr").exists(), text
+
+
+def test_a_single_bag_is_named_in_the_validate_table(tmp_path: Path) -> None:
+    bag = _good(tmp_path, "drive_1box_hori_left")
+    code, text = run_cli("validate", str(bag))
+    assert code == 0 and "drive_1box_hori_left" in text and "\n.  " not in text and "| . " not in text, text

@@ -149,6 +149,8 @@ def test_a_raw_bgr_episode_is_shown_as_recorded_with_its_red_bottle_red(clean_di
     assert code == 0, text
     rec = Recording(rrd)
     root = f"/episodes/{episode.stem}/"
+    n = len(rec.images(root + "recorded/rgb"))
+    assert f"(1 episode(s), {n} frames)" in text  # the recorded and the model view: one frame each, counted once
     assert {"camera/rgb", "recorded/rgb", "info", "instruction"} <= rec.entities(root)
     recorded = np.stack(rec.images(root + "recorded/rgb"))
     assert recorded.shape[1:] == (SMALL["height"], SMALL["width"], 3)
