@@ -322,3 +322,20 @@ def test_episodes_with_errors_are_left_out_by_name_or_refused_when_asked_for(def
     broken = sorted(defect_dir.glob("*defect_length_mismatch*.h5"))[0]
     code, text = run_cli("view", str(defect_dir), "--episode", broken.name, "--save", str(tmp_path / "b.rrd"))
     assert code == 1 and "cannot be shown" in text and "length_mismatch" in text, text
+
+
+VIEW_PROBE = """
+import sys
+from pipelines.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exit:
+    print("exit", exit.code, "torch" in sys.modules, "rerun" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("args", [["/no/such/episode.h5", "--save", "x.rrd"], [".", "--save", "x.rrd", "--serve"]])
+def test_view_refuses_a_missing_source_or_bad_flags_before_loading_torch_or_rerun(args: list[str]) -> None:
+    done = subprocess.run([sys.executable, "-c", VIEW_PROBE, "view", *args], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip().split()[1:] in (["1", "False", "False"], ["2", "False", "False"]), done
+    assert "does not exist" in done.stderr or "choose one" in done.stderr, done.stderr

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from pipelines.cli.errors import reported
+from pipelines.cli.errors import fail, reported
 from pipelines.cli.flags import SERVE_FLAGS, VIEW_FLAGS
 from pipelines.cli.options import (
     DEVICE_HELP,
@@ -24,6 +24,16 @@ from pipelines.cli.options import (
 )
 from schemas.serve import ServeConfig
 from schemas.view import ViewOptions
+
+
+def _check_source(source: str) -> None:
+    """A local SOURCE (or STORE@REF) that is not there is refused before anything heavy is imported."""
+    from vla_data.sources.formats import source_exists
+    from vla_data.store.history import parse_address
+
+    where = parse_address(source).location
+    if "://" not in where and not Path(where).exists() and not source_exists(source):
+        fail(f"{source} does not exist: give a store, a folder of episodes, an HDF5 episode or a bag")
 
 
 @click.command("view")
@@ -65,16 +75,18 @@ def view_cmd(source: str, episodes: tuple[str, ...], save: Path | None, serve: b
       vla-data view data/raw/episode_20251106_123136_1box_hori_left_core_medium.h5
       vla-data view s3://fleet-data/datasets/v1.zarr --episode 12 --images raw --save e12.rrd
     """
-    from pipelines.trained_data import trained_data_line
-    from pipelines.view import Sink, ViewError, episodes_into, raw_views, record, resolve_source, store_views
-    from vla_model.runtime import Policy
-
     if save is not None and serve:
         raise click.UsageError("--save and --serve: choose one (open the saved file with `rerun FILE.rrd`)")
     view_flags = {k: flags.pop(k) for k in list(flags) if k in VIEW_FLAGS}
     options = build_model(ViewOptions, {k: v for k, v in view_flags.items() if v is not None}
                           | ({"episodes": list(episodes)} if episodes else {}), "view options")
     settings = recorder_settings(**flags)  # type: ignore[arg-type]
+    _check_source(source)  # before torch and rerun load (seconds): a mistyped path is said at once
+
+    from pipelines.trained_data import trained_data_line
+    from pipelines.view import Sink, ViewError, episodes_into, raw_views, record, resolve_source, store_views
+    from vla_model.runtime import Policy
+
     sink = Sink(save=save, serve=serve, web_port=web_port, grpc_port=grpc_port)
     policy = None if run is None else Policy.from_checkpoint(run, device, model)
     found = resolve_source(source)
