@@ -31,6 +31,14 @@ def _selection(episodes: tuple[str, ...], where: str | None) -> EpisodeSelection
         raise click.UsageError("name the episodes (EPISODE...), or select them with --where QUERY") from None
 
 
+def _value_or_file(value: object, value_flag: str, file: Path | None, file_flag: str, named: bool) -> None:
+    """One value for the episodes named, or a file naming each episode with its own, never both."""
+    if (value is None) == (file is None):
+        raise click.UsageError(f"give {value_flag} (for the episodes named) or {file_flag} FILE")
+    if file is not None and named:
+        raise click.UsageError(f"{file_flag} names its episodes itself: give no EPISODE nor --where with it")
+
+
 def _on_wait(notice: object) -> None:
     click.echo(worded(notice), err=True)  # type: ignore[arg-type]
 
@@ -98,10 +106,7 @@ def relabel_cmd(store: str, episodes: tuple[str, ...], where: str | None, instru
     """
     from vla_data.store.edits import read_relabel_csv, relabel
 
-    if (instruction is None) == (from_csv is None):
-        raise click.UsageError("give --instruction TEXT (for the episodes named) or --from-csv FILE")
-    if from_csv is not None and (episodes or where):
-        raise click.UsageError("--from-csv names its episodes itself: give no EPISODE nor --where with it")
+    _value_or_file(instruction, "--instruction TEXT", from_csv, "--from-csv", bool(episodes or where))
     if from_csv is not None:
         labels, selection = read_relabel_csv(from_csv), None
     else:
@@ -137,10 +142,7 @@ def resplit_cmd(store: str, episodes: tuple[str, ...], where: str | None, to: st
     from vla_data.build.splits import SplitError, read_split_file
     from vla_data.store.edits import resplit
 
-    if (to is None) == (split_file is None):
-        raise click.UsageError("give --to SPLIT (for the episodes named) or --split-file FILE")
-    if split_file is not None and (episodes or where):
-        raise click.UsageError("--split-file names its episodes itself: give no EPISODE nor --where with it")
+    _value_or_file(to, "--to SPLIT", split_file, "--split-file", bool(episodes or where))
     if split_file is not None:
         try:
             move, selection = Resplit(per_episode=read_split_file(split_file)), None
