@@ -1,7 +1,7 @@
 """Reading a store: ``open_store`` opens the version ``current.json`` names (or ``STORE@REF``; the layout:
 ``vla_data.store.layout``) as a ``DatasetStore``, whose episodes' frames lie in segments (``vla_data.store.spans``)
 and are verified shard by shard the first time they are read; ``verify`` checks every object the version
-references. Also the zarr arrays' creation, shared by the write path (``vla_data.store.writer``).
+references.
 
 A reader sees the previous complete version or the new one (``vla_data.store.versions``), local or by URL
 (``vla_data.store.location``). A store built before versions (its manifest at the top) is read as it is.
@@ -19,12 +19,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import zarr
-from zarr.codecs import ZstdCodec
 
 from pydantic import ValidationError
 
 from schemas.history import DataPin
-from schemas.segments import SegmentRecord
+from schemas.segments import SegmentEpisode, SegmentRecord
 from schemas.store import (
     READABLE_FORMATS,
     BuildLog,
@@ -57,7 +56,6 @@ from vla_data.store.writer_lock import active_writer
 from vla_data.store.versions import PointerError, objects_of, read_pointer
 
 FRAMES_PER_SHARD = 64
-ZSTD = ZstdCodec(level=3)
 
 
 @dataclass
@@ -69,7 +67,12 @@ class DatasetStore:
     manifest: StoreManifest
     episodes: pd.DataFrame
     version: str | None = None  # the version opened (None: a store from before versions)
+    # derived once from the version (which never changes): each array's spans, the episode ends, the segments'
+    # records and their episodes by hash, the actions, the reader
+    _spans: dict[str, list[ArraySpan]] = field(default_factory=dict, repr=False)
+    _ends: np.ndarray | None = field(default=None, repr=False)
     _segments: dict[str, SegmentRecord] = field(default_factory=dict, repr=False)
+    _segment_episodes: dict[str, dict[str, SegmentEpisode]] = field(default_factory=dict, repr=False)
     _action: np.ndarray | None = field(default=None, repr=False)
     _reader: SpanReader | None = field(default=None, repr=False)
 
@@ -91,15 +94,19 @@ class DatasetStore:
 
     def spans(self, name: str, episodes: Iterable[int] | None = None) -> list[ArraySpan]:
         """Where each of ``episodes`` (positions in the table; all when None) has its rows of array ``name``."""
-        table = self.episodes
-        n = table["n_frames"].to_numpy(np.int64)
-        if "segment" in table and (table["segment"].astype(str) != "").all():
-            segments = table["segment"].astype(str).tolist()
-            starts = table["segment_start"].to_numpy(np.int64)
-        else:  # formats 1 and 2: the version's own arrays, episodes back to back
-            segments, starts = [""] * len(table), episode_starts(ends_of(n))
-        chosen = range(len(table)) if episodes is None else episodes
-        return [ArraySpan(self.root_of(segments[e]), name, int(starts[e]), int(starts[e] + n[e])) for e in chosen]
+        if name not in self._spans:
+            table = self.episodes
+            n = table["n_frames"].to_numpy(np.int64)
+            if "segment" in table and (table["segment"].astype(str) != "").all():
+                segments = table["segment"].astype(str).tolist()
+                starts = table["segment_start"].to_numpy(np.int64)
+            else:  # formats 1 and 2: the version's own arrays, episodes back to back
+                segments, starts = [""] * len(table), episode_starts(ends_of(n))
+            roots = {s: self.root_of(s) for s in set(segments)}
+            self._spans[name] = [ArraySpan(roots[seg], name, int(a), int(a + k))
+                                 for seg, a, k in zip(segments, starts, n, strict=True)]
+        every = self._spans[name]
+        return list(every) if episodes is None else [every[e] for e in episodes]
 
     def camera_spans(self, name: str, episodes: Iterable[int] | None = None) -> list[ArraySpan]:
         return self.spans(array_path(self._camera_feature(name).name), episodes)
@@ -118,6 +125,12 @@ class DatasetStore:
         if segment not in self._segments:
             self._segments[segment] = read_segment(self.location, segment, self.manifest.segments.get(segment))
         return self._segments[segment]
+
+    def segment_episode(self, segment: str, content_hash: str) -> SegmentEpisode:
+        """What segment ``segment`` records of the episode with ``content_hash`` (its image sums, its place)."""
+        if segment not in self._segment_episodes:
+            self._segment_episodes[segment] = {e.content_hash: e for e in self.segment(segment).episodes}
+        return self._segment_episodes[segment][content_hash]
 
     def checksums(self) -> dict[str, dict[str, str]]:
         """The sha256 of every object the version's episodes are read from, by root (``ShardVerifier``)."""
@@ -155,7 +168,10 @@ class DatasetStore:
 
     @property
     def episode_ends(self) -> np.ndarray:
-        return ends_of(self.episodes["n_frames"].to_numpy(np.int64))
+        if self._ends is None:
+            self._ends = ends_of(self.episodes["n_frames"].to_numpy(np.int64))
+            self._ends.setflags(write=False)  # shared by every caller
+        return self._ends
 
     def episode_range(self, episode: int) -> tuple[int, int]:
         return episode_range(self.episode_ends, episode)
@@ -195,33 +211,6 @@ def read_segment(store: StoreLocation, segment: str, digest: str | None) -> Segm
         return SegmentRecord.model_validate_json(raw)
     except (ValidationError, ValueError) as exc:
         raise StoreError(f"{where}: unreadable ({exc})") from exc
-
-
-def create_arrays(root: StoreLocation, n_frames: int, features: list[Feature]) -> zarr.Group:
-    """A new version's group with an empty array per feature for ``n_frames``: cameras one frame per inner chunk,
-    ``FRAMES_PER_SHARD`` frames per shard; actions in one chunk; zstd."""
-    group = zarr.open_group(store=root.zarr_store(writable=True), mode="w-", zarr_format=3)
-    for f in features:
-        if f.kind == FeatureKind.camera:
-            group.create_array(array_path(f.name), shape=(n_frames, *f.shape), chunks=(1, *f.shape),
-                               shards=(FRAMES_PER_SHARD, *f.shape), dtype=f.dtype, compressors=ZSTD,
-                               dimension_names=("frame", "height", "width", "channel"))
-        else:
-            group.create_array(array_path(f.name), shape=(n_frames, *f.shape), chunks=(max(1, min(n_frames, 65536)), *f.shape),
-                               dtype=f.dtype, compressors=ZSTD, dimension_names=("frame", "action"))
-    return group
-
-
-def write_table(root: StoreLocation, records: list[EpisodeRecord]) -> None:
-    table = pd.DataFrame([r.model_dump(mode="json") for r in records])
-    # stamps in ns stay whole numbers (an empty cell where an episode has none), not floats in e-notation
-    whole = {c: "Int64" for c in ("start_ns", "stop_ns", "segment_start", "source_size", "source_mtime_ns")}
-    root.write(EPISODES, table.astype(whole).to_csv(index=False).encode())
-
-
-def finalize(root: StoreLocation, manifest: StoreManifest) -> None:
-    """Write the version's manifest, last of its objects."""
-    root.write(MANIFEST, (manifest.model_dump_json(indent=2) + "\n").encode())
 
 
 def open_store(where: str | Path | StoreLocation) -> DatasetStore:

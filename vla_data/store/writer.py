@@ -27,6 +27,9 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import pandas as pd
+import zarr
+from zarr.codecs import ZstdCodec
 
 from schemas.history import History, Provenance, Retention
 from schemas.segments import SegmentEpisode, SegmentRecord
@@ -48,24 +51,57 @@ from vla_data.common.ranges import ends_of
 from vla_data.sources.episode import FrameReader
 from vla_data.store.location import StoreLocation, storage_errors
 from vla_data.store.errors import StoreError
-from vla_data.store.layout import BUILD_LOG, DATA, EPISODE_ENDS, HISTORY, LEASE, SEGMENT, array_path, segment_prefix, version_prefix
+from vla_data.store.layout import (
+    BUILD_LOG,
+    EPISODE_ENDS,
+    EPISODES,
+    HISTORY,
+    LEASE,
+    MANIFEST,
+    SEGMENT,
+    array_path,
+    segment_prefix,
+    version_prefix,
+)
 from vla_data.store.ownership import Ownership, OwnershipError, check_output, claim, listing, ownership_of
 from vla_data.store.shards import EpisodeSource, fill_frames, plan_shards
 from vla_data.store.stats import ImageMoments, action_stats
-from vla_data.store.reader import (
-    FRAMES_PER_SHARD,
-    ZSTD,
-    DatasetStore,
-    create_arrays,
-    finalize,
-    stored_checksums,
-    write_table,
-)
+from vla_data.store.reader import FRAMES_PER_SHARD, DatasetStore, stored_checksums
 from vla_data.store.spans import ArraySpan
 from vla_data.store.history import change_between, episode_table, next_history, now_iso, read_history
 from vla_data.store.versions import Leftover, commit, leftovers, next_pointer, objects_of, read_pointer, remove_leftovers
 from vla_data.store.writer_lock import writer_lock
 from vla_data.common.refusal import Fix, Refusal
+
+
+ZSTD = ZstdCodec(level=3)
+
+
+def create_arrays(root: StoreLocation, n_frames: int, features: list[Feature]) -> zarr.Group:
+    """A new version's group with an empty array per feature for ``n_frames``: cameras one frame per inner chunk,
+    ``FRAMES_PER_SHARD`` frames per shard; actions in one chunk; zstd."""
+    group = zarr.open_group(store=root.zarr_store(writable=True), mode="w-", zarr_format=3)
+    for f in features:
+        if f.kind == FeatureKind.camera:
+            group.create_array(array_path(f.name), shape=(n_frames, *f.shape), chunks=(1, *f.shape),
+                               shards=(FRAMES_PER_SHARD, *f.shape), dtype=f.dtype, compressors=ZSTD,
+                               dimension_names=("frame", "height", "width", "channel"))
+        else:
+            group.create_array(array_path(f.name), shape=(n_frames, *f.shape), chunks=(max(1, min(n_frames, 65536)), *f.shape),
+                               dtype=f.dtype, compressors=ZSTD, dimension_names=("frame", "action"))
+    return group
+
+
+def write_table(root: StoreLocation, records: list[EpisodeRecord]) -> None:
+    table = pd.DataFrame([r.model_dump(mode="json") for r in records])
+    # stamps in ns stay whole numbers (an empty cell where an episode has none), not floats in e-notation
+    whole = {c: "Int64" for c in ("start_ns", "stop_ns", "segment_start", "source_size", "source_mtime_ns")}
+    root.write(EPISODES, table.astype(whole).to_csv(index=False).encode())
+
+
+def finalize(root: StoreLocation, manifest: StoreManifest) -> None:
+    """Write the version's manifest, last of its objects."""
+    root.write(MANIFEST, (manifest.model_dump_json(indent=2) + "\n").encode())
 
 
 class BuildProgress(Protocol):
@@ -165,11 +201,12 @@ def unchanged(previous: DatasetStore | None, episodes: list[EpisodeInput]) -> bo
 
 
 def check_tables(previous: DatasetStore) -> None:
-    """The version a build or an edit starts from holds its tables as written: a hand-edited or damaged episode
-    table is refused, never carried into a new version with a new checksum."""
-    for key, digest in previous.manifest.checksums.items():
-        if key.startswith(DATA) or key.startswith("meta/") or key == "zarr.json":
-            continue  # frames and actions: verified where they are read or copied
+    """The version a build or an edit starts from holds its tables as written: a hand-edited or damaged table is
+    refused, never carried into a new version with a new checksum."""
+    for key in (BUILD_LOG, HISTORY):  # the episode table was checked when the version was opened (open_store);
+        digest = previous.manifest.checksums.get(key)  # frames and actions are checked where read or copied
+        if digest is None:  # a version written before histories
+            continue
         raw = previous.objects.read(key)
         if raw is None or hashlib.sha256(raw).hexdigest() != digest:
             raise StoreError(f"{previous.objects}/{key}: {'missing' if raw is None else 'checksum mismatch'}: the "
@@ -254,9 +291,7 @@ class Carried:
 
     def image(self, record: EpisodeRecord) -> ImageMoments:
         assert self.previous is not None
-        segment = self.previous.segment(record.segment)
-        found = next(e for e in segment.episodes if e.content_hash == record.content_hash)
-        return ImageMoments.of(found.image)
+        return ImageMoments.of(self.previous.segment_episode(record.segment, record.content_hash).image)
 
     def segment_digest(self, segment: str) -> str:
         assert self.previous is not None
