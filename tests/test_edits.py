@@ -278,3 +278,22 @@ def test_a_store_given_as_a_build_source_is_named_as_one(built: Path, tmp_path: 
     code, text = run("build-splits", str(built), "-o", str(tmp_path / "new.zarr"), "--image-size", "16")
     assert code == 1 and "a vla-data store, not recorded episodes" in text and "vla-data merge" in text, text
     assert not (tmp_path / "new.zarr").exists()
+
+
+def test_a_merge_killed_half_way_is_finished_by_the_next_and_a_second_at_once_is_refused(built: Path,
+                                                                                       tmp_path: Path) -> None:
+    out = tmp_path / "c.zarr"
+    merge = [sys.executable, "-m", "pipelines.cli", "merge", str(built), str(built), "-o", str(out)]
+    leftover = out / "segments" / "v000001-0123abcd" / "data" / "rgb"  # as a merge killed while writing leaves it
+    leftover.mkdir(parents=True)
+    (leftover / "zarr.json").write_text("{}")
+    shutil.copy(built / "vla-data-store.json", out / "vla-data-store.json")
+    first, second = (subprocess.Popen(merge, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                     for _ in range(2))
+    texts = sorted(p.communicate(timeout=120)[0] for p in (first, second))
+    assert sum("wrote" in t for t in texts) == 1 and sum("exists already" in t for t in texts) == 1, texts
+    merged = open_store(out)
+    assert len(committed(merged)) == 1 and not verify(merged)
+    assert [p.name for p in (out / "segments").iterdir()] == list(merged.manifest.segments)  # no leftover
+    code, text = run("gc", str(out))
+    assert code == 0 and "nothing to remove" in text

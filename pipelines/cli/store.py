@@ -197,7 +197,9 @@ def gc_cmd(store: str, no_wait: bool, break_lease: bool, keep_last: int | None, 
     verb = "would remove" if dry_run else "removed"
     for leftover in gone:
         click.echo(f"{verb} {leftover.describe()}")
-    click.echo(f"{store}: {len(gone)} version(s) {verb}" if gone else f"{store}: nothing to remove")
+    versions, segments = sum(not g.segment for g in gone), sum(g.segment for g in gone)
+    counted = ", ".join(f"{n} {what}(s)" for n, what in ((versions, "version"), (segments, "segment")) if n)
+    click.echo(f"{store}: {counted} {verb}" if gone else f"{store}: nothing to remove")
 
 
 def _side_words(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[tuple[str, ...]]:

@@ -19,6 +19,7 @@ from vla_data.store.errors import StoreError
 from vla_data.store.location import StoreLocation, storage_errors
 from vla_data.store.ownership import Ownership, ownership_of
 from vla_data.store.reader import DatasetStore, open_store
+from vla_data.store.versions import read_pointer
 from vla_data.store.writer import BuildProgress, EpisodeInput, write_version, writing
 
 
@@ -52,8 +53,8 @@ def merge(addresses: list[str], out: Path | str, workers: int = 1, progress: Bui
     inputs = {str(s.location.path.resolve()) if s.location.path else str(s.location) for s in stores}
     if str(location) in inputs:
         raise StoreError(f"{out} is one of the stores being merged: give a new output")
-    if ownership_of(location) not in (Ownership.absent, Ownership.empty):
-        raise StoreError(f"{out} exists already: a merge writes a new store; give a path where nothing is")
+    if ownership_of(location) not in (Ownership.absent, Ownership.empty, Ownership.incomplete):
+        raise _exists(out)  # incomplete: a killed merge or first build, whose leftovers the writer removes
     problems = [f"{addresses[i]}: {line}" for i, s in enumerate(stores[1:], 1) for line in differences(stores[0], s)]
     if problems:
         raise StoreError(f"the stores do not hold the same kind of episode, so they cannot be merged: "
@@ -76,6 +77,12 @@ def merge(addresses: list[str], out: Path | str, workers: int = 1, progress: Bui
     merged_from = [Provenance(store=str(s.location.path.resolve()) if s.location.path else str(s.location),
                               version=s.version) for s in stores]
     with storage_errors(location, "writing the merged store"), writing(location, [], wait, on_wait):
+        if read_pointer(location) is not None:  # another merge or build made a store there while this one waited
+            raise _exists(out)
         manifest = write_version(location, None, episodes, m.actions, m.features, options,
                                  BuildLog(runs=[entry]), progress, others=stores, merged_from=merged_from)
     return manifest, duplicates
+
+
+def _exists(out: Path | str) -> StoreError:
+    return StoreError(f"{out} exists already: a merge writes a new store; give a path where nothing is")
