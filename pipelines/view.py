@@ -10,7 +10,6 @@ run, the chunks are ``Policy.episode_chunks`` of the frames the model sees, as `
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
@@ -24,6 +23,7 @@ import rerun as rr
 import rerun.blueprint as rrb
 
 from pipelines.eval_results import EpisodeResult, first_action_mae, worst_episodes
+from pipelines.ports import busy_port, viewer_ports
 from pipelines.predict import episode_cameras, policy_channels, read_recorded
 from pipelines.rerun_recording import EpisodeView, entity_key, episode_layout, log_episode
 from schemas import ColorOrder, RecorderSettings, ValidateOptions, default_action_names
@@ -199,15 +199,6 @@ GRPC_PORT, WEB_PORT = 9876, 9090
 SERVER_MEMORY = "2GiB"  # the served recording is kept in memory up to this (the oldest data goes first)
 
 
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def has_display() -> bool:
     """Whether a native viewer window can open here (a desktop session on Linux, always on macOS/Windows)."""
     return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
@@ -236,10 +227,9 @@ def record(sink: Sink, name: str, fill: Callable[[rr.RecordingStream], T]) -> T:
         raise ViewError("no display here for the native viewer: pass --save FILE.rrd (open it with `rerun FILE.rrd` "
                         "where there is a display) or --serve (the web viewer, on 127.0.0.1)")
     if sink.serve:
-        for port, flag, host in ((sink.grpc_port, "--grpc-port", "127.0.0.1"), (sink.web_port, "--web-port", "")):
-            if not _port_free(host, port):
-                raise ViewError(f"port {port} is in use (another `vla-data view --serve`?): pass {flag} with a free "
-                                "port, or stop the other one")
+        busy = busy_port(viewer_ports(sink.web_port, sink.grpc_port))
+        if busy:
+            raise ViewError(busy)
     rec = rr.RecordingStream("vla-data", recording_id=f"view-{name}")
     rec.set_log_time_enabled(False)  # the frame (and the recorder's time) are the timelines; when it ran is not
     if sink.save is not None and not sink.save.parent.is_dir():

@@ -18,6 +18,8 @@ from schemas.store import ActionSelection, Feature, FeatureKind, NormStats, Prep
 TINY_RANDOM = "tiny-random"
 CHECKPOINT_FORMAT = 3  # 2: the action channels (ActionSelection), not only their names; 3: the cameras
 READABLE_CHECKPOINTS = (2, 3)  # format 2 had one camera, `rgb`, its colour order in the preprocessing
+# a run folder's files (beside its checkpoints): the whole TrainConfig, one JSON line per logged step, the summary
+CONFIG_FILE, LOG_FILE, SUMMARY_FILE = "train_config.json", "log.jsonl", "summary.json"
 # LoRA on the attention projections of the vision and text towers (not the image-to-text resampler).
 ATTENTION_PROJECTIONS = r".*(vision_model|text_model)\..*self_attn\.(q_proj|k_proj|v_proj|out_proj)"
 

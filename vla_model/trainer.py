@@ -27,7 +27,7 @@ from tqdm import tqdm
 from schemas.sample import SampleField
 from schemas.history import DataPin
 from schemas.store import StoreManifest
-from schemas.train import BackboneSpec, CheckpointMeta, Precision, Schedule, TrainConfig
+from schemas.train import CONFIG_FILE, LOG_FILE, SUMMARY_FILE, BackboneSpec, CheckpointMeta, Precision, Schedule, TrainConfig
 from vla_data import __version__
 from vla_data.samples.dataset import WindowDataset
 from vla_data.samples.loader import make_loader
@@ -41,9 +41,6 @@ from vla_model.loss import masked_huber
 from vla_model.policy import ConfigError, VLAPolicy, batch_inputs, policy_for
 from vla_model.preflight import PreflightError, preflight
 
-CONFIG_FILE = "train_config.json"
-LOG_FILE = "log.jsonl"
-SUMMARY_FILE = "summary.json"
 
 
 class TrainSummary(BaseModel):

@@ -23,7 +23,7 @@ from pipelines.cli.options import (
     rrd_path,
 )
 from schemas.evaluation import EvalOptions
-from schemas.train import Precision, TrainConfig
+from schemas.train import CONFIG_FILE, Precision, TrainConfig
 
 
 def assemble_config(config_file: Path | None, given: dict[str, Any]) -> TrainConfig:
@@ -69,7 +69,7 @@ def train_cmd(store: str | None, run_dir: Path | None, config_file: Path | None,
       torchrun --nproc_per_node 4 -m pipelines.cli train dataset.zarr -o runs/k2 --config train.yaml
       vla-data train --resume runs/k2 --max-steps 4000
     """
-    from vla_model.trainer import CONFIG_FILE, train
+    from vla_data.store.reader import open_store
 
     ctx = click.get_current_context()
     given = {k: v for k, v in flags.items() if v is not None and ctx.get_parameter_source(k) != ParameterSource.DEFAULT}
@@ -89,6 +89,9 @@ def train_cmd(store: str | None, run_dir: Path | None, config_file: Path | None,
         if store is not None:
             given["store"] = store
         config = assemble_config(config_file, given)
+    open_store(config.data.store)  # a wrong path, bucket or credentials is said before torch loads (seconds)
+    from vla_model.trainer import train
+
     summary = train(config, run_dir, resume=resume_dir is not None)
     if summary.processes == 1 or int(os.environ.get("RANK", "0")) == 0:
         click.echo(f"trained {summary.steps} steps on {summary.device} x{summary.processes}; best val loss "

@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from pipelines.cli.errors import fail, reported
 from pipelines.cli.flags import SERVE_FLAGS, VIEW_FLAGS
+from pipelines.ports import busy_port, viewer_ports
 from pipelines.cli.options import (
     DEVICE_HELP,
     backbone_option,
@@ -82,6 +83,8 @@ def view_cmd(source: str, episodes: tuple[str, ...], save: Path | None, serve: b
                           | ({"episodes": list(episodes)} if episodes else {}), "view options")
     settings = recorder_settings(**flags)  # type: ignore[arg-type]
     _check_source(source)  # before torch and rerun load (seconds): a mistyped path is said at once
+    if serve and (busy := busy_port(viewer_ports(web_port, grpc_port))):
+        fail(busy)
 
     from pipelines.trained_data import trained_data_line
     from pipelines.view import Sink, ViewError, episodes_into, raw_views, record, resolve_source, store_views
