@@ -3,7 +3,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,38 @@ def run_cli(*args: str) -> tuple[int, str]:
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result.exit_code, result.output
+
+
+Start = Callable[..., subprocess.Popen]  # the ``start`` fixture
+
+
+def _default_interrupt() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def start() -> Iterator[Start]:
+    """``start(cmd, **popen_kwargs)``: a process for this test, as ``subprocess.Popen`` starts it, except that
+
+    - SIGINT is at its default disposition in it (a suite run as a background job inherits SIGINT ignored,
+      and the tests that press Ctrl-C send it);
+    - it leads a process group of its own, and that group (its workers too) is killed when the test ends,
+      however it ends: no test leaves a server or a build running.
+    """
+    started: list[subprocess.Popen] = []
+
+    def popen(cmd: list[str], **kwargs: object) -> subprocess.Popen:
+        proc = subprocess.Popen(cmd, preexec_fn=_default_interrupt, start_new_session=True, **kwargs)  # type: ignore[call-overload]
+        started.append(proc)
+        return proc
+
+    yield popen
+    for proc in started:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # it ended, and every process of its group with it
+        proc.communicate()
 
 
 @pytest.fixture

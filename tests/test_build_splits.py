@@ -18,7 +18,7 @@ import zarr
 
 from schemas import ColorOrder
 from schemas.store import BuildLog, Preprocessing, Split
-from conftest import committed, segment_dir, version_dir
+from conftest import Start, committed, segment_dir, version_dir
 from conftest import run_cli as run
 from vla_data.samples.dataset import WindowDataset
 from vla_data.store.location import StoreLocation
@@ -164,13 +164,13 @@ def test_incomplete_store_is_refused(store: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("delay", [0.5, 1.5, 2.5, 3.5])
 def test_sigkill_leaves_the_previous_store_or_the_new_one(store: Path, clean_dir: Path, tmp_path: Path,
-                                                         delay: float) -> None:
+                                                         delay: float, start: Start) -> None:
     """A build killed at any moment leaves the previous complete store or the new complete one, and the next
     build removes what the killed one left."""
     out = tmp_path / "ds.zarr"
     shutil.copytree(store, out)
     previous = open_store(out).manifest
-    build = subprocess.Popen(
+    build = start(
         [sys.executable, "-m", "pipelines.cli", "build-splits", str(clean_dir), "-o", str(out),
          "--image-size", "24", "--overwrite"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import committed
+from conftest import Start, committed
 from conftest import run_cli as run
 from schemas.store import Split
 from vla_data.store.reader import open_store, verify
@@ -161,14 +161,14 @@ EDITS = {"remove": ["remove", "{store}", "0", "1"], "relabel": ["relabel", "{sto
 
 @pytest.mark.parametrize("delay", [0.7, 1.3])
 @pytest.mark.parametrize("edit", list(EDITS))
-def test_an_edit_killed_at_any_moment_leaves_one_whole_version(store: Path, edit: str, delay: float) -> None:
+def test_an_edit_killed_at_any_moment_leaves_one_whole_version(store: Path, edit: str, delay: float,
+                                                              start: Start) -> None:
     (v1,) = committed(open_store(store))
     if edit == "restore":
         assert run("remove", str(store), "3")[0] == 0
     before = open_store(store)
     args = [a.format(store=store, v1=v1) for a in EDITS[edit]]
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = start([sys.executable, "-m", "pipelines.cli", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -281,15 +281,15 @@ def test_a_store_given_as_a_build_source_is_named_as_one(built: Path, tmp_path: 
 
 
 def test_a_merge_killed_half_way_is_finished_by_the_next_and_a_second_at_once_is_refused(built: Path,
-                                                                                       tmp_path: Path) -> None:
+                                                                                       tmp_path: Path,
+                                                                                       start: Start) -> None:
     out = tmp_path / "c.zarr"
     merge = [sys.executable, "-m", "pipelines.cli", "merge", str(built), str(built), "-o", str(out)]
     leftover = out / "segments" / "v000001-0123abcd" / "data" / "rgb"  # as a merge killed while writing leaves it
     leftover.mkdir(parents=True)
     (leftover / "zarr.json").write_text("{}")
     shutil.copy(built / "vla-data-store.json", out / "vla-data-store.json")
-    first, second = (subprocess.Popen(merge, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                     for _ in range(2))
+    first, second = (start(merge, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2))
     texts = sorted(p.communicate(timeout=120)[0] for p in (first, second))
     assert sum("wrote" in t for t in texts) == 1 and sum("exists already" in t for t in texts) == 1, texts
     merged = open_store(out)

@@ -256,3 +256,21 @@ def test_planted_big_modules(tmp_path):
     assert check_tree(root) == [
         "size: pipelines/cli/__init__.py: 301 lines, over 300 for a file of the CLI",
         "size: vla_model/big.py: 401 lines, over 400"]
+
+
+def started_directly(tests: Path) -> list[str]:
+    """Calls of ``subprocess.Popen`` in test modules (conftest's ``start`` fixture is the one that may): a process
+    started so is neither given SIGINT's default disposition nor killed when its test fails."""
+    found = []
+    for path in sorted(tests.glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "Popen"
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "subprocess"):
+                found.append(f"{path.name}:{node.lineno}")
+    return found
+
+
+def test_every_test_process_is_started_by_the_start_fixture(tmp_path):
+    assert started_directly(ROOT / "tests") == []
+    (tmp_path / "test_x.py").write_text("import subprocess\n\ndef test_a():\n    subprocess.Popen(['true'])\n")
+    assert started_directly(tmp_path) == ["test_x.py:4"]

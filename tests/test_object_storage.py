@@ -20,7 +20,7 @@ import pytest
 import s3fs
 import zarr
 
-from conftest import S3_ENV, committed, segment_dir, version_dir
+from conftest import S3_ENV, Start, committed, segment_dir, version_dir
 from conftest import run_cli as run
 from schemas.synthetic import SyntheticConfig
 from vla_data.store.reader import open_store, verify
@@ -118,16 +118,16 @@ MOMENTS = {
 
 @pytest.mark.parametrize("moment", list(MOMENTS))
 def test_a_build_to_s3_killed_at_any_moment_leaves_one_complete_version(moment: str, clean_dir: Path, big_raw: Path,
-                                                                       bucket: str, tmp_path: Path) -> None:
+                                                                       bucket: str, tmp_path: Path,
+                                                                       start: Start) -> None:
     url, prefix = f"s3://{bucket}/ds.zarr", f"{bucket}/ds.zarr"
     assert run("build-splits", str(clean_dir), "-o", url, "--image-size", "48")[0] == 0
     before = open_store(url)
     first = before.objects.url.rsplit("/", 1)[1]
     fs = s3fs.S3FileSystem()
     published = {k: v for k, v in objects(fs, prefix).items() if k.startswith((f"versions/{first}/", f"segments/{first}/"))}
-    proc = subprocess.Popen([*CLI, "build-splits", str(clean_dir), str(big_raw), "-o", url, "--image-size", "48",
-                             "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = start([*CLI, "build-splits", str(clean_dir), str(big_raw), "-o", url, "--image-size", "48", "--workers", "2"],
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while not MOMENTS[moment](objects(fs, prefix), first):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
@@ -232,11 +232,11 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_wrong_credentials_a_missing_bucket_and_no_network_are_one_message(clean_dir: Path, s3_server: dict[str, str],
-                                                                          tmp_path: Path) -> None:
+                                                                          tmp_path: Path, start: Start) -> None:
     port = free_port()  # a second S3 server that checks credentials: it knows none, so every key is wrong
-    checking = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                env=os.environ | {"INITIAL_NO_AUTH_ACTION_COUNT": "0"},
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checking = start([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                     env=os.environ | {"INITIAL_NO_AUTH_ACTION_COUNT": "0"}, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
         while True:

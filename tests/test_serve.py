@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from PIL import Image
 from websockets.sync.client import connect
 
+from conftest import Start
 from pipelines.cli import main
 from pipelines.serve import serving
 from schemas.serve import ServeConfig
@@ -213,24 +214,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_the_serve_command_serves_until_ctrl_c(served_run: Path, tmp_path: Path) -> None:
+def test_the_serve_command_serves_until_ctrl_c(served_run: Path, tmp_path: Path, start: Start) -> None:
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "serve", str(served_run), "--port", str(port),
-                             "--device", "cpu"], stderr=subprocess.PIPE, text=True,
-                            env=os.environ | {"PYTHONUNBUFFERED": "1"})
-    try:
-        line = ""
-        deadline = time.time() + 120
-        while "serving" not in line and time.time() < deadline:
-            line = proc.stderr.readline()  # type: ignore[union-attr]
-        assert f"ws://127.0.0.1:{port}" in line, line
-        client = PolicyClient(f"ws://127.0.0.1:{port}")
-        assert client.metadata["checkpoint"].endswith("checkpoint-2")
-        client.close()
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(60) == 0
-    finally:
-        proc.kill()
+    proc = start([sys.executable, "-m", "pipelines.cli", "serve", str(served_run), "--port", str(port), "--device", "cpu"],
+                 stderr=subprocess.PIPE, text=True, env=os.environ | {"PYTHONUNBUFFERED": "1"})
+    line = ""
+    deadline = time.time() + 120
+    while "serving" not in line and time.time() < deadline:
+        line = proc.stderr.readline()  # type: ignore[union-attr]
+    assert f"ws://127.0.0.1:{port}" in line, line
+    client = PolicyClient(f"ws://127.0.0.1:{port}")
+    assert client.metadata["checkpoint"].endswith("checkpoint-2")
+    client.close()
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 0
     code = CliRunner().invoke(main, ["serve", str(served_run), "--host", "0.0.0.0"])
     assert code.exit_code == 2 and "token_file" in code.output
     empty = tmp_path / "token"

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import committed, segment_dir, version_dir
+from conftest import Start, committed, segment_dir, version_dir
 from conftest import run_cli as run
 from pipelines.cli import main
 from schemas import ColorOrder
@@ -101,14 +101,14 @@ def test_dot_as_output_is_refused_with_a_message(raw: Path, tmp_path: Path, monk
 
 
 # -- 2. one writer per store --------------------------------------------------------------------------------------
-def test_a_second_build_waits_for_the_first_or_refuses_with_no_wait(raw: Path, tmp_path: Path) -> None:
+def test_a_second_build_waits_for_the_first_or_refuses_with_no_wait(raw: Path, tmp_path: Path, start: Start) -> None:
     out = tmp_path / "ds.zarr"
     with writer_lock(out, wait=False):  # the real lock, held here as a live build holds it
         busy = subprocess.run([*CLI, "build-splits", str(raw), "-o", str(out), "--no-wait"], capture_output=True,
                               text=True, timeout=120)
         assert busy.returncode == 1 and f"pid {os.getpid()}" in busy.stderr and "Traceback" not in busy.stderr
-        waiting = subprocess.Popen([*CLI, "build-splits", str(raw), "-o", str(out), "--image-size", "16"],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        waiting = start([*CLI, "build-splits", str(raw), "-o", str(out), "--image-size", "16"],
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = waiting.stderr.readline()
         assert line.startswith("waiting for") and f"pid {os.getpid()}" in line
         assert not out.exists() and waiting.poll() is None  # it waits, and has written nothing
@@ -117,7 +117,7 @@ def test_a_second_build_waits_for_the_first_or_refuses_with_no_wait(raw: Path, t
     assert open_store(out).manifest.n_episodes == 8
 
 
-def test_two_builds_at_once_both_land_all_their_episodes(raw: Path, tmp_path: Path) -> None:
+def test_two_builds_at_once_both_land_all_their_episodes(raw: Path, tmp_path: Path, start: Start) -> None:
     halves = [tmp_path / "first", tmp_path / "second"]
     for i, half in enumerate(halves):
         half.mkdir()
@@ -125,8 +125,8 @@ def test_two_builds_at_once_both_land_all_their_episodes(raw: Path, tmp_path: Pa
             shutil.copy(p, half)
         shutil.copy(raw / "dataset_index.csv", half)
     out = tmp_path / "ds.zarr"
-    builds = [subprocess.Popen([*CLI, "build-splits", str(h), "-o", str(out), "--image-size", "16"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for h in halves]
+    builds = [start([*CLI, "build-splits", str(h), "-o", str(out), "--image-size", "16"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for h in halves]
     results = [(b.wait(timeout=300), b.stderr.read()) for b in builds]
     assert all(code == 0 for code, _ in results), results
     store = open_store(out)
@@ -213,13 +213,13 @@ def slow_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_ctrl_c_with_workers_publishes_nothing_and_says_so(slow_raw: Path, raw: Path, tmp_path: Path) -> None:
+def test_ctrl_c_with_workers_publishes_nothing_and_says_so(slow_raw: Path, raw: Path, tmp_path: Path,
+                                                           start: Start) -> None:
     out = tmp_path / "ds.zarr"
     assert build(str(raw), "-o", str(out))[0] == 0
     before = open_store(out).manifest
-    proc = subprocess.Popen([*CLI, "build-splits", str(slow_raw), "-o", str(out), "--image-size", "96", "--workers",
-                             "2", "--overwrite", "--prune"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = start([*CLI, "build-splits", str(slow_raw), "-o", str(out), "--image-size", "96", "--workers", "2",
+                  "--overwrite", "--prune"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     first = version_dir(out)
     while not [p for p in out.glob("segments/*/data/rgb/c/*/*/*/*") if p.parts[-8] != first.name]:  # new shards

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import LEARN_BUILD, SMALL_MODEL, run_cli
+from conftest import LEARN_BUILD, SMALL_MODEL, Start, run_cli
 from safetensors.torch import load_file
 
 from vla_data.build.job import build_store
@@ -230,7 +230,7 @@ def _logged(run: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
-def test_resume_after_sigkill_continues_exactly(clean_dir: Path, tmp_path: Path) -> None:
+def test_resume_after_sigkill_continues_exactly(clean_dir: Path, tmp_path: Path, start: Start) -> None:
     """A real process killed (SIGKILL) past checkpoint-12, in its third epoch, with LoRA dropout, accumulation and
     a log window the checkpoint splits: the resumed run logs and ends exactly as an uninterrupted one."""
     store = tmp_path / "ds.zarr"  # 76 train samples: 10 batches of 8, 5 steps per epoch
@@ -242,8 +242,8 @@ def test_resume_after_sigkill_continues_exactly(clean_dir: Path, tmp_path: Path)
              "--save-every", "6", "--val-every", "6", "--val-batches", "1", "--keep-last", "5"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same float arithmetic in every process
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    uninterrupted = subprocess.Popen([*cli, *flags, "-o", str(straight)], env=env, stderr=subprocess.PIPE, text=True)
-    victim = subprocess.Popen([*cli, *flags, "-o", str(killed)], env=env, stderr=subprocess.DEVNULL)
+    uninterrupted = start([*cli, *flags, "-o", str(straight)], env=env, stderr=subprocess.PIPE, text=True)
+    victim = start([*cli, *flags, "-o", str(killed)], env=env, stderr=subprocess.DEVNULL)
     while victim.poll() is None and not any(line["step"] == 15 for line in _logged(killed)):
         time.sleep(0.02)
     victim.send_signal(signal.SIGKILL)

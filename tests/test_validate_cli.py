@@ -16,7 +16,7 @@ import pytest
 import zarr
 from click.testing import CliRunner
 
-from conftest import segment_dir
+from conftest import Start, segment_dir
 from pipelines.cli import main
 from schemas import FindingCode, ValidationReport
 from schemas.sample import WindowSpec
@@ -102,10 +102,10 @@ def test_inputs_are_never_touched(defect_dir: Path) -> None:
     assert _snapshot(defect_dir) == before
 
 
-def test_validating_while_the_recorder_holds_the_file(clean_dir: Path, tmp_path: Path) -> None:
+def test_validating_while_the_recorder_holds_the_file(clean_dir: Path, tmp_path: Path, start: Start) -> None:
     """The collector (another process) holds the file open for writing, with the HDF5 lock taken."""
     episode = shutil.copy(sorted(clean_dir.glob("*.h5"))[0], tmp_path)
-    holder = subprocess.Popen(
+    holder = start(
         [sys.executable, "-c", "import h5py, sys; f = h5py.File(sys.argv[1], 'a'); print('open', flush=True); "
          "sys.stdin.read()", str(episode)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,

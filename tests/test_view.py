@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 from rerun.chunk import RrdReader
 
-from conftest import SMALL, run_cli
+from conftest import SMALL, Start, run_cli
 from vla_data.store.reader import open_store
 from vla_model.runtime import Policy
 
@@ -216,10 +216,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_serve_starts_the_web_viewer_on_localhost_and_stops_on_ctrl_c(small_store: Path) -> None:
+def test_serve_starts_the_web_viewer_on_localhost_and_stops_on_ctrl_c(small_store: Path, start: Start) -> None:
     web, grpc = free_port(), free_port()
-    proc = subprocess.Popen([*CLI, "view", str(small_store), "--serve", "--web-port", str(web), "--grpc-port", str(grpc)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start([*CLI, "view", str(small_store), "--serve", "--web-port", str(web), "--grpc-port", str(grpc)],
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
         url = re.search(r"open (http://127\.0\.0\.1:\d+/\S+)", line)
