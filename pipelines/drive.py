@@ -4,6 +4,7 @@ executor, as the robot would, with the latency it sees. Checks a deployment (or 
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import numpy as np
 from schemas import ColorOrder, RecorderSettings, ValidateOptions
 from schemas.findings import Severity
 from schemas.serve import DriveReport
-from vla_client.client import PolicyClient
+from vla_client.client import FrameWarning, PolicyClient
 from vla_client.execution import Driver, ExecutionMode, Executor, Snap
 from pipelines.predict import read_recorded
 from vla_data.common.resize import to_rgb
@@ -83,6 +84,9 @@ def drive_episode(url: str, path: Path, settings: RecorderSettings, execution: s
         if not instruction:
             raise ValueError(f"{path}: no instruction in the file, a dataset_index.csv or the file name; "
                              "pass --instruction")
+        with warnings.catch_warnings(record=True) as said:  # frames the server would refuse: refused here, once
+            warnings.simplefilter("always", FrameWarning)
+            client.check({c: f[0] for c, f in frames.items()})
         client.reset(instruction)
         timed = TimedClient(client)
         executor = Executor(mode, deadline=deadline, snap=Snap.from_metadata(meta) if snap else None)
@@ -107,7 +111,8 @@ def drive_episode(url: str, path: Path, settings: RecorderSettings, execution: s
                        action_names=meta["action_names"], steps=n, requests=len(timed.round_trip),
                        stops=executor.stops, round_trip_ms=_percentiles(timed.round_trip),
                        server_ms=_percentiles(timed.server),
-                       commands=[c.tolist() for c in commands], command_mae=mae)
+                       commands=[c.tolist() for c in commands], command_mae=mae,
+                       warnings=[str(w.message) for w in said if issubclass(w.category, FrameWarning)])
 
 
 def render_drive(report: DriveReport) -> str:

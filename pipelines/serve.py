@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +62,14 @@ from vla_model.runtime import Policy, PolicyRunner
 log = logging.getLogger("vla-data.serve")
 
 
-def metadata(policy: Policy, precision: Precision) -> ServeMetadata:
+def metadata(policy: Policy, precision: Precision, any_frame: bool = False) -> ServeMetadata:
     stats = policy.meta.stats.action
     return ServeMetadata(
         protocol=PROTOCOL_VERSION, vla_data_version=__version__, checkpoint=str(policy.path),
         model=policy.meta.backbone.source, precision=precision, device=str(policy.device),
         cameras=policy.camera_names, color_orders={c: o.value for c, o in policy.color_orders().items()},
         image_size=policy.preprocessing.image_size, resize=policy.preprocessing.resize.value,
+        source_frame_sizes=list(policy.meta.source_frame_sizes), any_frame=any_frame,
         window=policy.window, chunk=policy.chunk, action_offset=policy.spec.action_offset,
         action_names=policy.action_names, action_channels=list(policy.meta.actions.channels),
         action_levels={n: sorted({round(c.min, 6), 0.0, round(c.max, 6)}) if c.min <= 0 <= c.max else
@@ -75,10 +77,20 @@ def metadata(policy: Policy, precision: Precision) -> ServeMetadata:
     )
 
 
+@dataclass
+class Robot:
+    """One connection: its runner, and whether a frame served only for ``any_frame`` was logged yet."""
+
+    runner: PolicyRunner
+    peer: str
+    told_any_frame: bool = False
+
+
 class PolicyServer:
     def __init__(self, policy: Policy, config: ServeConfig, token: str | None = None) -> None:
         self.policy, self.config, self.token = policy, config, token
-        self.metadata = metadata(policy, config.precision).model_dump(mode="json")
+        self.metadata = metadata(policy, config.precision, config.any_frame).model_dump(mode="json")
+        self.expected = policy.expected_frames
         # one policy, one thread that runs it (a thread per step would give each its own OpenMP team and
         # oversubscribe the cores); the steps waiting when it is free go through the backbone as one batch
         self.compute = ThreadPoolExecutor(1, thread_name_prefix="vla-data-policy")
@@ -97,13 +109,14 @@ class PolicyServer:
                 await connection.close(CLOSE_UNAUTHORIZED, "a missing or wrong token")
                 return
         runner = self.policy.runner()
+        robot = Robot(runner, str(peer))
         self.connections += 1
         log.info("robot %s connected (%d connected)", peer, self.connections)
         try:
             async for data in connection:
                 try:
                     message = unpack(data)
-                    reply = await self.answer(message, runner)
+                    reply = await self.answer(message, robot)
                 except ProtocolError as exc:
                     message, reply = {}, error(exc.code, str(exc))
                 except Exception as exc:  # a bug must not take the server down with it: said, and logged
@@ -118,8 +131,8 @@ class PolicyServer:
             self.connections -= 1
             log.info("robot %s disconnected", peer)
 
-    async def answer(self, message: dict[str, Any], runner: PolicyRunner) -> dict[str, Any]:
-        kind = message["type"]
+    async def answer(self, message: dict[str, Any], robot: Robot) -> dict[str, Any]:
+        runner, kind = robot.runner, message["type"]
         if kind not in CLIENT_MESSAGES:
             raise ProtocolError(MALFORMED, f"unknown message type {kind!r}; one of {', '.join(CLIENT_MESSAGES)}")
         if kind == HELLO:
@@ -137,6 +150,7 @@ class PolicyServer:
             raise ProtocolError(NOT_RESET, "step before reset: send reset with the instruction first")
         started = time.perf_counter()
         frames, orders = await asyncio.to_thread(self.frames, message.get("frames"))  # off the event loop
+        self.check_sizes(frames, robot)
         decoded = time.perf_counter()
         chunk = await self._step(runner, frames, orders)
         done = time.perf_counter()
@@ -203,6 +217,20 @@ class PolicyServer:
                                 f"{', '.join(self.policy.camera_names)}")
         frames = {c: self._frame(c, given[c]) for c in self.policy.camera_names}
         return frames, {c: ColorOrder.rgb for c in frames if isinstance(given[c], dict)}
+
+    def check_sizes(self, frames: dict[str, np.ndarray], robot: Robot) -> None:
+        """Refuse a frame the policy was not trained to read (``vla_client.frames``); with ``any_frame``, act on
+        it and log it, once per connection."""
+        for camera, frame in frames.items():
+            problem = self.expected.refusal(*frame.shape[:2])
+            if problem is None:
+                continue
+            if not self.config.any_frame:
+                raise ProtocolError(BAD_FRAME, f"camera {camera}: {problem} (a server started with --any-frame acts "
+                                    "on it anyway)")
+            if not robot.told_any_frame:
+                robot.told_any_frame = True
+                log.warning("robot %s, camera %s: %s; acting on it (--any-frame)", robot.peer, camera, problem)
 
     @staticmethod
     def _frame(camera: str, frame: Any) -> np.ndarray:

@@ -22,6 +22,9 @@ class ServeConfig(BaseModel):
     compile: bool = Field(False, description="Compile the backbone with CUDA graphs (torch.compile, reduce-overhead) "
                           "at start and warm it up before taking robots; CUDA only, else served eager.")
     max_message_mb: float = Field(32.0, gt=0, description="Largest message accepted (a raw 720p frame is 2.7 MB).")
+    any_frame: bool = Field(False, description="Act on frames of any size and aspect ratio (logged once per "
+                            "connection) instead of refusing one smaller than the policy reads or more than 10% off "
+                            "the training camera's aspect ratio.")
 
     @model_validator(mode="after")
     def _no_open_door(self) -> ServeConfig:
@@ -44,6 +47,10 @@ class ServeMetadata(BaseModel):
     color_orders: dict[str, str] = Field(description="Per camera, the channel order of raw frames (encoded images "
                                          "decode to RGB and are converted).")
     image_size: int = Field(description="Frames are resized to image_size x image_size on the server.")
+    source_frame_sizes: list[str] = Field(
+        default_factory=list, description="HxW of the frames trained on, before resizing (empty: not recorded); a "
+        "frame smaller or of another aspect ratio is refused unless any_frame (vla_client.frames).")
+    any_frame: bool = Field(False, description="The server acts on frames of any size and aspect ratio.")
     resize: str
     window: int
     chunk: int
@@ -72,3 +79,5 @@ class DriveReport(BaseModel):
     commands: list[list[float]] = Field(description="The command executed at each tick, physical units.")
     command_mae: list[float | None] = Field(
         description="Per channel, the commands against the recorded action after each frame (row t + offset).")
+    warnings: list[str] = Field(default_factory=list, description="Frames of another aspect ratio than the "
+                                "policy was trained on, per camera (the robot's client warns of them too).")

@@ -43,7 +43,8 @@ LAYERS: dict[str, frozenset[str] | None] = {
     # synthetic recordings: written in the formats sources reads
     "vla_data.synthetic": frozenset({"schemas", "vla_data.common", "vla_data.sources"}),
     # the policy: trains on samples from a store, never on recordings or the build
-    "vla_model": frozenset({"schemas", "vla_data.common", "vla_data.samples", "vla_data.store"}),
+    # (and the robot side's frame expectations, so that predict and the robot check frames by one rule)
+    "vla_model": frozenset({"schemas", "vla_data.common", "vla_data.samples", "vla_data.store", "vla_client"}),
     # the commands: they put everything together
     "pipelines": ANYTHING,
 }

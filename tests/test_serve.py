@@ -26,7 +26,7 @@ from pipelines.cli import main
 from pipelines.serve import serving
 from schemas.serve import ServeConfig
 from schemas.train import Precision
-from vla_client.client import PolicyClient, ServerError, Unauthorized
+from vla_client.client import FrameWarning, PolicyClient, ServerError, Unauthorized
 from vla_client.protocol import BAD_FRAME, MALFORMED, NOT_RESET, encoded, pack, unpack
 from vla_model.runtime import Policy
 
@@ -110,8 +110,8 @@ def test_every_bad_message_gets_an_error_and_the_connection_stays_usable(policy:
         assert ask(pack({"type": "reset", "instruction": instruction})) == {"type": "reset"}
         assert ask(pack({"type": "step", "frames": {"rgb": frames[0][..., :2]}}))["code"] == BAD_FRAME
         assert ask(pack({"type": "step", "frames": {"rgb": frames[0].astype(np.float32)}}))["code"] == BAD_FRAME
-        empty = ask(pack({"type": "step", "frames": {"rgb": np.zeros((0, 5, 3), np.uint8)}}))  # refused in the batch
-        assert empty["code"] == BAD_FRAME and "(H, W, 3)" in empty["message"]
+        empty = ask(pack({"type": "step", "frames": {"rgb": np.zeros((0, 5, 3), np.uint8)}}))
+        assert empty["code"] == BAD_FRAME and "a 0x5 frame is smaller than the policy reads" in empty["message"]
         wrong = ask(pack({"type": "step", "frames": {"front": frames[0]}}))
         assert wrong["code"] == BAD_FRAME and "camera(s) rgb" in wrong["message"]
         assert ask(pack({"type": "step", "frames": {"rgb": frames[0]}, "timestamp": 7.5}))["type"] == "chunk"
@@ -325,6 +325,65 @@ def test_drive_replays_an_episode_through_a_server_as_the_robot_would(served_run
     assert CliRunner().invoke(main, ["drive", str(episode)]).exit_code == 2
     code = CliRunner().invoke(main, ["drive", str(episode), "--url", "ws://127.0.0.1:9"])
     assert code.exit_code == 1 and "cannot reach the policy server" in code.output and "Traceback" not in code.output
+
+
+def test_frames_the_policy_was_not_trained_on_are_refused_or_warned_of(policy: Policy, learn_store: Path,
+                                                                      tmp_path: Path, caplog: pytest.LogCaptureFixture
+                                                                      ) -> None:
+    """Trained on 48x80 frames (aspect 1.67), resized to 56x56: a 1x1 frame or a portrait one is refused by the server
+    (an error for that step) and, before sending, by the client; a 720p one (aspect 1.78, 7% off) is acted on
+    with a warning; ``any_frame`` acts on anything, logged once per connection; drive warns and refuses likewise."""
+    frames, instruction = _episode(learn_store)
+    tiny, portrait, hd = (np.zeros(shape, np.uint8) for shape in ((1, 1, 3), (80, 48, 3), (720, 1280, 3)))
+    with serving(policy, LOCAL) as server, connect(server.url, compression=None, proxy=None) as ws:
+        def ask(message: dict) -> dict:
+            ws.send(pack(message))
+            return unpack(ws.recv(timeout=10))
+
+        hello = ask({"type": "hello"})["metadata"]
+        assert hello["source_frame_sizes"] == ["48x80"] and hello["image_size"] == 56 and not hello["any_frame"]
+        ask({"type": "reset", "instruction": instruction})
+        for frame, said in ((tiny, "a 1x1 frame is smaller than the policy reads (48 pixels on the short side"),
+                            (portrait, "a 80x48 frame (aspect 0.60) is not the training camera's shape")):
+            reply = ask({"type": "step", "frames": {"rgb": frame}})
+            assert reply["code"] == BAD_FRAME and said in reply["message"] and "--any-frame" in reply["message"]
+        assert ask({"type": "step", "frames": {"rgb": hd}})["type"] == "chunk"  # within 10%: acted on
+        assert ask({"type": "step", "frames": {"rgb": frames[0]}})["type"] == "chunk"  # the connection goes on
+
+        client = PolicyClient(server.url)
+        client.reset(instruction)
+        with pytest.raises(ValueError, match="camera rgb: a 1x1 frame is smaller"):
+            client.step(tiny)
+        with pytest.warns(FrameWarning, match=r"camera rgb: frames are 720x1280 \(aspect 1.78\), the policy was "
+                          r"trained on 48x80 \(aspect 1.67\)") as warned:
+            client.step(hd)
+            client.step(hd)  # once per camera and size
+            client.step(np.zeros((96, 160, 3), np.uint8))  # larger, the same aspect: nothing to say
+        assert len(warned) == 1
+        client.close()
+    with caplog.at_level("WARNING", "vla-data.serve"), serving(policy, ServeConfig(port=0, any_frame=True)) as server:
+        client = PolicyClient(server.url)
+        assert client.metadata["any_frame"]
+        client.reset(instruction)
+        with pytest.warns(FrameWarning):  # the client still says so
+            assert client.step(tiny).shape == client.step(portrait).shape == (3, 2)
+        client.close()
+    logged = [r.getMessage() for r in caplog.records if "--any-frame" in r.getMessage()]
+    assert len(logged) == 1 and "a 1x1 frame is smaller" in logged[0]
+
+    from schemas.synthetic import SyntheticConfig
+    from vla_data.synthetic.episodes import make_synthetic
+
+    for name, (height, width) in (("wide", (56, 88)), ("square", (48, 48))):
+        make_synthetic(tmp_path / name, SyntheticConfig(episodes=1, height=height, width=width, seed=3))
+    wide, square = (next((tmp_path / name).glob("*.h5")) for name in ("wide", "square"))
+    with serving(policy, LOCAL) as server:
+        code = CliRunner().invoke(main, ["drive", str(wide), "--url", server.url, "--json"])
+        assert code.exit_code == 0, code.output
+        assert "warning: camera rgb: frames are 56x88 (aspect 1.57)" in code.output
+        assert json.loads(code.output[code.output.index("{"):])["warnings"][0].startswith("camera rgb: frames are 56x88")
+        code = CliRunner().invoke(main, ["drive", str(square), "--url", server.url])
+        assert code.exit_code == 1 and "camera rgb: a 48x48 frame (aspect 1.00) is not the training camera's" in code.output
 
 
 def test_a_message_over_the_size_limit_closes_that_connection_only(policy: Policy, learn_store: Path) -> None:

@@ -29,6 +29,7 @@ import torch
 from schemas import ColorOrder
 from schemas.store import Feature, Preprocessing
 from schemas.train import CheckpointMeta, Precision
+from vla_client.frames import ExpectedFrames, parse_size
 from vla_data.samples.normalize import Normalizer
 from vla_data.common.resize import resize_frames
 from vla_data.samples.windows import window_index
@@ -53,9 +54,6 @@ def pick_device(device: str | torch.device | None) -> torch.device:
     if chosen.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r}: no CUDA GPU is visible on this machine; use cpu")
     return chosen
-
-
-ASPECT_TOLERANCE = 0.02  # relative difference of width/height that still counts as the same aspect
 
 
 class Policy:
@@ -135,18 +133,17 @@ class Policy:
     def device(self) -> torch.device:
         return self.model.action_query.device
 
+    @property
+    def expected_frames(self) -> ExpectedFrames:
+        """The frames this policy was trained on (their sizes before resizing, and its input side)."""
+        return ExpectedFrames(self.preprocessing.image_size, tuple(parse_size(s) for s in self.meta.source_frame_sizes),
+                              self.preprocessing.resize.value)
+
     def aspect_warning(self, height: int, width: int) -> str | None:
         """A warning when frames of this size have another aspect ratio than the frames trained on (they are
         resized to the same S x S, so objects look stretched otherwise than in training); None when it fits or
         the checkpoint does not say (trained before the sizes were recorded)."""
-        trained = [tuple(int(n) for n in size.split("x")) for size in self.meta.source_frame_sizes]
-        if not trained or any(abs(width / height - w / h) <= ASPECT_TOLERANCE * w / h for h, w in trained):
-            return None
-        sizes = ", ".join(self.meta.source_frame_sizes)
-        return (f"frames are {height}x{width} (aspect {width / height:.2f}), the policy was trained on {sizes} "
-                f"(aspect {trained[0][1] / trained[0][0]:.2f}), resized ({self.preprocessing.resize.value}) to "
-                f"{self.preprocessing.image_size}x{self.preprocessing.image_size}: the scene will look stretched "
-                "otherwise than in training; use the training camera's resolution, or crop to its aspect")
+        return self.expected_frames.warning(height, width)
 
     @property
     def camera_names(self) -> list[str]:

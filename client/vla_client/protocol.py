@@ -33,7 +33,7 @@ CLOSE_UNAUTHORIZED = 4001  # the websocket close code of a connection refused fo
 
 # error codes (``{"type": "error", "code": ...}``)
 MALFORMED = "malformed"  # not a msgpack map with a known type
-BAD_FRAME = "bad_frame"  # a frame of the wrong shape, dtype or encoding, or a camera missing
+BAD_FRAME = "bad_frame"  # a frame of the wrong shape, dtype, encoding or size (vla_client.frames), or a camera missing
 NOT_RESET = "not_reset"  # step before reset
 BAD_REQUEST = "bad_request"  # a field missing or of the wrong kind
 

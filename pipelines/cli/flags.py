@@ -64,7 +64,7 @@ TRAIN_FLAGS: dict[str, tuple[str, ...]] = {
 EVAL_FLAGS = {name: (name,) for name in EvalOptions.model_fields}
 VIEW_FLAGS = {name: (name,) for name in ViewOptions.model_fields if name != "episodes"}
 SERVE_FLAGS = {name: (name,) for name in ("host", "port", "precision", "compile", "token_file", "insecure",
-                                          "max_message_mb")}
+                                          "max_message_mb", "any_frame")}
 # ROS 2 bag flags of every command that reads recorder episodes: flag, BagSettings field, click type
 BAG_FLAGS: list[tuple[str, str, Any]] = [
     ("command_topic", "command_topic", str),

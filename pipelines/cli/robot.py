@@ -199,4 +199,6 @@ def drive_cmd(episode: Path, url: str | None, checkpoint: Path | None, execution
     with local as server:
         report = drive_episode(url or server.url, episode, settings, execution, instruction, token, deadline,
                                snap, rate)
+    for warning in report.warnings:
+        click.echo(click.style(f"warning: {warning}", fg="yellow"), err=True)
     click.echo(report.model_dump_json(indent=2) if as_json else render_drive(report))
