@@ -28,7 +28,8 @@ LAYERS: dict[str, frozenset[str] | None] = {
     # the package's __init__: __version__, and WindowDataset / make_loader loaded by name on first use
     "vla_data": frozenset({"vla_data.samples"}),
     # what every stage shares (files, pools, refusals, resizing): only the contracts below it
-    "vla_data.common": frozenset({"schemas"}),
+    # (and the robot client's preprocessing: the one resize rule, which the robot runs without vla-data)
+    "vla_data.common": frozenset({"schemas", "vla_client"}),
     # reading recordings (HDF5, ROS 2 bags); bag images are decoded by the client's ROS message conversions
     "vla_data.sources": frozenset({"schemas", "vla_data.common", "vla_client"}),
     # checking recordings: reads them through sources
