@@ -6,20 +6,24 @@ from __future__ import annotations
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from schemas import ColorOrder, RecorderSettings, ValidateOptions
 from schemas.findings import Severity
 from schemas.serve import DriveReport
-from vla_client.client import FrameWarning, PolicyClient
+from vla_client.client import PolicyClient
+from vla_client.frames import FrameWarning
 from vla_client.execution import Driver, ExecutionMode, Executor, Snap
 from pipelines.predict import read_recorded
 from vla_data.common.resize import to_rgb
 from vla_data.sources.instructions import InstructionIndex
 from vla_data.validation.checks import check_file
 
+
+if TYPE_CHECKING:  # onnxruntime is the onnx extra's: imported only by drive --policy
+    from vla_client.local import LocalPolicy
 
 class TimedClient:
     """The client, timing each request (round trip on the client, and the server's own account)."""
@@ -70,13 +74,14 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)), "max": float(a.max())}
 
 
-def drive_episode(url: str, path: Path, settings: RecorderSettings, execution: str, instruction: str | None = None,
-                  token: str | None = None, deadline: float = 0.5, snap: bool = False, rate: float = 0.0
+def drive_episode(client: PolicyClient | LocalPolicy, path: Path, settings: RecorderSettings, execution: str,
+                  instruction: str | None = None, deadline: float = 0.5, snap: bool = False, rate: float = 0.0
                   ) -> DriveReport:
-    """Drive the episode at ``path`` through the server at ``url`` (``rate`` ticks per second, 0: as fast as the
-    server answers); the commands are compared with the recorded actions of the channels the policy predicts."""
+    """Drive the episode at ``path`` through ``client``: a server's ``PolicyClient``, or an exported policy's
+    ``LocalPolicy`` (``rate`` ticks per second, 0: as fast as it answers); the commands are compared with the
+    recorded actions of the channels the policy predicts. The client is closed at the end."""
     mode = ExecutionMode.parse(execution)
-    client = PolicyClient(url, token=token)
+    url = client.url if isinstance(client, PolicyClient) else str(client.folder)
     try:
         meta = client.metadata
         frames, actions, found = read_frames(path, settings, meta["cameras"], meta.get("color_orders", {}))

@@ -64,9 +64,10 @@ class ServeMetadata(BaseModel):
 
 
 class DriveReport(BaseModel):
-    """`vla-data drive --json`: one recorded episode driven through a policy server, as the robot would."""
+    """`vla-data drive --json`: one recorded episode driven through a policy server (or an exported policy run
+    here with onnxruntime), as the robot would."""
 
-    url: str
+    url: str = Field(description="The server driven (ws://...), or the exported policy folder (drive --policy).")
     episode: str
     instruction: str
     execution: str

@@ -26,7 +26,8 @@ from pipelines.cli import main
 from pipelines.serve import serving
 from schemas.serve import ServeConfig
 from schemas.train import Precision
-from vla_client.client import FrameWarning, PolicyClient, ServerError, Unauthorized
+from vla_client.client import PolicyClient, ServerError, Unauthorized
+from vla_client.frames import FrameWarning
 from vla_client.protocol import BAD_FRAME, MALFORMED, NOT_RESET, encoded, pack, unpack
 from vla_model.runtime import Policy
 

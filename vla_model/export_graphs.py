@@ -13,10 +13,10 @@ small head over the last W features):
     Kosmos-2's text model reads it causally, so the query sees exactly the tokens ``VLAPolicy.frame_features``
     gives it, at the same positions; the pad after it changes nothing.
 ``head.onnx``   features (1, W, D) float32, oldest first -> chunk (1, K, A) float32, normalised (the last step of
-    ``VLAPolicy.act``); ``graphs.json`` holds the offset and scale that turn it into physical units.
+    ``VLAPolicy.act``); ``policy.json`` holds the offset and scale that turn it into physical units.
 
-``tokenizer.json`` (the ``tokenizers`` package reads it) and ``graphs.json`` (shapes, ids, cameras, action
-stats) are written beside them.
+``tokenizer.json`` (the ``tokenizers`` package reads it) is written beside them; ``pipelines.export`` adds
+``policy.json`` (``schemas.export.ExportedPolicy``) and publishes the folder.
 
 torch.export's exporter (``dynamo=True``) writes both graphs; the TorchScript exporter has no
 ``aten::_upsample_bilinear2d_aa`` (the antialiased resize, ONNX Resize ``antialias=1`` from opset 18), so it
@@ -26,22 +26,26 @@ Kosmos-2 in fp32) keeps them in ``frame.onnx.data`` beside ``frame.onnx``; onnxr
 
 from __future__ import annotations
 
-import json
+import importlib
+import logging
 import time
-from dataclasses import asdict, dataclass
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from schemas.export import FRAME_GRAPH, HEAD_GRAPH, TOKENIZER_FILE, ExportOptions, Parity
 from schemas.train import Precision
 from vla_model.policy import VLAPolicy
 from vla_model.runtime import Policy
 
-MAX_WORDS = 32  # default L: instruction word tokens the frame graph takes
-OPSET = 18  # Resize's antialias attribute needs 18
 EXTERNAL_DATA_BYTES = 1_800_000_000  # weights past this go to FILE.onnx.data (protobuf's limit is 2 GB)
 FORBIDDEN_OPS = ("NonZero", "ScatterND", "ScatterElements")
 
@@ -73,7 +77,7 @@ class FrameGraph(nn.Module):
     running over a longer (masked) sequence than that batch's.
     """
 
-    def __init__(self, policy: VLAPolicy, image_size: int, max_words: int = MAX_WORDS) -> None:
+    def __init__(self, policy: VLAPolicy, image_size: int, max_words: int) -> None:
         super().__init__()
         self.policy = policy
         self.image_size, self.max_words = image_size, max_words
@@ -129,23 +133,23 @@ class HeadGraph(nn.Module):
         return sum(t.numel() * t.element_size() for part in parts for t in part.parameters())
 
 
-@dataclass
-class GraphsInfo:
-    """``graphs.json``: what a runtime needs besides the two graphs and ``tokenizer.json``."""
+def _extra(name: str) -> ModuleType:
+    """A module of the onnx extra (onnx, onnxruntime), or an ImportError that says how to install it."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise ImportError(f"the ONNX export needs {exc.name}: pip install 'vla-data[onnx]'") from exc
 
-    cameras: list[str]
-    image_size: int  # S
+
+@dataclass(frozen=True)
+class Graphs:
+    """What ``export_graphs`` wrote: the frame graph's L and pad id, the feature size, and per graph the exporter
+    that wrote it (dynamo or torchscript) and how long it took."""
+
     max_words: int  # L
     pad_id: int
     feature_dim: int  # D
-    window: int  # W
-    chunk: int  # K
-    action_names: list[str]
-    action_offset: list[float]  # physical = normalised * scale + offset
-    action_scale: list[float]
-    opset: int
-    precision: str
-    exporter: dict[str, str]  # graph -> "dynamo" or "torchscript"
+    exporter: dict[str, str]
     export_seconds: dict[str, float]
 
 
@@ -155,13 +159,29 @@ def _save(module: FrameGraph | HeadGraph, args: tuple, path: Path, names: tuple[
     graph names that file by its relative name: keep the two together)."""
     external = module.weight_bytes() > EXTERNAL_DATA_BYTES
     inputs, outputs = names
-    if dynamo:
-        program = torch.onnx.export(module, args, input_names=inputs, output_names=outputs, opset_version=opset,
-                                    dynamo=True, optimize=True, verbose=False)
-        program.save(str(path), external_data=external)
-    else:  # the TorchScript exporter writes external data by itself when the model passes 2 GB
-        torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs, opset_version=opset,
-                          dynamo=False, do_constant_folding=True)
+    with _quiet():
+        if dynamo:
+            program = torch.onnx.export(module, args, input_names=inputs, output_names=outputs, opset_version=opset,
+                                        dynamo=True, optimize=True, verbose=False)
+            program.save(str(path), external_data=external)
+        else:  # the TorchScript exporter writes external data by itself when the model passes 2 GB
+            torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs, opset_version=opset,
+                              dynamo=False, do_constant_folding=True)
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """The exporters' notes to their developers (deprecations, "torchvision is not installed", the LSTM's flat
+    weights assigned during tracing) are not the user's to act on: silenced for the export, errors still raise."""
+    noisy = logging.getLogger("torch.onnx")
+    level = noisy.level
+    noisy.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        noisy.setLevel(level)
 
 
 def _export(module: FrameGraph | HeadGraph, args: tuple, path: Path, names: tuple[list[str], list[str]], opset: int,
@@ -185,49 +205,37 @@ def _export(module: FrameGraph | HeadGraph, args: tuple, path: Path, names: tupl
     return "torchscript"
 
 
-def export_graphs(policy: Policy, folder: Path | str, opset: int = OPSET, precision: Precision | str = Precision.fp32,
-                  *, max_words: int = MAX_WORDS, batch: int = 1, dynamo: bool = True) -> GraphsInfo:
-    """Write ``frame.onnx``, ``head.onnx``, ``tokenizer.json`` and ``graphs.json`` of a loaded policy into
-    ``folder``; what was written is returned (and is ``graphs.json``).
+def export_graphs(policy: Policy, folder: Path, options: ExportOptions, *, batch: int = 1, dynamo: bool = True
+                  ) -> Graphs:
+    """Write ``frame.onnx``, ``head.onnx`` and ``tokenizer.json`` of a loaded policy into ``folder``.
 
-    ``max_words``: L, the longest instruction the frame graph takes, in tokens. ``batch``: N, the frames per
-    frame-graph call (1 for a robot's step). ``dynamo``: torch.export's exporter first, the TorchScript one where
-    it fails (or only that one, when False); the TorchScript exporter has no antialiased resize, so it fails
-    unless the store's S is the vision tower's size.
-    ``precision`` fp16 converts the frame graph's weights and activations to float16 after export, its inputs
-    and output staying as above; the head stays fp32. The policy's backbone is put back in fp32 first.
+    ``options.max_words``: L, the longest instruction the frame graph takes, in tokens. ``batch``: N, the frames
+    per frame-graph call (1 for a robot's step). ``dynamo``: torch.export's exporter first, the TorchScript one
+    where it fails (or only that one, when False); the TorchScript exporter has no antialiased resize, so it fails
+    unless the store's S is the vision tower's size. ``options.precision`` fp16 converts the frame graph's
+    weights and activations to float16 after export, its inputs and output staying as above; the head stays
+    fp32. The policy's backbone is put back in fp32 first.
     """
-    precision = Precision(precision)
-    if precision == Precision.bf16:
-        raise ValueError("precision bf16: onnxruntime's CPU provider runs no bf16 graph; export fp32 or fp16")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     model = policy.model.float().eval()
     policy.precision = Precision.fp32
-    size, tokenizer = policy.preprocessing.image_size, model.tokenizer
+    size, tokenizer, max_words = policy.preprocessing.image_size, model.tokenizer, options.max_words
     frame, head = FrameGraph(model, size, max_words).eval(), HeadGraph(model).eval()
     d, pad = frame.bos.shape[0], int(tokenizer.pad_token_id)
     frame_args = (torch.zeros(batch, len(model.cameras), size, size, 3, dtype=torch.uint8),
                   torch.full((batch, max_words), pad), torch.ones(batch, dtype=torch.long))
     seconds, exporters = {}, {}
     with torch.no_grad():
-        for name, module, args, io in (
-            ("frame", frame, frame_args, (["rgb", "text_ids", "text_length"], ["feature"])),
-            ("head", head, (torch.zeros(1, policy.window, d),), (["features"], ["chunk"])),
+        for path, module, args, io in (
+            (FRAME_GRAPH, frame, frame_args, (["rgb", "text_ids", "text_length"], ["feature"])),
+            (HEAD_GRAPH, head, (torch.zeros(1, policy.window, d),), (["features"], ["chunk"])),
         ):
             started = time.perf_counter()
-            exporters[name] = _export(module, args, folder / f"{name}.onnx", io, opset, dynamo)
-            seconds[name] = round(time.perf_counter() - started, 2)
-    if precision == Precision.fp16:
-        to_fp16(folder / "frame.onnx")
-    save_tokenizer(tokenizer, folder / "tokenizer.json")
-    info = GraphsInfo(
-        cameras=list(model.cameras), image_size=size, max_words=max_words, pad_id=pad, feature_dim=d,
-        window=policy.window, chunk=policy.chunk, action_names=list(policy.action_names),
-        action_offset=policy.normalizer.offset.tolist(), action_scale=policy.normalizer.scale.tolist(),
-        opset=opset, precision=precision.value, exporter=exporters, export_seconds=seconds)
-    (folder / "graphs.json").write_text(json.dumps(asdict(info), indent=2) + "\n")
-    return info
+            exporters[path] = _export(module, args, folder / path, io, options.opset, dynamo)
+            seconds[path] = round(time.perf_counter() - started, 2)
+    if options.precision == Precision.fp16:
+        to_fp16(folder / FRAME_GRAPH)
+    save_tokenizer(tokenizer, folder / TOKENIZER_FILE)
+    return Graphs(max_words=max_words, pad_id=pad, feature_dim=d, exporter=exporters, export_seconds=seconds)
 
 
 def save_tokenizer(tokenizer: PreTrainedTokenizerBase, path: Path) -> None:
@@ -246,8 +254,8 @@ def to_fp16(path: Path) -> None:
     """Convert a graph's float32 weights and activations to float16 in place, keeping float32 inputs and outputs
     (``onnxruntime.transformers.float16``, shipped with onnxruntime). Weights held in ``path.name + '.data'``
     stay there."""
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
+    onnx = _extra("onnx")
+    convert_float_to_float16 = _extra("onnxruntime.transformers.float16").convert_float_to_float16
 
     data = path.with_name(path.name + ".data")
     external = data.exists()
@@ -260,8 +268,7 @@ def to_fp16(path: Path) -> None:
 def forbidden_ops(path: Path | str) -> list[str]:
     """The NonZero / ScatterND / ScatterElements nodes of a graph (its subgraphs and functions too): none of
     them may be there, they would make a shape data-dependent or scatter by mask."""
-    import onnx
-
+    onnx = _extra("onnx")
     model = onnx.load(str(path), load_external_data=False)
     found = []
 
@@ -279,38 +286,30 @@ def forbidden_ops(path: Path | str) -> list[str]:
     return found
 
 
-@dataclass
-class Parity:
-    """How far the exported graphs are from the PyTorch policy on the same frames (``check_graphs``)."""
-
-    words: int  # the instruction's tokens
-    feature: float  # max |ORT - Policy.features|
-    chunk: float  # max |ORT - VLAPolicy.act| over every full window of the frames, normalised
-    forbidden: list[str]  # NonZero / ScatterND / ScatterElements nodes found (none expected)
-
-
-def check_graphs(policy: Policy, folder: Path | str, rgb: np.ndarray, instruction: str, threads: int = 1) -> Parity:
+def check_graphs(policy: Policy, folder: Path, graphs: Graphs, rgb: np.ndarray, instruction: str,
+                 threads: int = 1) -> Parity:
     """Run ``folder``'s graphs with onnxruntime (CPU) on (T, C, S, S, 3) uint8 prepared frames, T >= W, one
-    frame per call, and compare with ``Policy.features`` and ``VLAPolicy.act`` on the same frames."""
-    import onnxruntime as ort
-
-    folder = Path(folder)
-    info = json.loads((folder / "graphs.json").read_text())
+    frame per call, and compare with ``Policy.features`` and ``VLAPolicy.act`` on the same frames: the lowest
+    cosine and largest difference of the features, and the largest difference of any chunk entry of any window,
+    in physical units."""
+    ort = _extra("onnxruntime")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    frame, head = (ort.InferenceSession(str(folder / f"{name}.onnx"), options, providers=["CPUExecutionProvider"])
-                   for name in ("frame", "head"))
-    ids, length = encode_instruction(policy.model.tokenizer, instruction, info["max_words"], info["pad_id"])
+    frame, head = (ort.InferenceSession(str(folder / name), options, providers=["CPUExecutionProvider"])
+                   for name in (FRAME_GRAPH, HEAD_GRAPH))
+    ids, length = encode_instruction(policy.model.tokenizer, instruction, graphs.max_words, graphs.pad_id)
     n = frame.get_inputs()[0].shape[0]
     rows = [rgb[i : i + n] for i in range(0, len(rgb) - n + 1, n)]
     got = np.concatenate([frame.run(["feature"], {"rgb": r, "text_ids": np.tile(ids, (n, 1)),
                                                   "text_length": np.full(n, length)})[0] for r in rows])
     want = policy.features(torch.from_numpy(rgb[: len(got)]).permute(0, 1, 4, 2, 3), instruction).float()
-    w = info["window"]
+    w = policy.window
     windows = [slice(i, i + w) for i in range(len(got) - w + 1)]
     chunks = np.concatenate([head.run(["chunk"], {"features": got[None, s]})[0] for s in windows])
     with torch.no_grad():
         wanted = torch.cat([policy.model.act(want[None, s])[:, -1] for s in windows]).numpy()
-    return Parity(words=length, feature=float(np.abs(got - want.numpy()).max()),
-                  chunk=float(np.abs(chunks - wanted).max()),
-                  forbidden=forbidden_ops(folder / "frame.onnx") + forbidden_ops(folder / "head.onnx"))
+    expected = want.numpy()
+    cosine = (got * expected).sum(-1) / (np.linalg.norm(got, axis=-1) * np.linalg.norm(expected, axis=-1))
+    physical = np.abs(chunks - wanted) * policy.normalizer.scale  # normalised -> physical units
+    return Parity(frames=len(got), min_feature_cosine=float(cosine.min()),
+                  max_feature_error=float(np.abs(got - expected).max()), max_chunk_error=float(physical.max()))

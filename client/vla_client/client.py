@@ -15,7 +15,6 @@ safety stop then holds the robot).
 from __future__ import annotations
 
 import time
-import warnings
 from contextlib import ExitStack
 from typing import Any
 
@@ -23,7 +22,7 @@ import numpy as np
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
-from vla_client.frames import ExpectedFrames
+from vla_client.frames import ExpectedFrames, FrameCheck
 from vla_client.protocol import (
     CHUNK,
     CLOSE,
@@ -52,10 +51,6 @@ class Unauthorized(ConnectionError):
     """The server refused the connection's token."""
 
 
-class FrameWarning(UserWarning):
-    """Frames the policy will act on, but of another aspect ratio than it was trained on (``vla_client.frames``)."""
-
-
 class PolicyClient:
     def __init__(self, url: str, token: str | None = None, timeout: float = 5.0, reconnects: int = 3,
                  retry_delay: float = 0.2) -> None:
@@ -64,7 +59,7 @@ class PolicyClient:
         self.instruction: str | None = None
         self._connection: ClientConnection | None = None
         self._opened = ExitStack()  # the connection, entered as websockets wants it (a context manager)
-        self._warned: set[tuple[str, int, int]] = set()  # (camera, H, W) warned about
+        self._check: FrameCheck | None = None
         self.metadata: dict[str, Any] = self._open()
 
     # -- the connection ------------------------------------------------------------------------------------
@@ -144,21 +139,14 @@ class PolicyClient:
         return np.asarray(reply["chunk"], np.float32), dict(reply.get("server_ms", {}))
 
     def check(self, frames: dict[str, Any]) -> None:
-        """Check raw frames against what the policy was trained on (``hello``): ``ValueError`` for one the server
-        would refuse (smaller than it reads, or another camera's shape), a ``FrameWarning`` (once per camera and
-        size) for another aspect ratio than in training. Encoded frames are checked by the server."""
-        expected = ExpectedFrames.from_metadata(self.metadata)
-        # a server from before the check says no sizes; one started with --any-frame acts on any frame
-        refuses = "source_frame_sizes" in self.metadata and not self.metadata.get("any_frame")
-        for camera, frame in frames.items():
-            if not isinstance(frame, np.ndarray) or frame.ndim != 3:
-                continue
-            height, width = frame.shape[:2]
-            if refuses and (problem := expected.refusal(height, width)):
-                raise ValueError(f"camera {camera}: {problem}")
-            if (camera, height, width) not in self._warned and (warning := expected.warning(height, width)):
-                self._warned.add((camera, height, width))
-                warnings.warn(f"camera {camera}: {warning}", FrameWarning, stacklevel=4)  # the caller of step
+        """Check raw frames against what the policy was trained on (``hello``; ``vla_client.frames.FrameCheck``):
+        ``ValueError`` for one the server would refuse, a ``FrameWarning`` once per camera and size for another
+        aspect ratio than in training. Encoded frames are checked by the server."""
+        if self._check is None or self._check.expected != ExpectedFrames.from_metadata(self.metadata):
+            # a server from before the check says no sizes; one started with --any-frame acts on any frame
+            self._check = FrameCheck(ExpectedFrames.from_metadata(self.metadata),
+                                     "source_frame_sizes" in self.metadata and not self.metadata.get("any_frame"))
+        self._check(frames, stacklevel=5)  # the caller of step
 
     def close(self) -> None:
         if self._connection is None:

@@ -15,12 +15,19 @@ training sizes (trained before they were recorded) is checked for the size only.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 WARN_ASPECT = 0.02  # relative difference of width/height from which predict, the client and drive warn
 REFUSE_ASPECT = 0.10  # ... and from which the server refuses the frame (unless told to act on any frame)
+
+
+class FrameWarning(UserWarning):
+    """Frames the policy will act on, but of another aspect ratio than it was trained on."""
 
 
 def parse_size(size: str) -> tuple[int, int]:
@@ -78,3 +85,26 @@ class ExpectedFrames:
             return None
         return (f"frames are {height}x{width} (aspect {width / height:.2f}), {self._trained()}: the scene will look "
                 "stretched otherwise than in training; use the training camera's resolution, or crop to its aspect")
+
+
+@dataclass
+class FrameCheck:
+    """The robot side's check before a step (``PolicyClient`` and ``LocalPolicy``): ``ValueError`` for a raw
+    frame the policy would refuse (``refuses``: off for a server from before the check, or one that acts on any
+    frame), a ``FrameWarning`` once per camera and size for another aspect ratio than in training. Encoded
+    frames are checked once decoded."""
+
+    expected: ExpectedFrames
+    refuses: bool = True
+    warned: set[tuple[str, int, int]] = field(default_factory=set)
+
+    def __call__(self, frames: Mapping[str, Any], stacklevel: int = 3) -> None:
+        for camera, frame in frames.items():
+            if not isinstance(frame, np.ndarray) or frame.ndim != 3:
+                continue
+            height, width = frame.shape[:2]
+            if self.refuses and (problem := self.expected.refusal(height, width)):
+                raise ValueError(f"camera {camera}: {problem}")
+            if (camera, height, width) not in self.warned and (warning := self.expected.warning(height, width)):
+                self.warned.add((camera, height, width))
+                warnings.warn(f"camera {camera}: {warning}", FrameWarning, stacklevel=stacklevel)

@@ -152,11 +152,22 @@ def serve_cmd(checkpoint: Path, device: str | None, model: str | None, **flags: 
         run_server(policy, config, token, lambda line: click.echo(line, err=True))
 
 
+def local_policy(folder: Path) -> object:
+    """An exported policy run here (``vla_client.local.LocalPolicy``); the onnx extra's packages are needed."""
+    try:
+        from vla_client.local import LocalPolicy
+    except ImportError as exc:
+        fail(f"running an exported policy needs onnxruntime and tokenizers ({exc}): pip install 'vla-data[onnx]'")
+    return LocalPolicy(folder)
+
+
 @click.command("drive")
 @click.argument("episode", type=click.Path(path_type=Path), callback=episode_path)
 @click.option("--url", default=None, help="The policy server to drive, e.g. ws://gpu-box:8765.")
 @click.option("--serve", "checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Instead of --url: serve this checkpoint (or run) on 127.0.0.1 for the drive, over a real websocket.")
+@click.option("--policy", "policy_dir", type=click.Path(path_type=Path), default=None,
+              help="Instead of a server: a folder `vla-data export` wrote, run here with onnxruntime (LocalPolicy).")
 @click.option("--execution", default="ensemble", show_default=True,
               help="How chunks become commands: first, chunk:N, ensemble or async[:N].")
 @click.option("--instruction", default=None, help="Use this instruction instead of the one found for the episode.")
@@ -169,7 +180,8 @@ def serve_cmd(checkpoint: Path, device: str | None, model: str | None, **flags: 
               help="Control ticks per second (0: as fast as the server answers).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report (every command, the latencies) as JSON.")
 @replay_recorder_options
-def drive_cmd(episode: Path, url: str | None, checkpoint: Path | None, execution: str, instruction: str | None,
+def drive_cmd(episode: Path, url: str | None, checkpoint: Path | None, policy_dir: Path | None, execution: str,
+              instruction: str | None,
               token_file: Path | None, deadline: float, snap: bool, rate: float, as_json: bool,
               **recorder: object) -> None:
     """Drive one recorded episode (an HDF5 file, a ROS 2 bag, or BAG#k) through a policy server as the robot
@@ -183,22 +195,31 @@ def drive_cmd(episode: Path, url: str | None, checkpoint: Path | None, execution
     Examples:
       vla-data drive ep.h5 --url ws://gpu-box:8765 --execution ensemble
       vla-data drive ep.h5 --serve runs/tiny --execution chunk:4 --json
+      vla-data drive ep.h5 --policy policy/ --execution ensemble
     """
     from contextlib import nullcontext
 
     from pipelines.drive import drive_episode, render_drive
-    from pipelines.serve import load_token, serving
-    from vla_model.runtime import Policy
 
-    if (url is None) == (checkpoint is None):
-        raise click.UsageError("give the server with --url ws://HOST:PORT, or --serve CHECKPOINT to serve one here")
+    if sum(x is not None for x in (url, checkpoint, policy_dir)) != 1:
+        raise click.UsageError("give the server with --url ws://HOST:PORT, --serve CHECKPOINT to serve one here, or "
+                               "--policy DIR to run an exported policy here")
     settings = recorder_settings(**recorder)  # type: ignore[arg-type]
-    token = load_token(str(token_file) if token_file else None)
-    local = (serving(Policy.from_checkpoint(checkpoint), ServeConfig(port=0), token)
-             if checkpoint is not None else nullcontext())
-    with local as server:
-        report = drive_episode(url or server.url, episode, settings, execution, instruction, token, deadline,
-                               snap, rate)
+    drive = {"execution": execution, "instruction": instruction, "deadline": deadline, "snap": snap, "rate": rate}
+    if policy_dir is not None:
+        report = drive_episode(local_policy(policy_dir), episode, settings, **drive)  # type: ignore[arg-type]
+    else:
+        from pipelines.serve import load_token, serving
+        from vla_client.client import PolicyClient
+        from vla_model.runtime import Policy
+
+        token = load_token(str(token_file) if token_file else None)
+
+        local = (serving(Policy.from_checkpoint(checkpoint), ServeConfig(port=0), token)
+                 if checkpoint is not None else nullcontext())
+        with local as server:
+            report = drive_episode(PolicyClient(url or server.url, token=token), episode, settings,
+                                   **drive)  # type: ignore[arg-type]
     for warning in report.warnings:
         click.echo(click.style(f"warning: {warning}", fg="yellow"), err=True)
     click.echo(report.model_dump_json(indent=2) if as_json else render_drive(report))
