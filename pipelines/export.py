@@ -55,11 +55,21 @@ def _check_instruction(policy: Policy, max_words: int) -> str:
 def export_policy(checkpoint: Path, out: Path, options: ExportOptions, announce: Callable[[str], None]
                   ) -> ExportedPolicy:
     """Export ``checkpoint`` (or a run's latest) to the folder ``out``, which must not exist yet."""
+    _check_out(out)
+    return export_loaded(Policy.from_checkpoint(checkpoint, "cpu"), out, options, announce)
+
+
+def _check_out(out: Path) -> None:
     if out.exists():
         raise ExportError(f"{out} exists already: export into a new folder (or remove that one first)")
     if not out.parent.is_dir():
         raise ExportError(f"{out.parent} does not exist: create it first")
-    policy = Policy.from_checkpoint(checkpoint, "cpu")
+
+
+def export_loaded(policy: Policy, out: Path, options: ExportOptions, announce: Callable[[str], None]
+                  ) -> ExportedPolicy:
+    """Export a loaded fp32 CPU policy (``Policy.from_checkpoint``'s, or a benchmark's) to the new folder ``out``."""
+    _check_out(out)
     tmp = out.parent / f".{out.name}.export-{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)  # ours: a name only this process uses
     tmp.mkdir()
