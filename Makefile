@@ -55,6 +55,10 @@ demo: $(STAMP)
 	@echo "--- vla-data serve + the robot-side client drive one val episode (ensemble execution), with the latency ---"
 	$(BIN)/vla-data drive "$$($(BIN)/python -c "from vla_data.store.reader import open_store; t = open_store('$(DEMO)/dataset.zarr').episodes; \
 	    print(t[t.split == 'val'].source_path.iloc[0])")" --serve $(DEMO)/run --execution ensemble --snap
+	@echo "--- the policy exported to ONNX for the robot's own computer, and the same val episode driven through it (no torch) ---"
+	$(BIN)/vla-data export $(DEMO)/run -o $(DEMO)/policy
+	$(BIN)/vla-data drive "$$($(BIN)/python -c "from vla_data.store.reader import open_store; t = open_store('$(DEMO)/dataset.zarr').episodes; \
+	    print(t[t.split == 'val'].source_path.iloc[0])")" --policy $(DEMO)/policy --execution ensemble --snap
 	@echo "--- the same scenes recorded as ROS 2 bags (sqlite3 and MCAP, Image and CompressedImage): built, scored ---"
 	$(BIN)/vla-data make-synthetic $(DEMO)/bags --episodes 8 --image-size 120x214 --seed 2 --format rosbag2
 	$(BIN)/vla-data validate $(DEMO)/bags
@@ -73,6 +77,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/serve.py
 	$(BIN)/python benchmarks/train_gpu.py
 	$(BIN)/python benchmarks/learning.py
+	$(BIN)/python benchmarks/export.py
 	test -d ../wt-baseline || git worktree add ../wt-baseline d30fe39
 	$(BIN)/python benchmarks/history.py --baseline-tree ../wt-baseline
 

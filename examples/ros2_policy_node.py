@@ -1,12 +1,20 @@
-"""A ROS 2 node that drives a robot from `vla-data serve`: camera frames in, geometry_msgs/Twist on /cmd_vel out.
+"""A ROS 2 node that drives a robot from a policy: camera frames in, geometry_msgs/Twist on /cmd_vel out.
 
-Run it on the robot computer (ROS 2 sourced, Humble or later), the policy served on the GPU box:
+The policy is served by `vla-data serve` on a GPU box (``url``), or runs on the robot computer itself from a folder
+`vla-data export` wrote (``policy``: onnxruntime, no torch, no network link to lose). Run it on the robot (ROS 2
+sourced, Humble or later):
 
     pip install ./client
     python examples/ros2_policy_node.py --ros-args -p url:=ws://gpu-box:8765 -p instruction:="go to the bottle"
 
+    pip install "./client[onnx]"
+    python examples/ros2_policy_node.py --ros-args -p policy:=/opt/policy -p providers:=tensorrt,cuda,cpu \
+        -p instruction:="go to the bottle"
+
 Parameters (``-p name:=value``):
   url          ws://host:port of `vla-data serve`                         (ws://localhost:8765)
+  policy       instead of url: a folder `vla-data export` wrote, run here   ('')
+  providers    with policy: onnxruntime providers, in order (cpu, cuda, tensorrt) (cpu)
   token_file   a file with the server's --token-file secret, or ''        ('')
   instruction  the episode's instruction                                  (required)
   camera       the policy's camera this topic feeds; '' = its only camera ('')
@@ -29,6 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vla_client.client import PolicyClient
+from vla_client.local import LocalPolicy
 from vla_client.execution import Driver, ExecutionMode, Executor, Snap
 from vla_client.ros import fill_twist, to_frame
 
@@ -44,13 +53,18 @@ def main(args: list[str] | None = None) -> None:
         def __init__(self) -> None:
             super().__init__("vla_policy")
             p = {name: self.declare_parameter(name, default).value for name, default in [
-                ("url", "ws://localhost:8765"), ("token_file", ""), ("instruction", ""), ("camera", ""),
+                ("url", "ws://localhost:8765"), ("policy", ""), ("providers", "cpu"), ("token_file", ""),
+                ("instruction", ""), ("camera", ""),
                 ("topic", "/camera/image_raw"), ("compressed", False), ("rate_hz", 10.0), ("mode", "ensemble"),
                 ("deadline", 0.5), ("snap", True)]}
             if not p["instruction"]:
                 raise SystemExit("give the instruction: --ros-args -p instruction:=\"...\"")
             token = Path(p["token_file"]).read_text().strip() if p["token_file"] else None
-            self.client = PolicyClient(p["url"], token=token)
+            if p["policy"]:  # on this computer: the same calls as the server's client
+                self.client: PolicyClient | LocalPolicy = LocalPolicy(p["policy"], providers=p["providers"].split(","))
+                source = f"{p['policy']} ({', '.join(self.client.providers)})"
+            else:
+                self.client, source = PolicyClient(p["url"], token=token), p["url"]
             meta = self.client.metadata
             self.camera = p["camera"] or meta["cameras"][0]
             if self.camera not in meta["cameras"] or (not p["camera"] and len(meta["cameras"]) != 1):
@@ -67,7 +81,7 @@ def main(args: list[str] | None = None) -> None:
             kind = CompressedImage if p["compressed"] else Image
             self.create_subscription(kind, p["topic"], self.on_frame, qos_profile_sensor_data)
             self.create_timer(1.0 / p["rate_hz"], self.on_tick)
-            self.get_logger().info(f"{p['url']}: {self.camera} <- {p['topic']} ({kind.__name__}), "
+            self.get_logger().info(f"{source}: {self.camera} <- {p['topic']} ({kind.__name__}), "
                                    f"{p['mode']} at {p['rate_hz']} Hz, actions {self.names}")
 
         def on_frame(self, msg: object) -> None:

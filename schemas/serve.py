@@ -67,7 +67,7 @@ class DriveReport(BaseModel):
     """`vla-data drive --json`: one recorded episode driven through a policy server (or an exported policy run
     here with onnxruntime), as the robot would."""
 
-    url: str = Field(description="The server driven (ws://...), or the exported policy folder (drive --policy).")
+    url: str = Field(description="The server driven (ws://...), or the folder of the exported policy driven here.")
     episode: str
     instruction: str
     execution: str

@@ -246,15 +246,18 @@ def test_wrong_credentials_a_missing_bucket_and_no_network_are_one_message(clean
             except OSError:
                 assert time.monotonic() < deadline and checking.poll() is None
                 time.sleep(0.2)
+        # every command on one case (they share the opening of a store); a build (it creates) and info on another
         cases = [
-            (S3_ENV | {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}, "s3://robot-data/ds.zarr", "credentials"),
-            (s3_server, "s3://no-such-bucket-here/ds.zarr", "bucket"),
+            (S3_ENV | {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}, "s3://robot-data/ds.zarr", "credentials",
+             ("build-splits", "info", "train")),
+            (s3_server, "s3://no-such-bucket-here/ds.zarr", "bucket", ("build-splits", "info")),
             (S3_ENV | {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}", "AWS_MAX_ATTEMPTS": "1"},
-             "s3://robot-data/ds.zarr", "network"),
+             "s3://robot-data/ds.zarr", "network", ("info", "train")),
         ]
-        for env, url, said in cases:
-            for args in (["build-splits", str(clean_dir), "-o", url, "--image-size", "16"], ["info", url],
-                         ["train", url, "-o", str(tmp_path / "run"), "--max-steps", "1"]):
+        for env, url, said, names in cases:
+            commands = {"build-splits": ["build-splits", str(clean_dir), "-o", url, "--image-size", "16"],
+                        "info": ["info", url], "train": ["train", url, "-o", str(tmp_path / "run"), "--max-steps", "1"]}
+            for args in (commands[name] for name in names):
                 proc = cli(env, *args)
                 assert proc.returncode == 1, (args, proc.stderr)
                 assert url in proc.stderr and said in proc.stderr, (args, proc.stderr)
