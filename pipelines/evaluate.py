@@ -25,7 +25,7 @@ from tqdm import tqdm
 from pipelines.eval_plots import plot_errors, plot_scenarios, plot_trajectories
 from pipelines.eval_results import LABELS, EpisodeResult
 from pipelines.trained_data import data_line, refuse_overlap, trained_data
-from schemas.evaluation import Comparison, EvalOptions, EvalReport, Horizon, MetricSet, Predictor
+from schemas.evaluation import Comparison, EvalOptions, EvalReport, Horizon, LevelConfusion, MetricSet, Predictor
 from schemas.train import Precision
 from vla_data import __version__
 from vla_data.samples.dataset import WindowDataset
@@ -33,7 +33,7 @@ from vla_data.common.files import atomic_path, write_text_atomic
 from vla_data.store.reader import open_store, pin
 from vla_data.samples.windows import anchor_chunks
 from vla_model.loading import check_store
-from vla_model.metrics import compare
+from vla_model.metrics import compare, level_confusion
 from vla_model.runtime import Policy
 
 METRICS = "metrics.json"
@@ -101,8 +101,19 @@ def evaluate_checkpoint(
         overall=compare(*_concat(results), train_mean, options),
         scenarios={s: compare(*_concat(r for r in results if r.scenario == s), train_mean, options) for s in scenarios},
         precision_max_abs_difference=None if largest is None else [float(v) for v in largest],
+        level_confusion=_confusion(policy, results),
     )
     return report, results
+
+
+def _confusion(policy: Policy, results: list[EpisodeResult]) -> dict[str, LevelConfusion]:
+    """A discrete head's per-channel confusion of levels over every first action scored (a regression head: none)."""
+    levels = policy.meta.action_levels
+    if levels is None:
+        return {}
+    pred, true, mask = _concat(results)
+    return {name: level_confusion(pred[:, 0, a], true[:, 0, a], mask[:, 0], levels[a])
+            for a, name in enumerate(policy.action_names)}
 
 
 # -- files ---------------------------------------------------------------------------------------------------
@@ -186,6 +197,10 @@ def render_report(report: EvalReport) -> str:
     parts = [head, data_line(report.data, report.trained_on, report.changed_since_trained,
                              report.trained_episodes_scored, report.store, report.overlap_checked),
              overall.to_string(), "per scenario:", scenario_table(report).to_string()]
+    for name, confusion in report.level_confusion.items():
+        levels = [f"{v:+g}" for v in confusion.levels]
+        table = pd.DataFrame(confusion.counts, index=[f"recorded {v}" for v in levels], columns=levels)
+        parts.append(f"{name}: first actions by level, recorded (rows) x predicted (columns)\n{table.to_string()}")
     if report.precision_max_abs_difference is not None:
         gaps = ", ".join(f"{n} {v:.4f}" for n, v in zip(report.action_names, report.precision_max_abs_difference,
                                                        strict=True))

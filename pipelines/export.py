@@ -74,7 +74,7 @@ def export_loaded(policy: Policy, out: Path, options: ExportOptions, announce: C
     shutil.rmtree(tmp, ignore_errors=True)  # ours: a name only this process uses
     tmp.mkdir()
     try:
-        announce(f"exporting {policy.path} ({options.precision.value}, opset {options.opset}, "
+        announce(f"exporting {policy.path or 'the policy'} ({options.precision.value}, opset {options.opset}, "
                  f"instructions up to {options.max_words} tokens)")
         graphs = export_graphs(policy, tmp, options)
         forbidden = forbidden_ops(tmp / FRAME_GRAPH) + forbidden_ops(tmp / HEAD_GRAPH)
@@ -95,7 +95,7 @@ def export_loaded(policy: Policy, out: Path, options: ExportOptions, announce: C
                               f"{options.chunk_tolerance}; nothing published")
         pre, meta = policy.preprocessing, policy.meta
         exported = ExportedPolicy(
-            vla_data_version=__version__, checkpoint=str(policy.path), data=meta.data, model=meta.backbone.source,
+            vla_data_version=__version__, checkpoint=str(policy.path or ""), data=meta.data, model=meta.backbone.source,
             cameras=[ExportCamera(name=c.name, color_order=policy.color_orders()[c.name].value) for c in policy.cameras],
             image_size=pre.image_size, resize=pre.resize.value, interpolation=pre.interpolation.value,
             source_frame_sizes=list(meta.source_frame_sizes), max_words=graphs.max_words, pad_id=graphs.pad_id,

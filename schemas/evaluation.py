@@ -67,6 +67,14 @@ class MetricSet(BaseModel):
 Comparison = dict[Horizon, dict[Predictor, MetricSet]]
 
 
+class LevelConfusion(BaseModel):
+    """A discrete head's first actions of one channel, each value taken as its nearest level."""
+
+    levels: list[float] = Field(description="The channel's levels (physical units), in order.")
+    counts: list[list[int]] = Field(description="counts[recorded][predicted]: anchors whose recorded first action "
+                                    "is level `recorded` and whose predicted one is level `predicted`.")
+
+
 class EvalReport(BaseModel):
     """``metrics.json``."""
 
@@ -90,6 +98,8 @@ class EvalReport(BaseModel):
     train_mean: list[float] = Field(description="The train-mean baseline's action (physical units).")
     overall: Comparison
     scenarios: dict[str, Comparison] = Field(description="The same figures for each scenario of the split.")
+    level_confusion: dict[str, LevelConfusion] = Field(
+        default_factory=dict, description="A discrete head's per-channel confusion of levels (first action).")
     precision_max_abs_difference: list[float] | None = Field(
         None, description="With a precision other than fp32: per channel, the largest |chunk - fp32 chunk| over "
         "every anchor's whole chunk, physical units.")

@@ -35,6 +35,16 @@ class HistoryHead(StrEnum):
     mlp = "mlp"  # each step from its own frame feature (no history), a 2-layer MLP
 
 
+class ActionHead(StrEnum):
+    regression = "regression"  # a value per channel and chunk step, Huber loss
+    discrete = "discrete"  # logits over each channel's levels, cross-entropy (vla_model.heads)
+
+
+class Readout(StrEnum):
+    expected = "expected"  # a discrete head's value: the expected value over the levels
+    most_likely = "most-likely"  # ... or the most likely level
+
+
 class Schedule(StrEnum):
     cosine = "cosine"
     constant = "constant"
@@ -72,6 +82,12 @@ class ModelConfig(BaseModel):
         "local cache, or a local directory. Nothing is ever downloaded.",
     )
     history: HistoryHead = HistoryHead.lstm
+    head: ActionHead = Field(ActionHead.regression, description="regression: a value per action channel and "
+                             "chunk step (Huber); discrete: logits over each channel's levels (cross-entropy).")
+    bins: int = Field(16, ge=2, le=256, description="A discrete head's levels of a channel with more distinct values "
+                      "in the train split than this: that many quantile bins.")
+    readout: Readout = Field(Readout.expected, description="A discrete head's action: the expected value over the "
+                             "levels, or the most likely level.")
     hidden: int = Field(512, ge=1, description="Width of the history head.")
     gradient_checkpointing: bool = False
     resize_on_device: bool = Field(
@@ -162,6 +178,8 @@ class CheckpointMeta(BaseModel):
     )
     files: dict[str, str] = Field(description="sha256 of every weight file in the checkpoint, by name.")
     data: DataPin | None = Field(None, description="The store version the run trained on (None: an older checkpoint).")
+    action_levels: list[list[float]] | None = Field(
+        None, description="A discrete head's levels per action channel, physical units (None: a regression head).")
 
     @model_validator(mode="before")
     @classmethod

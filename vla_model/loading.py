@@ -10,7 +10,9 @@ from schemas.store import StoreManifest
 from schemas.train import CheckpointMeta
 from vla_model import checkpoint as ckpt
 from vla_data.common.refusal import Fix
+from vla_data.samples.normalize import Normalizer
 from vla_model.backbone import ModelNotFound, load_backbone
+from vla_model.heads import Levels
 from vla_model.policy import ADAPTER, VLAPolicy, policy_for
 
 # the backbone settings a checkpoint's adapter depends on; the weights found must have the same
@@ -85,6 +87,9 @@ def load_policy(path: Path, device: str | torch.device = "cpu", model: str | Non
         raise ModelNotFound(f"{path} was trained on the backbone {source}, which is not found here "
                             f"({exc.message})", Fix({"model": "DIR"}, "where the backbone is now, if it has moved")) from exc
     check_backbone(meta, backbone.model.config.to_dict(), source)
-    policy = policy_for(backbone, meta.train_config, len(meta.action_names), meta.camera_names, inference=True)
+    levels = (None if meta.action_levels is None else
+              Levels(meta.action_levels, Normalizer(meta.stats), meta.train_config.model.readout))
+    policy = policy_for(backbone, meta.train_config, len(meta.action_names), meta.camera_names, inference=True,
+                        levels=levels)
     load_trained(policy, *ckpt.load_weights(path))
     return policy.to(device).eval(), meta

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from schemas.evaluation import Comparison, EvalOptions, Horizon, MetricSet, Predictor
+from schemas.evaluation import Comparison, EvalOptions, Horizon, LevelConfusion, MetricSet, Predictor
 
 
 def direction(x: np.ndarray, dead_band: float) -> np.ndarray:
@@ -58,3 +58,16 @@ def compare(pred: np.ndarray, true: np.ndarray, mask: np.ndarray, train_mean: np
         }
         for horizon, span in spans.items()
     }
+
+
+def level_confusion(pred: np.ndarray, true: np.ndarray, mask: np.ndarray, levels: list[float]) -> LevelConfusion:
+    """(N,) predicted and recorded values of one channel (only where ``mask``), each taken as its nearest level
+    -> the counts of recorded level x predicted level."""
+    grid = np.asarray(levels, np.float64)
+
+    def nearest(values: np.ndarray) -> np.ndarray:
+        return np.abs(np.asarray(values, np.float64)[:, None] - grid[None]).argmin(1)
+
+    counts = np.zeros((len(grid), len(grid)), np.int64)
+    np.add.at(counts, (nearest(true[mask]), nearest(pred[mask])), 1)
+    return LevelConfusion(levels=[float(v) for v in grid], counts=counts.tolist())

@@ -19,8 +19,9 @@ from torch import nn
 
 from schemas.recorder import DEFAULT_CAMERA
 from schemas.sample import SampleField, SegmentField
-from schemas.train import HistoryHead, ModelConfig, TrainConfig
+from schemas.train import ActionHead, HistoryHead, ModelConfig, TrainConfig
 from vla_model.backbone import CLIP_MEAN, CLIP_STD, IMAGE_END, IMAGE_START, Backbone
+from vla_model.heads import Levels, head_loss
 from vla_data.common.refusal import Refusal
 
 
@@ -36,7 +37,8 @@ class VLAPolicy(nn.Module):
     there is nothing to recompute, and it would only slow every forward."""
 
     def __init__(self, backbone: Backbone, config: ModelConfig, action_dim: int, chunk: int, *,
-                 cameras: list[str] | tuple[str, ...] = (DEFAULT_CAMERA,), inference: bool = False) -> None:
+                 cameras: list[str] | tuple[str, ...] = (DEFAULT_CAMERA,), inference: bool = False,
+                 levels: Levels | None = None) -> None:
         super().__init__()
         if not cameras or len(set(cameras)) != len(cameras):
             raise ConfigError(f"cameras {list(cameras)}: the policy needs one or more cameras, each named once")
@@ -53,7 +55,13 @@ class VLAPolicy(nn.Module):
             self.history: nn.Module = nn.LSTM(d, h, batch_first=True)
         else:
             self.history = nn.Sequential(nn.Linear(d, h), nn.GELU(), nn.Linear(h, h), nn.GELU())
-        self.chunk_head = nn.Linear(h, chunk * action_dim)
+        # a discrete head: logits over each channel's levels (vla_model.heads)
+        if (config.head == ActionHead.discrete) != (levels is not None):
+            raise ConfigError(f"a {config.head.value} head {'needs' if levels is None else 'takes no'} action levels")
+        if levels is not None and levels.values.shape[0] != action_dim:
+            raise ConfigError(f"{levels.values.shape[0]} channels of action levels for {action_dim} action channels")
+        self.levels = levels
+        self.chunk_head = nn.Linear(h, chunk * action_dim * (1 if self.levels is None else self.levels.count))
         self.register_buffer("pixel_mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
         ids = self.tokenizer.convert_tokens_to_ids([IMAGE_START, IMAGE_END])
@@ -157,7 +165,22 @@ class VLAPolicy(nn.Module):
         return out.last_hidden_state[rows, query_at]
 
     def act(self, features: torch.Tensor) -> torch.Tensor:
-        """(B, W, D) frame features -> (B, W, K, A) normalised action chunks.
+        """(B, W, D) frame features -> (B, W, K, A) normalised action chunks (a discrete head's read out)."""
+        return self.readout(self.outputs(features))
+
+    def readout(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The head's ``outputs`` (``forward``'s) as (..., K, A) normalised actions: a regression head's are
+        already; a discrete head's logits become the expected value or the most likely level."""
+        return outputs if self.levels is None else self.levels.readout(outputs)
+
+    def loss(self, outputs: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, huber_delta: float) -> torch.Tensor:
+        """The training loss of ``forward``'s outputs against (B, W, K, A) normalised targets, over the
+        unmasked entries: Huber for a regression head, the levels' cross-entropy for a discrete one."""
+        return head_loss(self.levels, outputs, target.to(outputs.device), mask.to(outputs.device), huber_delta)
+
+    def outputs(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, W, D) frame features -> the head's outputs: (B, W, K, A) normalised actions (regression) or
+        (B, W, K, A, L) logits over each channel's levels (discrete).
 
         The head is small and runs in fp32 whatever the backbone's autocast: a CPU without bf16 LSTM kernels
         (oneDNN refuses the primitive) would otherwise fail the first step of a bf16 run."""
@@ -168,7 +191,9 @@ class VLAPolicy(nn.Module):
             else:
                 x = self.history(x)
             b, w = x.shape[:2]
-            return self.chunk_head(x).view(b, w, self.chunk, self.action_dim)
+            if self.levels is None:
+                return self.chunk_head(x).view(b, w, self.chunk, self.action_dim)
+            return self.levels.logits(self.chunk_head(x).view(b, w, self.chunk, -1))
 
     def stack_cameras(self, rgb: dict[str, torch.Tensor]) -> torch.Tensor:
         """Camera name -> (..., 3, S, S) as one (..., C, 3, S, S) tensor in the policy's camera order; a camera the
@@ -181,7 +206,8 @@ class VLAPolicy(nn.Module):
 
     def forward(self, rgb: dict[str, torch.Tensor], instructions: list[str],
                 windows: torch.Tensor | None = None) -> torch.Tensor:
-        """Camera name -> (B, W, 3, S, S) uint8, and B instructions -> (B, W, K, A).
+        """Camera name -> (B, W, 3, S, S) uint8, and B instructions -> the head's ``outputs``: (B, W, K, A)
+        normalised actions, or a discrete head's (B, W, K, A, L) logits (``readout`` turns them into actions).
 
         With ``windows`` (B, W) (a segment batch): camera name -> (F, 3, S, S) unique frames, one instruction per
         frame; the backbone reads each of the F frames once and window frame (b, j) is feature ``windows[b, j]``.
@@ -190,11 +216,11 @@ class VLAPolicy(nn.Module):
         if windows is None:  # every window frame is its own frame: (B, W, C, 3, S, S)
             b, w = frames.shape[:2]
             per_frame = [text for text in instructions for _ in range(w)]  # sample-major, as frames.flatten(0, 1)
-            return self.act(self.frame_features(frames.flatten(0, 1), per_frame).view(b, w, -1))
+            return self.outputs(self.frame_features(frames.flatten(0, 1), per_frame).view(b, w, -1))
         if len(instructions) != len(frames):
             raise ValueError(f"{len(frames)} frames but {len(instructions)} instructions: a segment batch has one per frame")
         features = self.frame_features(frames, instructions)  # (F, D)
-        return self.act(features[windows.to(features.device)])
+        return self.outputs(features[windows.to(features.device)])
 
     def hold_frozen_in(self, dtype: torch.dtype) -> int:
         """Store the frozen weight matrices of the backbone (its linear, convolution and embedding layers) in
@@ -245,7 +271,9 @@ def batch_inputs(batch: dict) -> tuple[dict[str, torch.Tensor], list[str], torch
 
 
 def policy_for(backbone: Backbone, config: TrainConfig, action_dim: int, cameras: list[str], *,
-               inference: bool = False) -> VLAPolicy:
-    """The one recipe for the policy of a run: its model settings and chunk, the data's action dim and cameras
-    (training builds it from the store, loading from the checkpoint's record of the same)."""
-    return VLAPolicy(backbone, config.model, action_dim, config.data.window.chunk, cameras=cameras, inference=inference)
+               inference: bool = False, levels: Levels | None = None) -> VLAPolicy:
+    """The one recipe for the policy of a run: its model settings and chunk, the data's action dim and cameras,
+    and a discrete head's levels (training builds it from the store, loading from the checkpoint's record of the
+    same)."""
+    return VLAPolicy(backbone, config.model, action_dim, config.data.window.chunk, cameras=cameras, inference=inference,
+                     levels=levels)

@@ -15,7 +15,6 @@ import torch
 
 from schemas.sample import SampleField, SegmentField
 from schemas.store import StoreManifest
-from vla_model.loss import masked_huber
 from vla_model.policy import VLAPolicy, batch_inputs
 from vla_data.common.refusal import Fix, Refusal
 
@@ -90,9 +89,8 @@ def preflight(policy: VLAPolicy, batch: dict, manifest: StoreManifest, window: i
 
 def _dry_step(policy: VLAPolicy, batch: dict, huber_delta: float) -> None:
     """One forward and backward as a training step does them; only the gradients outlive it."""
-    pred = policy(*batch_inputs(batch))
-    mask = batch[SampleField.chunk_mask].to(pred.device)
-    loss = masked_huber(pred, batch[SampleField.actions].to(pred.device), mask, huber_delta)
+    outputs = policy(*batch_inputs(batch))
+    loss = policy.loss(outputs, batch[SampleField.actions], batch[SampleField.chunk_mask], huber_delta)
     if not loss.requires_grad:
         raise PreflightError("the loss does not require grad: no trainable parameter reaches it")
     if not torch.isfinite(loss):

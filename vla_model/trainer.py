@@ -27,7 +27,7 @@ from tqdm import tqdm
 from schemas.sample import SampleField
 from schemas.history import DataPin
 from schemas.store import StoreManifest
-from schemas.train import CONFIG_FILE, LOG_FILE, SUMMARY_FILE, BackboneSpec, CheckpointMeta, Precision, Schedule, TrainConfig
+from schemas.train import CONFIG_FILE, LOG_FILE, SUMMARY_FILE, ActionHead, BackboneSpec, CheckpointMeta, Precision, Schedule, TrainConfig
 from vla_data import __version__
 from vla_data.samples.dataset import WindowDataset
 from vla_data.samples.loader import make_loader
@@ -37,7 +37,7 @@ from vla_data.common.refusal import Fix
 from vla_model import checkpoint as ckpt
 from vla_model.backbone import load_backbone, locate
 from vla_model.loading import load_trained
-from vla_model.loss import masked_huber
+from vla_model.heads import Levels, action_levels
 from vla_model.policy import ConfigError, VLAPolicy, batch_inputs, policy_for
 from vla_model.preflight import PreflightError, preflight
 
@@ -59,7 +59,7 @@ class TrainSummary(BaseModel):
     )
 
 
-def build_policy(config: TrainConfig, manifest: StoreManifest) -> VLAPolicy:
+def build_policy(config: TrainConfig, manifest: StoreManifest, levels: Levels | None = None) -> VLAPolicy:
     """The policy to train on a store; a store whose image size is not the backbone's input size is refused
     unless resizing on the device was asked for (it costs a resize of every frame on every step)."""
     backbone = load_backbone(config.model.source)
@@ -71,7 +71,16 @@ def build_policy(config: TrainConfig, manifest: StoreManifest) -> VLAPolicy:
             Fix({"preprocessing.image_size": str(backbone.image_size)}, "to build-splits (the store at the backbone's size)"),
             Fix({"model.resize_on_device": True}, "to resize on the device knowingly"),
         )
-    return policy_for(backbone, config, len(manifest.actions.names), manifest.camera_names)
+    return policy_for(backbone, config, len(manifest.actions.names), manifest.camera_names, levels=levels)
+
+
+def head_levels(config: TrainConfig, train: WindowDataset) -> Levels | None:
+    """A discrete head's levels, from the train split's actions (those the mirror negates made symmetric)."""
+    if config.model.head != ActionHead.discrete:
+        return None
+    mirrored = np.flatnonzero(train.mirror_sign < 0).tolist()  # none without the mirror augmentation
+    physical = action_levels(np.concatenate(train.actions), config.model.bins, mirrored)
+    return Levels(physical, train.normalizer, config.model.readout)
 
 
 def lr_lambda(config: TrainConfig) -> Callable[[int], float]:
@@ -97,10 +106,10 @@ def evaluate(policy: VLAPolicy, loader: torch.utils.data.DataLoader, delta: floa
         for i, batch in enumerate(loader):
             if max_batches is not None and i >= max_batches:
                 break
-            pred = policy(*batch_inputs(batch))
-            mask = batch[SampleField.chunk_mask].to(pred.device)
-            n = float(mask.sum()) * pred.shape[-1]
-            total += float(masked_huber(pred, batch[SampleField.actions].to(pred.device), mask, delta)) * n
+            outputs = policy(*batch_inputs(batch))
+            mask = batch[SampleField.chunk_mask].to(outputs.device)
+            n = float(mask.sum()) * batch[SampleField.actions].shape[-1]
+            total += float(policy.loss(outputs, batch[SampleField.actions], mask, delta)) * n
             count += n
     policy.train(was_training)
     return total / max(count, 1.0)
@@ -112,7 +121,7 @@ def window_mae(policy: VLAPolicy, dataset: WindowDataset, train_mean: np.ndarray
     errors, baseline = [], []
     with torch.no_grad():
         for batch in make_loader(dataset, batch_size, shuffle=False):
-            pred = dataset.denormalize(policy(batch[SampleField.rgb], batch[SampleField.instruction]))
+            pred = dataset.denormalize(policy.readout(policy(batch[SampleField.rgb], batch[SampleField.instruction])))
             true, mask = dataset.denormalize(batch[SampleField.actions]), batch[SampleField.chunk_mask].numpy()
             errors.append(np.abs(pred - true)[mask])
             baseline.append(np.abs(train_mean - true)[mask])
@@ -172,7 +181,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: 
     val_ds = WindowDataset(config.data.store, config.data.val_split, spec=config.data.window,
                            memory_budget=config.data.memory_budget)
     manifest = train_ds.manifest
-    policy = build_policy(config, manifest).to(accelerator.device)
+    policy = build_policy(config, manifest, head_levels(config, train_ds)).to(accelerator.device)
     if config.optim.precision == Precision.bf16 and not config.model.frozen_fp32:
         policy.hold_frozen_in(torch.bfloat16)  # autocast would cast them on every forward; LoRA and heads stay fp32
     batching = config.data.batching
@@ -214,9 +223,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: 
         for batch in batches:
             batch_in_epoch += 1
             with accelerator.accumulate(policy):
-                pred = policy(*batch_inputs(batch))
-                loss = masked_huber(pred, batch[SampleField.actions], batch[SampleField.chunk_mask],
-                                    config.optim.huber_delta)
+                loss = model.loss(policy(*batch_inputs(batch)), batch[SampleField.actions],
+                                  batch[SampleField.chunk_mask], config.optim.huber_delta)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     if not any(p.grad is not None for p in model.parameters() if p.requires_grad):
@@ -330,6 +338,7 @@ def _save(run_dir: Path, config: TrainConfig, manifest: StoreManifest, data: Dat
         source_frame_sizes=manifest.source_frame_sizes,
         files={},
         data=data,
+        action_levels=None if model.levels is None else model.levels.physical,
     )
     path = ckpt.save_checkpoint(run_dir, meta, model.adapter_state(), model.head_state(), optimizer.state_dict(),
                                 scheduler.state_dict(), position)
