@@ -167,12 +167,6 @@ def trained_run(learn_store: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return learned(learn_store, tmp_path_factory.mktemp("trained"), {"mode": "windows"}, 16)
 
 
-@pytest.fixture(scope="session")
-def segment_trained_run(learn_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Segment batches at about the same frames per step: 11 segments of 2 anchors (33 frames), 22 samples."""
-    return learned(learn_store, tmp_path_factory.mktemp("segment-trained"), {"mode": "segments", "segment_length": 2}, 22)
-
-
 def first_five_and_all(clean_dir: Path, root: Path) -> tuple[Path, Path]:
     """Two source folders under ``root``: the first 5 of ``clean_dir``'s episodes, and all of them (copies, with
     the instruction CSV): a first build, then one that adds the rest."""

@@ -1,6 +1,6 @@
 """`vla-data export` and the robot's ``LocalPolicy``: an exported tiny-random run, driven through onnxruntime in a
 process that has no torch, gives ``PolicyRunner``'s chunks on every frame of its val episodes (two cameras stored
-larger than the tower with the LSTM head; one camera stored smaller with the MLP head); the graphs hold no
+larger than the tower, the LSTM head; the MLP head and one camera stored smaller, untrained); the graphs hold no
 NonZero / Scatter op; the robot prepares frames exactly as the store holds them; a bad folder, frame or
 instruction is a clear error; an export that is not the policy is refused and publishes nothing."""
 
@@ -63,22 +63,47 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-# two cameras stored at 64 (the frame graph shrinks them to the tower's 56, antialiased) with the LSTM head; one
-# camera stored at 40 (it enlarges) with the MLP head
-@pytest.fixture(scope="module", params=[("lstm", 64, CAMERAS), ("mlp", 40, [])], ids=["2cam-lstm", "1cam-mlp"])
-def exported(request: pytest.FixtureRequest, raw: Path, tmp_path_factory: pytest.TempPathFactory
-             ) -> tuple[Path, Path, Path, RecorderSettings]:
-    history, size, cameras = request.param
-    root = tmp_path_factory.mktemp(f"export-{history}")
-    code, text = run("build-splits", str(raw), "-o", str(root / "s.zarr"), "--image-size", str(size),
-                     "--val-ratio", "0.5", *cameras)
+@pytest.fixture(scope="module")
+def exported(raw: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, RecorderSettings]:
+    """Two cameras stored at 64 (the frame graph shrinks them to the tower's 56, antialiased), the LSTM head."""
+    root = tmp_path_factory.mktemp("export")
+    code, text = run("build-splits", str(raw), "-o", str(root / "s.zarr"), "--image-size", "64", "--val-ratio", "0.5",
+                     *CAMERAS)
     assert code == 0, text
-    code, text = run("train", str(root / "s.zarr"), "-o", str(root / "run"), "--history", history,
-                     "--resize-on-device", *TRAIN)
+    code, text = run("train", str(root / "s.zarr"), "-o", str(root / "run"), "--resize-on-device", *TRAIN)
     assert code == 0, text
     code, text = run("export", str(root / "run"), "-o", str(root / "policy"), "--max-words", str(MAX_WORDS))
     assert code == 0 and "parity on" in text, text
-    return root / "run", root / "s.zarr", root / "policy", camera_settings(2 if cameras else 1)
+    return root / "run", root / "s.zarr", root / "policy", camera_settings(2)
+
+
+def test_a_one_camera_mlp_policy_stored_smaller_than_the_tower_exports_as_well(tmp_path: Path) -> None:
+    """The other branches of the graphs (no history, the frame enlarged to the tower's size), on an untrained
+    policy: parity with PyTorch and no data-dependent op."""
+    from schemas.export import ExportOptions
+    from schemas.store import ActionSelection, ChannelStats, NormStats, Preprocessing
+    from schemas.train import BackboneSpec, CheckpointMeta, ModelConfig, TrainConfig
+    from vla_model.backbone import build_tiny_random
+    from vla_model.export_graphs import check_graphs, export_graphs, forbidden_ops
+    from vla_model.policy import VLAPolicy
+
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    config = ModelConfig(history="mlp", hidden=16, resize_on_device=True)
+    model = VLAPolicy(build_tiny_random(), config, action_dim=2, chunk=2)
+    channel = ChannelStats(count=1, mean=0.2, std=0.8, min=-1.15, max=1.15, q01=-1.15, q99=1.15)
+    meta = CheckpointMeta(
+        tool_version="test", step=0, val_loss=None, files={}, backbone=BackboneSpec(source="tiny-random", config={}),
+        train_config=TrainConfig.model_validate({"data": {"store": "-", "window": {"window": 3, "chunk": 2}},
+                                                 "model": config.model_dump()}),
+        preprocessing=Preprocessing(image_size=40), actions=ActionSelection(channels=[0, 1], names=["x", "y"]),
+        stats=NormStats(action=[channel] * 2, image_mean=[0.5] * 3, image_std=[0.25] * 3))
+    policy = Policy(model, meta)
+    graphs = export_graphs(policy, tmp_path, ExportOptions(max_words=MAX_WORDS))
+    frames = np.random.default_rng(0).integers(0, 256, (5, 1, 40, 40, 3), dtype=np.uint8)
+    parity = check_graphs(policy, tmp_path, graphs, frames, "go to the bottle")
+    assert parity.min_feature_cosine > 0.99999 and parity.max_chunk_error < 1e-4, parity
+    assert forbidden_ops(tmp_path / "frame.onnx") == forbidden_ops(tmp_path / "head.onnx") == []
 
 
 def test_the_exported_policy_drives_as_the_runner_in_a_process_without_torch(exported, tmp_path: Path) -> None:
@@ -161,9 +186,7 @@ def test_a_damaged_folder_a_wrong_frame_or_instruction_is_a_clear_error(exported
 
 
 def test_export_and_drive_from_the_command_line(exported, raw: Path, tmp_path: Path) -> None:
-    run_dir, store_path, folder, _ = exported
-    if len(Policy.from_checkpoint(run_dir, "cpu").cameras) > 1:
-        pytest.skip("once, on the one-camera policy (drive reads the synthetic episode's one camera)")
+    run_dir, store_path, folder, settings = exported
     code, text = run("export", str(run_dir), "-o", str(folder))
     assert code == 1 and "exists already" in text
     out = tmp_path / "strict"
@@ -173,12 +196,12 @@ def test_export_and_drive_from_the_command_line(exported, raw: Path, tmp_path: P
     code, text = run("export", str(run_dir), "-o", str(out), "--precision", "bf16")
     assert code == 2 and "export fp32 or fp16" in text
     episode = Path(next(r for r in open_store(store_path).records() if r.split == "val").source_path)
-    code, text = run("drive", str(episode), "--policy", str(folder), "--execution", "first", "--json")
+    code, text = run("drive", str(episode), "--policy", str(folder), "--execution", "first", "--json", *CAMERAS)
     assert code == 0, text
     report = json.loads(text[text.index("{"):])
-    runner = Policy.from_checkpoint(run_dir, "cpu").runner()
+    recorded = read_recorded(episode, settings)
+    runner = Policy.from_checkpoint(run_dir, "cpu").runner(recorded.color_orders)
     runner.reset(report["instruction"])
-    frames = read_recorded(episode, RecorderSettings()).frames["rgb"]
-    want = [runner.step(f)[0] for f in frames]
+    want = [runner.step({c: f[t] for c, f in recorded.frames.items()})[0] for t in range(len(recorded.actions))]
     np.testing.assert_allclose(np.asarray(report["commands"]), np.stack(want), atol=1e-4)
-    assert report["url"] == str(folder) and report["stops"] == 0 and report["steps"] == len(frames)
+    assert report["url"] == str(folder) and report["stops"] == 0 and report["steps"] == len(want)

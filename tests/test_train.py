@@ -379,11 +379,11 @@ def test_two_processes_train_from_a_store_on_s3_exactly_as_from_the_folder(two_p
     assert reports["s3"] == reports["folder"]
 
 
-@pytest.mark.parametrize("run_fixture", ["trained_run", "segment_trained_run"])
-def test_tiny_model_learns_the_synthetic_task(learn_store: Path, run_fixture: str, request: pytest.FixtureRequest) -> None:
-    """Val MAE (physical units, every unmasked entry of every window step) below 60% of the train-mean action,
-    trained with per-window batches and with segment batches at about equal frames per step."""
-    policy, meta = load_policy(request.getfixturevalue(run_fixture))
+def test_tiny_model_learns_the_synthetic_task(learn_store: Path, trained_run: Path) -> None:
+    """Val MAE (physical units, every unmasked entry of every window step) below 60% of the train-mean action.
+    Segment batches compute the same loss and gradients (test_segments.py); how fast they learn at equal frames
+    per step is measured in benchmarks/learning.py (an 800-step run here cost the suite 30-40 s)."""
+    policy, meta = load_policy(trained_run)
     ds = WindowDataset(learn_store, "val", WindowSpec(window=2, chunk=4))
     mae, base = window_mae(policy, ds, np.array([c.mean for c in meta.stats.action], np.float32))
     assert mae < 0.6 * base, f"val MAE {mae:.3f} vs train-mean baseline {base:.3f}"
