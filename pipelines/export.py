@@ -38,13 +38,6 @@ class ExportError(Refusal):
     """An export that cannot be published: the folder is taken, or the graphs are not the policy."""
 
 
-def action_levels(policy: Policy) -> dict[str, list[float]]:
-    """Per action channel, the values the teleop drove with: min, 0 and max of the train split (as ``hello``)."""
-    stats = policy.meta.stats.action
-    return {n: sorted({round(c.min, 6), 0.0, round(c.max, 6)}) if c.min <= 0 <= c.max else
-            [round(c.min, 6), round(c.max, 6)] for n, c in zip(policy.action_names, stats, strict=True)}
-
-
 def _check_instruction(policy: Policy, max_words: int) -> str:
     words = CHECK_INSTRUCTION.split()
     while len(words) > 1 and len(policy.model.tokenizer(" ".join(words), add_special_tokens=False)["input_ids"]) > max_words:
@@ -101,7 +94,7 @@ def export_loaded(policy: Policy, out: Path, options: ExportOptions, announce: C
             source_frame_sizes=list(meta.source_frame_sizes), max_words=graphs.max_words, pad_id=graphs.pad_id,
             feature_dim=graphs.feature_dim, window=policy.window, chunk=policy.chunk,
             action_offset=policy.spec.action_offset, action_names=policy.action_names,
-            action_channels=list(meta.actions.channels), action_levels=action_levels(policy),
+            action_channels=list(meta.actions.channels), action_levels=policy.teleop_levels(),
             norm_offset=policy.normalizer.offset.tolist(), norm_scale=policy.normalizer.scale.tolist(),
             opset=options.opset, precision=Precision(options.precision), exporter=graphs.exporter, parity=parity,
             files={p.name: sha256_of(p) for p in sorted(tmp.iterdir())})

@@ -63,7 +63,6 @@ log = logging.getLogger("vla-data.serve")
 
 
 def metadata(policy: Policy, precision: Precision, any_frame: bool = False) -> ServeMetadata:
-    stats = policy.meta.stats.action
     return ServeMetadata(
         protocol=PROTOCOL_VERSION, vla_data_version=__version__, checkpoint=str(policy.path),
         model=policy.meta.backbone.source, precision=precision, device=str(policy.device),
@@ -72,8 +71,7 @@ def metadata(policy: Policy, precision: Precision, any_frame: bool = False) -> S
         source_frame_sizes=list(policy.meta.source_frame_sizes), any_frame=any_frame,
         window=policy.window, chunk=policy.chunk, action_offset=policy.spec.action_offset,
         action_names=policy.action_names, action_channels=list(policy.meta.actions.channels),
-        action_levels={n: sorted({round(c.min, 6), 0.0, round(c.max, 6)}) if c.min <= 0 <= c.max else
-                       [round(c.min, 6), round(c.max, 6)] for n, c in zip(policy.action_names, stats, strict=True)},
+        action_levels=policy.teleop_levels(),
     )
 
 

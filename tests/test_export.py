@@ -148,6 +148,7 @@ def test_the_exported_policy_drives_as_the_runner_in_a_process_without_torch(exp
     exported_policy = ExportedPolicy.model_validate_json((folder / "policy.json").read_text())
     assert set(local.FIELDS) == set(ExportedPolicy.model_fields)
     assert exported_policy.cameras[0].name == policy.camera_names[0] and exported_policy.data == policy.meta.data
+    assert exported_policy.action_levels == policy.teleop_levels() == LocalPolicy(folder).metadata["action_levels"]
     assert exported_policy.parity.max_chunk_error < 1e-4 and sorted(exported_policy.files) == [
         "frame.onnx", "head.onnx", "tokenizer.json"]
 

@@ -343,6 +343,7 @@ def test_frames_the_policy_was_not_trained_on_are_refused_or_warned_of(policy: P
 
         hello = ask({"type": "hello"})["metadata"]
         assert hello["source_frame_sizes"] == ["48x80"] and hello["image_size"] == 56 and not hello["any_frame"]
+        assert hello["action_levels"] == {"linear_x": [0.0, 1.15], "linear_y": [-1.15, 0.0, 1.15]}  # for Snap
         ask({"type": "reset", "instruction": instruction})
         for frame, said in ((tiny, "a 1x1 frame is smaller than the policy reads (48 pixels on the short side"),
                             (portrait, "a 80x48 frame (aspect 0.60) is not the training camera's shape")):

@@ -145,6 +145,13 @@ class Policy:
         the checkpoint does not say (trained before the sizes were recorded)."""
         return self.expected_frames.warning(height, width)
 
+    def teleop_levels(self) -> dict[str, list[float]]:
+        """Per action channel, the values the teleop drove with: min, 0 and max of the train split (``Snap`` snaps
+        executed commands to them; ``hello`` and an export's policy.json carry them)."""
+        stats = self.meta.stats.action
+        return {n: sorted({round(c.min, 6), 0.0, round(c.max, 6)}) if c.min <= 0 <= c.max else
+                [round(c.min, 6), round(c.max, 6)] for n, c in zip(self.action_names, stats, strict=True)}
+
     @property
     def camera_names(self) -> list[str]:
         return [c.name for c in self.cameras]
