@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -124,6 +125,18 @@ def test_every_command_runs_a_discrete_head(discrete_run: Path, learn_store: Pat
     assert "linear_x: first actions by level, recorded (rows) x predicted (columns)" in text
     code, text = run("export", str(discrete_run), "-o", str(tmp_path / "policy"))
     assert code == 0 and "parity on" in text, text
+    from pipelines.serve import serving
+    from schemas.serve import ServeConfig
+    from vla_client.client import PolicyClient
+
+    with h5py.File(episode) as f:
+        frames = f["images"][:3]
+    runner = policy.runner()
+    runner.reset("go to the bottle on the left")
+    with serving(policy, ServeConfig(port=0)) as server, PolicyClient(server.url) as client:
+        client.reset("go to the bottle on the left")
+        for frame in frames:  # served chunks are the runner's, read out the same way
+            np.testing.assert_allclose(client.step(frame), runner.step(frame), atol=1e-6)
 
 
 def test_a_checkpoint_from_before_heads_loads_as_a_regression_head(learn_store: Path, tmp_path: Path) -> None:
