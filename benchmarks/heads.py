@@ -1,6 +1,6 @@
 """Regression against discrete action head (`--head`), on the demo's task: which one to make the default.
 
-Reproduce: `PYTHONPATH=. .venv/bin/python benchmarks/heads.py` (6 trainings of 300 steps, 20-40 s each on 2 idle
+Reproduce: `.venv/bin/python benchmarks/heads.py` (6 trainings of 300 steps, 20-40 s each on 2 idle
 CPU cores, many times that on shared ones: the `train s` column is not a head's speed unless the cores were idle);
 the longer budget is the same script with `--steps 3000 --every 250`. The figures are deterministic per seed.
 The store is the demo's (Makefile `demo`): `make-synthetic --episodes 24 --image-size 120x214 --seed 0`, then
