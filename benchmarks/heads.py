@@ -154,7 +154,7 @@ def main() -> None:
               f"{wb['success first'] - wa['success first']:+.3f}; success chunk mean {gap['success chunk']:+.3f}; "
               f"MAE first mean {gap['MAE first']:+.3f}")
     print(f"\nwall time {time.perf_counter() - started:.0f} s; each run's figures, curve: {args.out / 'results.json'}")
-    print(f"reproduce: PYTHONPATH=. .venv/bin/python benchmarks/heads.py --steps {args.steps} --every "
+    print(f"reproduce: .venv/bin/python benchmarks/heads.py --steps {args.steps} --every "
           f"{args.every} --seeds {args.seeds} --heads {args.heads}   (the longer budget: --steps 3000 --every 250)")
 
 
