@@ -105,6 +105,10 @@ def read_policy(folder: Path, verify: bool = True) -> dict[str, Any]:
     missing = [f for f in FIELDS if f not in policy]
     if missing:
         raise PolicyFolderError(f"{path} lacks {', '.join(missing)}: copy the export folder again")
+    unlisted = sorted({FRAME_GRAPH, HEAD_GRAPH, TOKENIZER_FILE} - set(policy["files"]))
+    if unlisted:
+        raise PolicyFolderError(f"{path} lists no checksum of {', '.join(unlisted)}: not what `vla-data export` "
+                                "writes; export the checkpoint again")
     for name, digest in policy["files"].items():
         file = folder / name
         if not file.is_file():
