@@ -182,6 +182,9 @@ def test_a_damaged_folder_a_wrong_frame_or_instruction_is_a_clear_error(exported
         (d / "frame.onnx").read_bytes()[:1000]))  # half-copied
     assert "head.onnx is missing" in damaged(lambda d: (d / "head.onnx").unlink())
     assert "holds no policy.json" in damaged(lambda d: (d / "policy.json").unlink())
+    assert "lists no checksum of frame.onnx" in damaged(lambda d: (d / "policy.json").write_text(json.dumps(
+        {**(p := json.loads((d / "policy.json").read_text())), "files": {k: v for k, v in p["files"].items()
+                                                                         if k != "frame.onnx"}})))
     assert "policy format 2, this vla_client reads format 1" in damaged(lambda d: (d / "policy.json").write_text(
         (d / "policy.json").read_text().replace('"format": 1', '"format": 2')))
 
