@@ -26,7 +26,6 @@ Kosmos-2 in fp32) keeps them in ``frame.onnx.data`` beside ``frame.onnx``; onnxr
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 import warnings
@@ -133,12 +132,16 @@ class HeadGraph(nn.Module):
         return sum(t.numel() * t.element_size() for part in parts for t in part.parameters())
 
 
-def _extra(name: str) -> ModuleType:
-    """A module of the onnx extra (onnx, onnxruntime), or an ImportError that says how to install it."""
+def _onnx() -> tuple[ModuleType, ModuleType, ModuleType]:
+    """onnx, onnxruntime and onnxruntime's float16 converter (the onnx extra), or an ImportError saying how to
+    install them."""
     try:
-        return importlib.import_module(name)
+        import onnx
+        import onnxruntime
+        from onnxruntime.transformers import float16
     except ImportError as exc:
         raise ImportError(f"the ONNX export needs {exc.name}: pip install 'vla-data[onnx]'") from exc
+    return onnx, onnxruntime, float16
 
 
 @dataclass(frozen=True)
@@ -254,8 +257,8 @@ def to_fp16(path: Path) -> None:
     """Convert a graph's float32 weights and activations to float16 in place, keeping float32 inputs and outputs
     (``onnxruntime.transformers.float16``, shipped with onnxruntime). Weights held in ``path.name + '.data'``
     stay there."""
-    onnx = _extra("onnx")
-    convert_float_to_float16 = _extra("onnxruntime.transformers.float16").convert_float_to_float16
+    onnx, _, float16 = _onnx()
+    convert_float_to_float16 = float16.convert_float_to_float16
 
     data = path.with_name(path.name + ".data")
     external = data.exists()
@@ -268,7 +271,7 @@ def to_fp16(path: Path) -> None:
 def forbidden_ops(path: Path | str) -> list[str]:
     """The NonZero / ScatterND / ScatterElements nodes of a graph (its subgraphs and functions too): none of
     them may be there, they would make a shape data-dependent or scatter by mask."""
-    onnx = _extra("onnx")
+    onnx = _onnx()[0]
     model = onnx.load(str(path), load_external_data=False)
     found = []
 
@@ -292,7 +295,7 @@ def check_graphs(policy: Policy, folder: Path, graphs: Graphs, rgb: np.ndarray, 
     frame per call, and compare with ``Policy.features`` and ``VLAPolicy.act`` on the same frames: the lowest
     cosine and largest difference of the features, and the largest difference of any chunk entry of any window,
     in physical units."""
-    ort = _extra("onnxruntime")
+    ort = _onnx()[1]
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     frame, head = (ort.InferenceSession(str(folder / name), options, providers=["CPUExecutionProvider"])

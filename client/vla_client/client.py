@@ -59,7 +59,7 @@ class PolicyClient:
         self.instruction: str | None = None
         self._connection: ClientConnection | None = None
         self._opened = ExitStack()  # the connection, entered as websockets wants it (a context manager)
-        self._check: FrameCheck | None = None
+        self._check = FrameCheck(ExpectedFrames(0))  # what hello says, set by _open
         self.metadata: dict[str, Any] = self._open()
 
     # -- the connection ------------------------------------------------------------------------------------
@@ -73,6 +73,10 @@ class PolicyClient:
                     self.url, additional_headers=headers, open_timeout=self.timeout, max_size=MAX_MESSAGE,
                     compression=None, proxy=None))
                 metadata = self._call({"type": HELLO}, HELLO)["metadata"]
+                # a server from before the frame check says no sizes; one started with --any-frame acts on any
+                self._check = FrameCheck(ExpectedFrames.from_metadata(metadata),
+                                         "source_frame_sizes" in metadata and not metadata.get("any_frame"),
+                                         self._check.warned)  # warned once per camera and size, reconnects too
                 if self.instruction is not None:
                     self._call({"type": RESET, "instruction": self.instruction}, RESET)
                 return metadata
@@ -142,10 +146,6 @@ class PolicyClient:
         """Check raw frames against what the policy was trained on (``hello``; ``vla_client.frames.FrameCheck``):
         ``ValueError`` for one the server would refuse, a ``FrameWarning`` once per camera and size for another
         aspect ratio than in training. Encoded frames are checked by the server."""
-        if self._check is None or self._check.expected != ExpectedFrames.from_metadata(self.metadata):
-            # a server from before the check says no sizes; one started with --any-frame acts on any frame
-            self._check = FrameCheck(ExpectedFrames.from_metadata(self.metadata),
-                                     "source_frame_sizes" in self.metadata and not self.metadata.get("any_frame"))
         self._check(frames, stacklevel=5)  # the caller of step
 
     def close(self) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from vla_client.frames import ExpectedFrames, FrameCheck
-from vla_client.preprocess import resize_frame
+from vla_client.preprocess import pillow, resize_frame
 from vla_client.protocol import EncodedFrame
 
 POLICY_FORMAT = 1  # the policy.json format this client reads (schemas.export.POLICY_FORMAT)
@@ -44,34 +44,20 @@ FIELDS = ("format", "vla_data_version", "checkpoint", "data", "model", "cameras"
           "precision", "exporter", "parity", "files")
 
 
-def _onnxruntime() -> ModuleType:
-    """onnxruntime, or an ImportError that says which extra brings it."""
+def _runtime() -> tuple[ModuleType, Any]:
+    """onnxruntime and ``tokenizers.Tokenizer``, or an ImportError that says which extra brings them."""
     try:
         import onnxruntime
-    except ImportError as exc:
-        raise ImportError(f"LocalPolicy needs the robot client's onnx extra ({exc.name} is missing): "
-                          'pip install "vla-data-client[onnx]" (or "./client[onnx]")') from exc
-    return onnxruntime
-
-
-def _tokenizer(path: Path) -> Any:
-    """``tokenizers.Tokenizer`` read from ``path``; the package comes with the onnx extra."""
-    try:
         from tokenizers import Tokenizer
     except ImportError as exc:
         raise ImportError(f"LocalPolicy needs the robot client's onnx extra ({exc.name} is missing): "
                           'pip install "vla-data-client[onnx]" (or "./client[onnx]")') from exc
-    return Tokenizer.from_file(str(path))
+    return onnxruntime, Tokenizer
 
 
 def _decode(data: bytes) -> np.ndarray:
-    """JPEG or PNG bytes -> (H, W, 3) uint8 RGB (Pillow comes with the onnx extra)."""
-    try:
-        from PIL import Image
-    except ImportError as exc:
-        raise ImportError(f"decoding an encoded frame needs Pillow ({exc.name} is missing): "
-                          'pip install "vla-data-client[onnx]"') from exc
-    with Image.open(io.BytesIO(data)) as image:
+    """JPEG or PNG bytes -> (H, W, 3) uint8 RGB."""
+    with pillow().open(io.BytesIO(data)) as image:
         return np.asarray(image.convert("RGB"))
 
 
@@ -120,7 +106,7 @@ def read_policy(folder: Path, verify: bool = True) -> dict[str, Any]:
 
 def _providers(names: Sequence[str] | None, trt_cache: Path | None) -> list[Any]:
     """onnxruntime's providers for ``names`` (cpu, cuda, tensorrt, or onnxruntime's own names), in order."""
-    available = _onnxruntime().get_available_providers()
+    available = _runtime()[0].get_available_providers()
     chosen: list[Any] = []
     for name in names or ["cpu"]:
         provider = PROVIDERS.get(name.lower(), name)
@@ -146,14 +132,14 @@ class LocalPolicy:
             raise PolicyFolderError(f"{self.folder} is not a folder: give the folder `vla-data export -o` wrote")
         self.policy = read_policy(self.folder, verify)
         p = self.policy
-        ort = _onnxruntime()
+        ort, tokenizer = _runtime()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads  # 0: onnxruntime's default
         chosen = _providers(providers, None if trt_cache is None else Path(trt_cache))
         self.frame_graph = ort.InferenceSession(str(self.folder / FRAME_GRAPH), options, providers=chosen)
         self.head_graph = ort.InferenceSession(str(self.folder / HEAD_GRAPH), options, providers=chosen)
         self.providers: list[str] = self.frame_graph.get_providers()  # what onnxruntime runs it on
-        self.tokenizer = _tokenizer(self.folder / TOKENIZER_FILE)
+        self.tokenizer = tokenizer.from_file(str(self.folder / TOKENIZER_FILE))
         self.cameras = [c["name"] for c in p["cameras"]]
         self.color_orders = {c["name"]: c["color_order"] for c in p["cameras"]}
         self.offset = np.asarray(p["norm_offset"], np.float64)

@@ -15,12 +15,12 @@ RESIZE_MODES = ("squash", "letterbox", "center-crop")
 FILTERS = {"bilinear": "BILINEAR", "bicubic": "BICUBIC", "area": "BOX"}  # area: the mean of the source pixels covered
 
 
-def _pillow() -> ModuleType:
+def pillow() -> ModuleType:
     """PIL.Image, or an ImportError that says how to install it (the robot client's onnx extra brings it)."""
     try:
         from PIL import Image
     except ImportError as exc:
-        raise ImportError(f"resizing frames needs Pillow ({exc.name} is missing): "
+        raise ImportError(f"preparing frames needs Pillow ({exc.name} is missing): "
                           'pip install "vla-data-client[onnx]"') from exc
     return Image
 
@@ -37,7 +37,7 @@ def resize_frame(frame: np.ndarray, size: int, resize: str, interpolation: str, 
     Resizing treats each channel alone, so the frame is resized in its own order and only the S x S
     result is turned into RGB: the same pixels as converting first, without copying the full frame.
     """
-    Image = _pillow()  # noqa: N806 (the module, named as PIL names it)
+    Image = pillow()  # noqa: N806 (the module, named as PIL names it)
     image = Image.fromarray(np.ascontiguousarray(frame))
     s, (w, h), resample = size, image.size, getattr(Image.Resampling, FILTERS[interpolation])
     if resize == "squash":
