@@ -63,6 +63,11 @@ def export_loaded(policy: Policy, out: Path, options: ExportOptions, announce: C
                   ) -> ExportedPolicy:
     """Export a loaded fp32 CPU policy (``Policy.from_checkpoint``'s, or a benchmark's) to the new folder ``out``."""
     _check_out(out)
+    for left in out.parent.glob(f".{out.name}.export-*.tmp"):  # an export killed half-way (kill -9, power)
+        pid = left.name.removeprefix(f".{out.name}.export-").removesuffix(".tmp")
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(left, ignore_errors=True)
+            announce(f"removed {left.name}, left by an export that was killed half-way")
     tmp = out.parent / f".{out.name}.export-{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)  # ours: a name only this process uses
     tmp.mkdir()
@@ -101,7 +106,11 @@ def export_loaded(policy: Policy, out: Path, options: ExportOptions, announce: C
         (tmp / POLICY_FILE).write_text(exported.model_dump_json(indent=2) + "\n")
         for path in tmp.iterdir():
             open_permissions(path)  # 0644 under umask 022, as a plain open() (the exporters write 0600 files)
-        os.rename(tmp, out)  # the whole folder appears at once (a folder made there meanwhile: refused)
+        try:
+            os.rename(tmp, out)  # the whole folder appears at once
+        except OSError as exc:  # a non-empty folder made there meanwhile (another export of the same -o)
+            raise ExportError(f"{out} appeared while this export ran (another export to it?); nothing published "
+                              f"({exc.strerror})") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -109,3 +118,14 @@ def export_loaded(policy: Policy, out: Path, options: ExportOptions, announce: C
              f"difference <= {parity.max_chunk_error:.2e} physical units")
     return exported
 
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (an export's temporary folder names its exporter's pid)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
