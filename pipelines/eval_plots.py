@@ -14,7 +14,8 @@ from schemas.evaluation import EvalReport, Horizon, Predictor
 
 PANEL_FRAMES = 300  # anchors per trajectory panel: more is a solid block at the figure's width
 FEW_POINTS = 60  # up to this many anchors per panel each is marked (a single point draws no line)
-COLORS = {Predictor.policy: "tab:blue", Predictor.train_mean: "tab:gray", Predictor.zero_velocity: "tab:red"}
+COLORS = {Predictor.policy: "tab:blue", Predictor.train_mean: "tab:gray", Predictor.most_common: "tab:green",
+          Predictor.zero_velocity: "tab:red"}
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -61,16 +62,13 @@ def plot_trajectories(report: EvalReport, results: list[EpisodeResult], out: Pat
 
 
 def plot_errors(report: EvalReport, results: list[EpisodeResult], out: Path) -> Path:
-    """Per channel: histograms of (prediction - recorded) of the first action, policy and both baselines."""
+    """Per channel: histograms of (prediction - recorded) of the first action, policy and each baseline."""
     names = report.action_names
     pred = np.concatenate([r.pred[:, 0] for r in results])
     true = np.concatenate([r.true[:, 0] for r in results])
     real = np.concatenate([r.mask[:, 0] for r in results])
-    errors = {
-        Predictor.policy: (pred - true)[real],
-        Predictor.train_mean: (np.asarray(report.train_mean) - true)[real],
-        Predictor.zero_velocity: -true[real],
-    }
+    errors = {Predictor.policy: (pred - true)[real]} | {
+        who: (np.asarray(action) - true)[real] for who, action in report.baselines().items()}
     fig = _figure(4.0 * len(names), 3.0)
     axes = fig.subplots(1, len(names), squeeze=False)[0]
     for c, (ax, name) in enumerate(zip(axes, names, strict=True)):

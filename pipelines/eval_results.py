@@ -9,7 +9,8 @@ import numpy as np
 
 from schemas.evaluation import Predictor
 
-LABELS = {Predictor.policy: "policy", Predictor.train_mean: "train-mean", Predictor.zero_velocity: "zero"}
+LABELS = {Predictor.policy: "policy", Predictor.train_mean: "train-mean", Predictor.most_common: "most-common",
+          Predictor.zero_velocity: "zero"}
 
 
 @dataclass

@@ -1,8 +1,8 @@
-"""`vla-data eval`: a checkpoint scored on every anchor of a store split, beside two baselines.
+"""`vla-data eval`: a checkpoint scored on every anchor of a store split, beside three baselines.
 
 For each anchor t the policy's chunk (the window ending at t, as in training) is compared with the recorded
 actions t+o..t+o+K-1 in physical units; actions past the episode's end are masked out. The baselines are
-the mean action of the store's train split and zero velocity. Writes into OUT:
+the mean and the most common action of the store's train split, and zero velocity. Writes into OUT:
 
 ```
 metrics.json       schemas.evaluation.EvalReport: overall and per-scenario figures, policy and baselines
@@ -33,7 +33,7 @@ from vla_data.common.files import atomic_path, write_text_atomic
 from vla_data.store.reader import open_store, pin
 from vla_data.samples.windows import anchor_chunks
 from vla_model.loading import check_store
-from vla_model.metrics import compare, level_confusion
+from vla_model.metrics import baseline_actions, compare, level_confusion
 from vla_model.runtime import Policy
 
 METRICS = "metrics.json"
@@ -60,8 +60,8 @@ def evaluate_checkpoint(
     train_split = policy.meta.train_config.data.train_split
     train_actions = opened.split_actions(train_split.value)
     if not len(train_actions):
-        raise ValueError(f"{store}: split {train_split.value!r} is empty; the train-mean baseline needs it")
-    train_mean = train_actions.astype(np.float64).mean(axis=0)
+        raise ValueError(f"{store}: split {train_split.value!r} is empty; the baselines need it")
+    baselines = baseline_actions(train_actions)
     data = pin(opened)
     found = trained_data(policy.meta.data, train_split.value, opened, data, options.split.value)
     refuse_overlap(found, options.split.value, options.allow_train_overlap)
@@ -97,9 +97,10 @@ def evaluate_checkpoint(
         cameras=policy.camera_names,
         n_episodes=len(results),
         n_anchors=int(sum(len(r.t) for r in results)),
-        train_mean=[float(v) for v in train_mean],
-        overall=compare(*_concat(results), train_mean, options),
-        scenarios={s: compare(*_concat(r for r in results if r.scenario == s), train_mean, options) for s in scenarios},
+        train_mean=[float(v) for v in baselines[Predictor.train_mean]],
+        most_common=[float(v) for v in baselines[Predictor.most_common]],
+        overall=compare(*_concat(results), baselines, options),
+        scenarios={s: compare(*_concat(r for r in results if r.scenario == s), baselines, options) for s in scenarios},
         precision_max_abs_difference=None if largest is None else [float(v) for v in largest],
         level_confusion=_confusion(policy, results),
     )
@@ -130,7 +131,7 @@ def per_episode_table(report: EvalReport, results: list[EpisodeResult]) -> pd.Da
     options = report.options
     rows = []
     for r in results:
-        comparison = compare(r.pred, r.true, r.mask, np.asarray(report.train_mean), options)
+        comparison = compare(r.pred, r.true, r.mask, report.baselines(), options)
         for horizon, by_predictor in comparison.items():
             for who, metrics in by_predictor.items():
                 rows.append({"episode": r.episode, "scenario": r.scenario, "instruction": r.instruction,
@@ -159,7 +160,7 @@ def _fmt(value: float | None) -> str:
 
 
 def comparison_table(comparison: Comparison, names: list[str], tolerance: float) -> pd.DataFrame:
-    """Rows: metric x channel; columns: horizon x predictor (policy, train-mean, zero)."""
+    """Rows: metric x channel; columns: horizon x predictor (policy, then each baseline)."""
     metrics = [("MAE", "mae"), ("RMSE", "rmse"), ("MSE", "mse"), ("direction acc.", "direction_accuracy")]
     index = [(label, name) for label, _ in metrics for name in names] + [(f"success@{tolerance:g}", "all")]
     columns = pd.MultiIndex.from_tuples(
@@ -192,7 +193,8 @@ def render_report(report: EvalReport) -> str:
     head = (f"{report.checkpoint} (step {report.step}) on {report.store}, split {report.options.split.value}: "
             f"{report.n_episodes} episodes, {report.n_anchors} anchors; camera(s) {', '.join(report.cameras) or '-'}; "
             f"physical units; dead band "
-            f"{report.options.dead_band:g}; baselines: train-mean {[round(v, 3) for v in report.train_mean]}, zero velocity")
+            f"{report.options.dead_band:g}; baselines: train-mean {[round(v, 3) for v in report.train_mean]}, most common "
+            f"{[round(v, 3) for v in report.most_common]}, zero velocity")
     overall = comparison_table(report.overall, report.action_names, report.options.tolerance)
     parts = [head, data_line(report.data, report.trained_on, report.changed_since_trained,
                              report.trained_episodes_scored, report.store, report.overlap_checked),

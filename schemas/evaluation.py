@@ -2,8 +2,8 @@
 
 Every metric is in physical units (the checkpoint's stats undo the normalisation) and counts only
 unmasked actions: an action past the episode's end is padding and never scored. Each figure of the policy
-stands beside the same figure of two baselines that need no model: the train split's mean action and
-standing still (zero velocity).
+stands beside the same figure of three baselines that need no model: the train split's mean action, its most
+common action (for teleop data, the key the operator holds most), and standing still (zero velocity).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class Horizon(StrEnum):
 class Predictor(StrEnum):
     policy = "policy"
     train_mean = "train_mean"  # the mean action of the store's train split, at every step
+    most_common = "most_common"  # the train split's most common action (all channels together), at every step
     zero_velocity = "zero_velocity"  # standing still
 
 
@@ -96,6 +97,9 @@ class EvalReport(BaseModel):
     n_episodes: int
     n_anchors: int
     train_mean: list[float] = Field(description="The train-mean baseline's action (physical units).")
+    most_common: list[float] = Field(
+        description="The most-common-action baseline's action: the train split's most frequent action row (physical "
+        "units). On teleop data it is a real command (e.g. forward), so it is the trivial policy to beat.")
     overall: Comparison
     scenarios: dict[str, Comparison] = Field(description="The same figures for each scenario of the split.")
     level_confusion: dict[str, LevelConfusion] = Field(
@@ -103,6 +107,11 @@ class EvalReport(BaseModel):
     precision_max_abs_difference: list[float] | None = Field(
         None, description="With a precision other than fp32: per channel, the largest |chunk - fp32 chunk| over "
         "every anchor's whole chunk, physical units.")
+
+    def baselines(self) -> dict[Predictor, list[float]]:
+        """Each baseline's constant action (physical units), by predictor."""
+        return {Predictor.train_mean: self.train_mean, Predictor.most_common: self.most_common,
+                Predictor.zero_velocity: [0.0] * len(self.action_names)}
 
 
 class PredictedStep(BaseModel):

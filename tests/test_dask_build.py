@@ -18,6 +18,7 @@ from schemas import RecorderSettings
 from schemas.store import BuildOptions, Preprocessing
 from schemas.synthetic import SyntheticConfig
 from vla_data.build.job import build_store
+from vla_data.common import pools
 from vla_data.store.reader import FRAMES_PER_SHARD, open_store, verify
 from vla_data.synthetic.episodes import make_synthetic
 
@@ -105,7 +106,9 @@ def test_a_dask_worker_killed_mid_build_still_gives_the_same_store(cluster: Clie
     assert_same_store(out, one_process)
 
 
-def test_a_scheduler_that_does_not_answer_is_one_clear_error(sources: Path, tmp_path: Path) -> None:
+def test_a_scheduler_that_does_not_answer_is_one_clear_error(sources: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pools, "SCHEDULER_TIMEOUT", "1s")  # a user waits 10 s; the answer is the same
     out = tmp_path / "ds.zarr"
     code, text = run("build-splits", str(sources), "-o", str(out), "--image-size", "16",
                      "--scheduler", "tcp://127.0.0.1:9")

@@ -31,7 +31,7 @@ from vla_model import checkpoint as ckpt
 from vla_model.backbone import build_tiny_random, tiny_config
 from vla_model.checkpoint import ADAPTER, HEADS, META
 from vla_model.loading import load_policy
-from vla_model.metrics import action_metrics, compare
+from vla_model.metrics import action_metrics, baseline_actions, compare
 from vla_model.trainer import train
 
 # The runner and the batch model do the same float32 arithmetic on the same frames, in other batch shapes.
@@ -69,9 +69,27 @@ def test_metrics_match_hand_computed_values_and_skip_masked_actions() -> None:
         action_metrics(PRED, TRUE[:1], MASK, 0.1, 0.05)
 
 
-def test_compare_scores_first_action_and_chunk_beside_both_baselines() -> None:
-    result = compare(PRED, TRUE, MASK, np.array([0.1, 0.1]), EvalOptions(tolerance=0.15))
+# the train split: mean (0.1, 0.1), most common row (0, -0.3) (twice; -0.3 and -0.3000000001 are one value)
+TRAIN = np.array([[0.0, -0.3], [0.0, -0.3000000001], [0.3, 0.9], [0.1, 0.1]])
+
+
+def test_the_baselines_come_from_the_train_actions() -> None:
+    baselines = baseline_actions(TRAIN)
+    assert list(baselines) == [Predictor.train_mean, Predictor.most_common, Predictor.zero_velocity]
+    np.testing.assert_allclose(baselines[Predictor.train_mean], [0.1, 0.1])
+    np.testing.assert_allclose(baselines[Predictor.most_common], [0.0, -0.3])
+    np.testing.assert_array_equal(baselines[Predictor.zero_velocity], [0.0, 0.0])
+    # a tie: the first row in sorted order
+    np.testing.assert_array_equal(baseline_actions(np.array([[1.15, 0.0], [0.0, 1.15]]))[Predictor.most_common],
+                                  [0.0, 1.15])
+    with pytest.raises(ValueError, match="train split's actions"):
+        baseline_actions(np.zeros((0, 2)))
+
+
+def test_compare_scores_first_action_and_chunk_beside_each_baseline() -> None:
+    result = compare(PRED, TRUE, MASK, baseline_actions(TRAIN), EvalOptions(tolerance=0.15))
     first, chunk = result[Horizon.first], result[Horizon.chunk]
+    assert list(first) == list(Predictor)
     assert first[Predictor.policy].count == 2 and chunk[Predictor.policy].count == 3
     np.testing.assert_allclose(first[Predictor.policy].mae, [(0.1 + 0.04) / 2, (0.1 + 0.0) / 2])
     np.testing.assert_allclose(first[Predictor.train_mean].mae, [(0.1 + 0.06) / 2, (0.2 + 0.4) / 2])
@@ -79,6 +97,9 @@ def test_compare_scores_first_action_and_chunk_beside_both_baselines() -> None:
     np.testing.assert_allclose(chunk[Predictor.zero_velocity].mae, [0.24 / 3, 0.42 / 3])
     assert first[Predictor.zero_velocity].direction_accuracy == [1.0, 0.0]  # x: 0 = 0 twice; y: true is - twice
     assert first[Predictor.policy].success == 1.0
+    # most common (0, -0.3) against the first actions (0, -0.1) and (0.04, -0.3)
+    np.testing.assert_allclose(first[Predictor.most_common].mae, [0.02, 0.1])
+    assert first[Predictor.most_common].success == 0.5
 
 
 # -- eval of a trained model ----------------------------------------------------------------------------------
@@ -122,19 +143,23 @@ def test_eval_scores_every_anchor_and_writes_readable_files(evaluated: tuple[Pat
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_train_mean_baseline_comes_from_the_train_split_only(evaluated: tuple[Path, str], learn_store: Path) -> None:
+def test_the_baselines_come_from_the_train_split_only(evaluated: tuple[Path, str], learn_store: Path) -> None:
     out, _ = evaluated
     report = EvalReport.model_validate_json((out / "metrics.json").read_text())
     group, table = zarr.open_group(segment_dir(learn_store), mode="r"), pd.read_csv(version_dir(learn_store) / "episodes.csv")
     ends, action = group["meta/episode_ends"][:], group["data/action"][:]
 
-    def split_mean(split: str) -> np.ndarray:
+    def split_actions(split: str) -> np.ndarray:
         rows = table[table["split"] == split]
         pairs = zip(rows["episode"], rows["n_frames"], strict=True)
-        return np.concatenate([action[ends[e] - n : ends[e]] for e, n in pairs]).mean(0)
+        return np.concatenate([action[ends[e] - n : ends[e]] for e, n in pairs])
 
-    np.testing.assert_allclose(report.train_mean, split_mean("train"), rtol=1e-5)
+    np.testing.assert_allclose(report.train_mean, split_actions("train").mean(0), rtol=1e-5)
     assert not np.allclose(report.train_mean, action.mean(0), rtol=1e-3)  # val frames would move it
+    # the scripted operator drives forward most (x +1.15, no strafe): the train split's most common action
+    assert report.most_common == [1.15, 0.0]
+    forward = (np.abs(split_actions("train") - [1.15, 0.0]) < 1e-6).all(1).mean()
+    assert forward > 0.3, forward
 
 
 # -- Policy and PolicyRunner ----------------------------------------------------------------------------------
@@ -364,6 +389,7 @@ def test_trajectories_stay_readable_for_long_and_one_frame_episodes() -> None:
     one, long, two = _episode_result(7, 1), _episode_result(8, 3000), _episode_result(9, 2)
     report = EvalReport(tool_version="0", checkpoint="c", step=0, store="s", options=EvalOptions(plot_episodes=2),
                         action_names=["linear_x", "linear_y"], n_episodes=3, n_anchors=3003, train_mean=[0.0, 0.0],
+                        most_common=[1.15, 0.0],
                         overall={}, scenarios={})
     fig = trajectories_figure(report, [one, long, two])
     rows = [fig.axes[i : i + 2] for i in range(0, len(fig.axes), 2)]

@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli as run
+from conftest import learned, run_cli as run
+from pipelines.evaluate import evaluate_checkpoint
+from schemas.evaluation import EvalOptions, Horizon, Predictor
 from schemas.store import ChannelStats, NormStats
-from schemas.train import Readout
+from schemas.train import LOG_FILE, Readout
 from vla_data.samples.normalize import Normalizer
 from vla_model import checkpoint as ckpt
 from vla_model.heads import Levels, action_levels
@@ -137,6 +139,27 @@ def test_every_command_runs_a_discrete_head(discrete_run: Path, learn_store: Pat
         client.reset("go to the bottle on the left")
         for frame in frames:  # served chunks are the runner's, read out the same way
             np.testing.assert_allclose(client.step(frame), runner.step(frame), atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def discrete_learned(learn_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The learning test's run (conftest.learned) with a discrete head."""
+    return learned(learn_store, tmp_path_factory.mktemp("discrete-learned"), {"mode": "windows"}, 16, head="discrete")
+
+
+def test_a_discrete_head_learns_the_task_and_beats_the_baselines(discrete_learned: Path, learn_store: Path) -> None:
+    """Its loss falls; on the val split its MAE is under 70% of the train mean's and under standing still's, and its
+    success@0.1 above both, for the first action and the whole chunk."""
+    losses = [r["loss"] for r in map(json.loads, (discrete_learned / LOG_FILE).read_text().splitlines()) if "loss" in r]
+    assert losses[-1] < 0.5 * losses[0], losses
+    report, _ = evaluate_checkpoint(discrete_learned, learn_store, EvalOptions(), progress=False)
+    for horizon in Horizon:
+        scores = report.overall[horizon]
+        mae = {who: float(np.mean(scores[who].mae)) for who in Predictor}
+        assert mae[Predictor.policy] < 0.7 * mae[Predictor.train_mean], (horizon, mae)
+        assert mae[Predictor.policy] < mae[Predictor.zero_velocity], (horizon, mae)
+        assert scores[Predictor.policy].success > scores[Predictor.train_mean].success, (horizon, scores)
+        assert scores[Predictor.policy].success > scores[Predictor.zero_velocity].success, (horizon, scores)
 
 
 def test_a_checkpoint_from_before_heads_loads_as_a_regression_head(learn_store: Path, tmp_path: Path) -> None:

@@ -21,8 +21,10 @@ from safetensors.torch import load_file
 
 from vla_data.build.job import build_store
 from pipelines.cli import main
+from pipelines.evaluate import evaluate_checkpoint
 from pipelines.cli.flags import worded
 from schemas import RecorderSettings
+from schemas.evaluation import EvalOptions
 from schemas.sample import SampleField, WindowSpec
 from schemas.store import BuildOptions, Preprocessing, SplitConfig
 from schemas.train import ModelConfig, TrainConfig
@@ -337,8 +339,12 @@ def test_two_processes_hold_identical_weights_and_only_rank_0_writes(two_process
     assert ckpt.load_meta(two_process_run / "checkpoint-4").step == 4  # and the rest, asserted as it ran
 
 
-def test_two_processes_with_segment_batches_hold_identical_weights(learn_store: Path, tmp_path: Path) -> None:
-    train_two_processes(learn_store, tmp_path / "ddp", ["--batching", "segments", "--segment-length", "2"])
+def test_two_processes_with_a_discrete_head_and_segment_batches_hold_identical_weights(learn_store: Path,
+                                                                                     tmp_path: Path) -> None:
+    train_two_processes(learn_store, tmp_path / "ddp", ["--batching", "segments", "--segment-length", "2",
+                                                        "--head", "discrete"])
+    meta = ckpt.load_meta(tmp_path / "ddp" / "checkpoint-4")
+    assert meta.train_config.model.head.value == "discrete" and meta.action_levels == [[0.0, 1.15], [-1.15, 0.0, 1.15]]
 
 
 @pytest.fixture(scope="module")
@@ -368,10 +374,8 @@ def test_two_processes_train_from_a_store_on_s3_exactly_as_from_the_folder(two_p
     pinned = f"{learn_store_on_s3}@{open_store(learn_store_on_s3).version}"
     assert TrainConfig.model_validate_json((run / CONFIG_FILE).read_text()).data.store == pinned
     reports = {}
-    for name, store in (("s3", learn_store_on_s3), ("folder", str(learn_store))):
-        code, out = run_cli("eval", str(run), store, "-o", str(tmp_path / f"eval-{name}"))
-        assert code == 0, out
-        reports[name] = json.loads((tmp_path / f"eval-{name}" / "metrics.json").read_text())
+    for name, store in (("s3", learn_store_on_s3), ("folder", str(learn_store))):  # in process: no figures
+        reports[name] = evaluate_checkpoint(run, store, EvalOptions(), progress=False)[0].model_dump(mode="json")
         assert reports[name].pop("store") == store and reports[name]["n_anchors"] > 0
         scored = reports[name].pop("data")  # the same data under two names (their manifests' times differ)
         assert scored["store"] == (store if "://" in store else str(Path(store).resolve()))
@@ -382,7 +386,7 @@ def test_two_processes_train_from_a_store_on_s3_exactly_as_from_the_folder(two_p
 def test_tiny_model_learns_the_synthetic_task(learn_store: Path, trained_run: Path) -> None:
     """Val MAE (physical units, every unmasked entry of every window step) below 60% of the train-mean action.
     Segment batches compute the same loss and gradients (test_segments.py); how fast they learn at equal frames
-    per step is measured in benchmarks/learning.py (an 800-step run here cost the suite 30-40 s)."""
+    per step is measured in benchmarks/learning.py (a learning run here costs the suite 25-40 s)."""
     policy, meta = load_policy(trained_run)
     ds = WindowDataset(learn_store, "val", WindowSpec(window=2, chunk=4))
     mae, base = window_mae(policy, ds, np.array([c.mean for c in meta.stats.action], np.float32))

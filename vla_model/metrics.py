@@ -7,6 +7,8 @@ true action exists (False past an episode's end: padding, never scored).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 
 from schemas.evaluation import Comparison, EvalOptions, Horizon, LevelConfusion, MetricSet, Predictor
@@ -43,13 +45,26 @@ def action_metrics(pred: np.ndarray, true: np.ndarray, mask: np.ndarray, toleran
     )
 
 
-def compare(pred: np.ndarray, true: np.ndarray, mask: np.ndarray, train_mean: np.ndarray, options: EvalOptions) -> Comparison:
-    """The policy and both baselines, for the first action of each chunk and for the whole chunk."""
-    predictions = {
-        Predictor.policy: np.asarray(pred),
-        Predictor.train_mean: np.broadcast_to(np.asarray(train_mean, np.float64), np.shape(true)),
-        Predictor.zero_velocity: np.zeros(np.shape(true)),
-    }
+VALUE_DECIMALS = 6  # action values equal to this many decimals are one value
+
+
+def baseline_actions(train_actions: np.ndarray) -> dict[Predictor, np.ndarray]:
+    """Each baseline's constant action from the train split's (N, A) recorded actions: their mean, their most
+    common row (the first in sorted order on a tie), and zero velocity."""
+    actions = np.asarray(train_actions, np.float64)
+    if actions.ndim != 2 or not len(actions):
+        raise ValueError(f"the baselines need the train split's actions as (N, A) with N > 0, not {actions.shape}")
+    rows, counts = np.unique(np.round(actions, VALUE_DECIMALS), axis=0, return_counts=True)
+    return {Predictor.train_mean: actions.mean(axis=0), Predictor.most_common: rows[counts.argmax()] + 0.0,
+            Predictor.zero_velocity: np.zeros(actions.shape[1])}
+
+
+def compare(pred: np.ndarray, true: np.ndarray, mask: np.ndarray, baselines: Mapping[Predictor, Sequence[float]],
+            options: EvalOptions) -> Comparison:
+    """The policy and each baseline (its constant action, by predictor), for the first action of each chunk and for
+    the whole chunk."""
+    predictions = {Predictor.policy: np.asarray(pred)} | {
+        who: np.broadcast_to(np.asarray(action, np.float64), np.shape(true)) for who, action in baselines.items()}
     spans = {Horizon.first: slice(0, 1), Horizon.chunk: slice(None)}
     return {
         horizon: {

@@ -114,14 +114,14 @@ def train_cmd(store: str | None, run_dir: Path | None, config_file: Path | None,
 @backbone_option
 def eval_cmd(checkpoint: Path, store: str, out: Path, rrd: Path | None, rrd_episodes: int, device: str | None,
              model: str | None, **flags: object) -> None:
-    """Score a trained policy on every anchor of a store split, beside two baselines.
+    """Score a trained policy on every anchor of a store split, beside three baselines.
 
     CHECKPOINT is a checkpoint folder or a run folder (its latest checkpoint). All figures are in physical
     units and count only real actions (never the padding past an episode's end): per-channel MAE, MSE,
     RMSE and direction accuracy (sign agreement, values inside --dead-band count as 0), and success@tol
     (every channel within --tolerance). Each is given for the first action of each chunk (what the robot
     executes next) and for the whole chunk, beside the same figure for predicting the train split's mean
-    action and for standing still; then per scenario. The checkpoint must fit the store: same
+    action, its most common action (a teleop recorder's most held key) and standing still; then per scenario. The checkpoint must fit the store: same
     preprocessing and action channels (refused otherwise, saying which differ).
 
     \b

@@ -40,6 +40,9 @@ class SchedulerError(Refusal, ValueError):
 LOCAL = Fix({"workers": "N", "scheduler": False}, "to build with local processes")
 
 
+SCHEDULER_TIMEOUT = "10s"  # how long a build waits for a Dask scheduler to answer
+
+
 def _client(scheduler: str):  # -> distributed.Client; Dask is an optional extra, imported only here
     """A client of the Dask scheduler at ``scheduler``, or a ``SchedulerError`` saying what to do."""
     try:
@@ -48,7 +51,7 @@ def _client(scheduler: str):  # -> distributed.Client; Dask is an optional extra
         raise SchedulerError(f"scheduler {scheduler}: Dask is not installed here; `pip install vla-data[dask]`",
                              LOCAL) from exc
     try:
-        return Client(scheduler, timeout="10s")
+        return Client(scheduler, timeout=SCHEDULER_TIMEOUT)
     except (OSError, TimeoutError, ValueError) as exc:
         raise SchedulerError(f"scheduler {scheduler}: no Dask scheduler answers there ({exc}); start one "
                              "(`dask scheduler`, and `dask worker ADDRESS` on each machine)", LOCAL) from exc
