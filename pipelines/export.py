@@ -15,8 +15,6 @@ data-dependent (NonZero, ScatterND).
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,7 +24,7 @@ from schemas.export import FRAME_GRAPH, HEAD_GRAPH, POLICY_FILE, ExportCamera, E
 from schemas.train import Precision
 from vla_client.local import sha256_of
 from vla_data import __version__
-from vla_data.common.files import open_permissions
+from vla_data.common.folders import check_folder, publishing
 from vla_data.common.refusal import Refusal
 from vla_model.export_graphs import check_graphs, export_graphs, forbidden_ops
 from vla_model.runtime import Policy
@@ -35,7 +33,7 @@ CHECK_INSTRUCTION = "go to the bottle on the left"  # the instruction of the sel
 
 
 class ExportError(Refusal):
-    """An export that cannot be published: the folder is taken, or the graphs are not the policy."""
+    """An export that cannot be published: the graphs are not the policy."""
 
 
 def _check_instruction(policy: Policy, max_words: int) -> str:
@@ -45,33 +43,20 @@ def _check_instruction(policy: Policy, max_words: int) -> str:
     return " ".join(words)
 
 
+JOB = "export"  # the temporary folder's name: .POLICY_DIR.export-PID.tmp
+
+
 def export_policy(checkpoint: Path, out: Path, options: ExportOptions, announce: Callable[[str], None]
                   ) -> ExportedPolicy:
-    """Export ``checkpoint`` (or a run's latest) to the folder ``out``, which must not exist yet."""
-    _check_out(out)
+    """Export ``checkpoint`` (or a run's latest) to the folder ``out``, which must not exist yet (or be empty)."""
+    check_folder(out, JOB)  # a taken folder is refused before the policy is loaded
     return export_loaded(Policy.from_checkpoint(checkpoint, "cpu"), out, options, announce)
-
-
-def _check_out(out: Path) -> None:
-    if out.exists():
-        raise ExportError(f"{out} exists already: export into a new folder (or remove that one first)")
-    if not out.parent.is_dir():
-        raise ExportError(f"{out.parent} does not exist: create it first")
 
 
 def export_loaded(policy: Policy, out: Path, options: ExportOptions, announce: Callable[[str], None]
                   ) -> ExportedPolicy:
     """Export a loaded fp32 CPU policy (``Policy.from_checkpoint``'s, or a benchmark's) to the new folder ``out``."""
-    _check_out(out)
-    for left in out.parent.glob(f".{out.name}.export-*.tmp"):  # an export killed half-way (kill -9, power)
-        pid = left.name.removeprefix(f".{out.name}.export-").removesuffix(".tmp")
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(left, ignore_errors=True)
-            announce(f"removed {left.name}, left by an export that was killed half-way")
-    tmp = out.parent / f".{out.name}.export-{os.getpid()}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)  # ours: a name only this process uses
-    tmp.mkdir()
-    try:
+    with publishing(out, JOB, announce) as tmp:
         announce(f"exporting {policy.path or 'the policy'} ({options.precision.value}, opset {options.opset}, "
                  f"instructions up to {options.max_words} tokens)")
         graphs = export_graphs(policy, tmp, options)
@@ -104,28 +89,7 @@ def export_loaded(policy: Policy, out: Path, options: ExportOptions, announce: C
             opset=options.opset, precision=Precision(options.precision), exporter=graphs.exporter, parity=parity,
             files={p.name: sha256_of(p) for p in sorted(tmp.iterdir())})
         (tmp / POLICY_FILE).write_text(exported.model_dump_json(indent=2) + "\n")
-        for path in tmp.iterdir():
-            open_permissions(path)  # 0644 under umask 022, as a plain open() (the exporters write 0600 files)
-        try:
-            os.rename(tmp, out)  # the whole folder appears at once
-        except OSError as exc:  # a non-empty folder made there meanwhile (another export of the same -o)
-            raise ExportError(f"{out} appeared while this export ran (another export to it?); nothing published "
-                              f"({exc.strerror})") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     announce(f"parity on {parity.frames} frames: feature cosine >= {parity.min_feature_cosine:.6f}, chunk "
              f"difference <= {parity.max_chunk_error:.2e} physical units")
     return exported
 
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` runs on this machine (an export's temporary folder names its exporter's pid)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -198,7 +198,7 @@ def test_export_and_drive_from_the_command_line(exported, raw: Path, tmp_path: P
     (tmp_path / f".strict.export-{dead.stdout.strip()}.tmp").mkdir()  # what an export killed half-way leaves
     code, text = run("export", str(run_dir), "-o", str(out), "--min-cosine", "1", "--max-chunk-error", "1e-12")
     assert code == 1 and "is not the policy" in text and "nothing published" in text, text
-    assert "left by an export that was killed half-way" in text
+    assert "a `export` killed half-way left it" in text
     assert list(tmp_path.iterdir()) == []  # neither the folder, nor its temporary, nor the dead export's
     code, text = run("export", str(run_dir), "-o", str(out), "--precision", "bf16")
     assert code == 2 and "export fp32 or fp16" in text

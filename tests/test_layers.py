@@ -41,6 +41,8 @@ LAYERS: dict[str, frozenset[str] | None] = {
                                  "vla_data.store"}),
     # training samples: windows read from a built store only, never from the recordings
     "vla_data.samples": frozenset({"schemas", "vla_data.common", "vla_data.store"}),
+    # a store version written in another tool's format (LeRobot's): read from a built store only
+    "vla_data.lerobot": frozenset({"schemas", "vla_data.common", "vla_data.sources", "vla_data.store"}),
     # synthetic recordings: written in the formats sources reads
     "vla_data.synthetic": frozenset({"schemas", "vla_data.common", "vla_data.sources"}),
     # the policy: trains on samples from a store, never on recordings or the build

@@ -1,7 +1,7 @@
 """The `vla-data` command line. Exit codes: 0 success, 1 the data has errors, 2 usage errors.
 
 One module per family of commands (``data``: make-synthetic, validate; ``store``: build-splits, info, gc,
-inspect-sample; ``history``: log, tag; ``edit``: remove, relabel, resplit, restore, diff, merge; ``model``: train, eval, predict; ``robot``: view, serve, drive; ``deploy``: export): each parses its flags, calls a
+inspect-sample; ``history``: log, tag; ``edit``: remove, relabel, resplit, restore, diff, merge; ``model``: train, eval, predict; ``robot``: view, serve, drive; ``deploy``: export; ``lerobot``: export-lerobot): each parses its flags, calls a
 job in ``pipelines`` and prints. How a command ends when something stops it is ``errors``'; every flag map is
 ``flags``'; options several commands share are ``options``'.
 """
@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("robot", "serve_cmd"),
     "drive": ("robot", "drive_cmd"),
     "export": ("deploy", "export_cmd"),
+    "export-lerobot": ("lerobot", "export_lerobot_cmd"),
 }
 
 

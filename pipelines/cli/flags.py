@@ -69,6 +69,7 @@ VIEW_FLAGS = {name: (name,) for name in ViewOptions.model_fields if name != "epi
 SERVE_FLAGS = {name: (name,) for name in ("host", "port", "precision", "compile", "token_file", "insecure",
                                           "max_message_mb", "any_frame")}
 EXPORT_FLAGS = {name: (name,) for name in ("opset", "precision", "max_words", "min_cosine", "max_chunk_error")}
+LEROBOT_FLAGS = {name: (name,) for name in ("fps", "robot_type", "repo_id", "action_offset", "video_crf")}
 # ROS 2 bag flags of every command that reads recorder episodes: flag, BagSettings field, click type
 BAG_FLAGS: list[tuple[str, str, Any]] = [
     ("command_topic", "command_topic", str),
