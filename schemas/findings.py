@@ -53,6 +53,7 @@ class FindingCode(StrEnum):
     frame_size_varies = "frame_size_varies"
     dropped_frames = "dropped_frames"  # gaps of more than 2 frame periods in a camera topic
     camera_rates_differ = "camera_rates_differ"  # cameras of one bag at different frame rates
+    timestamps_off_rate = "timestamps_off_rate"  # LeRobot: a frame's timestamp is not frame_index / fps
     # info: worth knowing
     instruction_fallback = "instruction_fallback"
 
@@ -67,6 +68,7 @@ _WARNINGS = {
     FindingCode.frame_size_varies,
     FindingCode.dropped_frames,
     FindingCode.camera_rates_differ,
+    FindingCode.timestamps_off_rate,
 }
 _INFOS = {FindingCode.instruction_fallback}
 

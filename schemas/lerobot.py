@@ -23,6 +23,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.history import DataPin
+from schemas.recorder import LEROBOT_CAMERA_PREFIX
 from schemas.store import Split
 
 CODEBASE_VERSION = "v3.0"
@@ -35,7 +36,7 @@ EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.par
 INFO_FILE, STATS_FILE, TASKS_FILE = "meta/info.json", "meta/stats.json", "meta/tasks.parquet"
 EXPORT_FILE = "meta/vla_data.json"  # ours: LeRobot reads only the files above
 
-CAMERA_PREFIX = "observation.images."  # a camera named c is the feature observation.images.c
+CAMERA_PREFIX = LEROBOT_CAMERA_PREFIX  # a camera named c is the feature observation.images.c
 ACTION_KEY = "action"
 # every LeRobot dataset's own per-frame columns, after its features
 INDEX_FEATURES = {"timestamp": "float32", "frame_index": "int64", "episode_index": "int64", "index": "int64",

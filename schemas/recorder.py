@@ -41,6 +41,7 @@ KNOWN_FRAME_KEYS = ("images", "observations/images", "rgb", "image", "frames", "
 # bgr8 under `images`; the newer recorder stores RGB under `observations/images`. A hint that names a frames
 # key names its colour order with it, so following the hint never swaps red and blue.
 KNOWN_COLOR_ORDERS = {"images": "bgr", "observations/images": "rgb"}
+LEROBOT_CAMERA_PREFIX = "observation.images."  # a LeRobot dataset's cameras: RGB by its format
 KNOWN_ACTION_KEYS = ("actions", "action", "observations/actions", "cmd_vel", "velocity")
 
 
@@ -59,6 +60,7 @@ class InstructionSource(StrEnum):
     topic = "topic"  # a bag's instruction topic
     metadata = "metadata"  # a bag's metadata (custom_data)
     csv = "csv"  # dataset_index.csv
+    task = "task"  # a LeRobot dataset's task of the episode
     setting = "setting"  # the recorder settings' instruction (--instruction)
     file_name = "file_name"  # the template, over the target side the file name gives
     relabel = "relabel"  # set in the store by `vla-data relabel`: builds keep it whatever the source says
@@ -67,6 +69,7 @@ class InstructionSource(StrEnum):
 class SourceKind(StrEnum):
     hdf5 = "hdf5"  # a recorder HDF5 episode file
     rosbag2 = "rosbag2"  # a ROS 2 bag: a folder with metadata.yaml, or one .mcap file
+    lerobot = "lerobot"  # a LeRobotDataset v3.0 folder (meta/info.json): its episodes are DIR#k
 
 
 FEATURE_NAME = r"^[A-Za-z0-9_.-]+$"  # a stored feature's (and so a camera's) name
@@ -90,6 +93,16 @@ class CameraSource(BaseModel):
     def describe(self) -> str:
         topic = f", topic {self.topic}" if self.topic else ""
         return f"{self.name} <- `{self.key}` ({self.color_order.value}{topic})"
+
+
+class LeRobotSettings(BaseModel):
+    """How a LeRobotDataset v3.0 folder's episodes become rows (cameras and actions are the settings' keys)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    action_offset: int = Field(1, ge=0, description="LeRobot's action at frame t (sent after seeing frame t) becomes "
+                               "the row t+offset; the first rows are zero velocity (the store's and training's "
+                               "default offset is 1: keep them equal).")
 
 
 class RecorderSettings(BaseModel):
@@ -120,6 +133,8 @@ class RecorderSettings(BaseModel):
         description="Instruction made from the file name's target side when file and CSV have none.",
     )
     bag: BagSettings = Field(default_factory=BagSettings, description="How ROS 2 bags become episodes.")
+    lerobot: LeRobotSettings = Field(default_factory=LeRobotSettings, description="How LeRobot datasets become "
+                                     "episodes.")
 
     @model_validator(mode="before")
     @classmethod
@@ -294,11 +309,15 @@ class RawEpisode(BaseModel):
         settings: RecorderSettings = info.context["settings"]
         keys: list[str] = info.data.get("keys", [])
         known = KNOWN_FRAME_KEYS if which == "frames" else KNOWN_ACTION_KEYS
-        near = _closest(wanted, [k for k in keys if k != wanted], known)
+        candidates = [k for k in keys if k != wanted]
+        cameras = [k for k in candidates if k.startswith(LEROBOT_CAMERA_PREFIX)] if which == "frames" else []
+        near = (cameras[0] if len(cameras) == 1 else _closest(wanted, cameras, ()) or cameras[0] if cameras
+                else _closest(wanted, candidates, known))  # a LeRobot dataset's cameras are its image features
         single = len(settings.cameras) == 1
         if near:
             message = f"no dataset `{wanted}`; found `{near}`; the recorder writes `{wanted}`"
-            order = KNOWN_COLOR_ORDERS.get(near) if which == "frames" else None
+            order = (KNOWN_COLOR_ORDERS.get(near) or ("rgb" if near.startswith(LEROBOT_CAMERA_PREFIX) else None)
+                     if which == "frames" else None)
             where = "camera." if single else f"cameras[{camera}]."
             given = ({"actions_key": near} if which == "actions" else
                      {f"{where}key": near, f"{where}color_order": order or "bgr|rgb"})
@@ -535,8 +554,8 @@ class RawEpisode(BaseModel):
                     hint="fine for training (pad masks cover it); record longer episodes for more full windows",
                 )
             )
-        own = (InstructionSource.topic, InstructionSource.metadata) if self.kind == SourceKind.rosbag2 else (
-            InstructionSource.file,)
+        own = {SourceKind.rosbag2: (InstructionSource.topic, InstructionSource.metadata),
+               SourceKind.lerobot: (InstructionSource.task,)}.get(self.kind, (InstructionSource.file,))
         if self.instruction_source is not None and self.instruction_source not in own:
             bag = settings.bag
             key, hint = (bag.instruction_topic, f"record it on {bag.instruction_topic} (std_msgs/String) or as the "

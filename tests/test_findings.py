@@ -12,6 +12,7 @@ from vla_data.build.plan import select_channels
 from schemas import SEVERITY, FileReport, FindingCode, RecorderSettings, Severity, ValidateOptions, ValidationReport
 from schemas.store import BuildOptions, DroppedChannel
 from test_bags import BAG_CODES  # the findings only a ROS 2 bag can have, each tested there
+from test_lerobot import LEROBOT_CODES  # the findings only a LeRobot dataset can have, each tested there
 from vla_data.sources.formats import find_sources
 from vla_data.synthetic.episodes import DEFECT_CODES
 from vla_data.validation.checks import channel_range, validate
@@ -32,6 +33,7 @@ EXPECTED_SEVERITY = {
             FindingCode.frame_size_varies,
             FindingCode.dropped_frames,
             FindingCode.camera_rates_differ,
+            FindingCode.timestamps_off_rate,
         )
     },
     FindingCode.instruction_fallback: Severity.info,
@@ -71,7 +73,8 @@ def test_defect_file_gets_its_code(code: FindingCode, defect_dir: Path, reports:
 
 
 def test_every_code_has_a_test() -> None:
-    covered = set(DEFECT_CODES) | BAG_CODES | {FindingCode.constant_action_channel, FindingCode.instruction_fallback}
+    covered = set(DEFECT_CODES) | BAG_CODES | LEROBOT_CODES | {FindingCode.constant_action_channel,
+                                                                FindingCode.instruction_fallback}
     assert covered == set(FindingCode)
     assert SEVERITY == EXPECTED_SEVERITY
 

@@ -1,12 +1,14 @@
-"""`vla-data export-lerobot`: the files are LeRobotDataset v3.0 as LeRobot's reader requires them (checked here with
-pyarrow against the format; LeRobot's own reader reads them in benchmarks/lerobot.py, which needs its own
-environment), and they hold the store's frames (exact as PNG, close as video), its actions at the stated offset,
-its instructions, splits and train-only stats; careless uses are refused or repaired."""
+"""LeRobotDataset v3.0 out and in. `vla-data export-lerobot`: the files are v3.0 as LeRobot's reader requires them
+(checked here with pyarrow against the format; LeRobot's own reader reads them in benchmarks/lerobot.py, which
+needs its own environment), and they hold the store's frames (exact as PNG, close as video), its actions at the
+stated offset, its instructions, splits and train-only stats; careless uses are refused or repaired. A LeRobot
+folder as a build-splits source: the export built again gives the same episodes, and its defects are findings."""
 
 from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +20,7 @@ import pytest
 from PIL import Image
 
 from conftest import SMALL, run_cli as run
+from schemas import FindingCode, RecorderSettings, ValidateOptions
 from schemas.lerobot import (
     CAMERA_PREFIX,
     DATA_PATH,
@@ -31,9 +34,17 @@ from schemas.lerobot import (
     LeRobotExport,
     LeRobotInfo,
 )
+from vla_data.sources.instructions import InstructionIndex
 from vla_data.store.reader import open_store
+from vla_data.validation.checks import check_source
 
 FPS = 5
+LEROBOT_CODES = {FindingCode.timestamps_off_rate}  # the findings only a LeRobot dataset can have, tested here
+# build-splits' settings for the export of the learn store: the camera and action features, 2 action channels
+IMPORT = ["--frames-key", "observation.images.rgb", "--color-order", "rgb", "--actions-key", "action",
+          "--action-dim", "2"]
+IMPORTED = RecorderSettings.model_validate({"cameras": [{"key": "observation.images.rgb", "color_order": "rgb"}],
+                                            "actions_key": "action", "action_dim": 2})
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +141,7 @@ def test_stats_are_the_train_splits(exported: Path, learn_store: Path) -> None:
 
 def test_video_frames_sit_where_lerobots_reader_looks_them_up(learn_store: Path, tmp_path: Path) -> None:
     pytest.importorskip("av")
-    from vla_data.lerobot.video import read_frames
+    from vla_data.sources.lerobot import read_video
 
     out = tmp_path / "video"
     code, text = run("export-lerobot", str(learn_store), "-o", str(out), "--fps", str(FPS), "--video")
@@ -150,11 +161,16 @@ def test_video_frames_sit_where_lerobots_reader_looks_them_up(learn_store: Path,
         assert start == episodes["length"][:i].sum() / FPS  # frame i of the file is at i / fps
         path = out / VIDEO_PATH.format(video_key=camera, chunk_index=row[f"videos/{camera}/chunk_index"],
                                        file_index=row[f"videos/{camera}/file_index"])
-        frames, stamps = read_frames(path, start, int(row["length"]), FPS)
+        frames, stamps = read_video(path, start, int(row["length"]), FPS)
         np.testing.assert_allclose(stamps, start + np.arange(row["length"]) / FPS, atol=1e-4)  # LeRobot's tolerance
         want = store.camera("rgb")[slice(*store.episode_range(order[i].episode))]
         errors.append(np.abs(frames.astype(int) - want).mean())
     assert max(errors) < 6, errors  # AV1 at crf 30: close, not exact (exact: PNG images)
+    # built again: the same rows and instructions, the frames as close
+    code, text = run("build-splits", str(out), "-o", str(tmp_path / "again.zarr"), "--image-size", "56", *IMPORT)
+    assert code == 0, text
+    differences = same_episodes(learn_store, tmp_path / "again.zarr", out)
+    assert max(differences) < 6 and min(differences) > 0, differences
 
 
 def test_careless_uses_are_refused_or_repaired(exported: Path, learn_store: Path, tmp_path: Path) -> None:
@@ -197,3 +213,72 @@ def test_a_bag_store_gives_its_own_frame_rate(tmp_path: Path) -> None:
     records = open_store(store).records()
     rates = [(r.n_frames - 1) / ((r.stop_ns - r.start_ns) / 1e9) for r in records]
     assert LeRobotInfo.model_validate_json((tmp_path / "out" / INFO_FILE).read_text()).fps == round(np.median(rates))
+
+
+def same_episodes(store: Path, built: Path, folder: Path) -> list[float]:
+    """Each exported episode's stored frames, rows and instruction against the store built from the export: rows
+    and instructions equal; the mean absolute frame difference of each episode (0: the same frames)."""
+    a, b = open_store(store), open_store(built)
+    by_ref = {r.source_path: r for r in b.records()}
+    export = LeRobotExport.model_validate_json((folder / EXPORT_FILE).read_text())
+    original = {r.episode: r for r in a.records()}
+    differences = []
+    for e in export.episodes:
+        x, y = original[e.store_episode], by_ref[f"{folder}#{e.episode_index}"]
+        assert (y.instruction, y.scenario, y.source_kind.value, y.instruction_source.value) == (
+            x.instruction, x.scenario, "lerobot", "task")
+        assert y.start_ns == 0 and y.stop_ns == round(float(np.float32(x.n_frames - 1) / np.float32(FPS)) * 1e9)
+        np.testing.assert_array_equal(b.action[slice(*b.episode_range(y.episode))],
+                                      a.action[slice(*a.episode_range(x.episode))])
+        frames = b.camera("rgb")[slice(*b.episode_range(y.episode))].astype(int)
+        differences.append(float(np.abs(frames - a.camera("rgb")[slice(*a.episode_range(x.episode))]).mean()))
+    assert len(by_ref) == len(export.episodes)
+    return differences
+
+
+def test_the_export_built_again_gives_the_same_episodes(exported: Path, learn_store: Path, tmp_path: Path) -> None:
+    """recorder files -> store -> export -> build-splits -> store: the same frames (PNG: exact), rows (the first
+    row zero velocity, as the recorder's; the offset undone) and instructions, each episode named DIR#k."""
+    code, text = run("build-splits", str(exported), "-o", str(tmp_path / "again.zarr"), "--image-size", "56", *IMPORT)
+    assert code == 0, text
+    assert same_episodes(learn_store, tmp_path / "again.zarr", exported) == [0.0] * len(open_store(learn_store).records())
+
+
+def test_a_lerobot_datasets_defects_are_findings(exported: Path, tmp_path: Path) -> None:
+    folder = Path(shutil.copytree(exported, tmp_path / "ds"))
+    options, index = ValidateOptions(), InstructionIndex()
+
+    def findings(settings: RecorderSettings = IMPORTED) -> dict[str, set[FindingCode]]:
+        return {r.path: {f.code for f in r.findings} for r in check_source(folder, settings, options, index)}
+
+    assert set().union(*findings().values()) <= {FindingCode.short_episode}  # the export itself is clean
+    # the recorder's defaults name features a LeRobot dataset does not have: each is named, with its fix
+    default = check_source(folder, RecorderSettings(), options, index)[0]
+    missing = {f.key: f for f in default.findings if f.code == FindingCode.dataset_missing}
+    assert set(missing) == {"images", "actions"}
+    assert missing["images"].fixes[0].settings == {"camera.key": "observation.images.rgb", "camera.color_order": "rgb"}
+    assert missing["actions"].fixes[0].settings == {"actions_key": "action"}
+    # timestamps off frame_index / fps in episode 0, a PNG that does not decode in episode 1
+    path = folder / DATA_PATH.format(chunk_index=0, file_index=0)
+    table = pq.read_table(path).to_pydict()
+    first = [i for i, e in enumerate(table["episode_index"]) if e == 0]
+    table["timestamp"] = [t * 1.01 if i in first else t for i, t in enumerate(table["timestamp"])]
+    broken = table["episode_index"].index(1)
+    table[CAMERA_PREFIX + "rgb"][broken] = {"bytes": b"not a png", "path": "frame-000000.png"}
+    pq.write_table(pa_table(table, pq.read_schema(path)), path)
+    found = findings()
+    assert FindingCode.timestamps_off_rate in found[f"{folder}#0"] and FindingCode.corrupt_file in found[f"{folder}#1"]
+    assert all(not (codes - {FindingCode.short_episode}) for ref, codes in found.items()
+               if ref not in (f"{folder}#0", f"{folder}#1"))
+    # another format version: the folder gives no episode, and says why
+    info = json.loads((folder / INFO_FILE).read_text())
+    (folder / INFO_FILE).write_text(json.dumps(info | {"codebase_version": "v2.1"}))
+    (only,) = check_source(folder, IMPORTED, options, index)
+    assert only.path == str(folder) and [f.code for f in only.findings] == [FindingCode.unsupported_message]
+    assert "convert_dataset_v21_to_v30" in only.findings[0].hint
+
+
+def pa_table(columns: dict, schema: object) -> object:
+    import pyarrow as pa
+
+    return pa.table(columns, schema=schema)

@@ -49,7 +49,7 @@ def export_lerobot_cmd(store: str, out: Path, video: bool, **flags: object) -> N
     options = build_model(LeRobotExportOptions, given | {"storage": FrameStorage.video if video else FrameStorage.images},
                           "export-lerobot options")
     if video:
-        from vla_data.lerobot.video import require_av
+        from vla_data.sources.lerobot import require_av
 
         try:
             require_av()  # before any work

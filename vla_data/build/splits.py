@@ -109,6 +109,14 @@ def read_split_file(path: Path) -> dict[str, Split]:
     return rows
 
 
+def _relative(path: Path, root: Path) -> str:
+    """``path`` relative to ``root``; an episode DIR#k of a source that is ``root`` itself, as its name."""
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.name
+
+
 def match_split_file(rows: Mapping[str, Split], paths: Sequence[Path], root: Path) -> tuple[dict[Path, Split], list[str]]:
     """The split of every path by its row, and the rows that named no path.
 
@@ -117,8 +125,7 @@ def match_split_file(rows: Mapping[str, Split], paths: Sequence[Path], root: Pat
     """
     by_key: dict[str, set[Path]] = defaultdict(set)
     for p in paths:
-        absolute = p.resolve()
-        for key in (p.name, absolute.as_posix(), absolute.relative_to(root.resolve()).as_posix()):
+        for key in (p.name, p.resolve().as_posix(), _relative(p, root)):
             by_key[key].add(p)
     assigned: dict[Path, Split] = {}
     unmatched = []
@@ -138,7 +145,7 @@ def match_split_file(rows: Mapping[str, Split], paths: Sequence[Path], root: Pat
         assigned[hit] = split
     unlisted = [p for p in paths if p not in assigned]
     if unlisted:
-        names = ", ".join(p.resolve().relative_to(root.resolve()).as_posix() for p in unlisted[:5])
+        names = ", ".join(_relative(p, root) for p in unlisted[:5])
         raise SplitError(
             f"{len(unlisted)} source episode(s) are not in the split file ({names}{', ...' if len(unlisted) > 5 else ''}); "
             "add a row for each",

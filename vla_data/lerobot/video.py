@@ -1,31 +1,21 @@
 """A camera's frames as LeRobot keeps video: AV1 (SVT-AV1) in mp4, yuv420p, a key frame every 2 frames, one
 stream per camera holding episode after episode, frame i of a file at i / fps seconds (so an episode starts at
 ``from_timestamp`` = the frames before it / fps, as LeRobot's reader looks it up). PyAV (the ``lerobot`` extra)
-encodes and decodes with the FFmpeg it bundles: nothing to install on the system.
+encodes (and ``vla_data.sources.lerobot`` decodes) with the FFmpeg it bundles: nothing to install on the system.
 """
 
 from __future__ import annotations
 
-import os
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from schemas.lerobot import CHUNKS_SIZE, VIDEO_FILE_MB, VIDEO_PATH
+from vla_data.sources.lerobot import require_av
 
 CODEC, DECODED_CODEC, PIX_FMT, GOP = "libsvtav1", "av1", "yuv420p", 2
 SVT_PRESET = 10  # LeRobot asks for 12, which SVT-AV1 3.0 maps to 10
-
-
-def require_av():  # -> the av module; PyAV is the lerobot extra, imported only here
-    try:
-        import av
-    except ImportError as exc:
-        raise ImportError(f"video needs PyAV ({exc}): pip install 'vla-data[lerobot]', or export PNG images "
-                          "instead") from exc
-    os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its configuration to stderr below errors otherwise
-    return av
 
 
 class CameraVideo:
@@ -76,26 +66,3 @@ class CameraVideo:
         """info.json's ``info`` of the camera's video feature."""
         return {"video.height": height, "video.width": width, "video.codec": DECODED_CODEC, "video.pix_fmt": PIX_FMT,
                 "video.is_depth_map": False, "video.fps": self.fps, "video.channels": 3, "has_audio": False}
-
-
-def read_frames(path: Path, start_s: float, count: int, fps: int) -> tuple[np.ndarray, np.ndarray]:
-    """``count`` frames of ``path`` from ``start_s`` on -> ((count, H, W, 3) uint8 RGB, (count,) their timestamps in
-    seconds). Fewer frames where the file ends early."""
-    av = require_av()
-    first = round(start_s * fps)
-    frames, stamps = [], []
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        for picture in container.decode(stream):
-            if picture.pts is None:
-                continue
-            at = float(picture.pts * picture.time_base)
-            index = round(at * fps)
-            if index < first:
-                continue
-            if index >= first + count:
-                break
-            frames.append(picture.to_ndarray(format="rgb24"))
-            stamps.append(at)
-    shape = frames[0].shape if frames else (0, 0, 3)
-    return (np.stack(frames) if frames else np.zeros((0, *shape), np.uint8)), np.asarray(stamps, np.float64)

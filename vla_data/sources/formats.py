@@ -15,10 +15,11 @@ from schemas import RecorderSettings
 from vla_data.sources.bag_episodes import BAGS
 from vla_data.sources.episode import SourceEpisode, SourceError, SourceFormat
 from vla_data.sources.hdf5 import HDF5
+from vla_data.sources.lerobot import LEROBOT
 
-# In the order they are asked: a bag folder is a bag before anything else; HDF5 takes any other file given
-# (validation then says whether it is HDF5 at all).
-FORMATS: tuple[SourceFormat, ...] = (BAGS, HDF5)
+# In the order they are asked: a bag folder is a bag before anything else, then a LeRobot folder; HDF5 takes any
+# other file given (validation then says whether it is HDF5 at all).
+FORMATS: tuple[SourceFormat, ...] = (BAGS, LEROBOT, HDF5)
 
 Mapper = Callable[..., Iterator]  # ``map`` or an executor's ``map``: where sources are read
 

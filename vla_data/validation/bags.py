@@ -17,7 +17,6 @@ from schemas import (
     Finding,
     FindingCode,
     InstructionSource,
-    RawEpisode,
     RecorderSettings,
     Scenario,
     SourceKind,
@@ -27,6 +26,7 @@ from schemas.fixes import Fix
 from vla_data.sources.bag_episodes import BagEpisode, corrupt_bag, read_bag
 from vla_data.sources.bags import BagError, BagScan, iter_frames
 from vla_data.sources.instructions import InstructionIndex, resolve_instruction
+from vla_data.validation.contract import apply_contract
 
 
 _finding = Finding.of
@@ -111,15 +111,8 @@ def _check(piece: BagEpisode, report: FileReport, settings: RecorderSettings, op
         "instruction_source": source,
         "attributes": dict(scan.metadata),
     }
-    raw, errors = RawEpisode.findings_for(facts, settings)
-    report.findings.extend(errors)
-    if raw is None:
+    if apply_contract(report, facts, episode.actions, settings, options) is None:
         return
-    report.n_frames, report.frame_size, report.frame_sizes = raw.n_frames, raw.frame_size, raw.frame_sizes
-    if episode.actions.size:
-        report.action_min = episode.actions.min(axis=0).astype(float).tolist()
-        report.action_max = episode.actions.max(axis=0).astype(float).tolist()
-    report.findings.extend(raw.warnings(settings, options.window))
     report.findings.extend(_rate_findings(Path(piece.path), scan, piece.span))
     if options.deep:
         report.findings.extend(_deep_findings(piece))

@@ -32,6 +32,7 @@ from vla_data.sources.formats import format_of
 from vla_data.sources.instructions import InstructionIndex
 from vla_data.validation.bags import check_bag
 from vla_data.validation.hdf5 import check_hdf5
+from vla_data.validation.lerobot import check_lerobot
 
 
 _finding = Finding.of
@@ -41,6 +42,7 @@ _finding = Finding.of
 RULES: dict[SourceKind, Callable[[Path, RecorderSettings, ValidateOptions, InstructionIndex], list[FileReport]]] = {
     SourceKind.hdf5: check_hdf5,
     SourceKind.rosbag2: check_bag,
+    SourceKind.lerobot: check_lerobot,
 }
 
 
