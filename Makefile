@@ -66,6 +66,11 @@ demo: $(STAMP)
 	    --camera-topic /camera/image_raw --command-topic /cmd_vel
 	$(BIN)/vla-data predict $(DEMO)/run "$$(ls -d $(DEMO)/bags/episode_* | head -1)"
 	$(BIN)/vla-data eval $(DEMO)/run $(DEMO)/bags.zarr --split val -o $(DEMO)/eval-bags
+	@echo "--- the trained-on version as a LeRobot dataset (v3.0, PNG frames), and built back into a store from it ---"
+	$(BIN)/vla-data export-lerobot $(DEMO)/dataset.zarr@demo-train -o $(DEMO)/lerobot --fps 2 --robot-type synthetic
+	$(BIN)/vla-data build-splits $(DEMO)/lerobot -o $(DEMO)/from-lerobot.zarr --image-size 56 \
+	    --frames-key observation.images.rgb --color-order rgb --actions-key action --action-dim 2
+	$(BIN)/vla-data info $(DEMO)/from-lerobot.zarr
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/validate.py

@@ -282,3 +282,22 @@ def pa_table(columns: dict, schema: object) -> object:
     import pyarrow as pa
 
     return pa.table(columns, schema=schema)
+
+
+def test_a_dataset_already_in_this_machines_caches_is_a_source_by_its_hub_name(exported: Path, tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """hf://datasets/ORG/NAME: LeRobot's own copy, else the hub cache's snapshot; nothing is downloaded."""
+    monkeypatch.setenv("HF_LEROBOT_HOME", str(tmp_path / "lerobot"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    shutil.copytree(exported, tmp_path / "lerobot" / "team" / "demo")
+    repo = tmp_path / "hub" / "datasets--team--other"
+    shutil.copytree(exported, repo / "snapshots" / "0123abcd")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abcd")
+    for name, folder in (("demo", tmp_path / "lerobot" / "team" / "demo"), ("other", repo / "snapshots" / "0123abcd")):
+        code, text = run("build-splits", f"hf://datasets/team/{name}", "-o", str(tmp_path / f"{name}.zarr"),
+                         "--image-size", "56", *IMPORT)
+        assert code == 0, text
+        assert {r.source_path.rpartition("#")[0] for r in open_store(tmp_path / f"{name}.zarr").records()} == {str(folder)}
+    code, text = run("validate", "hf://datasets/team/absent", *IMPORT)
+    assert code == 2 and "not on this machine" in text and "nothing is downloaded" in text, text

@@ -11,7 +11,7 @@ import click
 from tqdm import tqdm
 
 from pipelines.cli.errors import reported
-from pipelines.cli.options import build_model, recorder_options, recorder_settings, window_options
+from pipelines.cli.options import build_model, recorder_options, recorder_settings, source_paths, window_options
 from pipelines.validate import render_report, run_validate
 from schemas import ValidateOptions
 from schemas.sample import WindowSpec
@@ -80,16 +80,6 @@ def make_synthetic_cmd(out: Path, episodes: int, image_size: tuple[int, int], se
         click.echo(f"read them with {flags}")
 
 
-def _episode_paths(ctx: click.Context, param: click.Parameter, value: tuple[Path, ...]) -> tuple[Path, ...]:
-    """Files, folders and bags that exist, and BAG#k: the k-th episode of a bag cut into several."""
-    from vla_data.sources.formats import source_exists
-
-    missing = [str(p) for p in value if not source_exists(p)]
-    if missing:
-        raise click.BadParameter(f"{', '.join(missing)}: does not exist (an HDF5 episode, a folder, a bag, or BAG#k)")
-    return value
-
-
 def _report_path(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
     if value is not None and value.suffix.lower() in EPISODE_SUFFIXES:
         raise click.BadParameter(f"{value} looks like an episode file; the report is JSON (e.g. report.json)")
@@ -97,7 +87,7 @@ def _report_path(ctx: click.Context, param: click.Parameter, value: Path | None)
 
 
 @click.command("validate")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path), callback=_episode_paths)
+@click.argument("paths", nargs=-1, required=True, callback=source_paths)
 @click.option("--deep", is_flag=True, help="Also decode every frame: frozen camera, damaged chunks, exact duplicates.")
 @window_options
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Files checked in parallel processes.")

@@ -273,6 +273,23 @@ def rrd_path(ctx: click.Context, param: click.Parameter, value: Path | None) -> 
     return value
 
 
+def source_paths(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[Path, ...]:
+    """Sources that exist (files, folders, bags, LeRobot datasets; BAG#k, DIR#k), and hf://datasets/ORG/NAME: a
+    LeRobot dataset already in this machine's caches (nothing is downloaded)."""
+    from vla_data.sources.formats import source_exists
+    from vla_data.sources.lerobot import HUB_PREFIX, SourceError, cached_dataset
+
+    try:
+        paths = [cached_dataset(given) if given.startswith(HUB_PREFIX) else Path(given) for given in value]
+    except SourceError as exc:
+        raise click.BadParameter(str(exc)) from None
+    missing = [str(p) for p in paths if not source_exists(p)]
+    if missing:
+        raise click.BadParameter(f"{', '.join(missing)}: does not exist (an HDF5 episode, a folder, a bag, a LeRobot "
+                                 "dataset, BAG#k or DIR#k)")
+    return tuple(paths)
+
+
 def episode_path(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
     """An episode file or bag that exists, or BAG#k: the k-th episode of a bag cut into several."""
     from vla_data.sources.formats import source_exists

@@ -11,7 +11,15 @@ import click
 from pipelines.build_splits import run_build
 from pipelines.cli.errors import fail, reported
 from pipelines.cli.flags import worded
-from pipelines.cli.options import build_model, png_path, recorder_options, recorder_settings, rrd_path, window_options
+from pipelines.cli.options import (
+    build_model,
+    png_path,
+    recorder_options,
+    recorder_settings,
+    rrd_path,
+    source_paths,
+    window_options,
+)
 from pipelines.info import render_info, store_json
 from pipelines.store_plot import plot_store
 from schemas.sample import Augment, MirrorRule, WindowSpec
@@ -31,7 +39,7 @@ def _channels(ctx: click.Context, param: click.Parameter, value: str) -> str | l
 
 
 @click.command("build-splits")
-@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("sources", nargs=-1, required=True, callback=source_paths)
 @click.option("-o", "--out", required=True, metavar="STORE",
               help="The store to write: a local folder (dataset.zarr) or a URL (s3://bucket/prefix/dataset.zarr; "
                    "credentials and endpoint from the environment, e.g. AWS_PROFILE, AWS_ENDPOINT_URL).")

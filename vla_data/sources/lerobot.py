@@ -34,8 +34,38 @@ PART = "#"
 TIMESTAMP_TOLERANCE_S = 1e-4  # LeRobot's reader's: a frame further from frame_index / fps is not found
 
 
+HUB_PREFIX = "hf://datasets/"  # a dataset of the Hugging Face hub, read from this machine's caches only
+
+
 def is_lerobot(path: Path) -> bool:
     return path.is_dir() and (path / INFO_FILE).is_file()
+
+
+def cached_dataset(ref: str) -> Path:
+    """``hf://datasets/ORG/NAME`` as the folder already on this machine: LeRobot's own copy ($HF_LEROBOT_HOME/ORG/NAME,
+    by default ~/.cache/huggingface/lerobot/ORG/NAME), else the hub cache's snapshot of it. Nothing is downloaded;
+    ``SourceError`` naming both places when it is in neither."""
+    repo_id = ref.removeprefix(HUB_PREFIX).strip("/")
+    home = Path(os.environ.get("HF_HOME", "~/.cache/huggingface")).expanduser() / "lerobot"
+    lerobot = Path(os.environ.get("HF_LEROBOT_HOME", home)).expanduser() / repo_id
+    if is_lerobot(lerobot):
+        return lerobot
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+    except ImportError as exc:  # comes with transformers; a vla-data without it reads local folders
+        raise SourceError(f"{ref}: the hub cache cannot be read here ({exc}); give the dataset's folder") from exc
+    try:
+        snapshot = Path(snapshot_download(repo_id, repo_type="dataset", local_files_only=True,
+                                          cache_dir=os.environ.get("HF_HUB_CACHE")))  # read now, not at import
+    except (LocalEntryNotFoundError, ValueError, OSError) as exc:
+        raise SourceError(f"{ref}: not on this machine (neither {lerobot} nor the hub cache has it; nothing is "
+                          f"downloaded): download it first (huggingface_hub.snapshot_download('{repo_id}', "
+                          f"repo_type='dataset')), or give the dataset's folder ({type(exc).__name__})") from None
+    if not is_lerobot(snapshot):
+        raise SourceError(f"{ref}: the hub cache's copy ({snapshot}) has no {INFO_FILE}: not a LeRobot v3.0 dataset, "
+                          "or only part of it was downloaded")
+    return snapshot
 
 
 def split_ref(ref: str) -> tuple[Path, int | None]:
