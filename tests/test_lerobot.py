@@ -270,6 +270,11 @@ def test_a_lerobot_datasets_defects_are_findings(exported: Path, tmp_path: Path)
     assert FindingCode.timestamps_off_rate in found[f"{folder}#0"] and FindingCode.corrupt_file in found[f"{folder}#1"]
     assert all(not (codes - {FindingCode.short_episode}) for ref, codes in found.items()
                if ref not in (f"{folder}#0", f"{folder}#1"))
+    # one episode named: its report only; an episode the folder does not have: one error naming those it has
+    (one,) = check_source(Path(f"{folder}#1"), IMPORTED, options, index)
+    assert one.path == f"{folder}#1" and FindingCode.corrupt_file in {f.code for f in one.findings}
+    (none,) = check_source(Path(f"{folder}#999"), IMPORTED, options, index)
+    assert [f.code for f in none.findings] == [FindingCode.empty_episode] and f"{folder}#0" in none.findings[0].message
     # another format version: the folder gives no episode, and says why
     info = json.loads((folder / INFO_FILE).read_text())
     (folder / INFO_FILE).write_text(json.dumps(info | {"codebase_version": "v2.1"}))

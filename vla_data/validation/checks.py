@@ -48,27 +48,32 @@ RULES: dict[SourceKind, Callable[[Path, RecorderSettings, ValidateOptions, Instr
 
 def check_source(path: Path, settings: RecorderSettings, options: ValidateOptions, index: InstructionIndex
                  ) -> list[FileReport]:
-    """Validate one source: a report per episode it gives (one for a source that gives none, saying why).
-    Never raises."""
+    """Validate one source: a report per episode it gives (one for a source that gives none, saying why); of a
+    source's one episode (BAG#k, DIR#k), its report only. Never raises."""
     fmt, source = format_of(path)
-    return RULES[fmt.kind](source, settings, options, index)
+    reports = RULES[fmt.kind](source, settings, options, index)
+    if str(path) == str(source) or [r.path for r in reports] == [str(source)]:
+        return reports  # the whole source, or a source that gives no episode (its one report says why)
+    return [_one_episode(path, reports, fmt.kind)]
 
 
 def check_file(path: Path, settings: RecorderSettings, options: ValidateOptions, index: InstructionIndex
                ) -> FileReport:
-    """Validate the one source episode ``path`` names: a file, a bag, or BAG#k of a cut bag."""
-    return _one_episode(path, check_source(path, settings, options, index))
+    """Validate the one source episode ``path`` names: a file, a bag, or BAG#k / DIR#k of a source of several."""
+    return _one_episode(path, check_source(path, settings, options, index), format_of(path)[0].kind)
 
 
-def _one_episode(path: Path, reports: list[FileReport]) -> FileReport:
-    """The report of the episode ``path`` names (a bag, or BAG#k of a cut bag), or one that says it names none."""
+def _one_episode(path: Path, reports: list[FileReport], kind: SourceKind) -> FileReport:
+    """The report of the episode ``path`` names (a bag, BAG#k of a cut bag, DIR#k of a LeRobot dataset), or one
+    that says it names none."""
     for report in reports:
         if report.path == str(path):
             return report
     names = ", ".join(r.path for r in reports[:3]) + (f" ... ({len(reports)})" if len(reports) > 3 else "")
-    return FileReport(path=str(path), kind=SourceKind.rosbag2, findings=[_finding(
-        FindingCode.empty_episode, path, None, f"the bag is cut into {len(reports)} episodes: {names}",
-        "name one of them: BAG#k for the k-th")])
+    named = "" if str(path) == str(format_of(path)[1]) else f"{path} names no episode of its source: "
+    return FileReport(path=str(path), kind=kind, findings=[_finding(
+        FindingCode.empty_episode, path, None, f"{named}the source is cut into {len(reports)} episodes: {names}",
+        "name one of them: BAG#k or DIR#k for the k-th")])
 
 
 # -- across files ------------------------------------------------------------------------------------------
