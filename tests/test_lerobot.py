@@ -173,6 +173,25 @@ def test_video_frames_sit_where_lerobots_reader_looks_them_up(learn_store: Path,
     assert max(differences) < 6 and min(differences) > 0, differences
 
 
+def test_short_episodes_share_one_video_stream(tmp_path: Path) -> None:
+    """The encoder writes nothing for its first 25 or so frames: episodes shorter than that still go one after
+    another into one file, each where its from_timestamp says."""
+    pytest.importorskip("av")
+    from vla_data.lerobot.video import CameraVideo
+    from vla_data.sources.lerobot import read_video
+
+    video = CameraVideo(tmp_path, "observation.images.rgb", FPS, 30)
+    levels = [np.full((n, 32, 32, 3), 40 * (i + 1), np.uint8) for i, n in enumerate((3, 5, 2))]
+    spans = [video.add(frames) for frames in levels]
+    video.close()
+    assert [s[2:] for s in spans] == [(0.0, 0.6), (0.6, 1.6), (1.6, 2.0)] and {s[:2] for s in spans} == {(0, 0)}
+    path = tmp_path / VIDEO_PATH.format(video_key="observation.images.rgb", chunk_index=0, file_index=0)
+    for (_, _, start, stop), frames in zip(spans, levels, strict=True):
+        decoded, stamps = read_video(path, start, len(frames), FPS)
+        np.testing.assert_allclose(stamps, start + np.arange(len(frames)) / FPS, atol=1e-4)
+        assert np.abs(decoded.astype(int) - frames).max() <= 3  # flat grey: AV1 keeps it
+
+
 def test_careless_uses_are_refused_or_repaired(exported: Path, learn_store: Path, tmp_path: Path) -> None:
     taken = tmp_path / "taken"
     taken.mkdir()
@@ -213,6 +232,9 @@ def test_a_bag_store_gives_its_own_frame_rate(tmp_path: Path) -> None:
     records = open_store(store).records()
     rates = [(r.n_frames - 1) / ((r.stop_ns - r.start_ns) / 1e9) for r in records]
     assert LeRobotInfo.model_validate_json((tmp_path / "out" / INFO_FILE).read_text()).fps == round(np.median(rates))
+    # 16x16 frames: below what the AV1 encoder takes (it would kill the process), refused before any work
+    code, text = run("export-lerobot", str(store), "-o", str(tmp_path / "video"), "--video")
+    assert code == 1 and "below the 32x32 the AV1 encoder takes" in text and not (tmp_path / "video").exists(), text
 
 
 def same_episodes(store: Path, built: Path, folder: Path) -> list[float]:

@@ -16,6 +16,14 @@ from vla_data.sources.lerobot import require_av
 
 CODEC, DECODED_CODEC, PIX_FMT, GOP = "libsvtav1", "av1", "yuv420p", 2
 SVT_PRESET = 10  # LeRobot asks for 12, which SVT-AV1 3.0 maps to 10
+MIN_SIZE = 32  # SVT-AV1 3.0 dies of a floating point exception (the whole process) on smaller frames
+
+
+def check_size(height: int, width: int, camera: str) -> None:
+    """Refuse, before anything is encoded, frames SVT-AV1 cannot take."""
+    if min(height, width) < MIN_SIZE:
+        raise ValueError(f"camera {camera}: {height}x{width} frames are below the {MIN_SIZE}x{MIN_SIZE} the AV1 encoder "
+                         "takes; export PNG images instead (exact, and small at this size)")
 
 
 class CameraVideo:
@@ -43,7 +51,7 @@ class CameraVideo:
     def add(self, frames: np.ndarray) -> tuple[int, int, float, float]:
         """Append one episode's (n, H, W, 3) uint8 RGB frames -> (chunk index, file index, from and to timestamp)."""
         av = require_av()
-        if self.container is not None and self.path is not None and self.path.stat().st_size >= VIDEO_FILE_MB * 2**20:
+        if self.container is not None and self._bytes() >= VIDEO_FILE_MB * 2**20:
             self.close()
             self.index += 1
         if self.container is None:
@@ -55,6 +63,14 @@ class CameraVideo:
             self.container.mux(self.stream.encode(picture))
             self.frames += 1
         return (self.index // CHUNKS_SIZE, self.index % CHUNKS_SIZE, start / self.fps, self.frames / self.fps)
+
+    def _bytes(self) -> int:
+        """The current file's size so far: 0 until the encoder's first packet (SVT-AV1 holds back about 25 frames
+        before it writes any, so after a short first episode the file does not exist yet)."""
+        try:
+            return self.path.stat().st_size if self.path is not None else 0
+        except FileNotFoundError:
+            return 0
 
     def close(self) -> None:
         if self.container is not None:

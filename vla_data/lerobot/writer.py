@@ -48,7 +48,7 @@ from schemas.lerobot import (
 from schemas.store import EpisodeRecord, Split
 from vla_data import __version__
 from vla_data.lerobot.stats import PixelStats, vector_stats
-from vla_data.lerobot.video import CameraVideo
+from vla_data.lerobot.video import CameraVideo, check_size
 from vla_data.store.reader import DatasetStore, pin
 
 STATS_SPLIT = Split.train
@@ -131,6 +131,9 @@ def write_lerobot(store: DatasetStore, root: Path, options: LeRobotExportOptions
     task_index = {t: i for i, t in enumerate(tasks)}
     cameras = {CAMERA_PREFIX + c.name: c for c in store.cameras}
     arrays = {key: store.camera(c.name) for key, c in cameras.items()}
+    if options.storage == FrameStorage.video:
+        for camera in store.cameras:
+            check_size(camera.shape[0], camera.shape[1], camera.name)
     videos = ({key: CameraVideo(root, key, fps, options.video_crf) for key in cameras}
               if options.storage == FrameStorage.video else {})
     schema = _schema(store, options.storage)
