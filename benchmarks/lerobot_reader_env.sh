@@ -11,7 +11,7 @@ V=${1:-bench-out/lerobot-reader-venv}
 python3.11 -m venv "$V"
 # 2. the standalone LeRobot dataset package (module name: ledataset) + the CPU torch on disk.
 #    pip picks torchvision 0.28.0 (PyPI, a +cu130 build), which pins torch==2.13.0.
-"$V/bin/pip" install lerobot-dataset==0.4.4 torch==2.13.0 torchvision
+"$V/bin/pip" install lerobot-dataset==0.4.4 torch==2.13.0 torchvision==0.28.0
 # 3. torchvision 0.28.0 from PyPI is a CUDA build: its _C.so needs libc10_cuda.so/libtorch_cuda.so,
 #    which the CPU torch lacks, and then `import torchvision` dies with
 #    "RuntimeError: operator torchvision::nms does not exist" (unguarded register_fake). Guard the two

@@ -144,7 +144,8 @@ def test_every_command_runs_a_discrete_head(discrete_run: Path, learn_store: Pat
 @pytest.fixture(scope="module")
 def discrete_learned(learn_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The learning test's run (conftest.learned) with a discrete head."""
-    return learned(learn_store, tmp_path_factory.mktemp("discrete-learned"), {"mode": "windows"}, 16, head="discrete")
+    return learned(learn_store, tmp_path_factory.mktemp("discrete-learned"), {"mode": "windows"}, 16, head="discrete",
+                   steps=600)
 
 
 def test_a_discrete_head_learns_the_task_and_beats_the_baselines(discrete_learned: Path, learn_store: Path) -> None:
