@@ -84,6 +84,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/learning.py
 	$(BIN)/python benchmarks/export.py
 	$(BIN)/python benchmarks/heads.py
+	$(BIN)/python benchmarks/lerobot.py
 	test -d ../wt-baseline || git worktree add ../wt-baseline d30fe39
 	$(BIN)/python benchmarks/history.py --baseline-tree ../wt-baseline
 
