@@ -198,7 +198,8 @@ class LeRobotEpisode:
 
     def fingerprint(self) -> str:
         """sha256 over the rows and each camera's stored bytes (PNG), or its decoded pixels (video)."""
-        first, *_ = self.headers.values()
+        if not self.cameras:
+            raise SourceError(f"{self.ref}: none of the settings' cameras is a feature of the dataset")
         parts = []
         for name, frames in self.cameras.items():
             header = self.headers[name]
@@ -206,7 +207,7 @@ class LeRobotEpisode:
             stored = (frames.png_bytes() if frames.video is None
                       else [frames.read(0, header.shape[0]).pixels.tobytes()])
             parts.append((header, stored))
-        return fingerprint(self.actions, parts) if parts else fingerprint(self.actions, [(first, [])])
+        return fingerprint(self.actions, parts)
 
 
 def read_lerobot(root: Path, settings: RecorderSettings) -> list[LeRobotEpisode] | list[Finding]:
