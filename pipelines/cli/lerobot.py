@@ -17,7 +17,7 @@ from schemas.lerobot import FrameStorage, LeRobotExportOptions
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path),
               help="The dataset folder to write: new, empty, or one export-lerobot wrote (replaced whole). It "
                    "appears whole, or not at all.")
-@click.option("--video/--images", "video", default=False, show_default=True,
+@click.option("--video/--images", "video", default=False,
               help="Frames as one AV1 mp4 per camera (LeRobot's default: small, lossy; needs vla-data[lerobot]) or "
                    "as PNG images in the data files (exact) [default: --images].")
 @model_flags(LeRobotExportOptions, LEROBOT_FLAGS)
