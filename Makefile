@@ -69,7 +69,8 @@ demo: $(STAMP)
 	@echo "--- the trained-on version as a LeRobot dataset (v3.0, PNG frames), and built back into a store from it ---"
 	$(BIN)/vla-data export-lerobot $(DEMO)/dataset.zarr@demo-train -o $(DEMO)/lerobot --fps 2 --robot-type synthetic
 	$(BIN)/vla-data build-splits $(DEMO)/lerobot -o $(DEMO)/from-lerobot.zarr --image-size 56 \
-	    --frames-key observation.images.rgb --color-order rgb --actions-key action --action-dim 2
+	    --frames-key observation.images.rgb --color-order rgb --actions-key action --action-dim 2 \
+	    --split-file $(DEMO)/lerobot/meta/splits.csv
 	$(BIN)/vla-data info $(DEMO)/from-lerobot.zarr
 
 bench: $(STAMP)

@@ -65,6 +65,6 @@ def export_lerobot(address: str, out: Path, options: LeRobotExportOptions, annou
     total = int(store.episodes["n_frames"].sum())
     with publishing(out, JOB, announce, ours) as tmp, \
             tqdm(total=total, unit="frame", desc=JOB, disable=not progress) as bar:
-        return write_lerobot(store, tmp, options, fps, bar.update)
+        return write_lerobot(store, tmp, out.name, options, fps, bar.update)
 
 

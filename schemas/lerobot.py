@@ -9,6 +9,7 @@ DIR/meta/episodes/chunk-000/file-000.parquet         one row per episode: its ta
 DIR/data/chunk-000/file-000.parquet                  one row per frame: action, timestamp, indices (+ PNG frames)
 DIR/videos/observation.images.<camera>/chunk-000/file-000.mp4    with --video: one stream per camera
 DIR/meta/vla_data.json                               LeRobotExport: the store version exported, the mapping
+DIR/meta/splits.csv                                  each episode's split: build-splits DIR --split-file DIR/meta/splits.csv
 ```
 LeRobot's reader (lerobot 0.4 and the standalone ``lerobot-dataset``) requires: ``total_frames`` equal to the rows;
 the data files' columns exactly the non-video features; ``index`` the global row number; episode rows in
@@ -35,6 +36,7 @@ VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.m
 EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 INFO_FILE, STATS_FILE, TASKS_FILE = "meta/info.json", "meta/stats.json", "meta/tasks.parquet"
 EXPORT_FILE = "meta/vla_data.json"  # ours: LeRobot reads only the files above
+SPLITS_FILE = "meta/splits.csv"  # ours: each episode's split, as build-splits' split file (episode DIR#k, split)
 
 CAMERA_PREFIX = LEROBOT_CAMERA_PREFIX  # a camera named c is the feature observation.images.c
 ACTION_KEY = "action"

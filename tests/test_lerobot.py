@@ -28,6 +28,7 @@ from schemas.lerobot import (
     EXPORT_FILE,
     INDEX_FEATURES,
     INFO_FILE,
+    SPLITS_FILE,
     STATS_FILE,
     TASKS_FILE,
     VIDEO_PATH,
@@ -260,10 +261,17 @@ def same_episodes(store: Path, built: Path, folder: Path) -> list[float]:
 
 def test_the_export_built_again_gives_the_same_episodes(exported: Path, learn_store: Path, tmp_path: Path) -> None:
     """recorder files -> store -> export -> build-splits -> store: the same frames (PNG: exact), rows (the first
-    row zero velocity, as the recorder's; the offset undone) and instructions, each episode named DIR#k."""
-    code, text = run("build-splits", str(exported), "-o", str(tmp_path / "again.zarr"), "--image-size", "56", *IMPORT)
+    row zero velocity, as the recorder's; the offset undone) and instructions, each episode named DIR#k; with the
+    export's split file, the same splits."""
+    code, text = run("build-splits", str(exported), "-o", str(tmp_path / "again.zarr"), "--image-size", "56", *IMPORT,
+                     "--split-file", str(exported / SPLITS_FILE))
     assert code == 0, text
     assert same_episodes(learn_store, tmp_path / "again.zarr", exported) == [0.0] * len(open_store(learn_store).records())
+    splits = {r.content_hash: r.split for r in open_store(learn_store).records()}
+    export = LeRobotExport.model_validate_json((exported / EXPORT_FILE).read_text())
+    by_ref = {r.source_path: r.split for r in open_store(tmp_path / "again.zarr").records()}
+    assert [by_ref[f"{exported}#{e.episode_index}"] for e in export.episodes] == [splits[e.content_hash]
+                                                                                   for e in export.episodes]
 
 
 def test_a_lerobot_datasets_defects_are_findings(exported: Path, tmp_path: Path) -> None:

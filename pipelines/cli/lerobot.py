@@ -33,7 +33,8 @@ def export_lerobot_cmd(store: str, out: Path, video: bool, **flags: object) -> N
                  (LeRobot's convention); an episode's last frames, with no row after them, get zero velocity
       tasks      the instructions
       stats      meta/stats.json over the train split's frames only
-    meta/vla_data.json records the store version exported and every episode's store id, split and content hash.
+    meta/vla_data.json records the store version exported and every episode's store id, split and content hash;
+    meta/splits.csv gives each episode's split as build-splits --split-file reads it.
     HDF5 recordings carry no clock: give --fps (bags give their own).
 
     \b

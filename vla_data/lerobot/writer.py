@@ -35,6 +35,7 @@ from schemas.lerobot import (
     EXPORT_FILE,
     INDEX_FEATURES,
     INFO_FILE,
+    SPLITS_FILE,
     STATS_FILE,
     TASKS_FILE,
     VIDEO_PATH,
@@ -120,10 +121,11 @@ def _schema(store: DatasetStore, storage: FrameStorage) -> pa.Schema:
     return pa.schema(fields)
 
 
-def write_lerobot(store: DatasetStore, root: Path, options: LeRobotExportOptions, fps: int,
+def write_lerobot(store: DatasetStore, root: Path, name: str, options: LeRobotExportOptions, fps: int,
                   progress: Callable[[int], None] = lambda n: None) -> LeRobotExport:
-    """Write ``store`` as a LeRobotDataset v3.0 into the empty folder ``root`` at ``fps`` frames per second;
-    ``progress`` is told the frames of each episode written."""
+    """Write ``store`` as a LeRobotDataset v3.0 into the empty folder ``root`` (to be published as the folder
+    ``name``: the split file names its episodes ``name#k``) at ``fps`` frames per second; ``progress`` is told the
+    frames of each episode written."""
     ordered, splits = export_order(store)
     if STATS_SPLIT.value not in splits:
         raise ValueError(f"{store.location}: no {STATS_SPLIT.value} episodes, and stats.json is computed over them")
@@ -205,6 +207,8 @@ def write_lerobot(store: DatasetStore, root: Path, options: LeRobotExportOptions
                            cameras={key: c.name for key, c in cameras.items()}, stats_split=STATS_SPLIT,
                            unrecorded_actions=UNRECORDED, episodes=exported)
     (root / EXPORT_FILE).write_text(export.model_dump_json(indent=2) + "\n")
+    pd.DataFrame({"episode": [f"{name}#{e.episode_index}" for e in exported],
+                  "split": [e.split.value for e in exported]}).to_csv(root / SPLITS_FILE, index=False)
     return export
 
 
