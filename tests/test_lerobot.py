@@ -172,6 +172,11 @@ def test_video_frames_sit_where_lerobots_reader_looks_them_up(learn_store: Path,
     assert code == 0, text
     differences = same_episodes(learn_store, tmp_path / "again.zarr", out)
     assert max(differences) < 6 and min(differences) > 0, differences
+    # a video cut short (a copy stopped half-way): every episode's frames fail to decode, each one a finding
+    video = out / VIDEO_PATH.format(video_key=camera, chunk_index=0, file_index=0)
+    video.write_bytes(video.read_bytes()[: video.stat().st_size // 2])
+    reports = check_source(out, IMPORTED, ValidateOptions(), InstructionIndex())
+    assert len(reports) == len(order) and all(FindingCode.corrupt_file in {f.code for f in r.findings} for r in reports)
 
 
 def test_short_episodes_share_one_video_stream(tmp_path: Path) -> None:
