@@ -102,7 +102,9 @@ def validate_cmd(
     json_out: Path | None,
     **settings_flags: object,
 ) -> None:
-    """Check recorder episodes (files, or folders searched for *.h5 / *.hdf5) before anything uses them.
+    """Check recorder episodes (HDF5 files, ROS 2 bags, LeRobot v3.0 dataset folders, or folders searched for
+    them; BAG#k / DIR#k: one episode; hf://datasets/ORG/NAME: a LeRobot dataset already in the local caches)
+    before anything uses them.
 
     Each file gets findings with a stable code, a severity and a hint saying how to fix it; then checks
     across files (duplicates, constant action channels, differing frame sizes) and a dataset summary.

@@ -89,6 +89,8 @@ def build_splits_cmd(sources: tuple[Path, ...], out: str, image_size: int, resiz
                      **settings_flags: object) -> None:
     """Build one zarr store from recorder episodes: frames resized once, actions, splits, train-only stats.
 
+    SOURCES are HDF5 files, ROS 2 bags, LeRobot v3.0 dataset folders (hf://datasets/ORG/NAME: one already in
+    this machine's caches; nothing is downloaded), folders searched for them, or BAG#k / DIR#k (one episode).
     Sources are validated first; any error stops the build and writes nothing (or, with --skip-invalid,
     those episodes are left out). Re-running with the same -o adds only episodes with new content and
     keeps every existing split; a stored file whose content changed is refused (--replace-changed replaces
@@ -108,6 +110,7 @@ def build_splits_cmd(sources: tuple[Path, ...], out: str, image_size: int, resiz
       vla-data build-splits data/raw -o dataset.zarr --split-file our_splits.csv
       vla-data build-splits data/raw -o dataset.zarr --camera front=images --camera rear=observations/rear_images:rgb
       vla-data build-splits /mnt/shared/raw -o s3://fleet-data/datasets/v1.zarr --scheduler tcp://head:8786
+      vla-data build-splits lerobot-ds -o ds.zarr --frames-key observation.images.rgb --actions-key action --action-dim 2
     """
     settings = recorder_settings(**settings_flags)  # type: ignore[arg-type]
     options = build_model(
