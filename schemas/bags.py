@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
+from pydantic import model_validator
 
 EVENT_START, EVENT_END = "episode_start", "episode_end"
 PART_MARK = "#"  # BAG#k: the k-th episode (from 1) of a bag cut into several
@@ -67,6 +68,16 @@ class BagSettings(BaseModel):
                               "`episode_start` starts an episode, `episode_end` ends one.")
     gap_s: float = Field(2.0, gt=0, description="cut=gap: seconds without a command that separate two episodes "
                          "(cut in the middle of the pause).")
+
+    @model_serializer(mode="wrap")
+    def _given_fields_only(self, handler: SerializerFunctionWrapHandler) -> dict:
+        """``command_fields`` is written only where it was given: its default means "the first action_dim of
+        linear.x, linear.y, angular.z", which a written default would turn into three fields given (a report or
+        settings file read back with another action_dim would then be refused)."""
+        data = handler(self)
+        if "command_fields" not in self.model_fields_set:
+            data.pop("command_fields", None)
+        return data
 
     @field_validator("command_fields")
     @classmethod

@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from conftest import SMALL, run_cli as run
-from schemas import FindingCode, RecorderSettings, ValidateOptions
+from schemas import FindingCode, RecorderSettings, ValidateOptions, ValidationReport
 from schemas.lerobot import (
     CAMERA_PREFIX,
     DATA_PATH,
@@ -335,9 +335,9 @@ def test_a_dataset_already_in_this_machines_caches_is_a_source_by_its_hub_name(e
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("0123abcd")
     for name, folder in (("demo", tmp_path / "lerobot" / "team" / "demo"), ("other", repo / "snapshots" / "0123abcd")):
-        code, text = run("build-splits", f"hf://datasets/team/{name}", "-o", str(tmp_path / f"{name}.zarr"),
-                         "--image-size", "56", *IMPORT)
+        code, text = run("validate", f"hf://datasets/team/{name}", *IMPORT, "--json", str(tmp_path / f"{name}.json"))
         assert code == 0, text
-        assert {r.source_path.rpartition("#")[0] for r in open_store(tmp_path / f"{name}.zarr").records()} == {str(folder)}
+        report = ValidationReport.model_validate_json((tmp_path / f"{name}.json").read_text())
+        assert {r.path.rpartition("#")[0] for r in report.files} == {str(folder)} and len(report.files) == 64
     code, text = run("validate", "hf://datasets/team/absent", *IMPORT)
     assert code == 2 and "not on this machine" in text and "nothing is downloaded" in text, text

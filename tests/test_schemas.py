@@ -62,3 +62,16 @@ def test_messages_with_braces_survive() -> None:
     facts = {"path": "ep.h5", "keys": [], "cameras": {"rgb": None}, "actions": None, "instruction": "go", "external_links": ["{x}"]}
     _, findings = RawEpisode.findings_for(facts, RecorderSettings())
     assert any("{x}" in f.message for f in findings)
+
+
+def test_recorder_settings_read_back_as_written() -> None:
+    """A report or settings file written with action_dim 2 reads back with the same meaning: the default bag
+    command fields stay "the first action_dim", not three fields given (which action_dim 2 would refuse)."""
+    from schemas import RecorderSettings
+    from schemas.bags import BagSettings
+
+    for settings in (RecorderSettings(action_dim=2),
+                     RecorderSettings(action_dim=2, bag=BagSettings(command_fields=("angular.z", "linear.x")))):
+        again = RecorderSettings.model_validate_json(settings.model_dump_json())
+        assert again == settings and again.command_fields == settings.command_fields
+    assert RecorderSettings(action_dim=2).command_fields == ("linear.x", "linear.y")
