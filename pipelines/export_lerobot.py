@@ -11,13 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from pydantic import ValidationError
 from tqdm import tqdm
 
 from schemas.fixes import Fix
-from schemas.lerobot import EXPORT_FILE, LeRobotExport, LeRobotExportOptions
+from schemas.lerobot import LeRobotExport, LeRobotExportOptions
 from vla_data.common.folders import check_folder, publishing
 from vla_data.common.refusal import Refusal
+from vla_data.sources.lerobot import read_export
 from vla_data.store.reader import DatasetStore, open_store
 
 JOB = "export-lerobot"
@@ -29,11 +29,7 @@ class LeRobotExportError(Refusal):
 
 def ours(folder: Path) -> bool:
     """``folder`` is a LeRobot dataset this command wrote (its ``meta/vla_data.json`` reads as ours)."""
-    try:
-        LeRobotExport.model_validate_json((folder / EXPORT_FILE).read_bytes())
-    except (OSError, ValidationError):
-        return False
-    return True
+    return read_export(folder) is not None
 
 
 def frame_rate(store: DatasetStore, options: LeRobotExportOptions) -> int:

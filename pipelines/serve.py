@@ -16,7 +16,6 @@ with serving(policy, ServeConfig(port=0)) as server:   # in a background thread 
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -29,13 +28,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from schemas import ColorOrder
 from schemas.serve import ServeConfig, ServeMetadata
 from schemas.train import Precision
+from vla_client.preprocess import decode_rgb
 from vla_client.protocol import (
     BAD_FRAME,
     BAD_REQUEST,
@@ -236,8 +236,7 @@ class PolicyServer:
             if frame.get("encoding") not in ENCODINGS or not isinstance(frame.get("data"), bytes):
                 raise ProtocolError(BAD_FRAME, f"camera {camera}: an encoded frame is {{encoding: jpeg|png, data}}")
             try:
-                with Image.open(io.BytesIO(frame["data"])) as image:
-                    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+                return decode_rgb(frame["data"])
             except (UnidentifiedImageError, OSError, ValueError) as exc:
                 raise ProtocolError(BAD_FRAME, f"camera {camera}: cannot decode the {frame['encoding']} image "
                                     f"({exc})") from None

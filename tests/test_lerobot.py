@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
@@ -300,7 +301,7 @@ def test_a_lerobot_datasets_defects_are_findings(exported: Path, tmp_path: Path)
     table["timestamp"] = [t * 1.01 if i in first else t for i, t in enumerate(table["timestamp"])]
     broken = table["episode_index"].index(1)
     table[CAMERA_PREFIX + "rgb"][broken] = {"bytes": b"not a png", "path": "frame-000000.png"}
-    pq.write_table(pa_table(table, pq.read_schema(path)), path)
+    pq.write_table(pa.table(table, schema=pq.read_schema(path)), path)
     found = findings()
     assert FindingCode.timestamps_off_rate in found[f"{folder}#0"] and FindingCode.corrupt_file in found[f"{folder}#1"]
     assert all(not (codes - {FindingCode.short_episode}) for ref, codes in found.items()
@@ -316,12 +317,6 @@ def test_a_lerobot_datasets_defects_are_findings(exported: Path, tmp_path: Path)
     (only,) = check_source(folder, IMPORTED, options, index)
     assert only.path == str(folder) and [f.code for f in only.findings] == [FindingCode.unsupported_message]
     assert "convert_dataset_v21_to_v30" in only.findings[0].hint
-
-
-def pa_table(columns: dict, schema: object) -> object:
-    import pyarrow as pa
-
-    return pa.table(columns, schema=schema)
 
 
 def test_a_dataset_already_in_this_machines_caches_is_a_source_by_its_hub_name(exported: Path, tmp_path: Path,

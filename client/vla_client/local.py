@@ -19,7 +19,6 @@ no transformers. The folder is checked when opened: its format, and every file's
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import time
 from collections import deque
@@ -31,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from vla_client.frames import ExpectedFrames, FrameCheck
-from vla_client.preprocess import pillow, resize_frame
+from vla_client.preprocess import decode_rgb, resize_frame
 from vla_client.protocol import EncodedFrame
 
 POLICY_FORMAT = 1  # the policy.json format this client reads (schemas.export.POLICY_FORMAT)
@@ -53,12 +52,6 @@ def _runtime() -> tuple[ModuleType, Any]:
         raise ImportError(f"LocalPolicy needs the robot client's onnx extra ({exc.name} is missing): "
                           'pip install "vla-data-client[onnx]" (or "./client[onnx]")') from exc
     return onnxruntime, Tokenizer
-
-
-def _decode(data: bytes) -> np.ndarray:
-    """JPEG or PNG bytes -> (H, W, 3) uint8 RGB."""
-    with pillow().open(io.BytesIO(data)) as image:
-        return np.asarray(image.convert("RGB"))
 
 
 class PolicyFolderError(ValueError):
@@ -229,7 +222,7 @@ class LocalPolicy:
         for camera in self.cameras:
             frame = frames[camera]
             if isinstance(frame, EncodedFrame):  # decoded images are RGB
-                frame, orders[camera] = _decode(frame.data), "rgb"
+                frame, orders[camera] = decode_rgb(frame.data), "rgb"
             if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
                 what = f"{frame.shape} {frame.dtype}" if isinstance(frame, np.ndarray) else type(frame).__name__
                 raise ValueError(f"camera {camera}: a frame is (H, W, 3) uint8 as the recorder writes it; got {what}")

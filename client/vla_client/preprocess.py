@@ -7,6 +7,7 @@ Needs Pillow (vla-data has it; the robot client's ``onnx`` extra installs it).
 
 from __future__ import annotations
 
+import io
 from types import ModuleType
 
 import numpy as np
@@ -23,6 +24,13 @@ def pillow() -> ModuleType:
         raise ImportError(f"preparing frames needs Pillow ({exc.name} is missing): "
                           'pip install "vla-data-client[onnx]"') from exc
     return Image
+
+
+def decode_rgb(data: bytes) -> np.ndarray:
+    """JPEG or PNG bytes -> (H, W, 3) uint8 RGB. Pillow's own errors (``UnidentifiedImageError``, ``OSError``) for
+    bytes that are not a picture: each caller says what they were."""
+    with pillow().open(io.BytesIO(data)) as image:
+        return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
 def to_rgb(frame: np.ndarray, order: str) -> np.ndarray:

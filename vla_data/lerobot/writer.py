@@ -141,7 +141,7 @@ def write_lerobot(store: DatasetStore, root: Path, name: str, options: LeRobotEx
     schema = _schema(store, options.storage)
     data = DataFiles(root, schema)
     pixels = {key: PixelStats() for key in cameras}
-    train_columns: list[pa.Table] = []
+    train_values: dict[str, list[np.ndarray]] = {name: [] for name in [ACTION_KEY, *INDEX_FEATURES]}
     episodes, exported = [], []
     index = 0
     try:
@@ -167,7 +167,8 @@ def write_lerobot(store: DatasetStore, root: Path, name: str, options: LeRobotEx
             table = pa.table({f.name: pa.array(_column(columns[f.name]), f.type) for f in schema}, schema=schema)
             row["data/chunk_index"], row["data/file_index"] = data.add(table)
             if record.split == STATS_SPLIT:
-                train_columns.append(table.select([ACTION_KEY, *INDEX_FEATURES]))
+                for column, values in train_values.items():
+                    values.append(np.asarray(columns[column]))
             episodes.append(row)
             exported.append(ExportedEpisode(episode_index=i, store_episode=record.episode,
                                             content_hash=record.content_hash, split=record.split,
@@ -195,7 +196,7 @@ def write_lerobot(store: DatasetStore, root: Path, name: str, options: LeRobotEx
         if feature["info"] is None:
             del feature["info"]  # LeRobot writes `info` for a video only
     _write_json(root / INFO_FILE, written)
-    _write_json(root / STATS_FILE, _stats(pa.concat_tables(train_columns), pixels))
+    _write_json(root / STATS_FILE, _stats(train_values, pixels))
     pd.DataFrame({"task_index": range(len(tasks))}, index=pd.Index(tasks, name="task")).to_parquet(root / TASKS_FILE)
     table = pd.DataFrame(episodes)
     table["meta/episodes/chunk_index"], table["meta/episodes/file_index"] = 0, 0
@@ -216,12 +217,9 @@ def _column(values: object) -> object:
     return list(values) if isinstance(values, np.ndarray) and values.ndim == 2 else values
 
 
-def _stats(train: pa.Table, pixels: dict[str, PixelStats]) -> dict[str, dict]:
-    """stats.json: every vector and index column over the train split's frames, and each camera's pixels."""
-    stats = {}
-    for name in [ACTION_KEY, *INDEX_FEATURES]:
-        column = train.column(name).to_numpy() if name != ACTION_KEY else np.stack(train.column(name).to_pylist())
-        stats[name] = vector_stats(np.asarray(column).reshape(len(column), -1))
+def _stats(train: dict[str, list[np.ndarray]], pixels: dict[str, PixelStats]) -> dict[str, dict]:
+    """stats.json: the action and every index column over the train split's frames, and each camera's pixels."""
+    stats = {name: vector_stats(np.concatenate(values)) for name, values in train.items()}
     return stats | {key: p.stats() for key, p in pixels.items()}
 
 

@@ -317,8 +317,7 @@ class BagFormat:
     def read(self, source: Path, settings: RecorderSettings, identify: bool) -> list[SourceEpisode]:
         read = read_bag(source, settings, full=identify)
         if read and isinstance(read[0], Finding):
-            first = read[0]
-            raise SourceError(f"{source}: {first.code.value}: {first.message}")
+            raise SourceError.of(source, read[0])
         return [SourceEpisode(piece.path, SourceKind.rosbag2, piece.episode.actions,
                               {name: BagFrames(piece.bag, refs) for name, refs in piece.refs.items()},
                               piece.fingerprint(full=True) if identify else None, piece.episode.stamps)

@@ -36,6 +36,7 @@ from schemas.bags import (
     EpisodeCut,
     StampSource,
 )
+from vla_client.preprocess import decode_rgb
 from vla_client.ros import compressed_to_frame, image_to_array
 
 BAG_METADATA = "metadata.yaml"
@@ -326,8 +327,7 @@ def decode_image(msg: Any, msgtype: str) -> tuple[np.ndarray, ColorOrder]:
     if msgtype == COMPRESSED_TYPE:
         frame = compressed_to_frame(msg)
         try:
-            with Image.open(io.BytesIO(frame.data)) as image:
-                return np.asarray(image if image.mode == "RGB" else image.convert("RGB")), ColorOrder.rgb
+            return decode_rgb(frame.data), ColorOrder.rgb
         except (UnidentifiedImageError, OSError) as exc:
             raise ValueError(f"cannot decode the {frame.encoding} image ({exc})") from None
     order = ColorOrder.bgr if str(msg.encoding).lower().startswith("bgr") else ColorOrder.rgb

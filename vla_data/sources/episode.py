@@ -16,13 +16,18 @@ from typing import Protocol
 
 import numpy as np
 
-from schemas import ColorOrder, RecorderSettings, SourceKind
+from schemas import ColorOrder, Finding, RecorderSettings, SourceKind
 from vla_data.common.resize import to_rgb
 
 
 class SourceError(ValueError):
     """A source that cannot give the episode asked for (damaged, changed since it was validated, or naming no
     episode it has); the message names the source and why."""
+
+    @classmethod
+    def of(cls, source: Path, finding: Finding) -> SourceError:
+        """The error of a source whose reading stopped at ``finding``."""
+        return cls(f"{source}: {finding.code.value}: {finding.message}")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ through PyAV (the ``lerobot`` extra).
 
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -25,7 +24,17 @@ import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from schemas import ArrayHeader, ColorOrder, Finding, FindingCode, RecorderSettings, SourceKind
-from schemas.lerobot import CODEBASE_VERSION, EPISODES_PATH, INFO_FILE, TASKS_FILE, VIDEO_PATH, LeRobotInfo
+from schemas.lerobot import (
+    CODEBASE_VERSION,
+    EPISODES_PATH,
+    EXPORT_FILE,
+    INFO_FILE,
+    TASKS_FILE,
+    VIDEO_PATH,
+    LeRobotExport,
+    LeRobotInfo,
+)
+from vla_client.preprocess import decode_rgb
 from vla_data.sources.content_hash import fingerprint
 from vla_data.sources.episode import Frames, SourceEpisode, SourceError
 
@@ -121,9 +130,19 @@ class LeRobotMeta:
     tasks: list[str]
     episodes: pd.DataFrame  # one row per episode, in episode_index order
 
-    @property
-    def data_files(self) -> list[Path]:
-        return sorted(self.root.glob("data/*/*.parquet"))
+
+
+def data_files(root: Path) -> list[Path]:
+    """The folder's data parquet files, in the order LeRobot reads them (its episodes' rows, in index order)."""
+    return sorted(root.glob("data/*/*.parquet"))
+
+
+def read_export(root: Path) -> LeRobotExport | None:
+    """``meta/vla_data.json`` of a folder `vla-data export-lerobot` wrote; None where there is none (or another's)."""
+    try:
+        return LeRobotExport.model_validate_json((root / EXPORT_FILE).read_bytes())
+    except (OSError, ValidationError):
+        return None
 
 
 def read_meta(root: Path) -> LeRobotMeta | Finding:
@@ -165,22 +184,15 @@ class LeRobotFrames:
                 raise SourceError(f"{self.video}: frames {start}..{stop - 1} of episode {self.episode} are not all "
                                   f"there ({len(frames)} decoded)")
             return Frames(frames, ColorOrder.rgb)
-        return Frames(np.stack([_png(b) for b in self.png_bytes()[start:stop]]), ColorOrder.rgb)
+        return Frames(np.stack([decode_rgb(b) for b in self.png_bytes()[start:stop]]), ColorOrder.rgb)
 
     def png_bytes(self) -> list[bytes]:
         """The episode's stored image bytes, in frame order (not decoded)."""
         rows = []
-        for path in sorted(self.root.glob("data/*/*.parquet")):
+        for path in data_files(self.root):
             table = pq.read_table(path, columns=[self.key, "frame_index"], filters=[("episode_index", "==", self.episode)])
             rows += zip(table.column("frame_index").to_pylist(), table.column(self.key).to_pylist(), strict=True)
         return [cell["bytes"] for _, cell in sorted(rows, key=lambda r: r[0])]
-
-
-def _png(data: bytes) -> np.ndarray:
-    from vla_client.preprocess import pillow
-
-    with pillow().open(io.BytesIO(data)) as image:
-        return np.asarray(image.convert("RGB"))
 
 
 @dataclass(frozen=True)
@@ -219,7 +231,7 @@ def read_lerobot(root: Path, settings: RecorderSettings) -> list[LeRobotEpisode]
     columns = [c for c in (settings.actions_key, "timestamp", "frame_index", "episode_index", "task_index")
                if c in info.features]
     try:
-        table = pd.concat([pq.read_table(p, columns=columns).to_pandas() for p in meta.data_files])
+        table = pd.concat([pq.read_table(p, columns=columns).to_pandas() for p in data_files(root)])
     except (OSError, ValueError) as exc:
         return [_finding(FindingCode.corrupt_file, root, "data", f"the data files cannot be read: {exc}",
                          "copy the dataset again")]
@@ -273,7 +285,7 @@ class LeRobotFormat:
     def read(self, source: Path, settings: RecorderSettings, identify: bool) -> list[SourceEpisode]:
         read = read_lerobot(source, settings)
         if read and isinstance(read[0], Finding):
-            raise SourceError(f"{source}: {read[0].code.value}: {read[0].message}")
+            raise SourceError.of(source, read[0])
         return [SourceEpisode(e.ref, SourceKind.lerobot, e.actions, dict(e.cameras),  # type: ignore[arg-type]
                               e.fingerprint() if identify else None, np.round(e.timestamps * 1e9).astype(np.int64))
                 for e in read]  # type: ignore[union-attr]

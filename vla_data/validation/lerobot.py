@@ -10,16 +10,14 @@ findings that stop the folder giving any episode (unreadable meta, another forma
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from schemas import FileReport, Finding, FindingCode, InstructionSource, RecorderSettings, Scenario, SourceKind
 from schemas import ValidateOptions
-from schemas.lerobot import EXPORT_FILE
 from vla_data.sources.instructions import InstructionIndex, resolve_instruction
-from vla_data.sources.lerobot import TIMESTAMP_TOLERANCE_S, LeRobotEpisode, read_lerobot
+from vla_data.sources.lerobot import TIMESTAMP_TOLERANCE_S, LeRobotEpisode, read_export, read_lerobot
 from vla_data.validation.contract import apply_contract
 
 _finding = Finding.of
@@ -27,11 +25,8 @@ _finding = Finding.of
 
 def _source_names(root: Path) -> dict[int, str]:
     """Episode index -> the recording it was exported from, where vla-data exported the folder (its scenario)."""
-    try:
-        export = json.loads((root / EXPORT_FILE).read_text())
-        return {int(e["episode_index"]): str(e["source_path"]) for e in export["episodes"]}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
+    export = read_export(root)
+    return {} if export is None else {e.episode_index: e.source_path for e in export.episodes}
 
 
 def check_lerobot(path: Path, settings: RecorderSettings, options: ValidateOptions, index: InstructionIndex
