@@ -97,9 +97,10 @@ class EvalReport(BaseModel):
     n_episodes: int
     n_anchors: int
     train_mean: list[float] = Field(description="The train-mean baseline's action (physical units).")
-    most_common: list[float] = Field(
-        description="The most-common-action baseline's action: the train split's most frequent action row (physical "
-        "units). On teleop data it is a real command (e.g. forward), so it is the trivial policy to beat.")
+    most_common: list[float] | None = Field(
+        None, description="The most-common-action baseline's action: the train split's most frequent action row "
+        "(physical units). On teleop data it is a real command (e.g. forward), so it is the trivial policy to beat. "
+        "None in a report from before this baseline.")
     overall: Comparison
     scenarios: dict[str, Comparison] = Field(description="The same figures for each scenario of the split.")
     level_confusion: dict[str, LevelConfusion] = Field(
@@ -109,9 +110,10 @@ class EvalReport(BaseModel):
         "every anchor's whole chunk, physical units.")
 
     def baselines(self) -> dict[Predictor, list[float]]:
-        """Each baseline's constant action (physical units), by predictor."""
-        return {Predictor.train_mean: self.train_mean, Predictor.most_common: self.most_common,
-                Predictor.zero_velocity: [0.0] * len(self.action_names)}
+        """Each baseline's constant action (physical units), by predictor (a report from before the most-common
+        baseline has two)."""
+        common = {} if self.most_common is None else {Predictor.most_common: self.most_common}
+        return {Predictor.train_mean: self.train_mean, **common, Predictor.zero_velocity: [0.0] * len(self.action_names)}
 
 
 class PredictedStep(BaseModel):

@@ -383,6 +383,14 @@ def _episode_result(episode: int, n: int) -> EpisodeResult:
     return EpisodeResult(episode, "1box_hori_left", "Reach the bottle on the left", t, true + 0.1, true * mask[..., None], mask)
 
 
+def test_a_report_from_before_the_most_common_baseline_reads_back(evaluated: tuple[Path, str]) -> None:
+    out, _ = evaluated
+    written = json.loads((out / "metrics.json").read_text())
+    del written["most_common"]
+    old = EvalReport.model_validate(written)
+    assert old.most_common is None and list(old.baselines()) == [Predictor.train_mean, Predictor.zero_velocity]
+
+
 def test_trajectories_stay_readable_for_long_and_one_frame_episodes() -> None:
     from pipelines.eval_plots import PANEL_FRAMES, trajectories_figure
 
